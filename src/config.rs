@@ -1,0 +1,601 @@
+//! Configuration: built-in defaults, a TOML file, command-line overrides, and
+//! validation that names every problem with its key and the fix. Only this module
+//! parses TOML. Every limit the server enforces is a key here (README's table).
+
+use crate::jid::Domain;
+use crate::xml::Limits;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One problem with the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The key (or flag, or `file`) the problem is about.
+    pub key: String,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}\n  fix: {}", self.key, self.message, self.fix)
+    }
+}
+
+/// The validated configuration of a running server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub domain: Domain,
+    pub data_dir: PathBuf,
+    pub log_level: log::LevelFilter,
+    /// Client listeners (RFC 6120 §3: port 5222).
+    pub c2s_listen: Vec<SocketAddr>,
+    /// The listeners are the built-in defaults (an unavailable address family is then
+    /// skipped with a warning instead of failing the start).
+    pub c2s_listen_is_default: bool,
+    /// Capacity of the session pool: connections served at once.
+    pub max_sessions: usize,
+    /// Framer limits: `max_stanza_size`, `max_xml_depth`, `max_xml_attributes`,
+    /// `max_xml_namespaces`.
+    pub xml: Limits,
+    /// No complete stream header within this time → `connection-timeout`.
+    pub c2s_header_timeout: Duration,
+    /// Not authenticated within this time → `connection-timeout`.
+    pub c2s_auth_timeout: Duration,
+    /// Nothing received for this time → `connection-timeout`.
+    pub c2s_idle_timeout: Duration,
+    /// A write that makes no progress for this time closes the connection.
+    pub write_timeout: Duration,
+    /// On SIGTERM/SIGINT, streams get this long to close before the process exits.
+    pub shutdown_timeout: Duration,
+}
+
+/// Values given on the command line; they win over the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub domain: Option<String>,
+    pub c2s_listen: Vec<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log_level: Option<String>,
+}
+
+/// Every key with its type, range and default, in README order.
+struct Key {
+    name: &'static str,
+    kind: Kind,
+}
+
+enum Kind {
+    Str(&'static str),
+    Addrs(&'static [&'static str]),
+    Int { min: i64, max: i64, default: i64 },
+    Secs { max: i64, default: i64 },
+}
+
+const KEYS: &[Key] = &[
+    Key {
+        name: "domain",
+        kind: Kind::Str("localhost"),
+    },
+    Key {
+        name: "data_dir",
+        kind: Kind::Str("./wrenhub-data"),
+    },
+    Key {
+        name: "log_level",
+        kind: Kind::Str("info"),
+    },
+    Key {
+        name: "c2s_listen",
+        kind: Kind::Addrs(&["127.0.0.1:5222", "[::1]:5222"]),
+    },
+    Key {
+        name: "max_sessions",
+        kind: Kind::Int {
+            min: 1,
+            max: 1_000_000,
+            default: 1024,
+        },
+    },
+    Key {
+        name: "max_stanza_size",
+        kind: Kind::Int {
+            min: 4096,
+            max: 16 * 1024 * 1024,
+            default: 256 * 1024,
+        },
+    },
+    Key {
+        name: "max_xml_depth",
+        kind: Kind::Int {
+            min: 2,
+            max: 1000,
+            default: 64,
+        },
+    },
+    Key {
+        name: "max_xml_attributes",
+        kind: Kind::Int {
+            min: 1,
+            max: 10_000,
+            default: 64,
+        },
+    },
+    Key {
+        name: "max_xml_namespaces",
+        kind: Kind::Int {
+            min: 1,
+            max: 10_000,
+            default: 32,
+        },
+    },
+    Key {
+        name: "c2s_header_timeout",
+        kind: Kind::Secs {
+            max: 3600,
+            default: 10,
+        },
+    },
+    Key {
+        name: "c2s_auth_timeout",
+        kind: Kind::Secs {
+            max: 3600,
+            default: 60,
+        },
+    },
+    Key {
+        name: "c2s_idle_timeout",
+        kind: Kind::Secs {
+            max: 7 * 86400,
+            default: 900,
+        },
+    },
+    Key {
+        name: "write_timeout",
+        kind: Kind::Secs {
+            max: 3600,
+            default: 30,
+        },
+    },
+    Key {
+        name: "shutdown_timeout",
+        kind: Kind::Secs {
+            max: 600,
+            default: 5,
+        },
+    },
+];
+
+const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
+
+/// A raw value, from the file or a flag, before validation.
+enum Raw {
+    Toml(toml::Value),
+    Flag(String),
+    Flags(Vec<String>),
+}
+
+impl Config {
+    /// Reads the file (if any), applies the overrides and validates everything.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<Problem>> {
+        let table = match file {
+            None => toml::Table::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    vec![Problem {
+                        key: "config".into(),
+                        message: format!("cannot read {}: {e}", path.display()),
+                        fix:
+                            "give the path of a readable TOML file, or no --config for the defaults"
+                                .into(),
+                    }]
+                })?;
+                text.parse::<toml::Table>().map_err(|e| {
+                    vec![Problem {
+                        key: "config".into(),
+                        message: format!(
+                            "{} is not valid TOML: {}",
+                            path.display(),
+                            e.to_string().trim()
+                        ),
+                        fix: "correct the TOML syntax at the place shown".into(),
+                    }]
+                })?
+            }
+        };
+        Self::from_table(table, overrides)
+    }
+
+    /// Validates a parsed table plus overrides.
+    pub fn from_table(
+        mut table: toml::Table,
+        overrides: &Overrides,
+    ) -> Result<Config, Vec<Problem>> {
+        let mut problems = Vec::new();
+        for key in table.keys() {
+            if !KEYS.iter().any(|k| k.name == key) {
+                let fix = match closest_key(key) {
+                    Some(k) => {
+                        format!("did you mean '{k}'? Otherwise remove it (README lists every key)")
+                    }
+                    None => "remove it (README lists every key)".to_string(),
+                };
+                problems.push(Problem {
+                    key: key.clone(),
+                    message: "unknown key".into(),
+                    fix,
+                });
+            }
+        }
+        let mut take = |name: &str| -> Option<(Raw, String)> {
+            let flag = match name {
+                "domain" => overrides.domain.clone().map(Raw::Flag),
+                "data_dir" => overrides
+                    .data_dir
+                    .as_ref()
+                    .map(|p| Raw::Flag(p.display().to_string())),
+                "log_level" => overrides.log_level.clone().map(Raw::Flag),
+                "c2s_listen" if !overrides.c2s_listen.is_empty() => {
+                    Some(Raw::Flags(overrides.c2s_listen.clone()))
+                }
+                _ => None,
+            };
+            match flag {
+                Some(raw) => Some((raw, format!("--{}", name.replace('_', "-")))),
+                None => table.remove(name).map(|v| (Raw::Toml(v), name.to_string())),
+            }
+        };
+        let mut v = Validator {
+            problems: &mut problems,
+        };
+        let domain = v.domain(take("domain"));
+        let data_dir = PathBuf::from(v.string(take("data_dir"), "data_dir"));
+        let log_level = v.log_level(take("log_level"));
+        let listen_raw = take("c2s_listen");
+        let c2s_listen_is_default = listen_raw.is_none();
+        let c2s_listen = v.addrs(listen_raw, "c2s_listen");
+        let max_sessions = v.int(take("max_sessions"), "max_sessions") as usize;
+        let xml = Limits {
+            max_stanza_size: v.int(take("max_stanza_size"), "max_stanza_size") as usize,
+            max_depth: v.int(take("max_xml_depth"), "max_xml_depth") as usize,
+            max_attributes: v.int(take("max_xml_attributes"), "max_xml_attributes") as usize,
+            max_namespaces: v.int(take("max_xml_namespaces"), "max_xml_namespaces") as usize,
+        };
+        let config = Config {
+            domain: domain
+                .unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid")),
+            data_dir,
+            log_level,
+            c2s_listen,
+            c2s_listen_is_default,
+            max_sessions,
+            xml,
+            c2s_header_timeout: v.secs(take("c2s_header_timeout"), "c2s_header_timeout"),
+            c2s_auth_timeout: v.secs(take("c2s_auth_timeout"), "c2s_auth_timeout"),
+            c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),
+            write_timeout: v.secs(take("write_timeout"), "write_timeout"),
+            shutdown_timeout: v.secs(take("shutdown_timeout"), "shutdown_timeout"),
+        };
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+fn key(name: &str) -> &'static Key {
+    KEYS.iter()
+        .find(|k| k.name == name)
+        .expect("every key asked for is in KEYS")
+}
+
+/// The known key nearest to a misspelt one (edit distance at most 3).
+fn closest_key(unknown: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|k| (edit_distance(unknown, k.name), k.name))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+struct Validator<'p> {
+    problems: &'p mut Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, key: &str, message: String, fix: String) {
+        self.problems.push(Problem {
+            key: key.to_string(),
+            message,
+            fix,
+        });
+    }
+
+    fn string(&mut self, raw: Option<(Raw, String)>, name: &str) -> String {
+        let Kind::Str(default) = key(name).kind else {
+            unreachable!("{name} is a string key")
+        };
+        match raw {
+            None => default.to_string(),
+            Some((Raw::Flag(s), _)) => s,
+            Some((Raw::Toml(toml::Value::String(s)), _)) => s,
+            Some((other, k)) => {
+                self.problem(
+                    &k,
+                    format!("must be a string, got {}", describe(&other)),
+                    format!("{name} = \"{default}\""),
+                );
+                default.to_string()
+            }
+        }
+    }
+
+    fn domain(&mut self, raw: Option<(Raw, String)>) -> Option<Domain> {
+        let shown = raw
+            .as_ref()
+            .map_or("domain".to_string(), |(_, k)| k.clone());
+        let s = self.string(raw, "domain");
+        match Domain::parse(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.problem(
+                    &shown,
+                    format!("{s:?} is not a valid domain: {e}"),
+                    "use a host name such as \"hub.lan\" or an IP address (RFC 7622 §3.2)".into(),
+                );
+                None
+            }
+        }
+    }
+
+    fn log_level(&mut self, raw: Option<(Raw, String)>) -> log::LevelFilter {
+        let shown = raw
+            .as_ref()
+            .map_or("log_level".to_string(), |(_, k)| k.clone());
+        let s = self.string(raw, "log_level");
+        s.parse().unwrap_or_else(|_| {
+            self.problem(
+                &shown,
+                format!("unknown log level {s:?}"),
+                format!("use one of {LOG_LEVELS}"),
+            );
+            log::LevelFilter::Info
+        })
+    }
+
+    fn addrs(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<SocketAddr> {
+        let Kind::Addrs(default) = key(name).kind else {
+            unreachable!("{name} is an address key")
+        };
+        let (items, k): (Vec<String>, String) = match raw {
+            None => (
+                default.iter().map(|s| s.to_string()).collect(),
+                name.to_string(),
+            ),
+            Some((Raw::Flags(v), k)) => (v, k),
+            Some((Raw::Flag(s), k)) => (vec![s], k),
+            Some((Raw::Toml(toml::Value::Array(a)), k)) => {
+                let mut items = Vec::new();
+                for v in a {
+                    match v {
+                        toml::Value::String(s) => items.push(s),
+                        other => self.problem(
+                            &k,
+                            format!("every address must be a string, got {}", show(&other)),
+                            format!("{name} = [\"127.0.0.1:5222\"]"),
+                        ),
+                    }
+                }
+                (items, k)
+            }
+            Some((Raw::Toml(toml::Value::String(s)), k)) => (vec![s], k),
+            Some((other, k)) => {
+                self.problem(
+                    &k,
+                    format!("must be a list of addresses, got {}", describe(&other)),
+                    format!("{name} = [\"127.0.0.1:5222\"]"),
+                );
+                return Vec::new();
+            }
+        };
+        let mut addrs = Vec::new();
+        for item in items {
+            match item.parse::<SocketAddr>() {
+                Ok(a) => addrs.push(a),
+                Err(_) => self.problem(
+                    &k,
+                    format!("{item:?} is not an IP address with a port"),
+                    "write it as \"192.168.1.2:5222\" or \"[::1]:5222\" (port 0 picks a free port)"
+                        .into(),
+                ),
+            }
+        }
+        if addrs.is_empty() && self.problems.iter().all(|p| p.key != k) {
+            self.problem(
+                &k,
+                "no address to listen on".into(),
+                format!("{name} = [\"127.0.0.1:5222\"]"),
+            );
+        }
+        addrs
+    }
+
+    fn int(&mut self, raw: Option<(Raw, String)>, name: &str) -> i64 {
+        let Kind::Int { min, max, default } = key(name).kind else {
+            unreachable!("{name} is an integer key")
+        };
+        self.ranged(raw, name, min, max, default, "")
+    }
+
+    fn secs(&mut self, raw: Option<(Raw, String)>, name: &str) -> Duration {
+        let Kind::Secs { max, default } = key(name).kind else {
+            unreachable!("{name} is a seconds key")
+        };
+        Duration::from_secs(self.ranged(raw, name, 1, max, default, " (seconds)") as u64)
+    }
+
+    fn ranged(
+        &mut self,
+        raw: Option<(Raw, String)>,
+        name: &str,
+        min: i64,
+        max: i64,
+        default: i64,
+        unit: &str,
+    ) -> i64 {
+        let (value, k) = match raw {
+            None => return default,
+            Some((Raw::Toml(toml::Value::Integer(i)), k)) => (i, k),
+            Some((other, k)) => {
+                self.problem(
+                    &k,
+                    format!("must be an integer{unit}, got {}", describe(&other)),
+                    format!("{name} = {default}"),
+                );
+                return default;
+            }
+        };
+        if value < min || value > max {
+            self.problem(
+                &k,
+                format!("{value} is out of range{unit}"),
+                format!("use a value from {min} to {max} (default {default})"),
+            );
+            return default;
+        }
+        value
+    }
+}
+
+fn describe(raw: &Raw) -> String {
+    match raw {
+        Raw::Toml(v) => show(v),
+        Raw::Flag(s) => format!("{s:?}"),
+        Raw::Flags(v) => format!("{v:?}"),
+    }
+}
+
+fn show(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => format!("the string {s:?}"),
+        toml::Value::Integer(i) => format!("the integer {i}"),
+        toml::Value::Float(f) => format!("the float {f}"),
+        toml::Value::Boolean(b) => format!("the boolean {b}"),
+        other => format!("a {}", other.type_str()),
+    }
+}
+
+/// The README table of keys: name, default and range (kept in one place with the
+/// validation, so the two cannot drift; a test compares it with README.md).
+pub fn key_table() -> Vec<(String, String, String)> {
+    KEYS.iter()
+        .map(|k| match &k.kind {
+            Kind::Str(d) => (k.name.to_string(), format!("\"{d}\""), "string".to_string()),
+            Kind::Addrs(d) => (
+                k.name.to_string(),
+                format!("{d:?}"),
+                "list of IP:port".to_string(),
+            ),
+            Kind::Int { min, max, default } => (
+                k.name.to_string(),
+                default.to_string(),
+                format!("{min}–{max}"),
+            ),
+            Kind::Secs { max, default } => (
+                k.name.to_string(),
+                format!("{default} s"),
+                format!("1–{max} s"),
+            ),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, Vec<Problem>> {
+        Config::from_table(text.parse().unwrap(), &Overrides::default())
+    }
+
+    #[test]
+    fn defaults_serve_localhost() {
+        let c = load("").unwrap();
+        assert_eq!(c.domain.as_str(), "localhost");
+        assert_eq!(c.c2s_listen.len(), 2);
+        assert!(c.c2s_listen_is_default);
+        assert_eq!(c.xml.max_stanza_size, 262144);
+        assert_eq!(c.data_dir, PathBuf::from("./wrenhub-data"));
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_key_and_fix() {
+        let problems = load(
+            "domain = 'bad domain'\nmax_sesions = 3\nmax_stanza_size = 1\nlog_level = 'loud'\n\
+             c2s_listen = ['nope']\nc2s_idle_timeout = 'long'",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "max_sesions",
+                "domain",
+                "log_level",
+                "c2s_listen",
+                "max_stanza_size",
+                "c2s_idle_timeout"
+            ]
+        );
+        assert!(problems[0].fix.contains("max_sessions"));
+        assert!(problems.iter().all(|p| !p.fix.is_empty()));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let o = Overrides {
+            domain: Some("Hub.LAN.".into()),
+            c2s_listen: vec!["127.0.0.1:0".into()],
+            data_dir: Some("/tmp/x".into()),
+            log_level: Some("debug".into()),
+        };
+        let c = Config::from_table(
+            "domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']"
+                .parse()
+                .unwrap(),
+            &o,
+        )
+        .unwrap();
+        assert_eq!(c.domain.as_str(), "hub.lan");
+        assert_eq!(
+            c.c2s_listen,
+            vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(!c.c2s_listen_is_default);
+        assert_eq!(c.log_level, log::LevelFilter::Debug);
+        let bad = Overrides {
+            log_level: Some("x".into()),
+            ..Overrides::default()
+        };
+        let p = Config::from_table(toml::Table::new(), &bad).unwrap_err();
+        assert_eq!(p[0].key, "--log-level");
+    }
+}

@@ -1,0 +1,94 @@
+//! Accepting connections: `TCP_NODELAY` on every socket, a session slot for each
+//! connection, or — when the pool is full — the stream error `resource-constraint`
+//! written by a small bounded task that allocates no session.
+
+use super::{close_gracefully, write_all_timeout};
+use crate::server::Server;
+use crate::stream::c2s::C2sStream;
+use crate::stream::{StreamCondition, StreamError};
+use async_io::{Async, Timer};
+use smol::LocalExecutor;
+use std::net::{TcpListener, TcpStream};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// At most this many refused connections are being answered at once; beyond that
+/// a refused connection is closed without an answer.
+const MAX_REFUSING: usize = 16;
+
+/// How long a refused connection may take to receive its error.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Accepts client connections until the server shuts down.
+pub async fn accept_clients(
+    server: Rc<Server>,
+    ex: Rc<LocalExecutor<'static>>,
+    listener: Async<TcpListener>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                log::warn!("accept failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if server.is_shutting_down() {
+            return;
+        }
+        if let Err(e) = stream.get_ref().set_nodelay(true) {
+            log::debug!("{peer}: TCP_NODELAY failed: {e}");
+        }
+        match server.pool.try_acquire(peer) {
+            Some(lease) => {
+                log::debug!("{peer}: connected (slot {})", lease.index());
+                ex.spawn(super::c2s::serve(Rc::clone(&server), stream, lease))
+                    .detach();
+            }
+            None => refuse(&server, &ex, stream, peer),
+        }
+    }
+}
+
+/// The pool is full: answer with a header and `resource-constraint` (RFC 6120
+/// §4.9.3.17), without reading the client's header and without a session slot.
+fn refuse(
+    server: &Rc<Server>,
+    ex: &LocalExecutor<'static>,
+    stream: Async<TcpStream>,
+    peer: std::net::SocketAddr,
+) {
+    if server.refusing.get() >= MAX_REFUSING {
+        log::warn!(
+            "{peer}: session pool full (max_sessions = {}), closed",
+            server.pool.capacity()
+        );
+        return;
+    }
+    log::warn!(
+        "{peer}: session pool full (max_sessions = {}), refused",
+        server.pool.capacity()
+    );
+    server.refusing.set(server.refusing.get() + 1);
+    let mut out = Vec::with_capacity(400);
+    C2sStream::new(Rc::clone(&server.domain)).fail(
+        StreamError::with_text(
+            StreamCondition::ResourceConstraint,
+            "the server is serving its maximum number of sessions",
+        ),
+        &mut out,
+    );
+    let server = Rc::clone(server);
+    ex.spawn(async move {
+        if write_all_timeout(&stream, &out, REFUSE_TIMEOUT)
+            .await
+            .is_ok()
+        {
+            close_gracefully(stream, REFUSE_TIMEOUT).await;
+        }
+        server.refusing.set(server.refusing.get() - 1);
+    })
+    .detach();
+}

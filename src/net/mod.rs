@@ -1,0 +1,76 @@
+//! The I/O shell: sockets, timers and signals around the sans-I/O protocol cores.
+//! Everything runs on one `smol::LocalExecutor` thread; a connection is one task.
+
+pub mod c2s;
+pub mod listener;
+
+use async_io::{Async, Timer};
+use futures_lite::AsyncWriteExt;
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
+
+/// How long a closing connection waits for the peer's `</stream:stream>` or EOF
+/// after the server closed its side (RFC 6120 §4.4), reading and discarding.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Writes all of `out` or fails after `timeout` without progress.
+pub async fn write_all_timeout(
+    stream: &Async<TcpStream>,
+    out: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut rest = out;
+    while !rest.is_empty() {
+        let written = futures_lite::future::or(
+            async {
+                stream
+                    .write_with(|s| io::Write::write(&mut &*s, rest))
+                    .await
+                    .map(Some)
+            },
+            async {
+                Timer::after(timeout).await;
+                Ok(None)
+            },
+        )
+        .await?;
+        match written {
+            None => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+            Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Some(n) => rest = &rest[n..],
+        }
+    }
+    Ok(())
+}
+
+/// Closes a connection cleanly: our side first, then read and discard whatever the
+/// peer still sends until it closes or the linger time ends. Closing a socket with
+/// unread input makes the kernel send RST, which can destroy the error we just wrote
+/// before the peer reads it.
+pub async fn close_gracefully(mut stream: Async<TcpStream>, linger: Duration) {
+    let _ = stream.flush().await;
+    let _ = stream.get_ref().shutdown(Shutdown::Write);
+    let deadline = Instant::now() + linger;
+    let mut sink = [0u8; 512];
+    loop {
+        let read = futures_lite::future::or(
+            async {
+                Some(
+                    stream
+                        .read_with(|s| io::Read::read(&mut &*s, &mut sink))
+                        .await,
+                )
+            },
+            async {
+                Timer::at(deadline).await;
+                None
+            },
+        )
+        .await;
+        match read {
+            Some(Ok(n)) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
