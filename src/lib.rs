@@ -6,3 +6,4 @@ pub mod server;
 pub mod session_pool;
 pub mod stream;
 pub mod xml;
+pub mod fuzzing;
