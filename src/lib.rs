@@ -1,4 +1,5 @@
 pub mod config;
+pub mod fuzzing;
 pub mod jid;
 pub mod logger;
 pub mod net;
@@ -6,4 +7,3 @@ pub mod server;
 pub mod session_pool;
 pub mod stream;
 pub mod xml;
-pub mod fuzzing;
