@@ -599,3 +599,17 @@ mod tests {
         assert_eq!(p[0].key, "--log-level");
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// README's configuration table is generated from the same table the validation
+    /// uses; this keeps the two in step.
+    #[test]
+    fn readme_lists_every_key_with_its_default_and_range() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+        for (key, default, range) in super::key_table() {
+            let row = format!("| `{key}` | {default} | {range} |");
+            assert!(readme.contains(&row), "README.md lacks the row:\n{row}");
+        }
+    }
+}

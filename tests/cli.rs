@@ -140,3 +140,18 @@ fn serve_reports_a_port_in_use_clearly() {
         text(&o)
     );
 }
+
+#[test]
+fn every_board_profile_is_a_valid_config() {
+    let boards = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(boards).unwrap() {
+        let profile = entry.unwrap().path().join("wrenhub.toml");
+        if profile.exists() {
+            let o = wrenhub(&["check", "--config", profile.to_str().unwrap()]);
+            assert!(o.status.success(), "{}: {}", profile.display(), text(&o));
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no board profile found");
+}
