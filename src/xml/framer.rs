@@ -26,6 +26,9 @@ pub const READ_CHUNK: usize = 4096;
 /// the rescanning of a pending reference bounded.
 const MAX_REFERENCE: usize = 256;
 
+/// Prefixes are stored as 16-bit offsets; no real prefix comes near this.
+const MAX_PREFIX: usize = u16::MAX as usize;
+
 /// The framer's limits (each one a config key, see [`Limit`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -280,9 +283,14 @@ impl Framer {
         self.tree.clear();
     }
 
-    /// Drops consumed bytes from the front of the buffer.
+    /// Drops consumed bytes from the front of the buffer (a delivered element is
+    /// done with: nobody can hold its view while the framer is borrowed mutably).
     fn compact(&mut self) {
-        let n = self.consumed.min(self.delivered.unwrap_or(usize::MAX));
+        if let Some(end) = self.delivered.take() {
+            self.consumed = end;
+            self.clear_tree();
+        }
+        let n = self.consumed;
         if n == 0 {
             return;
         }
@@ -290,9 +298,6 @@ impl Framer {
         self.consumed -= n;
         self.pos -= n;
         self.origin = self.origin.saturating_sub(n);
-        if let Some(d) = &mut self.delivered {
-            *d -= n;
-        }
         self.scan = match self.scan {
             Scan::Idle => Scan::Idle,
             Scan::Tag { start, quote, at } => Scan::Tag {
@@ -657,6 +662,9 @@ impl Tree {
         let Some(Ok(Token::ElementStart { prefix, local, .. })) = first else {
             return Err(XmlError::not_well_formed("malformed tag"));
         };
+        if prefix.len() >= MAX_PREFIX {
+            return Err(XmlError::not_well_formed("namespace prefix too long"));
+        }
         if !ctx.header && self.open.len() + 1 > ctx.limits.max_depth {
             return Err(XmlError::limit(Limit::Depth));
         }
@@ -670,6 +678,9 @@ impl Tree {
                     value,
                     ..
                 })) => {
+                    if ap.len() >= MAX_PREFIX {
+                        return Err(XmlError::not_well_formed("namespace prefix too long"));
+                    }
                     check_references(value.as_str())?;
                     let names = AttrNames {
                         prefix: ap.as_str(),

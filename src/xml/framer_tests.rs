@@ -262,3 +262,34 @@ fn restart_reads_a_new_header() {
     framer.discard_buffered();
     assert!(!framer.has_buffered());
 }
+
+#[test]
+fn reemission_stamps_a_new_from_and_never_copies_input_bytes() {
+    use super::writer::Override;
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(
+        format!(
+            "{HEADER}<message from='evil@x' to='b@c' type=\"chat\"><body>&lt;script&gt; &#x41;</body>\
+             <x:y xmlns:x='urn:x' xml:lang='en'/></message>"
+        )
+        .as_bytes(),
+    );
+    assert!(matches!(framer.next_event(), Ok(Some(Event::Header(_)))));
+    let Ok(Some(Event::Element(el))) = framer.next_event() else {
+        panic!("no element")
+    };
+    assert_eq!(el.attr("from").as_deref(), Some("evil@x"));
+    let mut out = Vec::new();
+    write_element(
+        &mut out,
+        &el,
+        "jabber:server",
+        Some("jabber:server"),
+        &[Override::Set("from", "a@d/r")],
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "<message to='b@c' type='chat' from='a@d/r'><body>&lt;script&gt; A</body>\
+         <y xmlns='urn:x' xml:lang='en'/></message>"
+    );
+}
