@@ -50,6 +50,26 @@ pub struct Config {
     pub write_timeout: Duration,
     /// On SIGTERM/SIGINT, streams get this long to close before the process exits.
     pub shutdown_timeout: Duration,
+    /// Direct TLS client listeners (XEP-0368: port 5223, ALPN `xmpp-client`).
+    pub c2s_direct_tls_listen: Vec<SocketAddr>,
+    pub c2s_direct_tls_listen_is_default: bool,
+    /// STARTTLS is required before SASL and stanzas (RFC 6120 §5.3.1).
+    pub c2s_require_encryption: bool,
+    /// Offer SASL PLAIN (only ever inside TLS).
+    pub c2s_sasl_plain: bool,
+    /// Failed SASL attempts allowed on one stream before `policy-violation`.
+    pub c2s_max_auth_attempts: u32,
+    /// Failed logins per source IP per minute before `temporary-auth-failure`.
+    pub auth_failures_per_ip: u32,
+    /// Sessions (bound resources) one account may have at once.
+    pub max_resources_per_account: usize,
+    /// What a bind to a resource already in use does (RFC 6120 §7.7.2.2).
+    pub resource_conflict: ResourceConflict,
+    /// Bytes waiting to be written to one session before it is closed.
+    pub c2s_queue_size: usize,
+    /// PEM certificate chain and key; when absent, the local CA in the data dir.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -59,6 +79,16 @@ pub struct Overrides {
     pub c2s_listen: Vec<String>,
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    pub c2s_direct_tls_listen: Vec<String>,
+}
+
+/// RFC 6120 §7.7.2.2: when a client binds a resource that is already connected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceConflict {
+    /// The new session takes over; the old stream gets the `conflict` stream error.
+    Takeover,
+    /// The new bind gets the `conflict` stanza error.
+    Refuse,
 }
 
 /// Every key with its type, range and default, in README order.
@@ -72,6 +102,11 @@ enum Kind {
     Addrs(&'static [&'static str]),
     Int { min: i64, max: i64, default: i64 },
     Secs { max: i64, default: i64 },
+    /// An optional file path.
+    Path,
+    Bool(bool),
+    /// One of these words; the first is the default.
+    Choice(&'static [&'static str]),
 }
 
 const KEYS: &[Key] = &[
@@ -165,7 +200,16 @@ const KEYS: &[Key] = &[
             max: 600,
             default: 5,
         },
-    },
+    },    Key { name: "c2s_direct_tls_listen", kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]) },
+    Key { name: "c2s_require_encryption", kind: Kind::Bool(true) },
+    Key { name: "c2s_sasl_plain", kind: Kind::Bool(true) },
+    Key { name: "c2s_max_auth_attempts", kind: Kind::Int { min: 1, max: 100, default: 3 } },
+    Key { name: "auth_failures_per_ip", kind: Kind::Int { min: 1, max: 100_000, default: 20 } },
+    Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
+    Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
+    Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
+    Key { name: "tls_cert", kind: Kind::Path },
+    Key { name: "tls_key", kind: Kind::Path },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -257,6 +301,9 @@ impl Config {
         let c2s_listen_is_default = listen_raw.is_none();
         let c2s_listen = v.addrs(listen_raw, "c2s_listen");
         let max_sessions = v.int(take("max_sessions"), "max_sessions") as usize;
+        let direct_raw = take("c2s_direct_tls_listen");
+        let c2s_direct_tls_listen_is_default = direct_raw.is_none();
+        let c2s_direct_tls_listen = v.addrs_allow_empty(direct_raw, "c2s_direct_tls_listen");
         let xml = Limits {
             max_stanza_size: v.int(take("max_stanza_size"), "max_stanza_size") as usize,
             max_depth: v.int(take("max_xml_depth"), "max_xml_depth") as usize,
@@ -277,7 +324,28 @@ impl Config {
             c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),
             write_timeout: v.secs(take("write_timeout"), "write_timeout"),
             shutdown_timeout: v.secs(take("shutdown_timeout"), "shutdown_timeout"),
+            c2s_direct_tls_listen,
+            c2s_direct_tls_listen_is_default,
+            c2s_require_encryption: v.bool(take("c2s_require_encryption"), "c2s_require_encryption"),
+            c2s_sasl_plain: v.bool(take("c2s_sasl_plain"), "c2s_sasl_plain"),
+            c2s_max_auth_attempts: v.int(take("c2s_max_auth_attempts"), "c2s_max_auth_attempts") as u32,
+            auth_failures_per_ip: v.int(take("auth_failures_per_ip"), "auth_failures_per_ip") as u32,
+            max_resources_per_account: v.int(take("max_resources_per_account"), "max_resources_per_account") as usize,
+            resource_conflict: match v.choice(take("resource_conflict"), "resource_conflict") {
+                "refuse" => ResourceConflict::Refuse,
+                _ => ResourceConflict::Takeover,
+            },
+            c2s_queue_size: v.int(take("c2s_queue_size"), "c2s_queue_size") as usize,
+            tls_cert: v.path(take("tls_cert"), "tls_cert"),
+            tls_key: v.path(take("tls_key"), "tls_key"),
         };
+        if config.tls_cert.is_some() != config.tls_key.is_some() {
+            problems.push(Problem {
+                key: if config.tls_cert.is_some() { "tls_key" } else { "tls_cert" }.into(),
+                message: "tls_cert and tls_key go together".into(),
+                fix: "set both (PEM chain and its key), or neither for the local CA".into(),
+            });
+        }
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -438,6 +506,55 @@ impl Validator<'_> {
         addrs
     }
 
+    fn bool(&mut self, raw: Option<(Raw, String)>, name: &str) -> bool {
+        let Kind::Bool(default) = key(name).kind else { unreachable!("{name} is a boolean key") };
+        match raw {
+            None => default,
+            Some((Raw::Toml(toml::Value::Boolean(b)), _)) => b,
+            Some((other, k)) => {
+                self.problem(&k, format!("must be true or false, got {}", describe(&other)), format!("{name} = {default}"));
+                default
+            }
+        }
+    }
+
+    fn choice(&mut self, raw: Option<(Raw, String)>, name: &str) -> &'static str {
+        let Kind::Choice(words) = key(name).kind else { unreachable!("{name} is a choice key") };
+        let (given, k) = match raw {
+            None => return words[0],
+            Some((Raw::Toml(toml::Value::String(s)), k)) | Some((Raw::Flag(s), k)) => (s, k),
+            Some((other, k)) => (describe(&other), k),
+        };
+        match words.iter().find(|w| **w == given) {
+            Some(w) => w,
+            None => {
+                self.problem(&k, format!("{given:?} is not one of {}", words.join(", ")), format!("{name} = \"{}\"", words[0]));
+                words[0]
+            }
+        }
+    }
+
+    /// Like `addrs`, but an empty list is allowed (the listener is off).
+    fn addrs_allow_empty(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<SocketAddr> {
+        if let Some((Raw::Toml(toml::Value::Array(a)), _)) = &raw {
+            if a.is_empty() {
+                return Vec::new();
+            }
+        }
+        self.addrs(raw, name)
+    }
+
+    fn path(&mut self, raw: Option<(Raw, String)>, name: &str) -> Option<PathBuf> {
+        match raw {
+            None => None,
+            Some((Raw::Flag(s), _)) | Some((Raw::Toml(toml::Value::String(s)), _)) => Some(PathBuf::from(s)),
+            Some((other, k)) => {
+                self.problem(&k, format!("must be a file path, got {}", describe(&other)), format!("{name} = \"/etc/wrenhub/{name}.pem\""));
+                None
+            }
+        }
+    }
+
     fn int(&mut self, raw: Option<(Raw, String)>, name: &str) -> i64 {
         let Kind::Int { min, max, default } = key(name).kind else {
             unreachable!("{name} is an integer key")
@@ -509,6 +626,9 @@ pub fn key_table() -> Vec<(String, String, String)> {
     KEYS.iter()
         .map(|k| match &k.kind {
             Kind::Str(d) => (k.name.to_string(), format!("\"{d}\""), "string".to_string()),
+            Kind::Path => (k.name.to_string(), "(none)".to_string(), "file path".to_string()),
+            Kind::Bool(d) => (k.name.to_string(), d.to_string(), "true/false".to_string()),
+            Kind::Choice(w) => (k.name.to_string(), format!("\"{}\"", w[0]), w.join(" / ")),
             Kind::Addrs(d) => (
                 k.name.to_string(),
                 format!("{d:?}"),
@@ -576,6 +696,7 @@ mod tests {
             c2s_listen: vec!["127.0.0.1:0".into()],
             data_dir: Some("/tmp/x".into()),
             log_level: Some("debug".into()),
+            c2s_direct_tls_listen: vec![],
         };
         let c = Config::from_table(
             "domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']"

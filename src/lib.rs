@@ -7,3 +7,6 @@ pub mod server;
 pub mod session_pool;
 pub mod stream;
 pub mod xml;
+pub mod tls;
+pub mod sasl;
+pub mod store;

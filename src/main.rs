@@ -36,6 +36,9 @@ struct ServeCmd {
     /// client listener IP:PORT, repeatable; port 0 picks a free port (overrides the file)
     #[argh(option)]
     c2s_listen: Vec<String>,
+    /// Direct TLS client listener IP:PORT, repeatable (overrides the file)
+    #[argh(option)]
+    c2s_direct_tls_listen: Vec<String>,
     /// data directory (overrides the file; default ./wrenhub-data)
     #[argh(option)]
     data_dir: Option<PathBuf>,
@@ -105,6 +108,7 @@ fn serve(cmd: ServeCmd) -> ExitCode {
         c2s_listen: cmd.c2s_listen,
         data_dir: cmd.data_dir,
         log_level: cmd.log_level,
+        c2s_direct_tls_listen: cmd.c2s_direct_tls_listen,
     };
     let config = match Config::load(cmd.config.as_deref(), &overrides) {
         Ok(c) => c,

@@ -1,0 +1,206 @@
+//! The store: one redb database in the data dir, whose schema this module alone
+//! owns. Every write commits with `Durability::Immediate` before it is
+//! acknowledged, so a kill -9 loses no committed account.
+
+use crate::jid::BareJid;
+use crate::sasl::scram::{ScramKeys, ScramRecord};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Accounts: bare JID → [`Account`] record (see [`Account::encode`]).
+const ACCOUNTS: TableDefinition<&str, &[u8]> = TableDefinition::new("accounts");
+/// Server-wide values: name → bytes (e.g. the secret behind fake SCRAM salts).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+/// The file name inside the data dir.
+pub const FILE_NAME: &str = "wrenhub.redb";
+
+/// redb's page cache; small boards have little RAM.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// Another process (a running server) has the database open.
+    InUse(PathBuf),
+    Db(String),
+    Corrupt(&'static str),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::InUse(p) => write!(f, "{} is in use by another process", p.display()),
+            StoreError::Db(e) => write!(f, "database error: {e}"),
+            StoreError::Corrupt(what) => write!(f, "corrupt record: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn db_err(e: impl fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// An account: SCRAM keys only, never the password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub scram: ScramRecord,
+    pub disabled: bool,
+}
+
+const RECORD_VERSION: u8 = 1;
+
+impl Account {
+    /// `version, flags, iterations (u32 BE), salt_len, salt, sha1 stored+server
+    /// (20+20), sha256 stored+server (32+32)`.
+    pub fn encode(&self) -> Vec<u8> {
+        let s = &self.scram;
+        let mut out = Vec::with_capacity(7 + s.salt.len() + 104);
+        out.push(RECORD_VERSION);
+        out.push(u8::from(self.disabled));
+        out.extend_from_slice(&s.iterations.to_be_bytes());
+        out.push(s.salt.len() as u8);
+        out.extend_from_slice(&s.salt);
+        for k in [&s.sha1, &s.sha256] {
+            out.extend_from_slice(&k.stored_key);
+            out.extend_from_slice(&k.server_key);
+        }
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Account, StoreError> {
+        let corrupt = || StoreError::Corrupt("account");
+        let (&[version, flags, i0, i1, i2, i3, salt_len], rest) = b.split_first_chunk::<7>().ok_or_else(corrupt)?;
+        let salt_len = usize::from(salt_len);
+        if version != RECORD_VERSION || rest.len() != salt_len + 104 {
+            return Err(corrupt());
+        }
+        let (salt, keys) = rest.split_at(salt_len);
+        let key = |from: usize, len: usize| keys[from..from + len].to_vec();
+        Ok(Account {
+            disabled: flags & 1 == 1,
+            scram: ScramRecord {
+                iterations: u32::from_be_bytes([i0, i1, i2, i3]),
+                salt: salt.to_vec(),
+                sha1: ScramKeys { stored_key: key(0, 20), server_key: key(20, 20) },
+                sha256: ScramKeys { stored_key: key(40, 32), server_key: key(72, 32) },
+            },
+        })
+    }
+}
+
+/// The open database.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(FILE_NAME);
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.clone()),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::InUse(path.clone())
+            }
+            e => db_err(e),
+        })?;
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(ACCOUNTS).map_err(db_err)?;
+        txn.open_table(META).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+        Ok(Store { db })
+    }
+
+    pub fn account(&self, jid: &BareJid) -> Result<Option<Account>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ACCOUNTS).map_err(db_err)?;
+        match table.get(jid.as_str()).map_err(db_err)? {
+            Some(v) => Ok(Some(Account::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Creates or replaces an account; durable when this returns.
+    pub fn put_account(&self, jid: &BareJid, account: &Account) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(ACCOUNTS).map_err(db_err)?;
+            table.insert(jid.as_str(), account.encode().as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+
+    /// Removes an account; true if it existed.
+    pub fn delete_account(&self, jid: &BareJid) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let existed = {
+            let mut table = txn.open_table(ACCOUNTS).map_err(db_err)?;
+            let removed = table.remove(jid.as_str()).map_err(db_err)?;
+            removed.is_some()
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(existed)
+    }
+
+    /// All account JIDs, sorted.
+    pub fn accounts(&self) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ACCOUNTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db_err)? {
+            let (k, _) = entry.map_err(db_err)?;
+            out.push(k.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// A server-wide random secret, created on first use (for fake SCRAM salts).
+    pub fn secret(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        {
+            let txn = self.db.begin_read().map_err(db_err)?;
+            let table = txn.open_table(META).map_err(db_err)?;
+            if let Some(v) = table.get(name).map_err(db_err)? {
+                return Ok(v.value().to_vec());
+            }
+        }
+        let mut secret = vec![0u8; 32];
+        let _ = getrandom::fill(&mut secret);
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(META).map_err(db_err)?;
+            table.insert(name, secret.as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accounts_round_trip_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let jid: BareJid = "juliet@localhost".parse().unwrap();
+        let account = Account { scram: ScramRecord::derive("pw", vec![1; 16], 4096), disabled: false };
+        assert_eq!(Account::decode(&account.encode()).unwrap(), account);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(matches!(Store::open(dir.path()), Err(StoreError::InUse(_))));
+            store.put_account(&jid, &account).unwrap();
+            assert_eq!(store.accounts().unwrap(), vec!["juliet@localhost".to_string()]);
+            let s1 = store.secret("x").unwrap();
+            assert_eq!(store.secret("x").unwrap(), s1);
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.account(&jid).unwrap(), Some(account));
+        assert!(store.delete_account(&jid).unwrap());
+        assert!(!store.delete_account(&jid).unwrap());
+        assert_eq!(store.account(&jid).unwrap(), None);
+        assert!(Account::decode(&[1, 0, 0]).is_err());
+    }
+}
