@@ -10,3 +10,4 @@ pub mod xml;
 pub mod tls;
 pub mod sasl;
 pub mod store;
+pub mod stanza;

@@ -36,7 +36,7 @@ struct ServeCmd {
     /// client listener IP:PORT, repeatable; port 0 picks a free port (overrides the file)
     #[argh(option)]
     c2s_listen: Vec<String>,
-    /// Direct TLS client listener IP:PORT, repeatable (overrides the file)
+    /// client listener with Direct TLS (XEP-0368), IP:PORT, repeatable (overrides the file)
     #[argh(option)]
     c2s_direct_tls_listen: Vec<String>,
     /// data directory (overrides the file; default ./wrenhub-data)
