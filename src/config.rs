@@ -100,8 +100,15 @@ struct Key {
 enum Kind {
     Str(&'static str),
     Addrs(&'static [&'static str]),
-    Int { min: i64, max: i64, default: i64 },
-    Secs { max: i64, default: i64 },
+    Int {
+        min: i64,
+        max: i64,
+        default: i64,
+    },
+    Secs {
+        max: i64,
+        default: i64,
+    },
     /// An optional file path.
     Path,
     Bool(bool),
@@ -200,16 +207,63 @@ const KEYS: &[Key] = &[
             max: 600,
             default: 5,
         },
-    },    Key { name: "c2s_direct_tls_listen", kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]) },
-    Key { name: "c2s_require_encryption", kind: Kind::Bool(true) },
-    Key { name: "c2s_sasl_plain", kind: Kind::Bool(true) },
-    Key { name: "c2s_max_auth_attempts", kind: Kind::Int { min: 1, max: 100, default: 3 } },
-    Key { name: "auth_failures_per_ip", kind: Kind::Int { min: 1, max: 100_000, default: 20 } },
-    Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
-    Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
-    Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
-    Key { name: "tls_cert", kind: Kind::Path },
-    Key { name: "tls_key", kind: Kind::Path },
+    },
+    Key {
+        name: "c2s_direct_tls_listen",
+        kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]),
+    },
+    Key {
+        name: "c2s_require_encryption",
+        kind: Kind::Bool(true),
+    },
+    Key {
+        name: "c2s_sasl_plain",
+        kind: Kind::Bool(true),
+    },
+    Key {
+        name: "c2s_max_auth_attempts",
+        kind: Kind::Int {
+            min: 1,
+            max: 100,
+            default: 3,
+        },
+    },
+    Key {
+        name: "auth_failures_per_ip",
+        kind: Kind::Int {
+            min: 1,
+            max: 100_000,
+            default: 20,
+        },
+    },
+    Key {
+        name: "max_resources_per_account",
+        kind: Kind::Int {
+            min: 1,
+            max: 1000,
+            default: 10,
+        },
+    },
+    Key {
+        name: "resource_conflict",
+        kind: Kind::Choice(&["takeover", "refuse"]),
+    },
+    Key {
+        name: "c2s_queue_size",
+        kind: Kind::Int {
+            min: 4096,
+            max: 64 * 1024 * 1024,
+            default: 1024 * 1024,
+        },
+    },
+    Key {
+        name: "tls_cert",
+        kind: Kind::Path,
+    },
+    Key {
+        name: "tls_key",
+        kind: Kind::Path,
+    },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -284,6 +338,9 @@ impl Config {
                 "c2s_listen" if !overrides.c2s_listen.is_empty() => {
                     Some(Raw::Flags(overrides.c2s_listen.clone()))
                 }
+                "c2s_direct_tls_listen" if !overrides.c2s_direct_tls_listen.is_empty() => {
+                    Some(Raw::Flags(overrides.c2s_direct_tls_listen.clone()))
+                }
                 _ => None,
             };
             match flag {
@@ -326,11 +383,17 @@ impl Config {
             shutdown_timeout: v.secs(take("shutdown_timeout"), "shutdown_timeout"),
             c2s_direct_tls_listen,
             c2s_direct_tls_listen_is_default,
-            c2s_require_encryption: v.bool(take("c2s_require_encryption"), "c2s_require_encryption"),
+            c2s_require_encryption: v
+                .bool(take("c2s_require_encryption"), "c2s_require_encryption"),
             c2s_sasl_plain: v.bool(take("c2s_sasl_plain"), "c2s_sasl_plain"),
-            c2s_max_auth_attempts: v.int(take("c2s_max_auth_attempts"), "c2s_max_auth_attempts") as u32,
-            auth_failures_per_ip: v.int(take("auth_failures_per_ip"), "auth_failures_per_ip") as u32,
-            max_resources_per_account: v.int(take("max_resources_per_account"), "max_resources_per_account") as usize,
+            c2s_max_auth_attempts: v.int(take("c2s_max_auth_attempts"), "c2s_max_auth_attempts")
+                as u32,
+            auth_failures_per_ip: v.int(take("auth_failures_per_ip"), "auth_failures_per_ip")
+                as u32,
+            max_resources_per_account: v.int(
+                take("max_resources_per_account"),
+                "max_resources_per_account",
+            ) as usize,
             resource_conflict: match v.choice(take("resource_conflict"), "resource_conflict") {
                 "refuse" => ResourceConflict::Refuse,
                 _ => ResourceConflict::Takeover,
@@ -341,7 +404,12 @@ impl Config {
         };
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             problems.push(Problem {
-                key: if config.tls_cert.is_some() { "tls_key" } else { "tls_cert" }.into(),
+                key: if config.tls_cert.is_some() {
+                    "tls_key"
+                } else {
+                    "tls_cert"
+                }
+                .into(),
                 message: "tls_cert and tls_key go together".into(),
                 fix: "set both (PEM chain and its key), or neither for the local CA".into(),
             });
@@ -507,19 +575,27 @@ impl Validator<'_> {
     }
 
     fn bool(&mut self, raw: Option<(Raw, String)>, name: &str) -> bool {
-        let Kind::Bool(default) = key(name).kind else { unreachable!("{name} is a boolean key") };
+        let Kind::Bool(default) = key(name).kind else {
+            unreachable!("{name} is a boolean key")
+        };
         match raw {
             None => default,
             Some((Raw::Toml(toml::Value::Boolean(b)), _)) => b,
             Some((other, k)) => {
-                self.problem(&k, format!("must be true or false, got {}", describe(&other)), format!("{name} = {default}"));
+                self.problem(
+                    &k,
+                    format!("must be true or false, got {}", describe(&other)),
+                    format!("{name} = {default}"),
+                );
                 default
             }
         }
     }
 
     fn choice(&mut self, raw: Option<(Raw, String)>, name: &str) -> &'static str {
-        let Kind::Choice(words) = key(name).kind else { unreachable!("{name} is a choice key") };
+        let Kind::Choice(words) = key(name).kind else {
+            unreachable!("{name} is a choice key")
+        };
         let (given, k) = match raw {
             None => return words[0],
             Some((Raw::Toml(toml::Value::String(s)), k)) | Some((Raw::Flag(s), k)) => (s, k),
@@ -528,7 +604,11 @@ impl Validator<'_> {
         match words.iter().find(|w| **w == given) {
             Some(w) => w,
             None => {
-                self.problem(&k, format!("{given:?} is not one of {}", words.join(", ")), format!("{name} = \"{}\"", words[0]));
+                self.problem(
+                    &k,
+                    format!("{given:?} is not one of {}", words.join(", ")),
+                    format!("{name} = \"{}\"", words[0]),
+                );
                 words[0]
             }
         }
@@ -547,9 +627,15 @@ impl Validator<'_> {
     fn path(&mut self, raw: Option<(Raw, String)>, name: &str) -> Option<PathBuf> {
         match raw {
             None => None,
-            Some((Raw::Flag(s), _)) | Some((Raw::Toml(toml::Value::String(s)), _)) => Some(PathBuf::from(s)),
+            Some((Raw::Flag(s), _)) | Some((Raw::Toml(toml::Value::String(s)), _)) => {
+                Some(PathBuf::from(s))
+            }
             Some((other, k)) => {
-                self.problem(&k, format!("must be a file path, got {}", describe(&other)), format!("{name} = \"/etc/wrenhub/{name}.pem\""));
+                self.problem(
+                    &k,
+                    format!("must be a file path, got {}", describe(&other)),
+                    format!("{name} = \"/etc/wrenhub/{name}.pem\""),
+                );
                 None
             }
         }
@@ -626,7 +712,11 @@ pub fn key_table() -> Vec<(String, String, String)> {
     KEYS.iter()
         .map(|k| match &k.kind {
             Kind::Str(d) => (k.name.to_string(), format!("\"{d}\""), "string".to_string()),
-            Kind::Path => (k.name.to_string(), "(none)".to_string(), "file path".to_string()),
+            Kind::Path => (
+                k.name.to_string(),
+                "(none)".to_string(),
+                "file path".to_string(),
+            ),
             Kind::Bool(d) => (k.name.to_string(), d.to_string(), "true/false".to_string()),
             Kind::Choice(w) => (k.name.to_string(), format!("\"{}\"", w[0]), w.join(" / ")),
             Kind::Addrs(d) => (

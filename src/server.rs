@@ -1,26 +1,41 @@
-//! The server process: binds the listeners, runs the single-threaded executor, and
-//! shuts down on SIGTERM/SIGINT (every open stream gets `system-shutdown`, then the
-//! process exits 0 within `shutdown_timeout`).
+//! The server process: opens the store and TLS, binds the listeners, runs the
+//! single-threaded executor, reloads certificates on SIGHUP, and shuts down on
+//! SIGTERM/SIGINT (every open stream gets `system-shutdown`, then the process exits
+//! 0 within `shutdown_timeout`).
 
+use crate::auth_limiter::AuthLimiter;
 use crate::config::Config;
 use crate::jid::Domain;
 use crate::session_pool::SessionPool;
+use crate::sessions::Registry;
+use crate::store::Store;
+use crate::stream::c2s::Policy;
+use crate::tls::TlsSetup;
 use async_io::{Async, Timer};
 use async_signal::{Signal, Signals};
 use event_listener::Event;
 use futures_lite::StreamExt;
+use rustls::ServerConfig;
 use smol::LocalExecutor;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{SocketAddr, TcpListener};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// State shared by every task of the one server thread.
 pub struct Server {
     pub config: Config,
     pub domain: Rc<Domain>,
+    pub policy: Policy,
     pub pool: Rc<SessionPool>,
+    pub store: Arc<Store>,
+    pub registry: Registry,
+    pub limiter: AuthLimiter,
+    /// The secret behind fake SCRAM salts for unknown users.
+    pub secret: Vec<u8>,
+    tls: RefCell<Rc<TlsSetup>>,
     /// Notified once when shutdown begins.
     pub shutdown: Event,
     shutting_down: Cell<bool>,
@@ -32,12 +47,38 @@ impl Server {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.get()
     }
+
+    /// The TLS configuration for new connections (STARTTLS or Direct TLS).
+    pub fn tls_config(&self, direct: bool) -> Arc<ServerConfig> {
+        let tls = self.tls.borrow();
+        Arc::clone(if direct { &tls.direct } else { &tls.starttls })
+    }
+
+    /// The current end-entity certificate (DER).
+    pub fn tls_end_entity(&self) -> Vec<u8> {
+        self.tls.borrow().end_entity.to_vec()
+    }
+
+    /// SIGHUP: loads the certificate again; sessions keep their connections.
+    fn reload_tls(&self) {
+        match crate::tls::load(&self.config) {
+            Ok(setup) => {
+                for line in crate::tls::describe("server certificate", &setup.cert_path) {
+                    log::info!("reloaded {line}");
+                }
+                *self.tls.borrow_mut() = Rc::new(setup);
+            }
+            Err(e) => log::error!("certificate reload failed, keeping the old one: {e}"),
+        }
+    }
 }
 
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum ServeError {
     DataDir(std::path::PathBuf, std::io::Error),
+    Store(crate::store::StoreError),
+    Tls(crate::tls::TlsError),
     Bind(SocketAddr, std::io::Error),
     NoListener,
     Signals(std::io::Error),
@@ -47,6 +88,11 @@ impl fmt::Display for ServeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ServeError::DataDir(p, e) => write!(f, "cannot create the data directory {}: {e}", p.display()),
+            ServeError::Store(crate::store::StoreError::InUse(p)) => {
+                write!(f, "{} is in use: is another wrenhub running with this data directory?", p.display())
+            }
+            ServeError::Store(e) => write!(f, "cannot open the store: {e}"),
+            ServeError::Tls(e) => write!(f, "TLS: {e}"),
             ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e} (is another server using the port? set c2s_listen or --c2s-listen)"),
             ServeError::NoListener => write!(f, "no client listener could be opened"),
             ServeError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
@@ -56,15 +102,53 @@ impl fmt::Display for ServeError {
 
 impl std::error::Error for ServeError {}
 
+/// How a listener's connections start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Port 5222: plaintext, STARTTLS offered.
+    Client,
+    /// Port 5223: TLS from the first byte (XEP-0368).
+    ClientDirectTls,
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), ServeError> {
     create_data_dir(&config.data_dir)?;
     // Signals are set up before listening, so a signal right after start is not lost.
-    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(ServeError::Signals)?;
+    let mut signals =
+        Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
+    let store = Store::open(&config.data_dir).map_err(ServeError::Store)?;
+    let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
+    let tls = crate::tls::load(&config).map_err(ServeError::Tls)?;
+    if config.tls_cert.is_none() {
+        let ca = crate::tls::local_ca::LocalCa::in_data_dir(&config.data_dir);
+        for line in crate::tls::describe("local CA", &ca.ca_cert) {
+            log::info!("{line}");
+        }
+    }
+    for line in crate::tls::describe("server certificate", &tls.cert_path) {
+        log::info!("{line}");
+    }
     let listeners = bind_all(&config)?;
+    let domain = Rc::new(config.domain.clone());
     let server = Rc::new(Server {
-        domain: Rc::new(config.domain.clone()),
+        policy: Policy {
+            domain: Rc::clone(&domain),
+            require_encryption: config.c2s_require_encryption,
+            sasl_plain: config.c2s_sasl_plain,
+            max_auth_attempts: config.c2s_max_auth_attempts,
+        },
+        domain,
         pool: SessionPool::new(config.max_sessions),
+        store: Arc::new(store),
+        registry: Registry::new(
+            config.max_resources_per_account,
+            config.resource_conflict,
+            config.c2s_queue_size,
+        ),
+        limiter: AuthLimiter::new(config.auth_failures_per_ip),
+        secret,
+        tls: RefCell::new(Rc::new(tls)),
         config,
         shutdown: Event::new(),
         shutting_down: Cell::new(false),
@@ -78,21 +162,36 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         server.config.data_dir.display()
     );
     let ex = Rc::new(LocalExecutor::new());
+    let control = match control_listener(&server.config.data_dir) {
+        Ok(l) => Some(ex.spawn(serve_control(Rc::clone(&server), Rc::clone(&ex), l))),
+        Err(e) => {
+            log::warn!("no control socket ({e}): 'wrenhub user' commands cannot reach this server");
+            None
+        }
+    };
     let accepters: Vec<_> = listeners
         .into_iter()
-        .map(|l| {
+        .map(|(kind, l)| {
             ex.spawn(crate::net::listener::accept_clients(
                 Rc::clone(&server),
                 Rc::clone(&ex),
                 l,
+                kind,
             ))
         })
         .collect();
     futures_lite::future::block_on(ex.run(async {
-        let signal = signals.next().await;
+        let signal = loop {
+            match signals.next().await {
+                Some(Ok(Signal::Hup)) => server.reload_tls(),
+                other => break other,
+            }
+        };
         log::info!("received {signal:?}, shutting down");
         server.shutting_down.set(true);
         drop(accepters);
+        drop(control);
+        let _ = std::fs::remove_file(crate::control::socket_path(&server.config.data_dir));
         server.shutdown.notify(usize::MAX);
         let deadline = Instant::now() + server.config.shutdown_timeout;
         loop {
@@ -100,19 +199,22 @@ pub fn run(config: Config) -> Result<(), ServeError> {
             if open == 0 {
                 break;
             }
-            let waited = futures_lite::future::or(
+            let stop_now = futures_lite::future::or(
                 async {
                     Timer::after(Duration::from_millis(20)).await;
                     false
                 },
                 async {
-                    // A second signal means: stop now.
-                    signals.next().await;
-                    true
+                    // A second SIGTERM/SIGINT means: stop now.
+                    loop {
+                        if !matches!(signals.next().await, Some(Ok(Signal::Hup))) {
+                            return true;
+                        }
+                    }
                 },
             )
             .await;
-            if waited || Instant::now() >= deadline {
+            if stop_now || Instant::now() >= deadline {
                 log::warn!("{open} connection(s) still open at exit");
                 break;
             }
@@ -122,36 +224,117 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-fn create_data_dir(dir: &std::path::Path) -> Result<(), ServeError> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(|e| ServeError::DataDir(dir.to_path_buf(), e))
+/// Binds the control socket (owner only).
+fn control_listener(
+    data_dir: &std::path::Path,
+) -> std::io::Result<Async<std::os::unix::net::UnixListener>> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = crate::control::socket_path(data_dir);
+    // A socket left by a killed server: nobody answers on it any more.
+    if path.exists() && std::os::unix::net::UnixStream::connect(&path).is_err() {
+        std::fs::remove_file(&path)?;
+    }
+    let listener = Async::<std::os::unix::net::UnixListener>::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
 }
 
-fn bind_all(config: &Config) -> Result<Vec<Async<TcpListener>>, ServeError> {
+/// Answers `wrenhub user …` requests; store writes run off the event loop.
+async fn serve_control(
+    server: Rc<Server>,
+    ex: Rc<LocalExecutor<'static>>,
+    listener: Async<std::os::unix::net::UnixListener>,
+) {
+    use futures_lite::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            Timer::after(Duration::from_millis(100)).await;
+            continue;
+        };
+        let server = Rc::clone(&server);
+        ex.spawn(async move {
+            let mut line = String::new();
+            let mut reader = futures_lite::io::BufReader::new(&stream).take(8192);
+            let read = futures_lite::future::or(
+                async { reader.read_line(&mut line).await.is_ok() },
+                async {
+                    Timer::after(Duration::from_secs(10)).await;
+                    false
+                },
+            )
+            .await;
+            if !read {
+                return;
+            }
+            let answer = match crate::control::read_request(&line) {
+                Err(e) => Err(e),
+                Ok(request) => {
+                    let deleted = match &request {
+                        crate::control::Request::Del(j) => Some(j.clone()),
+                        _ => None,
+                    };
+                    let store = Arc::clone(&server.store);
+                    let result = blocking::unblock(move || request.apply(&store)).await;
+                    if let (Ok(_), Some(jid)) = (&result, deleted) {
+                        let ended = server.registry.close_account(
+                            &jid,
+                            crate::stream::StreamError::with_text(
+                                crate::stream::StreamCondition::NotAuthorized,
+                                "the account was deleted",
+                            ),
+                        );
+                        log::info!("account {jid} deleted, {ended} session(s) ended");
+                    }
+                    result
+                }
+            };
+            let text = match answer {
+                Ok(t) => format!("OK {t}\n"),
+                Err(e) => format!("ERR {e}\n"),
+            };
+            let _ = (&stream).write_all(text.as_bytes()).await;
+        })
+        .detach();
+    }
+}
+
+fn create_data_dir(dir: &std::path::Path) -> Result<(), ServeError> {
+    crate::store::create_private_dir(dir).map_err(|e| ServeError::DataDir(dir.to_path_buf(), e))
+}
+
+fn bind_all(config: &Config) -> Result<Vec<(ListenerKind, Async<TcpListener>)>, ServeError> {
     let mut listeners = Vec::new();
-    for addr in &config.c2s_listen {
-        match Async::<TcpListener>::bind(*addr) {
-            Ok(l) => {
-                let local = l.get_ref().local_addr().unwrap_or(*addr);
-                log::info!("listening for clients on {local}");
-                listeners.push(l);
+    let groups = [
+        (
+            ListenerKind::Client,
+            &config.c2s_listen,
+            config.c2s_listen_is_default,
+            "clients",
+        ),
+        (
+            ListenerKind::ClientDirectTls,
+            &config.c2s_direct_tls_listen,
+            config.c2s_direct_tls_listen_is_default,
+            "clients with Direct TLS",
+        ),
+    ];
+    for (kind, addrs, is_default, what) in groups {
+        for addr in addrs {
+            match Async::<TcpListener>::bind(*addr) {
+                Ok(l) => {
+                    let local = l.get_ref().local_addr().unwrap_or(*addr);
+                    log::info!("listening for {what} on {local}");
+                    listeners.push((kind, l));
+                }
+                // The built-in [::1] is skipped on a machine without IPv6.
+                Err(e) if is_default && e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                    log::warn!("not listening on {addr}: {e}");
+                }
+                Err(e) => return Err(ServeError::Bind(*addr, e)),
             }
-            // The built-in [::1] is skipped on a machine without IPv6.
-            Err(e)
-                if config.c2s_listen_is_default
-                    && e.kind() == std::io::ErrorKind::AddrNotAvailable =>
-            {
-                log::warn!("not listening on {addr}: {e}");
-            }
-            Err(e) => return Err(ServeError::Bind(*addr, e)),
         }
     }
-    if listeners.is_empty() {
+    if !listeners.iter().any(|(k, _)| *k == ListenerKind::Client) {
         return Err(ServeError::NoListener);
     }
     Ok(listeners)

@@ -127,20 +127,36 @@ pub struct StanzaError {
 
 impl StanzaError {
     pub fn new(condition: Condition) -> Self {
-        StanzaError { condition, error_type: condition.default_type(), text: None, by: None }
+        StanzaError {
+            condition,
+            error_type: condition.default_type(),
+            text: None,
+            by: None,
+        }
     }
 
     pub fn with_text(condition: Condition, text: impl Into<String>) -> Self {
-        StanzaError { text: Some(text.into()), ..StanzaError::new(condition) }
+        StanzaError {
+            text: Some(text.into()),
+            ..StanzaError::new(condition)
+        }
     }
 
     /// `<error type=…><condition/><text/></error>`.
     pub fn write_error_element(&self, out: &mut Vec<u8>) {
         let mut w = XmlWriter::new(out);
-        w.start("error").attr("type", self.error_type.wire_name()).attr_opt("by", self.by.as_deref()).open();
+        w.start("error")
+            .attr("type", self.error_type.wire_name())
+            .attr_opt("by", self.by.as_deref())
+            .open();
         w.empty_ns(self.condition.wire_name(), NS_STANZAS);
         if let Some(t) = &self.text {
-            w.start("text").attr("xmlns", NS_STANZAS).attr("xml:lang", "en").open().text(t).end("text");
+            w.start("text")
+                .attr("xmlns", NS_STANZAS)
+                .attr("xml:lang", "en")
+                .open()
+                .text(t)
+                .end("text");
         }
         w.end("error");
     }
@@ -149,14 +165,25 @@ impl StanzaError {
     /// swapped, `type='error'`. `sender` is the full JID the original came from
     /// (the stamped `from`), `recipient` the address it was sent to. Returns false
     /// (and writes nothing) when `original` is itself an error, which never gets one.
-    pub fn write_reply(&self, original: &Element<'_>, sender: &str, recipient: Option<&str>, out: &mut Vec<u8>) -> bool {
+    pub fn write_reply(
+        &self,
+        original: &Element<'_>,
+        sender: &str,
+        recipient: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> bool {
         if original.attr("type").as_deref() == Some("error") {
             return false;
         }
         let name = original.name();
         let id = original.attr("id");
         let mut w = XmlWriter::new(out);
-        w.start(name).attr_opt("from", recipient).attr("to", sender).attr_opt("id", id.as_deref()).attr("type", "error").open();
+        w.start(name)
+            .attr_opt("from", recipient)
+            .attr("to", sender)
+            .attr_opt("id", id.as_deref())
+            .attr("type", "error")
+            .open();
         self.write_error_element(out);
         XmlWriter::new(out).end(name);
         true
@@ -173,8 +200,14 @@ mod tests {
         for c in Condition::ALL {
             assert_eq!(Condition::from_wire(c.wire_name()), Some(*c));
         }
-        assert_eq!(Condition::ServiceUnavailable.default_type(), ErrorType::Cancel);
-        assert_eq!(Condition::ResourceConstraint.default_type(), ErrorType::Wait);
+        assert_eq!(
+            Condition::ServiceUnavailable.default_type(),
+            ErrorType::Cancel
+        );
+        assert_eq!(
+            Condition::ResourceConstraint.default_type(),
+            ErrorType::Wait
+        );
         assert_eq!(Condition::NotAuthorized.default_type(), ErrorType::Auth);
     }
 }

@@ -1,105 +1,199 @@
 //! The task of one client connection: read → framer → [`C2sStream`] → write, with
-//! the header, authentication and idle deadlines and the shutdown signal.
+//! TLS, the header/authentication/idle deadlines, the session's queue of routed
+//! stanzas, and the shutdown signal.
 
-use super::{close_gracefully, write_all_timeout, CLOSE_LINGER};
+use super::transport::{ReadOutcome, Transport};
 use crate::server::Server;
 use crate::session_pool::SessionLease;
-use crate::stream::c2s::{C2sStream, Input, Step};
+use crate::stream::c2s::{C2sStream, Env, Input, Step};
 use crate::xml::Framer;
-use async_io::{Async, Timer};
-use std::io::{self, Read};
-use std::net::TcpStream;
+use async_io::Timer;
+use event_listener::EventListener;
 use std::rc::Rc;
 use std::time::Instant;
 
 enum Wake {
     Readable,
+    Queue,
     Deadline(&'static str),
     Shutdown,
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(server: Rc<Server>, stream: Async<TcpStream>, lease: SessionLease) {
+pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let config = &server.config;
     let peer = lease.info().map(|i| i.peer);
+    let peer_ip = peer
+        .map(|p| p.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let mut framer = Framer::new(config.xml);
-    let mut c2s = C2sStream::new(Rc::clone(&server.domain));
+    let mut c2s = C2sStream::new(server.policy.clone(), transport.is_tls());
     let mut out = Vec::new();
     let started = Instant::now();
     let mut last_read = started;
     let mut shutdown = server.shutdown.listen();
-    loop {
+    let mut queue_listener: Option<EventListener> = None;
+    let mut bindings = Default::default();
+    let mut bindings_ready = false;
+    'conn: loop {
         let mut step = Step::Continue;
-        let wake = if server.is_shutting_down() {
-            Wake::Shutdown
+        // Routed stanzas and kill requests for the bound session.
+        if let Some(session) = c2s.session() {
+            if let Some(error) = session.take_close() {
+                step = c2s.handle(
+                    Input::Kill(error),
+                    &env(&server, &bindings, peer_ip),
+                    &mut out,
+                );
+            } else {
+                session.drain_into(&mut out);
+            }
+        }
+        let wake = if step == Step::Close {
+            None
+        } else if server.is_shutting_down() {
+            Some(Wake::Shutdown)
+        } else if transport.has_buffered_input() {
+            Some(Wake::Readable)
+        } else if !out.is_empty() {
+            None
         } else {
             // An idle connection keeps no input buffer while it waits.
             framer.trim();
+            if queue_listener.is_none() {
+                queue_listener = c2s.session().map(|s| s.listen());
+                // Something may have been queued before the listener existed.
+                if c2s.session().is_some_and(|s| s.has_queued() || s.closing()) {
+                    continue 'conn;
+                }
+            }
             let (deadline, why) = deadline(&server, &c2s, started, last_read);
-            futures_lite::future::or(
+            let queue = async {
+                match queue_listener.as_mut() {
+                    Some(l) => l.await,
+                    None => std::future::pending::<()>().await,
+                }
+                Wake::Queue
+            };
+            Some(
                 futures_lite::future::or(
-                    async {
-                        // An error here shows up again on the read below.
-                        let _ = stream.readable().await;
-                        Wake::Readable
-                    },
-                    async {
-                        Timer::at(deadline).await;
-                        Wake::Deadline(why)
-                    },
-                ),
-                async {
-                    (&mut shutdown).await;
-                    Wake::Shutdown
-                },
+                    futures_lite::future::or(
+                        async {
+                            // An error here shows up again on the read below.
+                            let _ = transport.readable().await;
+                            Wake::Readable
+                        },
+                        queue,
+                    ),
+                    futures_lite::future::or(
+                        async {
+                            Timer::at(deadline).await;
+                            Wake::Deadline(why)
+                        },
+                        async {
+                            (&mut shutdown).await;
+                            Wake::Shutdown
+                        },
+                    ),
+                )
+                .await,
             )
-            .await
         };
         match wake {
-            Wake::Readable => {
-                match framer.fill_with(|buf| stream.get_ref().read(buf)) {
-                    Ok(0) => {
+            None => {}
+            Some(Wake::Queue) => queue_listener = None,
+            Some(Wake::Readable) => {
+                match transport.read_into(&mut framer) {
+                    Ok(ReadOutcome::Eof) => {
                         log::debug!("{peer:?}: connection closed by the client");
-                        return;
+                        break 'conn;
                     }
-                    Ok(_) => last_read = Instant::now(),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Ok(ReadOutcome::WouldBlock) => {}
+                    Ok(ReadOutcome::Data) => last_read = Instant::now(),
                     Err(e) => {
                         log::debug!("{peer:?}: read failed: {e}");
-                        return;
+                        // A TLS alert may be waiting to go out.
+                        let _ = transport.write_all(&[], config.write_timeout).await;
+                        break 'conn;
                     }
                 }
+                if !bindings_ready && transport.tls_ready() {
+                    bindings = transport.channel_bindings(&server.tls_end_entity());
+                    bindings_ready = true;
+                }
                 loop {
+                    let env = env(&server, &bindings, peer_ip);
                     step = match framer.next_event() {
-                        Ok(Some(event)) => c2s.handle(Input::Xml(event), &mut out),
+                        Ok(Some(event)) => c2s.handle(Input::Xml(event), &env, &mut out),
                         Ok(None) => break,
-                        Err(e) => c2s.handle(Input::XmlError(e), &mut out),
+                        Err(e) => c2s.handle(Input::XmlError(e), &env, &mut out),
                     };
-                    if step == Step::Close {
-                        break;
+                    match step {
+                        Step::Continue => {}
+                        Step::Restart => framer.restart(),
+                        Step::StartTls | Step::Close => break,
                     }
                 }
                 lease.set_stream_id(c2s.stream_id());
             }
-            Wake::Deadline(why) => step = c2s.handle(Input::Timeout(why), &mut out),
-            Wake::Shutdown => step = c2s.handle(Input::Shutdown, &mut out),
+            Some(Wake::Deadline(why)) => {
+                step = c2s.handle(
+                    Input::Timeout(why),
+                    &env(&server, &bindings, peer_ip),
+                    &mut out,
+                )
+            }
+            Some(Wake::Shutdown) => {
+                step = c2s.handle(Input::Shutdown, &env(&server, &bindings, peer_ip), &mut out)
+            }
         }
-        if !out.is_empty() {
-            if let Err(e) = write_all_timeout(&stream, &out, config.write_timeout).await {
-                log::debug!("{peer:?}: write failed: {e}");
+        if let Err(e) = transport.write_all(&out, config.write_timeout).await {
+            log::debug!("{peer:?}: write failed: {e}");
+            break 'conn;
+        }
+        out.clear();
+        if out.capacity() > 4096 {
+            out = Vec::new();
+        }
+        match step {
+            Step::Continue | Step::Restart => {}
+            Step::StartTls => {
+                // RFC 6120 §5.4.3.3: nothing received before the handshake is processed.
+                framer.discard_buffered();
+                framer.restart();
+                if let Err(e) = transport.start_tls(server.tls_config(false)) {
+                    log::warn!("{peer:?}: cannot start TLS: {e}");
+                    break 'conn;
+                }
+                c2s.set_secure();
+            }
+            Step::Close => {
+                if let Some(s) = c2s.session() {
+                    server.registry.unbind(s);
+                }
+                drop(framer);
+                transport.close(config.write_timeout).await;
                 return;
             }
-            out.clear();
-            if out.capacity() > 4096 {
-                out = Vec::new();
-            }
         }
-        if step == Step::Close {
-            drop(framer);
-            close_gracefully(stream, CLOSE_LINGER).await;
-            return;
-        }
+    }
+    if let Some(s) = c2s.session() {
+        server.registry.unbind(s);
+    }
+}
+
+fn env<'a>(
+    server: &'a Server,
+    bindings: &'a crate::sasl::scram::ChannelBindings,
+    peer: std::net::IpAddr,
+) -> Env<'a> {
+    Env {
+        store: &server.store,
+        registry: &server.registry,
+        limiter: &server.limiter,
+        secret: &server.secret,
+        bindings,
+        peer,
     }
 }
 
@@ -115,7 +209,9 @@ fn deadline(
         last_read + config.c2s_idle_timeout,
         "no data received within c2s_idle_timeout",
     );
-    if c2s.phase() == crate::stream::c2s::Phase::AwaitingHeader {
+    // The header deadline covers the first header only (defeats slowloris); restarts
+    // after STARTTLS and SASL fall under the authentication deadline.
+    if c2s.stream_id().is_empty() {
         let header = started + config.c2s_header_timeout;
         if header < best.0 {
             best = (header, "no stream header within c2s_header_timeout");

@@ -2,8 +2,9 @@
 //! connection, or — when the pool is full — the stream error `resource-constraint`
 //! written by a small bounded task that allocates no session.
 
+use super::transport::Transport;
 use super::{close_gracefully, write_all_timeout};
-use crate::server::Server;
+use crate::server::{ListenerKind, Server};
 use crate::stream::c2s::C2sStream;
 use crate::stream::{StreamCondition, StreamError};
 use async_io::{Async, Timer};
@@ -24,6 +25,7 @@ pub async fn accept_clients(
     server: Rc<Server>,
     ex: Rc<LocalExecutor<'static>>,
     listener: Async<TcpListener>,
+    kind: ListenerKind,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -44,7 +46,19 @@ pub async fn accept_clients(
         match server.pool.try_acquire(peer) {
             Some(lease) => {
                 log::debug!("{peer}: connected (slot {})", lease.index());
-                ex.spawn(super::c2s::serve(Rc::clone(&server), stream, lease))
+                let transport = match kind {
+                    ListenerKind::Client => Transport::plain(stream),
+                    ListenerKind::ClientDirectTls => {
+                        match Transport::direct_tls(stream, server.tls_config(true)) {
+                            Ok(t) => t,
+                            Err(e) => {
+                                log::warn!("{peer}: cannot start TLS: {e}");
+                                continue;
+                            }
+                        }
+                    }
+                };
+                ex.spawn(super::c2s::serve(Rc::clone(&server), transport, lease))
                     .detach();
             }
             None => refuse(&server, &ex, stream, peer),
@@ -73,7 +87,7 @@ fn refuse(
     );
     server.refusing.set(server.refusing.get() + 1);
     let mut out = Vec::with_capacity(400);
-    C2sStream::new(Rc::clone(&server.domain)).fail(
+    C2sStream::new(server.policy.clone(), false).fail(
         StreamError::with_text(
             StreamCondition::ResourceConstraint,
             "the server is serving its maximum number of sessions",

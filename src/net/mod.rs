@@ -74,3 +74,4 @@ pub async fn close_gracefully(mut stream: Async<TcpStream>, linger: Duration) {
         }
     }
 }
+pub mod transport;

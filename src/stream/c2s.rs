@@ -1,24 +1,69 @@
-//! The client-to-server stream as a sans-I/O state machine (RFC 6120 §4): it takes
-//! framer events, timer expiries and shutdown, and writes the server's side of the
-//! stream into an output buffer. The socket loop around it lives in `net/`.
+//! The client-to-server stream as a sans-I/O state machine (RFC 6120 §4–§7): it
+//! takes framer events, timer expiries and shutdown, and writes the server's side
+//! of the stream into an output buffer; the socket loop around it (`net/`) performs
+//! the [`Step`]s it returns (start TLS, restart the framer, close).
 //!
 //! The phases are an enum, so "a stanza before authentication" is a match arm
 //! (RFC 6120 §4.3.2 / the product's spec §3.1: `not-authorized`, not processed).
 
 use super::error::{StreamCondition, StreamError};
 use super::header::{negotiate, new_stream_id, ResponseHeader, Version, NS_CLIENT, NS_STREAMS};
-use crate::jid::{BareJid, Domain};
+use crate::auth_limiter::AuthLimiter;
+use crate::jid::{BareJid, Domain, FullJid};
+use crate::router::Router;
+use crate::sasl::scram::{
+    fake_salt, parse_client_first, ChannelBindings, ScramHash, ScramRecord, ScramServer,
+};
+use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism, NS_SASL};
+use crate::sessions::{BindError, Registry, Session};
+use crate::stanza::{Condition, StanzaError};
+use crate::store::{Account, Store};
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event, XmlError};
+use std::net::IpAddr;
 use std::rc::Rc;
+use std::time::Instant;
+
+/// `urn:ietf:params:xml:ns:xmpp-tls`
+pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+/// `urn:ietf:params:xml:ns:xmpp-bind`
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+/// XEP-0440: SASL channel-binding type capability.
+pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
+
+/// Client-stream policy from the configuration.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    pub domain: Rc<Domain>,
+    pub require_encryption: bool,
+    pub sasl_plain: bool,
+    pub max_auth_attempts: u32,
+}
+
+/// What the stream needs from the rest of the server while handling input.
+pub struct Env<'a> {
+    pub store: &'a Store,
+    pub registry: &'a Registry,
+    pub limiter: &'a AuthLimiter,
+    /// The secret behind fake SCRAM salts for unknown users.
+    pub secret: &'a [u8],
+    /// Channel bindings of the TLS layer (empty without TLS).
+    pub bindings: &'a ChannelBindings,
+    pub peer: IpAddr,
+}
 
 /// Where a client stream stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
-    /// Waiting for the client's stream header.
+    /// Waiting for a stream header (the first, or after a restart).
     AwaitingHeader,
-    /// Header exchanged, features sent, the client is not authenticated.
+    /// Features sent; not authenticated.
     Negotiating,
+    /// A SCRAM exchange waits for the client's final message.
+    Sasl(Box<ScramServer>, BareJid, bool),
+    /// Authenticated (the restarted stream's features offer bind).
+    Authenticated,
+    /// A resource is bound: stanzas are routed.
+    Bound(Rc<Session>),
     /// The server has closed its side.
     Closed,
 }
@@ -32,6 +77,9 @@ pub enum Input<'a> {
     Timeout(&'static str),
     /// The server is stopping (SIGTERM / SIGINT).
     Shutdown,
+    /// Someone else ended this session (resource conflict, account deleted, queue
+    /// overflow).
+    Kill(StreamError),
 }
 
 /// What the connection loop does next.
@@ -39,49 +87,76 @@ pub enum Input<'a> {
 pub enum Step {
     /// Flush the output and keep reading.
     Continue,
+    /// Flush the output (`<proceed/>`), drop every byte buffered so far, start TLS,
+    /// and read a new stream header (RFC 6120 §5.4.3.3).
+    StartTls,
+    /// Flush the output and read a new stream header, keeping buffered bytes
+    /// (after SASL success, RFC 6120 §6.4.6).
+    Restart,
     /// Flush the output, then close the connection.
     Close,
 }
 
 /// One client stream.
 pub struct C2sStream {
-    domain: Rc<Domain>,
+    policy: Policy,
     phase: Phase,
-    /// The id of the current stream (fresh at every header and restart).
+    /// TLS is in place (STARTTLS done, or Direct TLS).
+    secure: bool,
+    /// The authenticated account, from SASL success on.
+    user: Option<BareJid>,
+    failed_auth: u32,
+    /// The id of the current stream (fresh at every header).
     stream_id: String,
     header_sent: bool,
 }
 
 impl C2sStream {
-    pub fn new(domain: Rc<Domain>) -> Self {
+    pub fn new(policy: Policy, secure: bool) -> Self {
         C2sStream {
-            domain,
+            policy,
             phase: Phase::AwaitingHeader,
+            secure,
+            user: None,
+            failed_auth: 0,
             stream_id: String::new(),
             header_sent: false,
         }
     }
 
-    pub fn phase(&self) -> Phase {
-        self.phase
+    pub fn awaiting_header(&self) -> bool {
+        matches!(self.phase, Phase::AwaitingHeader)
     }
 
     pub fn stream_id(&self) -> &str {
         &self.stream_id
     }
 
-    /// True until the client has authenticated (the negotiation deadline applies).
+    /// True until a resource is bound (the authentication deadline applies).
     pub fn unauthenticated(&self) -> bool {
-        matches!(self.phase, Phase::AwaitingHeader | Phase::Negotiating)
+        !matches!(self.phase, Phase::Bound(_) | Phase::Closed)
     }
 
-    pub fn handle(&mut self, input: Input<'_>, out: &mut Vec<u8>) -> Step {
-        if self.phase == Phase::Closed {
+    /// The bound session, if any.
+    pub fn session(&self) -> Option<&Rc<Session>> {
+        match &self.phase {
+            Phase::Bound(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// TLS was started (the loop calls this once the TLS layer is in place).
+    pub fn set_secure(&mut self) {
+        self.secure = true;
+    }
+
+    pub fn handle(&mut self, input: Input<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        if matches!(self.phase, Phase::Closed) {
             return Step::Close;
         }
         match input {
-            Input::Xml(Event::Header(header)) => self.on_header(&header, out),
-            Input::Xml(Event::Element(el)) => self.on_element(&el, out),
+            Input::Xml(Event::Header(header)) => self.on_header(&header, env, out),
+            Input::Xml(Event::Element(el)) => self.on_element(&el, env, out),
             Input::Xml(Event::StreamEnd) => self.close(out),
             Input::XmlError(e) => self.fail(StreamError::from(e), out),
             Input::Timeout(why) => self.fail(
@@ -95,13 +170,13 @@ impl C2sStream {
                 ),
                 out,
             ),
+            Input::Kill(e) => self.fail(e, out),
         }
     }
 
     /// §4.2, §4.7, §4.8: checks the client's header and answers it.
-    fn on_header(&mut self, header: &Element<'_>, out: &mut Vec<u8>) -> Step {
-        if self.phase != Phase::AwaitingHeader {
-            // A second header without a restart the server asked for.
+    fn on_header(&mut self, header: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        if !matches!(self.phase, Phase::AwaitingHeader) {
             return self.fail(
                 StreamError::with_text(StreamCondition::BadFormat, "unexpected stream header"),
                 out,
@@ -110,88 +185,182 @@ impl C2sStream {
         self.stream_id = new_stream_id();
         let client_from = header.attr("from").and_then(|f| f.parse::<BareJid>().ok());
         let version_attr = header.attr("version");
-        let client_version = version_attr.as_deref().map(Version::parse);
-        let negotiated = match client_version {
+        let negotiated = match version_attr.as_deref().map(Version::parse) {
             Some(None) => None,
             Some(Some(v)) => Some(negotiate(Some(v))),
             None => Some(negotiate(None)),
         };
-        let response_version = negotiated.map_or(Some(Version::V1_0), |n| n.response);
         ResponseHeader {
             content_ns: NS_CLIENT,
-            from: self.domain.as_str(),
+            from: self.policy.domain.as_str(),
             to: client_from.as_ref().map(|j| j.as_str()),
             id: &self.stream_id,
-            version: response_version,
+            version: negotiated.map_or(Some(Version::V1_0), |n| n.response),
         }
         .write(out);
         self.header_sent = true;
 
         let error = if header.ns() != NS_STREAMS {
-            Some(StreamError::with_text(
+            Some((
                 StreamCondition::InvalidNamespace,
                 "the stream namespace must be http://etherx.jabber.org/streams",
             ))
         } else if header.name() != "stream" {
-            Some(StreamError::with_text(
+            Some((
                 StreamCondition::BadFormat,
                 "the root element must be <stream>",
             ))
         } else if header.stream_namespace("") != Some(NS_CLIENT) {
-            Some(StreamError::with_text(
+            Some((
                 StreamCondition::InvalidNamespace,
                 "the content namespace must be jabber:client",
             ))
         } else if negotiated.is_none() {
-            Some(StreamError::with_text(
+            Some((
                 StreamCondition::UnsupportedVersion,
                 "the version attribute must be major.minor; XMPP 1.0 is required",
             ))
         } else if negotiated.is_some_and(|n| !n.supported) {
-            Some(StreamError::with_text(
+            Some((
                 StreamCondition::UnsupportedVersion,
                 "this server requires XMPP 1.0",
             ))
         } else {
-            match header.attr("to") {
-                None => Some(StreamError::with_text(
+            match header.attr("to").map(|to| to.parse::<Domain>()) {
+                None => Some((
                     StreamCondition::HostUnknown,
                     "the stream header has no 'to' address",
                 )),
-                Some(to) => match to.parse::<Domain>() {
-                    Ok(d) if d == *self.domain => None,
-                    _ => Some(StreamError::with_text(
-                        StreamCondition::HostUnknown,
-                        "this server does not serve that domain",
-                    )),
-                },
+                Some(Ok(d)) if d == *self.policy.domain => None,
+                Some(_) => Some((
+                    StreamCondition::HostUnknown,
+                    "this server does not serve that domain",
+                )),
             }
         };
-        if let Some(e) = error {
-            return self.fail(e, out);
+        if let Some((condition, text)) = error {
+            return self.fail(StreamError::with_text(condition, text), out);
         }
-        self.phase = Phase::Negotiating;
-        self.write_features(out);
+        self.phase = if self.user.is_some() {
+            Phase::Authenticated
+        } else {
+            Phase::Negotiating
+        };
+        self.write_features(env, out);
         Step::Continue
     }
 
     /// §4.3.2: the features offered in the current phase.
-    fn write_features(&self, out: &mut Vec<u8>) {
-        XmlWriter::new(out).start("stream:features").close_empty();
+    fn write_features(&self, env: &Env<'_>, out: &mut Vec<u8>) {
+        XmlWriter::new(out).start("stream:features").open();
+        if self.user.is_some() {
+            XmlWriter::new(out)
+                .empty_ns("bind", NS_BIND)
+                .start("session")
+                .attr("xmlns", crate::router::NS_SESSION)
+                .open()
+                .start("optional")
+                .close_empty()
+                .end("session");
+        } else {
+            if !self.secure {
+                let mut w = XmlWriter::new(out);
+                w.start("starttls").attr("xmlns", NS_TLS);
+                if self.policy.require_encryption {
+                    w.open().start("required").close_empty().end("starttls");
+                } else {
+                    w.close_empty();
+                }
+            }
+            if self.secure || !self.policy.require_encryption {
+                XmlWriter::new(out)
+                    .start("mechanisms")
+                    .attr("xmlns", NS_SASL)
+                    .open();
+                for m in self.offered_mechanisms(env) {
+                    XmlWriter::new(out)
+                        .start("mechanism")
+                        .open()
+                        .text(m.name())
+                        .end("mechanism");
+                }
+                XmlWriter::new(out).end("mechanisms");
+                if env.bindings.any() {
+                    let mut w = XmlWriter::new(out);
+                    w.start("sasl-channel-binding")
+                        .attr("xmlns", NS_SASL_CB)
+                        .open();
+                    if env.bindings.tls_exporter.is_some() {
+                        w.start("channel-binding")
+                            .attr("type", "tls-exporter")
+                            .close_empty();
+                    }
+                    if env.bindings.tls_server_end_point.is_some() {
+                        w.start("channel-binding")
+                            .attr("type", "tls-server-end-point")
+                            .close_empty();
+                    }
+                    w.end("sasl-channel-binding");
+                }
+            }
+        }
+        XmlWriter::new(out).end("stream:features");
+    }
+
+    fn offered_mechanisms(&self, env: &Env<'_>) -> Vec<Mechanism> {
+        Mechanism::ALL
+            .into_iter()
+            .filter(|m| match m {
+                Mechanism::Scram { plus, .. } => !plus || env.bindings.any(),
+                Mechanism::Plain => self.secure && self.policy.sasl_plain,
+            })
+            .collect()
     }
 
     /// A first-level element of the stream.
-    fn on_element(&mut self, el: &Element<'_>, out: &mut Vec<u8>) -> Step {
+    fn on_element(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         if el.is("error", NS_STREAMS) {
-            log::debug!("client sent a stream error: {:?}", el.children().next());
+            log::debug!(
+                "stream {}: the client sent a stream error: {:?}",
+                self.stream_id,
+                el.children().next()
+            );
             return self.close(out);
         }
         let is_stanza = el.ns() == NS_CLIENT && matches!(el.name(), "message" | "presence" | "iq");
-        match self.phase {
-            Phase::Negotiating if is_stanza => self.fail(
+        match (&self.phase, el.ns(), el.name()) {
+            (Phase::Negotiating, NS_TLS, "starttls") if !self.secure => {
+                XmlWriter::new(out).empty_ns("proceed", NS_TLS);
+                self.phase = Phase::AwaitingHeader;
+                self.header_sent = false;
+                Step::StartTls
+            }
+            (_, NS_TLS, "starttls") => {
+                // §5.4.2.2: TLS already in place, or not at this point.
+                XmlWriter::new(out).empty_ns("failure", NS_TLS);
+                out.extend_from_slice(b"</stream:stream>");
+                self.phase = Phase::Closed;
+                Step::Close
+            }
+            (Phase::Negotiating | Phase::Sasl(..), NS_SASL, "auth") => self.on_auth(el, env, out),
+            (Phase::Sasl(..), NS_SASL, "response") => self.on_response(el, env, out),
+            (Phase::Sasl(..), NS_SASL, "abort") => {
+                self.sasl_failure(Failure::Aborted, None, env, out)
+            }
+            (Phase::Negotiating, NS_SASL, "response" | "abort") => self.sasl_failure(
+                Failure::MalformedRequest,
+                Some("no SASL exchange in progress"),
+                env,
+                out,
+            ),
+            (Phase::Authenticated, NS_CLIENT, "iq") if el.child("bind", NS_BIND).is_some() => {
+                self.on_bind(el, env, out)
+            }
+            (Phase::Bound(_), _, _) if is_stanza => self.on_stanza(el, env, out),
+            (_, _, _) if is_stanza => self.fail(
                 StreamError::with_text(
                     StreamCondition::NotAuthorized,
-                    "stanzas are not accepted before authentication",
+                    "stanzas are not accepted before authentication and resource binding",
                 ),
                 out,
             ),
@@ -203,6 +372,298 @@ impl C2sStream {
                 out,
             ),
         }
+    }
+
+    /// RFC 6120 §6.4.2: `<auth mechanism='…'>`.
+    fn on_auth(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        self.phase = Phase::Negotiating;
+        if !self.secure && self.policy.require_encryption {
+            Failure::EncryptionRequired.write(Some("use STARTTLS first"), out);
+            return Step::Continue;
+        }
+        if !env.limiter.allowed(env.peer, Instant::now()) {
+            Failure::TemporaryAuthFailure.write(
+                Some("too many failed logins from this address; wait a minute"),
+                out,
+            );
+            return Step::Continue;
+        }
+        let name = el.attr("mechanism").unwrap_or_default();
+        let mechanism = match Mechanism::from_name(&name) {
+            Some(Mechanism::Plain) if !self.secure => {
+                return self.sasl_failure(Failure::EncryptionRequired, None, env, out)
+            }
+            Some(Mechanism::Plain) if !self.policy.sasl_plain => {
+                return self.sasl_failure(
+                    Failure::MechanismTooWeak,
+                    Some("this server accepts SCRAM only"),
+                    env,
+                    out,
+                )
+            }
+            Some(m) if self.offered_mechanisms(env).contains(&m) => m,
+            _ => return self.sasl_failure(Failure::InvalidMechanism, None, env, out),
+        };
+        let payload = match decode_payload(&el.text()) {
+            Ok(p) => p,
+            Err(f) => return self.sasl_failure(f, None, env, out),
+        };
+        match mechanism {
+            Mechanism::Plain => self.auth_plain(&payload, env, out),
+            Mechanism::Scram { hash, plus } => self.auth_scram(hash, plus, &payload, env, out),
+        }
+    }
+
+    fn account_jid(&self, username: &str) -> Option<BareJid> {
+        format!("{username}@{}", self.policy.domain)
+            .parse::<BareJid>()
+            .ok()
+            .filter(|j| j.local().is_some())
+    }
+
+    /// An authzid is accepted only when it names the authenticating account.
+    fn authzid_ok(&self, authzid: Option<&str>, jid: Option<&BareJid>) -> bool {
+        match (authzid, jid) {
+            (None, _) => true,
+            (Some(a), Some(j)) => a.parse::<BareJid>().is_ok_and(|a| a == *j),
+            (Some(_), None) => false,
+        }
+    }
+
+    fn lookup(&self, jid: Option<&BareJid>, env: &Env<'_>) -> Result<Option<Account>, Failure> {
+        match jid {
+            None => Ok(None),
+            Some(j) => env.store.account(j).map_err(|e| {
+                log::error!("account lookup failed: {e}");
+                Failure::TemporaryAuthFailure
+            }),
+        }
+    }
+
+    /// PLAIN (RFC 4616), inside TLS only. An unknown user costs the same PBKDF2 as a
+    /// wrong password.
+    fn auth_plain(&mut self, payload: &[u8], env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let creds = match parse_plain(payload) {
+            Ok(c) => c,
+            Err(f) => return self.sasl_failure(f, None, env, out),
+        };
+        let jid = self.account_jid(&creds.username);
+        if !self.authzid_ok(creds.authzid.as_deref(), jid.as_ref()) {
+            return self.sasl_failure(Failure::InvalidAuthzid, None, env, out);
+        }
+        let account = match self.lookup(jid.as_ref(), env) {
+            Ok(a) => a,
+            Err(f) => return self.sasl_failure(f, None, env, out),
+        };
+        let password = crate::sasl::normalize_password(&creds.password);
+        let verified = match (&account, password) {
+            (Some(a), Some(p)) => a.scram.verify_password(&p),
+            (None, _) | (_, None) => {
+                let fake = ScramRecord::unmatchable(fake_salt(env.secret, &creds.username));
+                let _ = fake.verify_password(&creds.password);
+                false
+            }
+        };
+        match (verified, account, jid) {
+            (true, Some(a), _) if a.disabled => {
+                self.sasl_failure(Failure::AccountDisabled, None, env, out)
+            }
+            (true, Some(_), Some(jid)) => self.sasl_success(jid, &[], out),
+            _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
+        }
+    }
+
+    /// SCRAM (RFC 5802): the client-first message.
+    fn auth_scram(
+        &mut self,
+        hash: ScramHash,
+        plus: bool,
+        payload: &[u8],
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let first = match parse_client_first(payload) {
+            Ok(f) => f,
+            Err(f) => return self.sasl_failure(f, None, env, out),
+        };
+        let jid = self.account_jid(&first.username);
+        if !self.authzid_ok(first.authzid.as_deref(), jid.as_ref()) {
+            return self.sasl_failure(Failure::InvalidAuthzid, None, env, out);
+        }
+        let account = match self.lookup(jid.as_ref(), env) {
+            Ok(a) => a,
+            Err(f) => return self.sasl_failure(f, None, env, out),
+        };
+        let salt = fake_salt(env.secret, &first.username);
+        match ScramServer::start(
+            hash,
+            plus,
+            &first,
+            account.as_ref().map(|a| &a.scram),
+            salt,
+            env.bindings,
+        ) {
+            Ok((server, server_first)) => {
+                write_payload("challenge", server_first.as_bytes(), out);
+                let disabled = account.is_some_and(|a| a.disabled);
+                let jid = jid.unwrap_or_else(|| BareJid::from(Domain::clone(&self.policy.domain)));
+                self.phase = Phase::Sasl(Box::new(server), jid, disabled);
+                Step::Continue
+            }
+            Err(f) => self.sasl_failure(f, None, env, out),
+        }
+    }
+
+    /// SCRAM: the client-final message.
+    fn on_response(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let Phase::Sasl(server, jid, disabled) =
+            std::mem::replace(&mut self.phase, Phase::Negotiating)
+        else {
+            return Step::Continue;
+        };
+        let payload = match decode_payload(&el.text()) {
+            Ok(p) => p,
+            Err(f) => return self.sasl_failure(f, None, env, out),
+        };
+        match server.finish(&payload) {
+            Ok(_) if disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
+            Ok(server_final) => self.sasl_success(jid, server_final.as_bytes(), out),
+            Err(f) => self.sasl_failure(f, None, env, out),
+        }
+    }
+
+    fn sasl_success(&mut self, jid: BareJid, additional: &[u8], out: &mut Vec<u8>) -> Step {
+        log::info!("{jid} authenticated (stream {})", self.stream_id);
+        write_payload("success", additional, out);
+        self.user = Some(jid);
+        self.phase = Phase::AwaitingHeader;
+        self.header_sent = false;
+        Step::Restart
+    }
+
+    /// §6.4.5: a failure; the client may retry `max_auth_attempts` times in all,
+    /// then the stream ends with `policy-violation`.
+    fn sasl_failure(
+        &mut self,
+        failure: Failure,
+        text: Option<&str>,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        self.phase = Phase::Negotiating;
+        failure.write(text, out);
+        if matches!(failure, Failure::NotAuthorized | Failure::InvalidAuthzid) {
+            env.limiter.record_failure(env.peer, Instant::now());
+        }
+        self.failed_auth += 1;
+        if self.failed_auth >= self.policy.max_auth_attempts {
+            return self.fail(
+                StreamError::with_text(
+                    StreamCondition::PolicyViolation,
+                    "too many failed authentication attempts",
+                ),
+                out,
+            );
+        }
+        Step::Continue
+    }
+
+    /// RFC 6120 §7: resource binding.
+    fn on_bind(&mut self, iq: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let Some(user) = self.user.clone() else {
+            return Step::Continue;
+        };
+        let id = iq.attr("id").unwrap_or_default();
+        let error = |e: StanzaError, out: &mut Vec<u8>| {
+            e.write_reply(iq, user.as_str(), None, out);
+            Step::Continue
+        };
+        if iq.attr("type").as_deref() != Some("set") {
+            return error(StanzaError::new(Condition::BadRequest), out);
+        }
+        let requested = iq
+            .child("bind", NS_BIND)
+            .and_then(|b| b.child("resource", NS_BIND))
+            .map(|r| r.text().into_owned())
+            .filter(|r| !r.is_empty());
+        let full = match requested {
+            Some(r) => match FullJid::new(&user, &r) {
+                Ok(f) => f,
+                Err(e) => {
+                    return error(
+                        StanzaError::with_text(
+                            Condition::BadRequest,
+                            format!("invalid resource: {e}"),
+                        ),
+                        out,
+                    )
+                }
+            },
+            None => match FullJid::new(&user, &format!("wrenhub-{}", &new_stream_id()[..12])) {
+                Ok(f) => f,
+                Err(_) => return error(StanzaError::new(Condition::InternalServerError), out),
+            },
+        };
+        match env.registry.bind(full) {
+            Ok(session) => {
+                XmlWriter::new(out)
+                    .start("iq")
+                    .attr("id", &id)
+                    .attr("type", "result")
+                    .open()
+                    .start("bind")
+                    .attr("xmlns", NS_BIND)
+                    .open()
+                    .start("jid")
+                    .open()
+                    .text(session.jid.as_str())
+                    .end("jid")
+                    .end("bind")
+                    .end("iq");
+                log::info!("{} bound (stream {})", session.jid, self.stream_id);
+                self.phase = Phase::Bound(session);
+                Step::Continue
+            }
+            Err(BindError::ResourceConstraint) => error(
+                StanzaError::with_text(
+                    Condition::ResourceConstraint,
+                    "this account has max_resources_per_account sessions",
+                ),
+                out,
+            ),
+            Err(BindError::Conflict) => error(StanzaError::new(Condition::Conflict), out),
+        }
+    }
+
+    /// A stanza on an established stream: `from` checked (§8.1.2.1), then routed.
+    fn on_stanza(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let Phase::Bound(session) = &self.phase else {
+            return Step::Continue;
+        };
+        if let Some(from) = el.attr("from") {
+            let own = match from.parse::<crate::jid::Jid>() {
+                Ok(crate::jid::Jid::Full(f)) => f == session.jid,
+                Ok(crate::jid::Jid::Bare(b)) => b == session.jid.to_bare(),
+                Err(_) => false,
+            };
+            if !own {
+                return self.fail(
+                    StreamError::with_text(
+                        StreamCondition::InvalidFrom,
+                        "'from' is not this session's address",
+                    ),
+                    out,
+                );
+            }
+        }
+        let session = Rc::clone(session);
+        Router {
+            domain: &self.policy.domain,
+            registry: env.registry,
+            store: env.store,
+        }
+        .route(&session, el, out);
+        Step::Continue
     }
 
     /// Ends the stream normally (§4.4): the server's closing tag.
@@ -218,7 +679,7 @@ impl C2sStream {
     /// The one place that ends a stream with an error (§4.9.1.1): the opening
     /// header first if none was sent, then the error, then the closing tag.
     pub fn fail(&mut self, error: StreamError, out: &mut Vec<u8>) -> Step {
-        if self.phase == Phase::Closed {
+        if matches!(self.phase, Phase::Closed) {
             return Step::Close;
         }
         if !self.header_sent {
@@ -237,7 +698,7 @@ impl C2sStream {
         }
         ResponseHeader {
             content_ns: NS_CLIENT,
-            from: self.domain.as_str(),
+            from: self.policy.domain.as_str(),
             to: None,
             id: &self.stream_id,
             version: Some(Version::V1_0),

@@ -1,0 +1,201 @@
+//! A client connection's byte transport: plain TCP, or rustls over it (after
+//! STARTTLS, or from the first byte with Direct TLS). rustls is used sans-I/O
+//! (`read_tls` / `process_new_packets` / `write_tls`), so reading stays "wait until
+//! readable, then read into the framer", and an idle connection holds no buffer of
+//! ours.
+
+use crate::sasl::scram::ChannelBindings;
+use crate::xml::Framer;
+use async_io::{Async, Timer};
+use rustls::{ServerConfig, ServerConnection};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a read produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// Bytes went into the framer.
+    Data,
+    /// Nothing to read now.
+    WouldBlock,
+    /// The peer closed the connection (or sent TLS close_notify).
+    Eof,
+}
+
+pub struct Transport {
+    socket: Async<TcpStream>,
+    tls: Option<Box<ServerConnection>>,
+    /// Decrypted bytes rustls holds that the framer has not taken yet.
+    plaintext_left: usize,
+}
+
+impl Transport {
+    pub fn plain(socket: Async<TcpStream>) -> Transport {
+        Transport {
+            socket,
+            tls: None,
+            plaintext_left: 0,
+        }
+    }
+
+    /// Direct TLS (XEP-0368): TLS from the first byte.
+    pub fn direct_tls(
+        socket: Async<TcpStream>,
+        config: Arc<ServerConfig>,
+    ) -> io::Result<Transport> {
+        let mut t = Transport::plain(socket);
+        t.start_tls(config)?;
+        Ok(t)
+    }
+
+    /// Starts the TLS handshake (after `<proceed/>` was written in plaintext).
+    pub fn start_tls(&mut self, config: Arc<ServerConfig>) -> io::Result<()> {
+        let conn = ServerConnection::new(config).map_err(io::Error::other)?;
+        self.tls = Some(Box::new(conn));
+        Ok(())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The TLS handshake is complete.
+    pub fn tls_ready(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| !t.is_handshaking())
+    }
+
+    /// Decrypted input is waiting: read again without waiting for the socket.
+    pub fn has_buffered_input(&self) -> bool {
+        self.plaintext_left > 0
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        self.socket.readable().await
+    }
+
+    /// Reads what is available into the framer, without blocking.
+    pub fn read_into(&mut self, framer: &mut Framer) -> io::Result<ReadOutcome> {
+        let socket = self.socket.get_ref();
+        let Some(tls) = self.tls.as_mut() else {
+            return match framer.fill_with(|buf| (&*socket).read(buf)) {
+                Ok(0) => Ok(ReadOutcome::Eof),
+                Ok(_) => Ok(ReadOutcome::Data),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::WouldBlock),
+                Err(e) => Err(e),
+            };
+        };
+        if self.plaintext_left == 0 {
+            match tls.read_tls(&mut &*socket) {
+                Ok(0) => return Ok(ReadOutcome::Eof),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(ReadOutcome::WouldBlock)
+                }
+                Err(e) => return Err(e),
+            }
+            let state = tls
+                .process_new_packets()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            self.plaintext_left = state.plaintext_bytes_to_read();
+            if state.peer_has_closed() && self.plaintext_left == 0 {
+                return Ok(ReadOutcome::Eof);
+            }
+            if self.plaintext_left == 0 {
+                // Handshake records only; the caller flushes our answer.
+                return Ok(ReadOutcome::Data);
+            }
+        }
+        match framer.fill_with(|buf| tls.reader().read(buf)) {
+            Ok(0) => Ok(ReadOutcome::Eof),
+            Ok(n) => {
+                self.plaintext_left = self.plaintext_left.saturating_sub(n);
+                Ok(ReadOutcome::Data)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.plaintext_left = 0;
+                Ok(ReadOutcome::Data)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes `data` (through TLS when active) and any pending TLS records; fails
+    /// if the peer accepts nothing for `timeout`.
+    pub async fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        let Some(tls) = self.tls.as_mut() else {
+            return write_socket(&self.socket, data, timeout).await;
+        };
+        let mut rest = data;
+        loop {
+            while tls.wants_write() {
+                let socket = &self.socket;
+                let wrote = futures_lite::future::or(
+                    async {
+                        socket
+                            .write_with(|s| tls.write_tls(&mut &*s))
+                            .await
+                            .map(Some)
+                    },
+                    async {
+                        Timer::after(timeout).await;
+                        Ok(None)
+                    },
+                )
+                .await?;
+                match wrote {
+                    None => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+                    Some(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Some(_) => {}
+                }
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
+            let n = tls.writer().write(rest)?;
+            rest = &rest[n..];
+        }
+    }
+
+    /// Channel-binding data for SCRAM-*-PLUS once the handshake is done:
+    /// `tls-exporter` (RFC 9266, TLS 1.3 only) and `tls-server-end-point` (RFC 5929).
+    pub fn channel_bindings(&self, end_entity_cert: &[u8]) -> ChannelBindings {
+        let Some(tls) = self.tls.as_ref().filter(|t| !t.is_handshaking()) else {
+            return ChannelBindings::default();
+        };
+        let tls_exporter = (tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+            .then(|| {
+                tls.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                    .ok()
+            })
+            .flatten()
+            .map(|k| k.to_vec());
+        // RFC 5929 §4.1: the certificate's signature hash, SHA-256 for MD5/SHA-1/SHA-256
+        // (wrenhub's own certificates are ECDSA with SHA-256).
+        let tls_server_end_point = Some(
+            ring::digest::digest(&ring::digest::SHA256, end_entity_cert)
+                .as_ref()
+                .to_vec(),
+        );
+        ChannelBindings {
+            tls_exporter,
+            tls_server_end_point,
+        }
+    }
+
+    /// Ends the connection: TLS close_notify, then our side of TCP, then a bounded
+    /// wait for the peer (see [`super::close_gracefully`]).
+    pub async fn close(mut self, timeout: Duration) {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            let _ = self.write_all(&[], timeout).await;
+        }
+        super::close_gracefully(self.socket, super::CLOSE_LINGER).await;
+    }
+}
+
+async fn write_socket(socket: &Async<TcpStream>, data: &[u8], timeout: Duration) -> io::Result<()> {
+    super::write_all_timeout(socket, data, timeout).await
+}

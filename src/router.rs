@@ -1,0 +1,353 @@
+//! Who gets a stanza (RFC 6120 §8.5 core rules, with RFC 6121 §8.5 where it
+//! decides between the resources of a local account). The sender's `from` is
+//! stamped by the session, never trusted from input; a stanza is forwarded by
+//! re-emitting it from its view, never by copying input bytes.
+//!
+//! Until presence (RFC 6121), offline storage and federation arrive, a stanza with
+//! nowhere to go gets an error back (`service-unavailable`,
+//! `remote-server-not-found`), never a silent drop.
+
+use crate::jid::{BareJid, Domain, FullJid, Jid};
+use crate::sessions::{Registry, Session};
+use crate::stanza::{Condition, Kind, StanzaError};
+use crate::store::Store;
+use crate::stream::header::NS_CLIENT;
+use crate::xml::writer::{write_element, Override, XmlWriter};
+use crate::xml::Element;
+use std::rc::Rc;
+
+/// `urn:xmpp:ping` (XEP-0199)
+pub const NS_PING: &str = "urn:xmpp:ping";
+/// The legacy session establishment namespace (RFC 3921 §3; RFC 6121 Appendix E).
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+
+/// What the router needs to know.
+pub struct Router<'a> {
+    pub domain: &'a Domain,
+    pub registry: &'a Registry,
+    pub store: &'a Store,
+}
+
+/// Where a stanza is addressed.
+enum Target {
+    /// The server itself (its domain, or no `to` on an iq).
+    Server,
+    /// A local account (bare) or one of its resources (full).
+    Local(BareJid, Option<FullJid>),
+    /// Another domain.
+    Remote,
+}
+
+impl Router<'_> {
+    /// Routes one stanza from a bound session. Replies from the server are written
+    /// to `out` (the sender's own output).
+    pub fn route(&self, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+        let Some(kind) = Kind::of(stanza) else { return };
+        let from = sender.jid.as_str();
+        let stanza_type = stanza.attr("type");
+        let stanza_type = stanza_type.as_deref();
+        if kind == Kind::Iq && !valid_iq(stanza) {
+            self.error(
+                stanza,
+                sender,
+                None,
+                StanzaError::with_text(
+                    Condition::BadRequest,
+                    "an iq needs an id, a type, and a get/set exactly one child",
+                ),
+                out,
+            );
+            return;
+        }
+        if kind == Kind::Presence && stanza.attr("to").is_none() {
+            // Presence broadcast comes with RFC 6121 support; track availability now.
+            self.track_presence(sender, stanza, stanza_type);
+            return;
+        }
+        let to = match stanza.attr("to") {
+            None => None,
+            Some(to) => match to.parse::<Jid>() {
+                Ok(j) => Some(j),
+                Err(e) => {
+                    self.error(
+                        stanza,
+                        sender,
+                        None,
+                        StanzaError::with_text(Condition::JidMalformed, e.to_string()),
+                        out,
+                    );
+                    return;
+                }
+            },
+        };
+        let to_text = to.as_ref().map(|j| j.as_str().to_string());
+        let target = match &to {
+            None if kind == Kind::Iq => Target::Server,
+            None => Target::Local(sender.jid.to_bare(), None),
+            Some(j) if j.domain() != self.domain.as_str() => Target::Remote,
+            Some(j) if j.local().is_none() => Target::Server,
+            Some(Jid::Bare(b)) => Target::Local(b.clone(), None),
+            Some(Jid::Full(f)) => Target::Local(f.to_bare(), Some(f.clone())),
+        };
+        match target {
+            Target::Remote => {
+                let e = StanzaError::with_text(
+                    Condition::RemoteServerNotFound,
+                    "federation is not enabled on this server",
+                );
+                self.error(stanza, sender, to_text.as_deref(), e, out);
+            }
+            Target::Server => self.to_server(kind, stanza, sender, to_text.as_deref(), out),
+            Target::Local(bare, full) => self.to_local(
+                kind,
+                stanza_type,
+                stanza,
+                sender,
+                &bare,
+                full.as_ref(),
+                to_text.as_deref(),
+                out,
+            ),
+        }
+        let _ = from;
+    }
+
+    fn track_presence(&self, sender: &Session, stanza: &Element<'_>, stanza_type: Option<&str>) {
+        match stanza_type {
+            None => {
+                let priority = stanza
+                    .child("priority", NS_CLIENT)
+                    .and_then(|p| p.text().trim().parse::<i8>().ok())
+                    .unwrap_or(0);
+                sender.priority.set(Some(priority));
+            }
+            Some("unavailable") => sender.priority.set(None),
+            _ => {}
+        }
+    }
+
+    /// §8.5.1 / §10.3: the server answers for itself (and for an account, on its behalf).
+    fn to_server(
+        &self,
+        kind: Kind,
+        stanza: &Element<'_>,
+        sender: &Session,
+        to: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        match kind {
+            Kind::Iq => self.server_iq(stanza, sender, to, out),
+            Kind::Message => {
+                self.error(
+                    stanza,
+                    sender,
+                    to,
+                    StanzaError::new(Condition::ServiceUnavailable),
+                    out,
+                );
+            }
+            // Presence to the server itself carries nothing to act on yet.
+            Kind::Presence => {}
+        }
+    }
+
+    fn server_iq(&self, iq: &Element<'_>, sender: &Session, to: Option<&str>, out: &mut Vec<u8>) {
+        let iq_type = iq.attr("type");
+        if matches!(iq_type.as_deref(), Some("result") | Some("error")) {
+            return; // answers to nothing the server asked: dropped (§8.2.3)
+        }
+        let Some(payload) = iq.children().next() else {
+            return;
+        };
+        let answered = match (iq_type.as_deref(), payload.name(), payload.ns()) {
+            (Some("get"), "ping", NS_PING) => true,
+            (Some("set"), "session", NS_SESSION) => true,
+            _ => false,
+        };
+        if answered {
+            let id = iq.attr("id");
+            XmlWriter::new(out)
+                .start("iq")
+                .attr_opt("from", to)
+                .attr("to", sender.jid.as_str())
+                .attr_opt("id", id.as_deref())
+                .attr("type", "result")
+                .close_empty();
+        } else {
+            self.error(
+                iq,
+                sender,
+                to,
+                StanzaError::new(Condition::ServiceUnavailable),
+                out,
+            );
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn to_local(
+        &self,
+        kind: Kind,
+        stanza_type: Option<&str>,
+        stanza: &Element<'_>,
+        sender: &Rc<Session>,
+        bare: &BareJid,
+        full: Option<&FullJid>,
+        to: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let sessions = self.registry.sessions(bare);
+        let exists = !sessions.is_empty() || matches!(self.store.account(bare), Ok(Some(_)));
+        if !exists {
+            // RFC 6121 §8.5.2.2.1: no such account.
+            if kind != Kind::Presence {
+                self.error(
+                    stanza,
+                    sender,
+                    to,
+                    StanzaError::new(Condition::ServiceUnavailable),
+                    out,
+                );
+            }
+            return;
+        }
+        if let Some(full) = full {
+            if let Some(session) = sessions.iter().find(|s| s.jid == *full) {
+                self.deliver(stanza, sender, session, to, out);
+                return;
+            }
+            // RFC 6121 §8.5.3.2: no such resource.
+            match kind {
+                Kind::Message if stanza_type != Some("groupchat") => {}
+                Kind::Presence => return,
+                _ => {
+                    self.error(
+                        stanza,
+                        sender,
+                        to,
+                        StanzaError::new(Condition::ServiceUnavailable),
+                        out,
+                    );
+                    return;
+                }
+            }
+        }
+        match kind {
+            // §8.5.2.1.3: an iq to a bare JID is answered by the server on its behalf.
+            Kind::Iq => {
+                if bare == &sender.jid.to_bare() {
+                    self.server_iq(stanza, sender, to, out);
+                } else if !matches!(stanza_type, Some("result") | Some("error")) {
+                    self.error(
+                        stanza,
+                        sender,
+                        to,
+                        StanzaError::new(Condition::ServiceUnavailable),
+                        out,
+                    );
+                }
+            }
+            Kind::Presence => {
+                for s in sessions.iter().filter(|s| s.available()) {
+                    self.deliver(stanza, sender, s, to, out);
+                }
+            }
+            Kind::Message => {
+                let available: Vec<&Rc<Session>> = sessions
+                    .iter()
+                    .filter(|s| s.priority.get().is_some_and(|p| p >= 0))
+                    .collect();
+                let targets: Vec<&Rc<Session>> = match stanza_type {
+                    Some("error") => return,
+                    Some("groupchat") => {
+                        self.error(
+                            stanza,
+                            sender,
+                            to,
+                            StanzaError::new(Condition::ServiceUnavailable),
+                            out,
+                        );
+                        return;
+                    }
+                    Some("headline") => available,
+                    // chat / normal: the resources with the highest priority (§8.5.2.1.1).
+                    _ => {
+                        let top = available.iter().filter_map(|s| s.priority.get()).max();
+                        available
+                            .into_iter()
+                            .filter(|s| s.priority.get() == top)
+                            .collect()
+                    }
+                };
+                if targets.is_empty() {
+                    // Offline storage (XEP-0160) arrives with IM support; until then
+                    // the sender learns the message was not delivered.
+                    let e = StanzaError::with_text(
+                        Condition::ServiceUnavailable,
+                        "the recipient is offline",
+                    );
+                    self.error(stanza, sender, to, e, out);
+                    return;
+                }
+                for s in targets {
+                    self.deliver(stanza, sender, s, to, out);
+                }
+            }
+        }
+    }
+
+    /// Re-emits the stanza with `from` stamped into the recipient's queue.
+    fn deliver(
+        &self,
+        stanza: &Element<'_>,
+        sender: &Rc<Session>,
+        recipient: &Rc<Session>,
+        to: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut bytes = Vec::with_capacity(256);
+        write_element(
+            &mut bytes,
+            stanza,
+            NS_CLIENT,
+            None,
+            &[Override::Set("from", sender.jid.as_str())],
+        );
+        if Rc::ptr_eq(sender, recipient) {
+            out.extend_from_slice(&bytes);
+            return;
+        }
+        if recipient.push(bytes).is_err() {
+            let e = StanzaError::with_text(
+                Condition::ResourceConstraint,
+                "the recipient is not reading",
+            );
+            self.error(stanza, sender, to, e, out);
+        }
+    }
+
+    /// Sends an error reply to the sender (never for an error stanza).
+    fn error(
+        &self,
+        stanza: &Element<'_>,
+        sender: &Session,
+        to: Option<&str>,
+        mut e: StanzaError,
+        out: &mut Vec<u8>,
+    ) {
+        e.by = Some(self.domain.as_str().to_string());
+        e.write_reply(stanza, sender.jid.as_str(), to, out);
+    }
+}
+
+/// §8.2.3: an iq has an id and a type; get and set carry exactly one child.
+fn valid_iq(iq: &Element<'_>) -> bool {
+    let children = iq.children().count();
+    iq.attr("id").is_some()
+        && match iq.attr("type").as_deref() {
+            Some("get") | Some("set") => children == 1,
+            Some("result") => children <= 1,
+            Some("error") => true,
+            _ => false,
+        }
+}

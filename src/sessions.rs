@@ -1,0 +1,252 @@
+//! Bound client sessions (RFC 6120 §7): the registry the router looks recipients
+//! up in, and each session's bounded outbound queue. A reader that stops reading
+//! fills only its own queue; past `c2s_queue_size` it is closed with the stream
+//! error `resource-constraint`, and nothing else slows down.
+
+use crate::config::ResourceConflict;
+use crate::jid::{BareJid, FullJid};
+use crate::stream::{StreamCondition, StreamError};
+use event_listener::{Event, EventListener};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+
+/// One bound session, as others see it.
+pub struct Session {
+    pub jid: FullJid,
+    queue: RefCell<VecDeque<Box<[u8]>>>,
+    queued_bytes: Cell<usize>,
+    limit: usize,
+    wake: Event,
+    closing: RefCell<Option<StreamError>>,
+    /// The priority of the session's last available presence (RFC 6121 §4.7.2.3);
+    /// `None` until it sends initial presence, and after unavailable presence.
+    pub priority: Cell<Option<i8>>,
+}
+
+/// The queue is full; the session is being closed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueueFull;
+
+impl Session {
+    fn new(jid: FullJid, limit: usize) -> Session {
+        Session {
+            jid,
+            queue: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            limit,
+            wake: Event::new(),
+            closing: RefCell::new(None),
+            priority: Cell::new(None),
+        }
+    }
+
+    /// Queues bytes for the client. Over the limit the session is told to close.
+    pub fn push(&self, bytes: Vec<u8>) -> Result<(), QueueFull> {
+        if self.closing.borrow().is_some() {
+            return Err(QueueFull);
+        }
+        let total = self.queued_bytes.get() + bytes.len();
+        if total > self.limit {
+            self.close_with(StreamError::with_text(
+                StreamCondition::ResourceConstraint,
+                "the client is not reading: its queue exceeded c2s_queue_size",
+            ));
+            return Err(QueueFull);
+        }
+        self.queued_bytes.set(total);
+        self.queue.borrow_mut().push_back(bytes.into_boxed_slice());
+        self.wake.notify(1);
+        Ok(())
+    }
+
+    /// Moves everything queued into `out`.
+    pub fn drain_into(&self, out: &mut Vec<u8>) {
+        let mut queue = self.queue.borrow_mut();
+        for item in queue.drain(..) {
+            out.extend_from_slice(&item);
+        }
+        self.queued_bytes.set(0);
+        if queue.capacity() > 16 {
+            *queue = VecDeque::new();
+        }
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.borrow().is_empty()
+    }
+
+    /// Asks the session's task to end the stream with this error.
+    pub fn close_with(&self, error: StreamError) {
+        let mut closing = self.closing.borrow_mut();
+        if closing.is_none() {
+            *closing = Some(error);
+        }
+        self.wake.notify(1);
+    }
+
+    pub fn take_close(&self) -> Option<StreamError> {
+        self.closing.borrow_mut().take()
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.borrow().is_some()
+    }
+
+    /// Resolves when something is queued or a close is asked for.
+    pub fn listen(&self) -> EventListener {
+        self.wake.listen()
+    }
+
+    pub fn available(&self) -> bool {
+        self.priority.get().is_some()
+    }
+}
+
+/// Why a bind failed (RFC 6120 §7.6.2).
+#[derive(Debug, PartialEq, Eq)]
+pub enum BindError {
+    /// `max_resources_per_account` reached.
+    ResourceConstraint,
+    /// The resource is connected and the policy refuses the new one.
+    Conflict,
+}
+
+/// Every bound session, by account.
+pub struct Registry {
+    accounts: RefCell<HashMap<BareJid, Vec<Rc<Session>>>>,
+    max_per_account: usize,
+    conflict: ResourceConflict,
+    queue_limit: usize,
+}
+
+impl Registry {
+    pub fn new(max_per_account: usize, conflict: ResourceConflict, queue_limit: usize) -> Registry {
+        Registry {
+            accounts: RefCell::new(HashMap::new()),
+            max_per_account,
+            conflict,
+            queue_limit,
+        }
+    }
+
+    /// Binds a full JID (§7.6.1). With the takeover policy an existing session of
+    /// the same resource is told to close with `conflict` (§7.7.2.2).
+    pub fn bind(&self, jid: FullJid) -> Result<Rc<Session>, BindError> {
+        let bare = jid.to_bare();
+        let mut accounts = self.accounts.borrow_mut();
+        let sessions = accounts.entry(bare).or_default();
+        if let Some(i) = sessions.iter().position(|s| s.jid == jid) {
+            match self.conflict {
+                ResourceConflict::Refuse => return Err(BindError::Conflict),
+                ResourceConflict::Takeover => {
+                    let old = sessions.remove(i);
+                    old.close_with(StreamError::with_text(
+                        StreamCondition::Conflict,
+                        "another session bound the same resource",
+                    ));
+                }
+            }
+        }
+        if sessions.len() >= self.max_per_account {
+            return Err(BindError::ResourceConstraint);
+        }
+        let session = Rc::new(Session::new(jid, self.queue_limit));
+        sessions.push(Rc::clone(&session));
+        Ok(session)
+    }
+
+    /// Removes a session (if it is still the one bound to its JID).
+    pub fn unbind(&self, session: &Rc<Session>) {
+        let bare = session.jid.to_bare();
+        let mut accounts = self.accounts.borrow_mut();
+        if let Some(sessions) = accounts.get_mut(&bare) {
+            sessions.retain(|s| !Rc::ptr_eq(s, session));
+            if sessions.is_empty() {
+                accounts.remove(&bare);
+            }
+        }
+    }
+
+    pub fn get(&self, jid: &FullJid) -> Option<Rc<Session>> {
+        let accounts = self.accounts.borrow();
+        accounts
+            .get(&jid.to_bare())?
+            .iter()
+            .find(|s| s.jid == *jid)
+            .cloned()
+    }
+
+    /// The sessions of an account.
+    pub fn sessions(&self, bare: &BareJid) -> Vec<Rc<Session>> {
+        self.accounts
+            .borrow()
+            .get(bare)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Ends every session of an account (e.g. the account was deleted).
+    pub fn close_account(&self, bare: &BareJid, error: StreamError) -> usize {
+        let sessions = self.sessions(bare);
+        for s in &sessions {
+            s.close_with(error.clone());
+        }
+        sessions.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.borrow().values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> FullJid {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn bind_limits_and_takeover() {
+        let reg = Registry::new(2, ResourceConflict::Takeover, 100);
+        let a = reg.bind(jid("u@d/a")).unwrap();
+        let _b = reg.bind(jid("u@d/b")).unwrap();
+        assert_eq!(
+            reg.bind(jid("u@d/c")).err(),
+            Some(BindError::ResourceConstraint)
+        );
+        let a2 = reg.bind(jid("u@d/a")).unwrap();
+        assert_eq!(
+            a.take_close().map(|e| e.condition),
+            Some(StreamCondition::Conflict)
+        );
+        assert!(Rc::ptr_eq(&reg.get(&jid("u@d/a")).unwrap(), &a2));
+        reg.unbind(&a); // the old session's unbind does not remove the new one
+        assert_eq!(reg.len(), 2);
+        let refuse = Registry::new(2, ResourceConflict::Refuse, 100);
+        let _x = refuse.bind(jid("u@d/a")).unwrap();
+        assert_eq!(refuse.bind(jid("u@d/a")).err(), Some(BindError::Conflict));
+    }
+
+    #[test]
+    fn queue_is_bounded_and_overflow_closes() {
+        let reg = Registry::new(2, ResourceConflict::Takeover, 10);
+        let s = reg.bind(jid("u@d/a")).unwrap();
+        s.push(b"12345".to_vec()).unwrap();
+        s.push(b"67890".to_vec()).unwrap();
+        assert_eq!(s.push(b"x".to_vec()), Err(QueueFull));
+        assert_eq!(
+            s.take_close().map(|e| e.condition),
+            Some(StreamCondition::ResourceConstraint)
+        );
+        let mut out = Vec::new();
+        s.drain_into(&mut out);
+        assert_eq!(out, b"1234567890");
+    }
+}
