@@ -24,10 +24,7 @@ pub struct AuthLimiter {
 
 impl AuthLimiter {
     pub fn new(per_window: u32) -> AuthLimiter {
-        AuthLimiter {
-            entries: RefCell::new(Vec::new()),
-            per_window,
-        }
+        AuthLimiter { entries: RefCell::new(Vec::new()), per_window }
     }
 
     /// May this address try to log in now?
@@ -36,9 +33,7 @@ impl AuthLimiter {
             .borrow()
             .iter()
             .find(|e| e.ip == ip)
-            .is_none_or(|e| {
-                now.duration_since(e.window_start) >= WINDOW || e.failures < self.per_window
-            })
+            .is_none_or(|e| now.duration_since(e.window_start) >= WINDOW || e.failures < self.per_window)
     }
 
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {
@@ -51,11 +46,7 @@ impl AuthLimiter {
             e.failures = e.failures.saturating_add(1);
             return;
         }
-        let fresh = Entry {
-            ip,
-            window_start: now,
-            failures: 1,
-        };
+        let fresh = Entry { ip, window_start: now, failures: 1 };
         if entries.len() < CAPACITY {
             entries.push(fresh);
         } else if let Some(oldest) = entries.iter_mut().min_by_key(|e| e.window_start) {
@@ -80,10 +71,7 @@ mod tests {
         assert!(limiter.allowed("10.0.0.2".parse().unwrap(), t0));
         assert!(limiter.allowed(ip, t0 + WINDOW));
         for i in 0..(CAPACITY as u32 + 10) {
-            limiter.record_failure(
-                IpAddr::from(i.to_be_bytes()),
-                t0 + Duration::from_millis(u64::from(i)),
-            );
+            limiter.record_failure(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_millis(u64::from(i)));
         }
         assert_eq!(limiter.entries.borrow().len(), CAPACITY);
     }

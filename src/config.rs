@@ -117,153 +117,30 @@ enum Kind {
 }
 
 const KEYS: &[Key] = &[
-    Key {
-        name: "domain",
-        kind: Kind::Str("localhost"),
-    },
-    Key {
-        name: "data_dir",
-        kind: Kind::Str("./wrenhub-data"),
-    },
-    Key {
-        name: "log_level",
-        kind: Kind::Str("info"),
-    },
-    Key {
-        name: "c2s_listen",
-        kind: Kind::Addrs(&["127.0.0.1:5222", "[::1]:5222"]),
-    },
-    Key {
-        name: "max_sessions",
-        kind: Kind::Int {
-            min: 1,
-            max: 1_000_000,
-            default: 1024,
-        },
-    },
-    Key {
-        name: "max_stanza_size",
-        kind: Kind::Int {
-            min: 4096,
-            max: 16 * 1024 * 1024,
-            default: 256 * 1024,
-        },
-    },
-    Key {
-        name: "max_xml_depth",
-        kind: Kind::Int {
-            min: 2,
-            max: 1000,
-            default: 64,
-        },
-    },
-    Key {
-        name: "max_xml_attributes",
-        kind: Kind::Int {
-            min: 1,
-            max: 10_000,
-            default: 64,
-        },
-    },
-    Key {
-        name: "max_xml_namespaces",
-        kind: Kind::Int {
-            min: 1,
-            max: 10_000,
-            default: 32,
-        },
-    },
-    Key {
-        name: "c2s_header_timeout",
-        kind: Kind::Secs {
-            max: 3600,
-            default: 10,
-        },
-    },
-    Key {
-        name: "c2s_auth_timeout",
-        kind: Kind::Secs {
-            max: 3600,
-            default: 60,
-        },
-    },
-    Key {
-        name: "c2s_idle_timeout",
-        kind: Kind::Secs {
-            max: 7 * 86400,
-            default: 900,
-        },
-    },
-    Key {
-        name: "write_timeout",
-        kind: Kind::Secs {
-            max: 3600,
-            default: 30,
-        },
-    },
-    Key {
-        name: "shutdown_timeout",
-        kind: Kind::Secs {
-            max: 600,
-            default: 5,
-        },
-    },
-    Key {
-        name: "c2s_direct_tls_listen",
-        kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]),
-    },
-    Key {
-        name: "c2s_require_encryption",
-        kind: Kind::Bool(true),
-    },
-    Key {
-        name: "c2s_sasl_plain",
-        kind: Kind::Bool(true),
-    },
-    Key {
-        name: "c2s_max_auth_attempts",
-        kind: Kind::Int {
-            min: 1,
-            max: 100,
-            default: 3,
-        },
-    },
-    Key {
-        name: "auth_failures_per_ip",
-        kind: Kind::Int {
-            min: 1,
-            max: 100_000,
-            default: 20,
-        },
-    },
-    Key {
-        name: "max_resources_per_account",
-        kind: Kind::Int {
-            min: 1,
-            max: 1000,
-            default: 10,
-        },
-    },
-    Key {
-        name: "resource_conflict",
-        kind: Kind::Choice(&["takeover", "refuse"]),
-    },
-    Key {
-        name: "c2s_queue_size",
-        kind: Kind::Int {
-            min: 4096,
-            max: 64 * 1024 * 1024,
-            default: 1024 * 1024,
-        },
-    },
-    Key {
-        name: "tls_cert",
-        kind: Kind::Path,
-    },
-    Key {
-        name: "tls_key",
-        kind: Kind::Path,
-    },
+    Key { name: "domain", kind: Kind::Str("localhost") },
+    Key { name: "data_dir", kind: Kind::Str("./wrenhub-data") },
+    Key { name: "log_level", kind: Kind::Str("info") },
+    Key { name: "c2s_listen", kind: Kind::Addrs(&["127.0.0.1:5222", "[::1]:5222"]) },
+    Key { name: "max_sessions", kind: Kind::Int { min: 1, max: 1_000_000, default: 1024 } },
+    Key { name: "max_stanza_size", kind: Kind::Int { min: 4096, max: 16 * 1024 * 1024, default: 256 * 1024 } },
+    Key { name: "max_xml_depth", kind: Kind::Int { min: 2, max: 1000, default: 64 } },
+    Key { name: "max_xml_attributes", kind: Kind::Int { min: 1, max: 10_000, default: 64 } },
+    Key { name: "max_xml_namespaces", kind: Kind::Int { min: 1, max: 10_000, default: 32 } },
+    Key { name: "c2s_header_timeout", kind: Kind::Secs { max: 3600, default: 10 } },
+    Key { name: "c2s_auth_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
+    Key { name: "c2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 900 } },
+    Key { name: "write_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
+    Key { name: "shutdown_timeout", kind: Kind::Secs { max: 600, default: 5 } },
+    Key { name: "c2s_direct_tls_listen", kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]) },
+    Key { name: "c2s_require_encryption", kind: Kind::Bool(true) },
+    Key { name: "c2s_sasl_plain", kind: Kind::Bool(true) },
+    Key { name: "c2s_max_auth_attempts", kind: Kind::Int { min: 1, max: 100, default: 3 } },
+    Key { name: "auth_failures_per_ip", kind: Kind::Int { min: 1, max: 100_000, default: 20 } },
+    Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
+    Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
+    Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
+    Key { name: "tls_cert", kind: Kind::Path },
+    Key { name: "tls_key", kind: Kind::Path },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -285,19 +162,13 @@ impl Config {
                     vec![Problem {
                         key: "config".into(),
                         message: format!("cannot read {}: {e}", path.display()),
-                        fix:
-                            "give the path of a readable TOML file, or no --config for the defaults"
-                                .into(),
+                        fix: "give the path of a readable TOML file, or no --config for the defaults".into(),
                     }]
                 })?;
                 text.parse::<toml::Table>().map_err(|e| {
                     vec![Problem {
                         key: "config".into(),
-                        message: format!(
-                            "{} is not valid TOML: {}",
-                            path.display(),
-                            e.to_string().trim()
-                        ),
+                        message: format!("{} is not valid TOML: {}", path.display(), e.to_string().trim()),
                         fix: "correct the TOML syntax at the place shown".into(),
                     }]
                 })?
@@ -307,10 +178,7 @@ impl Config {
     }
 
     /// Validates a parsed table plus overrides.
-    pub fn from_table(
-        mut table: toml::Table,
-        overrides: &Overrides,
-    ) -> Result<Config, Vec<Problem>> {
+    pub fn from_table(mut table: toml::Table, overrides: &Overrides) -> Result<Config, Vec<Problem>> {
         let mut problems = Vec::new();
         for key in table.keys() {
             if !KEYS.iter().any(|k| k.name == key) {
@@ -320,24 +188,15 @@ impl Config {
                     }
                     None => "remove it (README lists every key)".to_string(),
                 };
-                problems.push(Problem {
-                    key: key.clone(),
-                    message: "unknown key".into(),
-                    fix,
-                });
+                problems.push(Problem { key: key.clone(), message: "unknown key".into(), fix });
             }
         }
         let mut take = |name: &str| -> Option<(Raw, String)> {
             let flag = match name {
                 "domain" => overrides.domain.clone().map(Raw::Flag),
-                "data_dir" => overrides
-                    .data_dir
-                    .as_ref()
-                    .map(|p| Raw::Flag(p.display().to_string())),
+                "data_dir" => overrides.data_dir.as_ref().map(|p| Raw::Flag(p.display().to_string())),
                 "log_level" => overrides.log_level.clone().map(Raw::Flag),
-                "c2s_listen" if !overrides.c2s_listen.is_empty() => {
-                    Some(Raw::Flags(overrides.c2s_listen.clone()))
-                }
+                "c2s_listen" if !overrides.c2s_listen.is_empty() => Some(Raw::Flags(overrides.c2s_listen.clone())),
                 "c2s_direct_tls_listen" if !overrides.c2s_direct_tls_listen.is_empty() => {
                     Some(Raw::Flags(overrides.c2s_direct_tls_listen.clone()))
                 }
@@ -348,9 +207,7 @@ impl Config {
                 None => table.remove(name).map(|v| (Raw::Toml(v), name.to_string())),
             }
         };
-        let mut v = Validator {
-            problems: &mut problems,
-        };
+        let mut v = Validator { problems: &mut problems };
         let domain = v.domain(take("domain"));
         let data_dir = PathBuf::from(v.string(take("data_dir"), "data_dir"));
         let log_level = v.log_level(take("log_level"));
@@ -368,8 +225,7 @@ impl Config {
             max_namespaces: v.int(take("max_xml_namespaces"), "max_xml_namespaces") as usize,
         };
         let config = Config {
-            domain: domain
-                .unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid")),
+            domain: domain.unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid")),
             data_dir,
             log_level,
             c2s_listen,
@@ -383,17 +239,11 @@ impl Config {
             shutdown_timeout: v.secs(take("shutdown_timeout"), "shutdown_timeout"),
             c2s_direct_tls_listen,
             c2s_direct_tls_listen_is_default,
-            c2s_require_encryption: v
-                .bool(take("c2s_require_encryption"), "c2s_require_encryption"),
+            c2s_require_encryption: v.bool(take("c2s_require_encryption"), "c2s_require_encryption"),
             c2s_sasl_plain: v.bool(take("c2s_sasl_plain"), "c2s_sasl_plain"),
-            c2s_max_auth_attempts: v.int(take("c2s_max_auth_attempts"), "c2s_max_auth_attempts")
-                as u32,
-            auth_failures_per_ip: v.int(take("auth_failures_per_ip"), "auth_failures_per_ip")
-                as u32,
-            max_resources_per_account: v.int(
-                take("max_resources_per_account"),
-                "max_resources_per_account",
-            ) as usize,
+            c2s_max_auth_attempts: v.int(take("c2s_max_auth_attempts"), "c2s_max_auth_attempts") as u32,
+            auth_failures_per_ip: v.int(take("auth_failures_per_ip"), "auth_failures_per_ip") as u32,
+            max_resources_per_account: v.int(take("max_resources_per_account"), "max_resources_per_account") as usize,
             resource_conflict: match v.choice(take("resource_conflict"), "resource_conflict") {
                 "refuse" => ResourceConflict::Refuse,
                 _ => ResourceConflict::Takeover,
@@ -404,12 +254,7 @@ impl Config {
         };
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             problems.push(Problem {
-                key: if config.tls_cert.is_some() {
-                    "tls_key"
-                } else {
-                    "tls_cert"
-                }
-                .into(),
+                key: if config.tls_cert.is_some() { "tls_key" } else { "tls_cert" }.into(),
                 message: "tls_cert and tls_key go together".into(),
                 fix: "set both (PEM chain and its key), or neither for the local CA".into(),
             });
@@ -423,18 +268,12 @@ impl Config {
 }
 
 fn key(name: &str) -> &'static Key {
-    KEYS.iter()
-        .find(|k| k.name == name)
-        .expect("every key asked for is in KEYS")
+    KEYS.iter().find(|k| k.name == name).expect("every key asked for is in KEYS")
 }
 
 /// The known key nearest to a misspelt one (edit distance at most 3).
 fn closest_key(unknown: &str) -> Option<&'static str> {
-    KEYS.iter()
-        .map(|k| (edit_distance(unknown, k.name), k.name))
-        .filter(|(d, _)| *d <= 3)
-        .min()
-        .map(|(_, k)| k)
+    KEYS.iter().map(|k| (edit_distance(unknown, k.name), k.name)).filter(|(d, _)| *d <= 3).min().map(|(_, k)| k)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -458,17 +297,11 @@ struct Validator<'p> {
 
 impl Validator<'_> {
     fn problem(&mut self, key: &str, message: String, fix: String) {
-        self.problems.push(Problem {
-            key: key.to_string(),
-            message,
-            fix,
-        });
+        self.problems.push(Problem { key: key.to_string(), message, fix });
     }
 
     fn string(&mut self, raw: Option<(Raw, String)>, name: &str) -> String {
-        let Kind::Str(default) = key(name).kind else {
-            unreachable!("{name} is a string key")
-        };
+        let Kind::Str(default) = key(name).kind else { unreachable!("{name} is a string key") };
         match raw {
             None => default.to_string(),
             Some((Raw::Flag(s), _)) => s,
@@ -485,9 +318,7 @@ impl Validator<'_> {
     }
 
     fn domain(&mut self, raw: Option<(Raw, String)>) -> Option<Domain> {
-        let shown = raw
-            .as_ref()
-            .map_or("domain".to_string(), |(_, k)| k.clone());
+        let shown = raw.as_ref().map_or("domain".to_string(), |(_, k)| k.clone());
         let s = self.string(raw, "domain");
         match Domain::parse(&s) {
             Ok(d) => Some(d),
@@ -503,29 +334,18 @@ impl Validator<'_> {
     }
 
     fn log_level(&mut self, raw: Option<(Raw, String)>) -> log::LevelFilter {
-        let shown = raw
-            .as_ref()
-            .map_or("log_level".to_string(), |(_, k)| k.clone());
+        let shown = raw.as_ref().map_or("log_level".to_string(), |(_, k)| k.clone());
         let s = self.string(raw, "log_level");
         s.parse().unwrap_or_else(|_| {
-            self.problem(
-                &shown,
-                format!("unknown log level {s:?}"),
-                format!("use one of {LOG_LEVELS}"),
-            );
+            self.problem(&shown, format!("unknown log level {s:?}"), format!("use one of {LOG_LEVELS}"));
             log::LevelFilter::Info
         })
     }
 
     fn addrs(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<SocketAddr> {
-        let Kind::Addrs(default) = key(name).kind else {
-            unreachable!("{name} is an address key")
-        };
+        let Kind::Addrs(default) = key(name).kind else { unreachable!("{name} is an address key") };
         let (items, k): (Vec<String>, String) = match raw {
-            None => (
-                default.iter().map(|s| s.to_string()).collect(),
-                name.to_string(),
-            ),
+            None => (default.iter().map(|s| s.to_string()).collect(), name.to_string()),
             Some((Raw::Flags(v), k)) => (v, k),
             Some((Raw::Flag(s), k)) => (vec![s], k),
             Some((Raw::Toml(toml::Value::Array(a)), k)) => {
@@ -559,25 +379,18 @@ impl Validator<'_> {
                 Err(_) => self.problem(
                     &k,
                     format!("{item:?} is not an IP address with a port"),
-                    "write it as \"192.168.1.2:5222\" or \"[::1]:5222\" (port 0 picks a free port)"
-                        .into(),
+                    "write it as \"192.168.1.2:5222\" or \"[::1]:5222\" (port 0 picks a free port)".into(),
                 ),
             }
         }
         if addrs.is_empty() && self.problems.iter().all(|p| p.key != k) {
-            self.problem(
-                &k,
-                "no address to listen on".into(),
-                format!("{name} = [\"127.0.0.1:5222\"]"),
-            );
+            self.problem(&k, "no address to listen on".into(), format!("{name} = [\"127.0.0.1:5222\"]"));
         }
         addrs
     }
 
     fn bool(&mut self, raw: Option<(Raw, String)>, name: &str) -> bool {
-        let Kind::Bool(default) = key(name).kind else {
-            unreachable!("{name} is a boolean key")
-        };
+        let Kind::Bool(default) = key(name).kind else { unreachable!("{name} is a boolean key") };
         match raw {
             None => default,
             Some((Raw::Toml(toml::Value::Boolean(b)), _)) => b,
@@ -593,9 +406,7 @@ impl Validator<'_> {
     }
 
     fn choice(&mut self, raw: Option<(Raw, String)>, name: &str) -> &'static str {
-        let Kind::Choice(words) = key(name).kind else {
-            unreachable!("{name} is a choice key")
-        };
+        let Kind::Choice(words) = key(name).kind else { unreachable!("{name} is a choice key") };
         let (given, k) = match raw {
             None => return words[0],
             Some((Raw::Toml(toml::Value::String(s)), k)) | Some((Raw::Flag(s), k)) => (s, k),
@@ -627,9 +438,7 @@ impl Validator<'_> {
     fn path(&mut self, raw: Option<(Raw, String)>, name: &str) -> Option<PathBuf> {
         match raw {
             None => None,
-            Some((Raw::Flag(s), _)) | Some((Raw::Toml(toml::Value::String(s)), _)) => {
-                Some(PathBuf::from(s))
-            }
+            Some((Raw::Flag(s), _)) | Some((Raw::Toml(toml::Value::String(s)), _)) => Some(PathBuf::from(s)),
             Some((other, k)) => {
                 self.problem(
                     &k,
@@ -642,28 +451,16 @@ impl Validator<'_> {
     }
 
     fn int(&mut self, raw: Option<(Raw, String)>, name: &str) -> i64 {
-        let Kind::Int { min, max, default } = key(name).kind else {
-            unreachable!("{name} is an integer key")
-        };
+        let Kind::Int { min, max, default } = key(name).kind else { unreachable!("{name} is an integer key") };
         self.ranged(raw, name, min, max, default, "")
     }
 
     fn secs(&mut self, raw: Option<(Raw, String)>, name: &str) -> Duration {
-        let Kind::Secs { max, default } = key(name).kind else {
-            unreachable!("{name} is a seconds key")
-        };
+        let Kind::Secs { max, default } = key(name).kind else { unreachable!("{name} is a seconds key") };
         Duration::from_secs(self.ranged(raw, name, 1, max, default, " (seconds)") as u64)
     }
 
-    fn ranged(
-        &mut self,
-        raw: Option<(Raw, String)>,
-        name: &str,
-        min: i64,
-        max: i64,
-        default: i64,
-        unit: &str,
-    ) -> i64 {
+    fn ranged(&mut self, raw: Option<(Raw, String)>, name: &str, min: i64, max: i64, default: i64, unit: &str) -> i64 {
         let (value, k) = match raw {
             None => return default,
             Some((Raw::Toml(toml::Value::Integer(i)), k)) => (i, k),
@@ -712,28 +509,12 @@ pub fn key_table() -> Vec<(String, String, String)> {
     KEYS.iter()
         .map(|k| match &k.kind {
             Kind::Str(d) => (k.name.to_string(), format!("\"{d}\""), "string".to_string()),
-            Kind::Path => (
-                k.name.to_string(),
-                "(none)".to_string(),
-                "file path".to_string(),
-            ),
+            Kind::Path => (k.name.to_string(), "(none)".to_string(), "file path".to_string()),
             Kind::Bool(d) => (k.name.to_string(), d.to_string(), "true/false".to_string()),
             Kind::Choice(w) => (k.name.to_string(), format!("\"{}\"", w[0]), w.join(" / ")),
-            Kind::Addrs(d) => (
-                k.name.to_string(),
-                format!("{d:?}"),
-                "list of IP:port".to_string(),
-            ),
-            Kind::Int { min, max, default } => (
-                k.name.to_string(),
-                default.to_string(),
-                format!("{min}–{max}"),
-            ),
-            Kind::Secs { max, default } => (
-                k.name.to_string(),
-                format!("{default} s"),
-                format!("1–{max} s"),
-            ),
+            Kind::Addrs(d) => (k.name.to_string(), format!("{d:?}"), "list of IP:port".to_string()),
+            Kind::Int { min, max, default } => (k.name.to_string(), default.to_string(), format!("{min}–{max}")),
+            Kind::Secs { max, default } => (k.name.to_string(), format!("{default} s"), format!("1–{max} s")),
         })
         .collect()
 }
@@ -764,17 +545,7 @@ mod tests {
         )
         .unwrap_err();
         let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "max_sesions",
-                "domain",
-                "log_level",
-                "c2s_listen",
-                "max_stanza_size",
-                "c2s_idle_timeout"
-            ]
-        );
+        assert_eq!(keys, ["max_sesions", "domain", "log_level", "c2s_listen", "max_stanza_size", "c2s_idle_timeout"]);
         assert!(problems[0].fix.contains("max_sessions"));
         assert!(problems.iter().all(|p| !p.fix.is_empty()));
     }
@@ -788,24 +559,12 @@ mod tests {
             log_level: Some("debug".into()),
             c2s_direct_tls_listen: vec![],
         };
-        let c = Config::from_table(
-            "domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']"
-                .parse()
-                .unwrap(),
-            &o,
-        )
-        .unwrap();
+        let c = Config::from_table("domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']".parse().unwrap(), &o).unwrap();
         assert_eq!(c.domain.as_str(), "hub.lan");
-        assert_eq!(
-            c.c2s_listen,
-            vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(c.c2s_listen, vec!["127.0.0.1:0".parse::<SocketAddr>().unwrap()]);
         assert!(!c.c2s_listen_is_default);
         assert_eq!(c.log_level, log::LevelFilter::Debug);
-        let bad = Overrides {
-            log_level: Some("x".into()),
-            ..Overrides::default()
-        };
+        let bad = Overrides { log_level: Some("x".into()), ..Overrides::default() };
         let p = Config::from_table(toml::Table::new(), &bad).unwrap_err();
         assert_eq!(p[0].key, "--log-level");
     }

@@ -45,9 +45,7 @@ impl Request {
         let mut parts = line.trim_end().split(' ');
         let verb = parts.next().unwrap_or_default();
         let jid = |p: Option<&str>| -> Result<BareJid, String> {
-            p.ok_or("missing JID")?
-                .parse::<BareJid>()
-                .map_err(|e| e.to_string())
+            p.ok_or("missing JID")?.parse::<BareJid>().map_err(|e| e.to_string())
         };
         match verb {
             "PUT" => {
@@ -67,10 +65,7 @@ impl Request {
     /// server runs). Returns the answer text after `OK `.
     pub fn apply(self, store: &Store) -> Result<String, String> {
         match self {
-            Request::Put(j, a) => store
-                .put_account(&j, &a)
-                .map(|_| format!("stored {j}"))
-                .map_err(|e| e.to_string()),
+            Request::Put(j, a) => store.put_account(&j, &a).map(|_| format!("stored {j}")).map_err(|e| e.to_string()),
             Request::Del(j) => match store.delete_account(&j) {
                 Ok(true) => Ok(format!("deleted {j}")),
                 Ok(false) => Err(format!("no account {j}")),
@@ -81,10 +76,7 @@ impl Request {
                 Ok(None) => Ok("absent".into()),
                 Err(e) => Err(e.to_string()),
             },
-            Request::List => store
-                .accounts()
-                .map(|v| v.join(" "))
-                .map_err(|e| e.to_string()),
+            Request::List => store.accounts().map(|v| v.join(" ")).map_err(|e| e.to_string()),
         }
     }
 }
@@ -95,17 +87,11 @@ pub fn send(data_dir: &Path, request: &Request) -> Option<Result<String, String>
     let answer = (|| -> std::io::Result<String> {
         stream.write_all(request.encode().as_bytes())?;
         let mut line = String::new();
-        BufReader::new(&stream)
-            .take(MAX_LINE as u64 * 16)
-            .read_line(&mut line)?;
+        BufReader::new(&stream).take(MAX_LINE as u64 * 16).read_line(&mut line)?;
         Ok(line)
     })();
     Some(match answer {
-        Ok(line) => match line
-            .trim_end()
-            .split_once(' ')
-            .unwrap_or((line.trim_end(), ""))
-        {
+        Ok(line) => match line.trim_end().split_once(' ').unwrap_or((line.trim_end(), "")) {
             ("OK", rest) => Ok(rest.to_string()),
             ("ERR", rest) => Err(rest.to_string()),
             _ => Err("the server gave no answer".into()),
@@ -130,10 +116,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
 }
 
 use std::io::Read as _;
@@ -146,16 +129,8 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         let j: BareJid = "a@b".parse().unwrap();
-        let a = Account {
-            scram: ScramRecord::derive("p", vec![3; 16], 4096),
-            disabled: true,
-        };
-        for r in [
-            Request::Put(j.clone(), a),
-            Request::Del(j.clone()),
-            Request::Get(j),
-            Request::List,
-        ] {
+        let a = Account { scram: ScramRecord::derive("p", vec![3; 16], 4096), disabled: true };
+        for r in [Request::Put(j.clone(), a), Request::Del(j.clone()), Request::Get(j), Request::List] {
             assert_eq!(Request::parse(&r.encode()).unwrap(), r);
         }
         assert!(Request::parse("PUT a@b zz").is_err());

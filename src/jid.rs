@@ -112,19 +112,10 @@ impl fmt::Display for JidError {
             Empty(p) => write!(f, "the {p} is empty"),
             TooLong(p) => write!(f, "the {p} is longer than {MAX_PART_LEN} bytes"),
             ForbiddenChar(p, c) => {
-                write!(
-                    f,
-                    "the {p} contains the forbidden character U+{:04X} {c:?}",
-                    c as u32
-                )
+                write!(f, "the {p} contains the forbidden character U+{:04X} {c:?}", c as u32)
             }
-            Precis(JidPart::Resource) => {
-                f.write_str("the resourcepart is rejected by the PRECIS OpaqueString profile")
-            }
-            Precis(p) => write!(
-                f,
-                "the {p} is rejected by the PRECIS UsernameCaseMapped profile"
-            ),
+            Precis(JidPart::Resource) => f.write_str("the resourcepart is rejected by the PRECIS OpaqueString profile"),
+            Precis(p) => write!(f, "the {p} is rejected by the PRECIS UsernameCaseMapped profile"),
             EmptyLabel => f.write_str("the domainpart has an empty label"),
             LabelTooLong => f.write_str("a label of the domainpart is longer than 63 bytes"),
             LabelHyphen => f.write_str("a label of the domainpart starts or ends with '-'"),
@@ -237,10 +228,7 @@ fn norm_resource(s: &str) -> Result<Cow<'_, str>, JidError> {
 /// Domainpart: IPv6 literal or hostname (RFC 7622 §3.2).
 fn norm_domain(s: &str) -> Result<Cow<'_, str>, JidError> {
     if let Some(inner) = s.strip_prefix('[') {
-        let addr: Ipv6Addr = inner
-            .strip_suffix(']')
-            .and_then(|a| a.parse().ok())
-            .ok_or(JidError::InvalidIpv6)?;
+        let addr: Ipv6Addr = inner.strip_suffix(']').and_then(|a| a.parse().ok()).ok_or(JidError::InvalidIpv6)?;
         return Ok(Cow::Owned(format!("[{addr}]")));
     }
     let s = s.strip_suffix('.').unwrap_or(s);
@@ -325,11 +313,7 @@ impl Repr {
             s.push('/');
             s.push_str(r);
         }
-        Ok(Repr {
-            s: s.into_boxed_str(),
-            local_len: local.map_or(0, |l| l.len() as u16),
-            domain_end,
-        })
+        Ok(Repr { s: s.into_boxed_str(), local_len: local.map_or(0, |l| l.len() as u16), domain_end })
     }
 
     fn local(&self) -> Option<&str> {
@@ -424,10 +408,7 @@ impl FullJid {
         s.push_str(bare.as_str());
         s.push('/');
         s.push_str(&r);
-        Ok(FullJid(Repr {
-            s: s.into_boxed_str(),
-            ..bare.0
-        }))
+        Ok(FullJid(Repr { s: s.into_boxed_str(), ..bare.0 }))
     }
 
     /// The normalized resourcepart.
@@ -445,11 +426,7 @@ impl Jid {
     /// Parses a bare or full JID.
     pub fn parse(s: &str) -> Result<Jid, JidError> {
         let repr = Repr::parse(s)?;
-        Ok(if repr.resource().is_some() {
-            Jid::Full(FullJid(repr))
-        } else {
-            Jid::Bare(BareJid(repr))
-        })
+        Ok(if repr.resource().is_some() { Jid::Full(FullJid(repr)) } else { Jid::Bare(BareJid(repr)) })
     }
 
     fn repr(&self) -> &Repr {
@@ -475,11 +452,7 @@ impl Jid {
 impl From<Domain> for BareJid {
     fn from(d: Domain) -> BareJid {
         let domain_end = d.0.len() as u16;
-        BareJid(Repr {
-            s: d.0,
-            local_len: 0,
-            domain_end,
-        })
+        BareJid(Repr { s: d.0, local_len: 0, domain_end })
     }
 }
 
@@ -639,17 +612,11 @@ mod tests {
     #[test]
     fn case_folding_and_domains() {
         assert_eq!(norm("Juliet@EXAMPLE.com."), "juliet@example.com");
-        assert_eq!(
-            norm("JULIET@Example.COM/Balcony"),
-            "juliet@example.com/Balcony"
-        );
+        assert_eq!(norm("JULIET@Example.COM/Balcony"), "juliet@example.com/Balcony");
         assert_eq!(norm("Bücher.EXAMPLE"), "bücher.example");
         assert_eq!(norm("\u{FF25}xample.com"), "example.com");
         assert_eq!(norm("u@e\u{301}.example"), "u@é.example");
-        assert_eq!(
-            norm("_xmpp-client.my_host.example"),
-            "_xmpp-client.my_host.example"
-        );
+        assert_eq!(norm("_xmpp-client.my_host.example"), "_xmpp-client.my_host.example");
         assert_eq!(norm("xn--bcher-kva.example"), "xn--bcher-kva.example");
         for bad in ["a..b", "a.b..", ".a", "a\u{FF0E}"] {
             assert_eq!(err(bad), JidError::EmptyLabel, "{bad}");
@@ -661,10 +628,7 @@ mod tests {
         }
         let label = "a".repeat(MAX_LABEL_LEN);
         assert!(Domain::parse(&format!("{label}.com")).is_ok());
-        assert_eq!(
-            Domain::parse(&format!("{label}a.com")),
-            Err(JidError::LabelTooLong)
-        );
+        assert_eq!(Domain::parse(&format!("{label}a.com")), Err(JidError::LabelTooLong));
     }
 
     #[test]
@@ -674,18 +638,8 @@ mod tests {
         assert_eq!(norm("[::1]"), "[::1]");
         assert_eq!(norm("user@[2001:DB8::1]/r"), "user@[2001:db8::1]/r");
         assert_eq!(norm("[0:0:0:0:0:0:0:1]/x"), "[::1]/x");
-        assert_eq!(
-            Jid::parse("[2001:db8::1]").unwrap().domain(),
-            "[2001:db8::1]"
-        );
-        for bad in [
-            "[::1",
-            "[]",
-            "[zz::1]",
-            "[127.0.0.1]",
-            "[::1].",
-            "[::1%eth0]",
-        ] {
+        assert_eq!(Jid::parse("[2001:db8::1]").unwrap().domain(), "[2001:db8::1]");
+        for bad in ["[::1", "[]", "[zz::1]", "[127.0.0.1]", "[::1].", "[::1%eth0]"] {
             assert_eq!(err(bad), JidError::InvalidIpv6, "{bad}");
         }
         assert_eq!(err("::1"), JidError::ForbiddenChar(D, ':'));
@@ -716,19 +670,13 @@ mod tests {
     #[test]
     fn typed_constructors() {
         let full = FullJid::parse("Romeo@Example.net/Orchard").unwrap();
-        assert_eq!(
-            (full.local(), full.domain()),
-            (Some("romeo"), "example.net")
-        );
+        assert_eq!((full.local(), full.domain()), (Some("romeo"), "example.net"));
         assert_eq!(full.resource(), "Orchard");
         assert_eq!(full.to_bare().as_str(), "romeo@example.net");
         assert_eq!(FullJid::parse("a@b"), Err(JidError::MissingResource));
         assert_eq!(BareJid::parse("a@b/c"), Err(JidError::UnexpectedResource));
         let bare: BareJid = "a@B".parse().unwrap();
-        assert_eq!(
-            FullJid::new(&bare, "r\u{3000}x").unwrap().as_str(),
-            "a@b/r x"
-        );
+        assert_eq!(FullJid::new(&bare, "r\u{3000}x").unwrap().as_str(), "a@b/r x");
         assert_eq!(FullJid::new(&bare, ""), Err(JidError::Empty(R)));
         assert_eq!(FullJid::new(&bare, "a\u{7}").unwrap_err().part(), R);
         let d: Domain = "Example.COM.".parse().unwrap();
@@ -740,10 +688,7 @@ mod tests {
         assert_eq!(j.to_bare(), BareJid::parse("x@y").unwrap());
         assert_eq!(format!("{j} {j:?}"), "x@y/z Full(FullJid(\"x@y/z\"))");
         let msg = JidError::ForbiddenChar(L, '"').to_string();
-        assert_eq!(
-            msg,
-            "the localpart contains the forbidden character U+0022 '\"'"
-        );
+        assert_eq!(msg, "the localpart contains the forbidden character U+0022 '\"'");
     }
 
     /// Deterministic xorshift64 generator.
@@ -768,11 +713,7 @@ mod tests {
             .collect();
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         let token = |rng: &mut XorShift| {
-            let n = if rng.next().is_multiple_of(4) {
-                tokens.len()
-            } else {
-                16
-            };
+            let n = if rng.next().is_multiple_of(4) { tokens.len() } else { 16 };
             tokens[(rng.next() % n as u64) as usize]
         };
         let mut accepted = 0;

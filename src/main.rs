@@ -203,14 +203,8 @@ fn main() -> ExitCode {
 }
 
 /// Loads the config for a management command (flags: --config, --data-dir).
-fn load_for_command(
-    config: Option<&std::path::Path>,
-    data_dir: Option<PathBuf>,
-) -> Result<Config, ExitCode> {
-    let overrides = Overrides {
-        data_dir,
-        ..Overrides::default()
-    };
+fn load_for_command(config: Option<&std::path::Path>, data_dir: Option<PathBuf>) -> Result<Config, ExitCode> {
+    let overrides = Overrides { data_dir, ..Overrides::default() };
     Config::load(config, &overrides).map_err(|problems| {
         print_problems(&problems);
         ExitCode::FAILURE
@@ -234,19 +228,10 @@ fn user(cmd: UserCmd) -> ExitCode {
         Err(code) => return code,
     };
     let jid_of = |given: &str| -> Result<BareJid, String> {
-        let full = if given.contains('@') {
-            given.to_string()
-        } else {
-            format!("{given}@{}", config.domain)
-        };
-        let jid: BareJid = full
-            .parse()
-            .map_err(|e| format!("{given:?} is not a valid account address: {e}"))?;
+        let full = if given.contains('@') { given.to_string() } else { format!("{given}@{}", config.domain) };
+        let jid: BareJid = full.parse().map_err(|e| format!("{given:?} is not a valid account address: {e}"))?;
         if jid.local().is_none() {
-            return Err(format!(
-                "{given:?} has no user part (write user@{})",
-                config.domain
-            ));
+            return Err(format!("{given:?} has no user part (write user@{})", config.domain));
         }
         Ok(jid)
     };
@@ -256,16 +241,8 @@ fn user(cmd: UserCmd) -> ExitCode {
             Ok(j) => Request::Del(j),
             Err(e) => return fail(e),
         },
-        UserAction::Add(UserAdd {
-            jid,
-            password_stdin,
-            ..
-        })
-        | UserAction::Passwd(UserPasswd {
-            jid,
-            password_stdin,
-            ..
-        }) => {
+        UserAction::Add(UserAdd { jid, password_stdin, .. })
+        | UserAction::Passwd(UserPasswd { jid, password_stdin, .. }) => {
             let jid = match jid_of(&jid) {
                 Ok(j) => j,
                 Err(e) => return fail(e),
@@ -275,19 +252,11 @@ fn user(cmd: UserCmd) -> ExitCode {
                 Err(e) => return fail(e),
             };
             let Some(password) = wrenhub::sasl::normalize_password(&password) else {
-                return fail(
-                    "the password contains characters that cannot be used (RFC 8265 OpaqueString)",
-                );
+                return fail("the password contains characters that cannot be used (RFC 8265 OpaqueString)");
             };
             // The one PBKDF2 run per password, here in the CLI, never in the server.
             let scram = ScramRecord::new(&password);
-            Request::Put(
-                jid,
-                Account {
-                    scram,
-                    disabled: false,
-                },
-            )
+            Request::Put(jid, Account { scram, disabled: false })
         }
     };
     let is_list = request == Request::List;
@@ -295,9 +264,7 @@ fn user(cmd: UserCmd) -> ExitCode {
         Some(answer) => answer,
         None => match Store::open(&config.data_dir) {
             Ok(store) => request.apply(&store),
-            Err(StoreError::InUse(_)) => {
-                Err("the server is running but its control socket does not answer".into())
-            }
+            Err(StoreError::InUse(_)) => Err("the server is running but its control socket does not answer".into()),
             Err(e) => Err(e.to_string()),
         },
     };
@@ -319,15 +286,11 @@ fn user(cmd: UserCmd) -> ExitCode {
 fn read_password(from_stdin: bool) -> Result<String, String> {
     let password = if from_stdin {
         let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| format!("cannot read the password: {e}"))?;
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password: {e}"))?;
         line.trim_end_matches(['\n', '\r']).to_string()
     } else {
-        let first = rpassword::prompt_password("Password: ")
-            .map_err(|e| format!("cannot read the password: {e}"))?;
-        let again = rpassword::prompt_password("Again: ")
-            .map_err(|e| format!("cannot read the password: {e}"))?;
+        let first = rpassword::prompt_password("Password: ").map_err(|e| format!("cannot read the password: {e}"))?;
+        let again = rpassword::prompt_password("Again: ").map_err(|e| format!("cannot read the password: {e}"))?;
         if first != again {
             return Err("the passwords differ".into());
         }
@@ -392,10 +355,7 @@ fn cert(cmd: CertCmd) -> ExitCode {
 
 fn print_problems(problems: &[Problem]) {
     let n = problems.len();
-    eprintln!(
-        "wrenhub: the configuration has {n} problem{}:",
-        if n == 1 { "" } else { "s" }
-    );
+    eprintln!("wrenhub: the configuration has {n} problem{}:", if n == 1 { "" } else { "s" });
     for p in problems {
         eprintln!("- {p}");
     }

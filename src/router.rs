@@ -91,23 +91,14 @@ impl Router<'_> {
         };
         match target {
             Target::Remote => {
-                let e = StanzaError::with_text(
-                    Condition::RemoteServerNotFound,
-                    "federation is not enabled on this server",
-                );
+                let e =
+                    StanzaError::with_text(Condition::RemoteServerNotFound, "federation is not enabled on this server");
                 self.error(stanza, sender, to_text.as_deref(), e, out);
             }
             Target::Server => self.to_server(kind, stanza, sender, to_text.as_deref(), out),
-            Target::Local(bare, full) => self.to_local(
-                kind,
-                stanza_type,
-                stanza,
-                sender,
-                &bare,
-                full.as_ref(),
-                to_text.as_deref(),
-                out,
-            ),
+            Target::Local(bare, full) => {
+                self.to_local(kind, stanza_type, stanza, sender, &bare, full.as_ref(), to_text.as_deref(), out)
+            }
         }
         let _ = from;
     }
@@ -115,10 +106,8 @@ impl Router<'_> {
     fn track_presence(&self, sender: &Session, stanza: &Element<'_>, stanza_type: Option<&str>) {
         match stanza_type {
             None => {
-                let priority = stanza
-                    .child("priority", NS_CLIENT)
-                    .and_then(|p| p.text().trim().parse::<i8>().ok())
-                    .unwrap_or(0);
+                let priority =
+                    stanza.child("priority", NS_CLIENT).and_then(|p| p.text().trim().parse::<i8>().ok()).unwrap_or(0);
                 sender.priority.set(Some(priority));
             }
             Some("unavailable") => sender.priority.set(None),
@@ -127,24 +116,11 @@ impl Router<'_> {
     }
 
     /// §8.5.1 / §10.3: the server answers for itself (and for an account, on its behalf).
-    fn to_server(
-        &self,
-        kind: Kind,
-        stanza: &Element<'_>,
-        sender: &Session,
-        to: Option<&str>,
-        out: &mut Vec<u8>,
-    ) {
+    fn to_server(&self, kind: Kind, stanza: &Element<'_>, sender: &Session, to: Option<&str>, out: &mut Vec<u8>) {
         match kind {
             Kind::Iq => self.server_iq(stanza, sender, to, out),
             Kind::Message => {
-                self.error(
-                    stanza,
-                    sender,
-                    to,
-                    StanzaError::new(Condition::ServiceUnavailable),
-                    out,
-                );
+                self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
             }
             // Presence to the server itself carries nothing to act on yet.
             Kind::Presence => {}
@@ -174,13 +150,7 @@ impl Router<'_> {
                 .attr("type", "result")
                 .close_empty();
         } else {
-            self.error(
-                iq,
-                sender,
-                to,
-                StanzaError::new(Condition::ServiceUnavailable),
-                out,
-            );
+            self.error(iq, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
         }
     }
 
@@ -201,13 +171,7 @@ impl Router<'_> {
         if !exists {
             // RFC 6121 §8.5.2.2.1: no such account.
             if kind != Kind::Presence {
-                self.error(
-                    stanza,
-                    sender,
-                    to,
-                    StanzaError::new(Condition::ServiceUnavailable),
-                    out,
-                );
+                self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
             }
             return;
         }
@@ -221,13 +185,7 @@ impl Router<'_> {
                 Kind::Message if stanza_type != Some("groupchat") => {}
                 Kind::Presence => return,
                 _ => {
-                    self.error(
-                        stanza,
-                        sender,
-                        to,
-                        StanzaError::new(Condition::ServiceUnavailable),
-                        out,
-                    );
+                    self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
                     return;
                 }
             }
@@ -238,13 +196,7 @@ impl Router<'_> {
                 if bare == &sender.jid.to_bare() {
                     self.server_iq(stanza, sender, to, out);
                 } else if !matches!(stanza_type, Some("result") | Some("error")) {
-                    self.error(
-                        stanza,
-                        sender,
-                        to,
-                        StanzaError::new(Condition::ServiceUnavailable),
-                        out,
-                    );
+                    self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
                 }
             }
             Kind::Presence => {
@@ -253,39 +205,25 @@ impl Router<'_> {
                 }
             }
             Kind::Message => {
-                let available: Vec<&Rc<Session>> = sessions
-                    .iter()
-                    .filter(|s| s.priority.get().is_some_and(|p| p >= 0))
-                    .collect();
+                let available: Vec<&Rc<Session>> =
+                    sessions.iter().filter(|s| s.priority.get().is_some_and(|p| p >= 0)).collect();
                 let targets: Vec<&Rc<Session>> = match stanza_type {
                     Some("error") => return,
                     Some("groupchat") => {
-                        self.error(
-                            stanza,
-                            sender,
-                            to,
-                            StanzaError::new(Condition::ServiceUnavailable),
-                            out,
-                        );
+                        self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
                         return;
                     }
                     Some("headline") => available,
                     // chat / normal: the resources with the highest priority (§8.5.2.1.1).
                     _ => {
                         let top = available.iter().filter_map(|s| s.priority.get()).max();
-                        available
-                            .into_iter()
-                            .filter(|s| s.priority.get() == top)
-                            .collect()
+                        available.into_iter().filter(|s| s.priority.get() == top).collect()
                     }
                 };
                 if targets.is_empty() {
                     // Offline storage (XEP-0160) arrives with IM support; until then
                     // the sender learns the message was not delivered.
-                    let e = StanzaError::with_text(
-                        Condition::ServiceUnavailable,
-                        "the recipient is offline",
-                    );
+                    let e = StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline");
                     self.error(stanza, sender, to, e, out);
                     return;
                 }
@@ -306,35 +244,19 @@ impl Router<'_> {
         out: &mut Vec<u8>,
     ) {
         let mut bytes = Vec::with_capacity(256);
-        write_element(
-            &mut bytes,
-            stanza,
-            NS_CLIENT,
-            None,
-            &[Override::Set("from", sender.jid.as_str())],
-        );
+        write_element(&mut bytes, stanza, NS_CLIENT, None, &[Override::Set("from", sender.jid.as_str())]);
         if Rc::ptr_eq(sender, recipient) {
             out.extend_from_slice(&bytes);
             return;
         }
         if recipient.push(bytes).is_err() {
-            let e = StanzaError::with_text(
-                Condition::ResourceConstraint,
-                "the recipient is not reading",
-            );
+            let e = StanzaError::with_text(Condition::ResourceConstraint, "the recipient is not reading");
             self.error(stanza, sender, to, e, out);
         }
     }
 
     /// Sends an error reply to the sender (never for an error stanza).
-    fn error(
-        &self,
-        stanza: &Element<'_>,
-        sender: &Session,
-        to: Option<&str>,
-        mut e: StanzaError,
-        out: &mut Vec<u8>,
-    ) {
+    fn error(&self, stanza: &Element<'_>, sender: &Session, to: Option<&str>, mut e: StanzaError, out: &mut Vec<u8>) {
         e.by = Some(self.domain.as_str().to_string());
         e.write_reply(stanza, sender.jid.as_str(), to, out);
     }

@@ -93,7 +93,10 @@ impl fmt::Display for ServeError {
             }
             ServeError::Store(e) => write!(f, "cannot open the store: {e}"),
             ServeError::Tls(e) => write!(f, "TLS: {e}"),
-            ServeError::Bind(a, e) => write!(f, "cannot listen on {a}: {e} (is another server using the port? set c2s_listen or --c2s-listen)"),
+            ServeError::Bind(a, e) => write!(
+                f,
+                "cannot listen on {a}: {e} (is another server using the port? set c2s_listen or --c2s-listen)"
+            ),
             ServeError::NoListener => write!(f, "no client listener could be opened"),
             ServeError::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
         }
@@ -115,8 +118,7 @@ pub enum ListenerKind {
 pub fn run(config: Config) -> Result<(), ServeError> {
     create_data_dir(&config.data_dir)?;
     // Signals are set up before listening, so a signal right after start is not lost.
-    let mut signals =
-        Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
+    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
     let store = Store::open(&config.data_dir).map_err(ServeError::Store)?;
     let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
     let tls = crate::tls::load(&config).map_err(ServeError::Tls)?;
@@ -141,11 +143,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         domain,
         pool: SessionPool::new(config.max_sessions),
         store: Arc::new(store),
-        registry: Registry::new(
-            config.max_resources_per_account,
-            config.resource_conflict,
-            config.c2s_queue_size,
-        ),
+        registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
         limiter: AuthLimiter::new(config.auth_failures_per_ip),
         secret,
         tls: RefCell::new(Rc::new(tls)),
@@ -171,14 +169,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     };
     let accepters: Vec<_> = listeners
         .into_iter()
-        .map(|(kind, l)| {
-            ex.spawn(crate::net::listener::accept_clients(
-                Rc::clone(&server),
-                Rc::clone(&ex),
-                l,
-                kind,
-            ))
-        })
+        .map(|(kind, l)| ex.spawn(crate::net::listener::accept_clients(Rc::clone(&server), Rc::clone(&ex), l, kind)))
         .collect();
     futures_lite::future::block_on(ex.run(async {
         let signal = loop {
@@ -225,9 +216,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
 }
 
 /// Binds the control socket (owner only).
-fn control_listener(
-    data_dir: &std::path::Path,
-) -> std::io::Result<Async<std::os::unix::net::UnixListener>> {
+fn control_listener(data_dir: &std::path::Path) -> std::io::Result<Async<std::os::unix::net::UnixListener>> {
     use std::os::unix::fs::PermissionsExt;
     let path = crate::control::socket_path(data_dir);
     // A socket left by a killed server: nobody answers on it any more.
@@ -255,13 +244,10 @@ async fn serve_control(
         ex.spawn(async move {
             let mut line = String::new();
             let mut reader = futures_lite::io::BufReader::new(&stream).take(8192);
-            let read = futures_lite::future::or(
-                async { reader.read_line(&mut line).await.is_ok() },
-                async {
-                    Timer::after(Duration::from_secs(10)).await;
-                    false
-                },
-            )
+            let read = futures_lite::future::or(async { reader.read_line(&mut line).await.is_ok() }, async {
+                Timer::after(Duration::from_secs(10)).await;
+                false
+            })
             .await;
             if !read {
                 return;
@@ -305,12 +291,7 @@ fn create_data_dir(dir: &std::path::Path) -> Result<(), ServeError> {
 fn bind_all(config: &Config) -> Result<Vec<(ListenerKind, Async<TcpListener>)>, ServeError> {
     let mut listeners = Vec::new();
     let groups = [
-        (
-            ListenerKind::Client,
-            &config.c2s_listen,
-            config.c2s_listen_is_default,
-            "clients",
-        ),
+        (ListenerKind::Client, &config.c2s_listen, config.c2s_listen_is_default, "clients"),
         (
             ListenerKind::ClientDirectTls,
             &config.c2s_direct_tls_listen,

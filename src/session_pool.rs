@@ -31,15 +31,10 @@ pub struct SessionPool {
 
 impl SessionPool {
     pub fn new(capacity: usize) -> Rc<Self> {
-        let slots = (0..capacity)
-            .map(|_| None)
-            .collect::<Vec<_>>()
-            .into_boxed_slice();
+        let slots = (0..capacity).map(|_| None).collect::<Vec<_>>().into_boxed_slice();
         // Hand out low indices first.
         let free = (0..capacity as u32).rev().collect();
-        Rc::new(SessionPool {
-            inner: RefCell::new(Slots { slots, free }),
-        })
+        Rc::new(SessionPool { inner: RefCell::new(Slots { slots, free }) })
     }
 
     pub fn capacity(&self) -> usize {
@@ -55,14 +50,8 @@ impl SessionPool {
     pub fn try_acquire(self: &Rc<Self>, peer: SocketAddr) -> Option<SessionLease> {
         let mut inner = self.inner.borrow_mut();
         let index = inner.free.pop()?;
-        inner.slots[index as usize] = Some(SlotInfo {
-            peer,
-            stream_id: heapless::String::new(),
-        });
-        Some(SessionLease {
-            pool: Rc::clone(self),
-            index,
-        })
+        inner.slots[index as usize] = Some(SlotInfo { peer, stream_id: heapless::String::new() });
+        Some(SessionLease { pool: Rc::clone(self), index })
     }
 
     fn release(&self, index: u32) {
@@ -101,13 +90,7 @@ impl SessionLease {
     }
 
     pub fn info(&self) -> Option<SlotInfo> {
-        self.pool
-            .inner
-            .borrow()
-            .slots
-            .get(self.index as usize)
-            .cloned()
-            .flatten()
+        self.pool.inner.borrow().slots.get(self.index as usize).cloned().flatten()
     }
 }
 

@@ -122,12 +122,7 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(max_per_account: usize, conflict: ResourceConflict, queue_limit: usize) -> Registry {
-        Registry {
-            accounts: RefCell::new(HashMap::new()),
-            max_per_account,
-            conflict,
-            queue_limit,
-        }
+        Registry { accounts: RefCell::new(HashMap::new()), max_per_account, conflict, queue_limit }
     }
 
     /// Binds a full JID (§7.6.1). With the takeover policy an existing session of
@@ -170,20 +165,12 @@ impl Registry {
 
     pub fn get(&self, jid: &FullJid) -> Option<Rc<Session>> {
         let accounts = self.accounts.borrow();
-        accounts
-            .get(&jid.to_bare())?
-            .iter()
-            .find(|s| s.jid == *jid)
-            .cloned()
+        accounts.get(&jid.to_bare())?.iter().find(|s| s.jid == *jid).cloned()
     }
 
     /// The sessions of an account.
     pub fn sessions(&self, bare: &BareJid) -> Vec<Rc<Session>> {
-        self.accounts
-            .borrow()
-            .get(bare)
-            .cloned()
-            .unwrap_or_default()
+        self.accounts.borrow().get(bare).cloned().unwrap_or_default()
     }
 
     /// Ends every session of an account (e.g. the account was deleted).
@@ -217,15 +204,9 @@ mod tests {
         let reg = Registry::new(2, ResourceConflict::Takeover, 100);
         let a = reg.bind(jid("u@d/a")).unwrap();
         let _b = reg.bind(jid("u@d/b")).unwrap();
-        assert_eq!(
-            reg.bind(jid("u@d/c")).err(),
-            Some(BindError::ResourceConstraint)
-        );
+        assert_eq!(reg.bind(jid("u@d/c")).err(), Some(BindError::ResourceConstraint));
         let a2 = reg.bind(jid("u@d/a")).unwrap();
-        assert_eq!(
-            a.take_close().map(|e| e.condition),
-            Some(StreamCondition::Conflict)
-        );
+        assert_eq!(a.take_close().map(|e| e.condition), Some(StreamCondition::Conflict));
         assert!(Rc::ptr_eq(&reg.get(&jid("u@d/a")).unwrap(), &a2));
         reg.unbind(&a); // the old session's unbind does not remove the new one
         assert_eq!(reg.len(), 2);
@@ -241,10 +222,7 @@ mod tests {
         s.push(b"12345".to_vec()).unwrap();
         s.push(b"67890".to_vec()).unwrap();
         assert_eq!(s.push(b"x".to_vec()), Err(QueueFull));
-        assert_eq!(
-            s.take_close().map(|e| e.condition),
-            Some(StreamCondition::ResourceConstraint)
-        );
+        assert_eq!(s.take_close().map(|e| e.condition), Some(StreamCondition::ResourceConstraint));
         let mut out = Vec::new();
         s.drain_into(&mut out);
         assert_eq!(out, b"1234567890");

@@ -127,36 +127,20 @@ pub struct StanzaError {
 
 impl StanzaError {
     pub fn new(condition: Condition) -> Self {
-        StanzaError {
-            condition,
-            error_type: condition.default_type(),
-            text: None,
-            by: None,
-        }
+        StanzaError { condition, error_type: condition.default_type(), text: None, by: None }
     }
 
     pub fn with_text(condition: Condition, text: impl Into<String>) -> Self {
-        StanzaError {
-            text: Some(text.into()),
-            ..StanzaError::new(condition)
-        }
+        StanzaError { text: Some(text.into()), ..StanzaError::new(condition) }
     }
 
     /// `<error type=…><condition/><text/></error>`.
     pub fn write_error_element(&self, out: &mut Vec<u8>) {
         let mut w = XmlWriter::new(out);
-        w.start("error")
-            .attr("type", self.error_type.wire_name())
-            .attr_opt("by", self.by.as_deref())
-            .open();
+        w.start("error").attr("type", self.error_type.wire_name()).attr_opt("by", self.by.as_deref()).open();
         w.empty_ns(self.condition.wire_name(), NS_STANZAS);
         if let Some(t) = &self.text {
-            w.start("text")
-                .attr("xmlns", NS_STANZAS)
-                .attr("xml:lang", "en")
-                .open()
-                .text(t)
-                .end("text");
+            w.start("text").attr("xmlns", NS_STANZAS).attr("xml:lang", "en").open().text(t).end("text");
         }
         w.end("error");
     }
@@ -200,14 +184,8 @@ mod tests {
         for c in Condition::ALL {
             assert_eq!(Condition::from_wire(c.wire_name()), Some(*c));
         }
-        assert_eq!(
-            Condition::ServiceUnavailable.default_type(),
-            ErrorType::Cancel
-        );
-        assert_eq!(
-            Condition::ResourceConstraint.default_type(),
-            ErrorType::Wait
-        );
+        assert_eq!(Condition::ServiceUnavailable.default_type(), ErrorType::Cancel);
+        assert_eq!(Condition::ResourceConstraint.default_type(), ErrorType::Wait);
         assert_eq!(Condition::NotAuthorized.default_type(), ErrorType::Auth);
     }
 }

@@ -17,27 +17,17 @@ fn good_session_header_exchange() {
     let server = Server::start();
     let (mut c, got) = open(&server, HEADER);
     let h = response_header(&got);
-    assert!(
-        got.starts_with("<?xml version='1.0'?><stream:stream "),
-        "{got}"
-    );
+    assert!(got.starts_with("<?xml version='1.0'?><stream:stream "), "{got}");
     assert_eq!(attr(&h, "from"), Some("localhost"));
-    assert_eq!(
-        attr(&h, "to"),
-        None,
-        "no 'to' when the client sent no 'from'"
-    );
+    assert_eq!(attr(&h, "to"), None, "no 'to' when the client sent no 'from'");
     assert_eq!(attr(&h, "version"), Some("1.0"));
     assert_eq!(attr(&h, "xml:lang"), Some("en"));
     assert_eq!(attr(&h, "xmlns"), Some("jabber:client"));
-    assert_eq!(
-        attr(&h, "xmlns:stream"),
-        Some("http://etherx.jabber.org/streams")
-    );
+    assert_eq!(attr(&h, "xmlns:stream"), Some("http://etherx.jabber.org/streams"));
     let id = attr(&h, "id").expect("id");
     assert_eq!(id.len(), 32, "128 random bits in hex");
     assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
-    c.read_until("<stream:features/>", WAIT);
+    c.read_until("</stream:features>", WAIT);
     // A second connection gets a different id.
     let (_c2, got2) = open(&server, HEADER);
     assert_ne!(attr(&response_header(&got2), "id"), Some(id));
@@ -46,35 +36,20 @@ fn good_session_header_exchange() {
 #[test]
 fn response_to_is_the_clients_from_and_from_is_canonical() {
     let server = Server::start();
-    let header =
-        format!("<stream:stream from='Juliet@LocalHost' to='LOCALHOST.' {NS} version='1.0'>");
+    let header = format!("<stream:stream from='Juliet@LocalHost' to='LOCALHOST.' {NS} version='1.0'>");
     let (_c, got) = open(&server, &header);
     let h = response_header(&got);
-    assert_eq!(
-        attr(&h, "from"),
-        Some("localhost"),
-        "never an echo of the client's spelling"
-    );
+    assert_eq!(attr(&h, "from"), Some("localhost"), "never an echo of the client's spelling");
     assert_eq!(attr(&h, "to"), Some("juliet@localhost"));
 }
 
 #[test]
 fn version_is_the_lower_of_both_compared_per_part() {
     let server = Server::start();
-    for (client, response) in [
-        ("1.0", "1.0"),
-        ("1.10", "1.0"),
-        ("01.0", "1.0"),
-        ("2.0", "1.0"),
-        ("1.5", "1.0"),
-    ] {
+    for (client, response) in [("1.0", "1.0"), ("1.10", "1.0"), ("01.0", "1.0"), ("2.0", "1.0"), ("1.5", "1.0")] {
         let header = format!("<stream:stream to='localhost' {NS} version='{client}'>");
         let (_c, got) = open(&server, &header);
-        assert_eq!(
-            attr(&response_header(&got), "version"),
-            Some(response),
-            "client version {client}"
-        );
+        assert_eq!(attr(&response_header(&got), "version"), Some(response), "client version {client}");
     }
 }
 
@@ -91,38 +66,22 @@ fn missing_version_gets_no_version_and_unsupported_version() {
 #[test]
 fn lower_version_is_echoed_then_unsupported_version() {
     let server = Server::start();
-    let got = exchange(
-        &server,
-        &format!("<stream:stream to='localhost' {NS} version='0.9'>"),
-    );
+    let got = exchange(&server, &format!("<stream:stream to='localhost' {NS} version='0.9'>"));
     assert_eq!(attr(&response_header(&got), "version"), Some("0.9"));
     assert_stream_error(&got, "unsupported-version");
-    let got = exchange(
-        &server,
-        &format!("<stream:stream to='localhost' {NS} version='one'>"),
-    );
+    let got = exchange(&server, &format!("<stream:stream to='localhost' {NS} version='one'>"));
     assert_stream_error(&got, "unsupported-version");
 }
 
 #[test]
 fn unknown_or_missing_to_is_host_unknown() {
     let server = Server::start();
-    let got = exchange(
-        &server,
-        &format!("<stream:stream to='example.org' {NS} version='1.0'>"),
-    );
-    assert_eq!(
-        attr(&response_header(&got), "from"),
-        Some("localhost"),
-        "from is the served domain"
-    );
+    let got = exchange(&server, &format!("<stream:stream to='example.org' {NS} version='1.0'>"));
+    assert_eq!(attr(&response_header(&got), "from"), Some("localhost"), "from is the served domain");
     assert_stream_error(&got, "host-unknown");
     let got = exchange(&server, &format!("<stream:stream {NS} version='1.0'>"));
     assert_stream_error(&got, "host-unknown");
-    let got = exchange(
-        &server,
-        &format!("<stream:stream to='not a domain' {NS} version='1.0'>"),
-    );
+    let got = exchange(&server, &format!("<stream:stream to='not a domain' {NS} version='1.0'>"));
     assert_stream_error(&got, "host-unknown");
 }
 

@@ -23,9 +23,7 @@ enum Wake {
 pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let config = &server.config;
     let peer = lease.info().map(|i| i.peer);
-    let peer_ip = peer
-        .map(|p| p.ip())
-        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let peer_ip = peer.map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let mut framer = Framer::new(config.xml);
     let mut c2s = C2sStream::new(server.policy.clone(), transport.is_tls());
     let mut out = Vec::new();
@@ -40,11 +38,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         // Routed stanzas and kill requests for the bound session.
         if let Some(session) = c2s.session() {
             if let Some(error) = session.take_close() {
-                step = c2s.handle(
-                    Input::Kill(error),
-                    &env(&server, &bindings, peer_ip),
-                    &mut out,
-                );
+                step = c2s.handle(Input::Kill(error), &env(&server, &bindings, peer_ip), &mut out);
             } else {
                 session.drain_into(&mut out);
             }
@@ -137,15 +131,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 lease.set_stream_id(c2s.stream_id());
             }
             Some(Wake::Deadline(why)) => {
-                step = c2s.handle(
-                    Input::Timeout(why),
-                    &env(&server, &bindings, peer_ip),
-                    &mut out,
-                )
+                step = c2s.handle(Input::Timeout(why), &env(&server, &bindings, peer_ip), &mut out)
             }
-            Some(Wake::Shutdown) => {
-                step = c2s.handle(Input::Shutdown, &env(&server, &bindings, peer_ip), &mut out)
-            }
+            Some(Wake::Shutdown) => step = c2s.handle(Input::Shutdown, &env(&server, &bindings, peer_ip), &mut out),
         }
         if let Err(e) = transport.write_all(&out, config.write_timeout).await {
             log::debug!("{peer:?}: write failed: {e}");
@@ -182,11 +170,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     }
 }
 
-fn env<'a>(
-    server: &'a Server,
-    bindings: &'a crate::sasl::scram::ChannelBindings,
-    peer: std::net::IpAddr,
-) -> Env<'a> {
+fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {
     Env {
         store: &server.store,
         registry: &server.registry,
@@ -198,17 +182,9 @@ fn env<'a>(
 }
 
 /// The earliest deadline that applies now, with the text of its timeout error.
-fn deadline(
-    server: &Server,
-    c2s: &C2sStream,
-    started: Instant,
-    last_read: Instant,
-) -> (Instant, &'static str) {
+fn deadline(server: &Server, c2s: &C2sStream, started: Instant, last_read: Instant) -> (Instant, &'static str) {
     let config = &server.config;
-    let mut best = (
-        last_read + config.c2s_idle_timeout,
-        "no data received within c2s_idle_timeout",
-    );
+    let mut best = (last_read + config.c2s_idle_timeout, "no data received within c2s_idle_timeout");
     // The header deadline covers the first header only (defeats slowloris); restarts
     // after STARTTLS and SASL fall under the authentication deadline.
     if c2s.stream_id().is_empty() {

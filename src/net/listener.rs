@@ -48,18 +48,15 @@ pub async fn accept_clients(
                 log::debug!("{peer}: connected (slot {})", lease.index());
                 let transport = match kind {
                     ListenerKind::Client => Transport::plain(stream),
-                    ListenerKind::ClientDirectTls => {
-                        match Transport::direct_tls(stream, server.tls_config(true)) {
-                            Ok(t) => t,
-                            Err(e) => {
-                                log::warn!("{peer}: cannot start TLS: {e}");
-                                continue;
-                            }
+                    ListenerKind::ClientDirectTls => match Transport::direct_tls(stream, server.tls_config(true)) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            log::warn!("{peer}: cannot start TLS: {e}");
+                            continue;
                         }
-                    }
+                    },
                 };
-                ex.spawn(super::c2s::serve(Rc::clone(&server), transport, lease))
-                    .detach();
+                ex.spawn(super::c2s::serve(Rc::clone(&server), transport, lease)).detach();
             }
             None => refuse(&server, &ex, stream, peer),
         }
@@ -68,23 +65,12 @@ pub async fn accept_clients(
 
 /// The pool is full: answer with a header and `resource-constraint` (RFC 6120
 /// §4.9.3.17), without reading the client's header and without a session slot.
-fn refuse(
-    server: &Rc<Server>,
-    ex: &LocalExecutor<'static>,
-    stream: Async<TcpStream>,
-    peer: std::net::SocketAddr,
-) {
+fn refuse(server: &Rc<Server>, ex: &LocalExecutor<'static>, stream: Async<TcpStream>, peer: std::net::SocketAddr) {
     if server.refusing.get() >= MAX_REFUSING {
-        log::warn!(
-            "{peer}: session pool full (max_sessions = {}), closed",
-            server.pool.capacity()
-        );
+        log::warn!("{peer}: session pool full (max_sessions = {}), closed", server.pool.capacity());
         return;
     }
-    log::warn!(
-        "{peer}: session pool full (max_sessions = {}), refused",
-        server.pool.capacity()
-    );
+    log::warn!("{peer}: session pool full (max_sessions = {}), refused", server.pool.capacity());
     server.refusing.set(server.refusing.get() + 1);
     let mut out = Vec::with_capacity(400);
     C2sStream::new(server.policy.clone(), false).fail(
@@ -96,10 +82,7 @@ fn refuse(
     );
     let server = Rc::clone(server);
     ex.spawn(async move {
-        if write_all_timeout(&stream, &out, REFUSE_TIMEOUT)
-            .await
-            .is_ok()
-        {
+        if write_all_timeout(&stream, &out, REFUSE_TIMEOUT).await.is_ok() {
             close_gracefully(stream, REFUSE_TIMEOUT).await;
         }
         server.refusing.set(server.refusing.get() - 1);

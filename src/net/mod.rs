@@ -15,20 +15,11 @@ use std::time::{Duration, Instant};
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Writes all of `out` or fails after `timeout` without progress.
-pub async fn write_all_timeout(
-    stream: &Async<TcpStream>,
-    out: &[u8],
-    timeout: Duration,
-) -> io::Result<()> {
+pub async fn write_all_timeout(stream: &Async<TcpStream>, out: &[u8], timeout: Duration) -> io::Result<()> {
     let mut rest = out;
     while !rest.is_empty() {
         let written = futures_lite::future::or(
-            async {
-                stream
-                    .write_with(|s| io::Write::write(&mut &*s, rest))
-                    .await
-                    .map(Some)
-            },
+            async { stream.write_with(|s| io::Write::write(&mut &*s, rest)).await.map(Some) },
             async {
                 Timer::after(timeout).await;
                 Ok(None)
@@ -55,13 +46,7 @@ pub async fn close_gracefully(mut stream: Async<TcpStream>, linger: Duration) {
     let mut sink = [0u8; 512];
     loop {
         let read = futures_lite::future::or(
-            async {
-                Some(
-                    stream
-                        .read_with(|s| io::Read::read(&mut &*s, &mut sink))
-                        .await,
-                )
-            },
+            async { Some(stream.read_with(|s| io::Read::read(&mut &*s, &mut sink)).await) },
             async {
                 Timer::at(deadline).await;
                 None

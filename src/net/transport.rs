@@ -33,18 +33,11 @@ pub struct Transport {
 
 impl Transport {
     pub fn plain(socket: Async<TcpStream>) -> Transport {
-        Transport {
-            socket,
-            tls: None,
-            plaintext_left: 0,
-        }
+        Transport { socket, tls: None, plaintext_left: 0 }
     }
 
     /// Direct TLS (XEP-0368): TLS from the first byte.
-    pub fn direct_tls(
-        socket: Async<TcpStream>,
-        config: Arc<ServerConfig>,
-    ) -> io::Result<Transport> {
+    pub fn direct_tls(socket: Async<TcpStream>, config: Arc<ServerConfig>) -> io::Result<Transport> {
         let mut t = Transport::plain(socket);
         t.start_tls(config)?;
         Ok(t)
@@ -91,14 +84,10 @@ impl Transport {
             match tls.read_tls(&mut &*socket) {
                 Ok(0) => return Ok(ReadOutcome::Eof),
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(ReadOutcome::WouldBlock)
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::WouldBlock),
                 Err(e) => return Err(e),
             }
-            let state = tls
-                .process_new_packets()
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let state = tls.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             self.plaintext_left = state.plaintext_bytes_to_read();
             if state.peer_has_closed() && self.plaintext_left == 0 {
                 return Ok(ReadOutcome::Eof);
@@ -133,12 +122,7 @@ impl Transport {
             while tls.wants_write() {
                 let socket = &self.socket;
                 let wrote = futures_lite::future::or(
-                    async {
-                        socket
-                            .write_with(|s| tls.write_tls(&mut &*s))
-                            .await
-                            .map(Some)
-                    },
+                    async { socket.write_with(|s| tls.write_tls(&mut &*s)).await.map(Some) },
                     async {
                         Timer::after(timeout).await;
                         Ok(None)
@@ -166,23 +150,13 @@ impl Transport {
             return ChannelBindings::default();
         };
         let tls_exporter = (tls.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
-            .then(|| {
-                tls.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
-                    .ok()
-            })
+            .then(|| tls.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None).ok())
             .flatten()
             .map(|k| k.to_vec());
         // RFC 5929 §4.1: the certificate's signature hash, SHA-256 for MD5/SHA-1/SHA-256
         // (wrenhub's own certificates are ECDSA with SHA-256).
-        let tls_server_end_point = Some(
-            ring::digest::digest(&ring::digest::SHA256, end_entity_cert)
-                .as_ref()
-                .to_vec(),
-        );
-        ChannelBindings {
-            tls_exporter,
-            tls_server_end_point,
-        }
+        let tls_server_end_point = Some(ring::digest::digest(&ring::digest::SHA256, end_entity_cert).as_ref().to_vec());
+        ChannelBindings { tls_exporter, tls_server_end_point }
     }
 
     /// Ends the connection: TLS close_notify, then our side of TCP, then a bounded

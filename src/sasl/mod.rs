@@ -51,11 +51,7 @@ impl Failure {
         w.start("failure").attr("xmlns", NS_SASL).open();
         w.start(self.wire_name()).close_empty();
         if let Some(t) = text {
-            w.start("text")
-                .attr("xml:lang", "en")
-                .open()
-                .text(t)
-                .end("text");
+            w.start("text").attr("xml:lang", "en").open().text(t).end("text");
         }
         w.end("failure");
     }
@@ -71,43 +67,19 @@ pub enum Mechanism {
 impl Mechanism {
     /// Strongest first: the order of the `<mechanisms/>` list.
     pub const ALL: [Mechanism; 5] = [
-        Mechanism::Scram {
-            hash: ScramHash::Sha256,
-            plus: true,
-        },
-        Mechanism::Scram {
-            hash: ScramHash::Sha1,
-            plus: true,
-        },
-        Mechanism::Scram {
-            hash: ScramHash::Sha256,
-            plus: false,
-        },
-        Mechanism::Scram {
-            hash: ScramHash::Sha1,
-            plus: false,
-        },
+        Mechanism::Scram { hash: ScramHash::Sha256, plus: true },
+        Mechanism::Scram { hash: ScramHash::Sha1, plus: true },
+        Mechanism::Scram { hash: ScramHash::Sha256, plus: false },
+        Mechanism::Scram { hash: ScramHash::Sha1, plus: false },
         Mechanism::Plain,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            Mechanism::Scram {
-                hash: ScramHash::Sha256,
-                plus: true,
-            } => "SCRAM-SHA-256-PLUS",
-            Mechanism::Scram {
-                hash: ScramHash::Sha1,
-                plus: true,
-            } => "SCRAM-SHA-1-PLUS",
-            Mechanism::Scram {
-                hash: ScramHash::Sha256,
-                plus: false,
-            } => "SCRAM-SHA-256",
-            Mechanism::Scram {
-                hash: ScramHash::Sha1,
-                plus: false,
-            } => "SCRAM-SHA-1",
+            Mechanism::Scram { hash: ScramHash::Sha256, plus: true } => "SCRAM-SHA-256-PLUS",
+            Mechanism::Scram { hash: ScramHash::Sha1, plus: true } => "SCRAM-SHA-1-PLUS",
+            Mechanism::Scram { hash: ScramHash::Sha256, plus: false } => "SCRAM-SHA-256",
+            Mechanism::Scram { hash: ScramHash::Sha1, plus: false } => "SCRAM-SHA-1",
             Mechanism::Plain => "PLAIN",
         }
     }
@@ -144,9 +116,7 @@ pub fn normalize_password(password: &str) -> Option<String> {
     #[cfg(feature = "precis")]
     {
         use precis_profiles::precis_core::profile::PrecisFastInvocation;
-        precis_profiles::OpaqueString::enforce(password)
-            .ok()
-            .map(|p| p.into_owned())
+        precis_profiles::OpaqueString::enforce(password).ok().map(|p| p.into_owned())
     }
     #[cfg(not(feature = "precis"))]
     {
@@ -163,9 +133,7 @@ pub struct PlainCredentials {
 
 pub fn parse_plain(msg: &[u8]) -> Result<PlainCredentials, Failure> {
     let mut parts = msg.split(|b| *b == 0);
-    let (Some(authz), Some(user), Some(pass), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(authz), Some(user), Some(pass), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Failure::MalformedRequest);
     };
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| Failure::MalformedRequest);
@@ -173,11 +141,7 @@ pub fn parse_plain(msg: &[u8]) -> Result<PlainCredentials, Failure> {
     if user.is_empty() || pass.is_empty() {
         return Err(Failure::MalformedRequest);
     }
-    Ok(PlainCredentials {
-        authzid: (!authz.is_empty()).then_some(authz),
-        username: user,
-        password: pass,
-    })
+    Ok(PlainCredentials { authzid: (!authz.is_empty()).then_some(authz), username: user, password: pass })
 }
 
 #[cfg(test)]
@@ -195,17 +159,11 @@ mod tests {
     #[test]
     fn plain_messages_parse() {
         let c = parse_plain(b"\0juliet\0pw").unwrap();
-        assert_eq!(
-            (c.authzid, c.username.as_str(), c.password.as_str()),
-            (None, "juliet", "pw")
-        );
+        assert_eq!((c.authzid, c.username.as_str(), c.password.as_str()), (None, "juliet", "pw"));
         assert!(parse_plain(b"juliet\0pw").is_err());
         assert!(parse_plain(b"\0\0pw").is_err());
         assert_eq!(decode_payload("=").unwrap(), b"");
-        assert_eq!(
-            decode_payload("!!").unwrap_err(),
-            Failure::IncorrectEncoding
-        );
+        assert_eq!(decode_payload("!!").unwrap_err(), Failure::IncorrectEncoding);
     }
 
     #[test]

@@ -74,12 +74,7 @@ impl ScramRecord {
                 server_key: hmac_of(hash, &salted, b"Server Key"),
             }
         };
-        ScramRecord {
-            iterations,
-            sha1: keys(ScramHash::Sha1),
-            sha256: keys(ScramHash::Sha256),
-            salt,
-        }
+        ScramRecord { iterations, sha1: keys(ScramHash::Sha1), sha256: keys(ScramHash::Sha256), salt }
     }
 
     /// A record with a fresh random salt.
@@ -92,16 +87,8 @@ impl ScramRecord {
     /// A record no password matches, for unknown users: checking against it costs
     /// the same one PBKDF2 run as a real record.
     pub fn unmatchable(salt: Vec<u8>) -> ScramRecord {
-        let none = |len| ScramKeys {
-            stored_key: vec![0; len],
-            server_key: vec![0; len],
-        };
-        ScramRecord {
-            iterations: DEFAULT_ITERATIONS,
-            salt,
-            sha1: none(20),
-            sha256: none(32),
-        }
+        let none = |len| ScramKeys { stored_key: vec![0; len], server_key: vec![0; len] };
+        ScramRecord { iterations: DEFAULT_ITERATIONS, salt, sha1: none(20), sha256: none(32) }
     }
 
     pub fn keys(&self, hash: ScramHash) -> &ScramKeys {
@@ -128,9 +115,7 @@ fn salted_password(hash: ScramHash, password: &str, salt: &[u8], iterations: u32
 }
 
 fn hmac_of(hash: ScramHash, key: &[u8], data: &[u8]) -> Vec<u8> {
-    hmac::sign(&hmac::Key::new(hash.hmac(), key), data)
-        .as_ref()
-        .to_vec()
+    hmac::sign(&hmac::Key::new(hash.hmac(), key), data).as_ref().to_vec()
 }
 
 /// Constant-time equality (length is public).
@@ -171,11 +156,7 @@ pub fn parse_client_first(msg: &[u8]) -> Result<ClientFirst, Failure> {
         "n" => Gs2Binding::None,
         "y" => Gs2Binding::SupportedNotUsed,
         f => match f.strip_prefix("p=") {
-            Some(t)
-                if !t.is_empty()
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
-            {
+            Some(t) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') => {
                 Gs2Binding::Used(t.to_string())
             }
             _ => return Err(Failure::MalformedRequest),
@@ -183,26 +164,14 @@ pub fn parse_client_first(msg: &[u8]) -> Result<ClientFirst, Failure> {
     };
     let authzid = match authz {
         "" => None,
-        a => Some(decode_saslname(
-            a.strip_prefix("a=").ok_or(Failure::MalformedRequest)?,
-        )?),
+        a => Some(decode_saslname(a.strip_prefix("a=").ok_or(Failure::MalformedRequest)?)?),
     };
     let mut fields = bare.split(',');
-    let username = decode_saslname(
-        fields
-            .next()
-            .and_then(|f| f.strip_prefix("n="))
-            .ok_or(Failure::MalformedRequest)?,
-    )?;
-    let client_nonce = fields
-        .next()
-        .and_then(|f| f.strip_prefix("r="))
-        .ok_or(Failure::MalformedRequest)?;
+    let username = decode_saslname(fields.next().and_then(|f| f.strip_prefix("n=")).ok_or(Failure::MalformedRequest)?)?;
+    let client_nonce = fields.next().and_then(|f| f.strip_prefix("r=")).ok_or(Failure::MalformedRequest)?;
     if username.is_empty()
         || client_nonce.is_empty()
-        || !client_nonce
-            .bytes()
-            .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+        || !client_nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
     {
         return Err(Failure::MalformedRequest);
     }
@@ -284,16 +253,11 @@ impl ScramServer {
         bindings: &ChannelBindings,
     ) -> Result<(ScramServer, String), Failure> {
         let cb_data = match (&first.binding, plus) {
-            (Gs2Binding::Used(kind), true) => bindings
-                .data(kind)
-                .ok_or(Failure::MalformedRequest)?
-                .to_vec(),
+            (Gs2Binding::Used(kind), true) => bindings.data(kind).ok_or(Failure::MalformedRequest)?.to_vec(),
             (Gs2Binding::Used(_), false) => return Err(Failure::MalformedRequest),
             (_, true) => return Err(Failure::MalformedRequest),
             // RFC 5802 §6: "y" while the server offers channel binding is a downgrade.
-            (Gs2Binding::SupportedNotUsed, false) if bindings.any() => {
-                return Err(Failure::NotAuthorized)
-            }
+            (Gs2Binding::SupportedNotUsed, false) if bindings.any() => return Err(Failure::NotAuthorized),
             (_, false) => Vec::new(),
         };
         let mut server_nonce = [0u8; 18];
@@ -303,28 +267,13 @@ impl ScramServer {
             Some(r) => (true, r.iterations, r.salt.clone(), r.keys(hash).clone()),
             None => {
                 let fake = vec![0u8; hash.len()];
-                (
-                    false,
-                    DEFAULT_ITERATIONS,
-                    fake_salt,
-                    ScramKeys {
-                        stored_key: fake.clone(),
-                        server_key: fake,
-                    },
-                )
+                (false, DEFAULT_ITERATIONS, fake_salt, ScramKeys { stored_key: fake.clone(), server_key: fake })
             }
         };
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(&salt));
         let auth_prefix = format!("{},{server_first},", first.bare);
-        let server = ScramServer {
-            hash,
-            keys,
-            known,
-            nonce,
-            gs2_header: first.gs2_header.clone(),
-            cb_data,
-            auth_prefix,
-        };
+        let server =
+            ScramServer { hash, keys, known, nonce, gs2_header: first.gs2_header.clone(), cb_data, auth_prefix };
         Ok((server, server_first))
     }
 
@@ -333,14 +282,8 @@ impl ScramServer {
         let msg = std::str::from_utf8(msg).map_err(|_| Failure::MalformedRequest)?;
         let (without_proof, proof) = msg.rsplit_once(",p=").ok_or(Failure::MalformedRequest)?;
         let mut fields = without_proof.split(',');
-        let cbind = fields
-            .next()
-            .and_then(|f| f.strip_prefix("c="))
-            .ok_or(Failure::MalformedRequest)?;
-        let nonce = fields
-            .next()
-            .and_then(|f| f.strip_prefix("r="))
-            .ok_or(Failure::MalformedRequest)?;
+        let cbind = fields.next().and_then(|f| f.strip_prefix("c=")).ok_or(Failure::MalformedRequest)?;
+        let nonce = fields.next().and_then(|f| f.strip_prefix("r=")).ok_or(Failure::MalformedRequest)?;
         let cbind = B64.decode(cbind).map_err(|_| Failure::IncorrectEncoding)?;
         let proof = B64.decode(proof).map_err(|_| Failure::IncorrectEncoding)?;
         let mut expected_cbind = self.gs2_header.as_bytes().to_vec();
@@ -368,10 +311,7 @@ impl ScramServer {
 
 /// A deterministic salt for an unknown user, so repeated probes see a stable salt.
 pub fn fake_salt(secret: &[u8], username: &str) -> Vec<u8> {
-    let tag = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, secret),
-        username.as_bytes(),
-    );
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, secret), username.as_bytes());
     tag.as_ref()[..16].to_vec()
 }
 
@@ -402,10 +342,7 @@ mod tests {
         let sig = hmac_of(hash, stored.as_ref(), auth.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
         let server_key = hmac_of(hash, &salted, b"Server Key");
-        (
-            format!("{without_proof},p={}", B64.encode(proof)),
-            hmac_of(hash, &server_key, auth.as_bytes()),
-        )
+        (format!("{without_proof},p={}", B64.encode(proof)), hmac_of(hash, &server_key, auth.as_bytes()))
     }
 
     #[test]
@@ -414,23 +351,14 @@ mod tests {
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let record = ScramRecord::derive("pencil", salt, 4096);
         let first = parse_client_first(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO").unwrap();
-        let (mut server, _) = ScramServer::start(
-            ScramHash::Sha256,
-            false,
-            &first,
-            Some(&record),
-            vec![],
-            &ChannelBindings::default(),
-        )
-        .unwrap();
+        let (mut server, _) =
+            ScramServer::start(ScramHash::Sha256, false, &first, Some(&record), vec![], &ChannelBindings::default())
+                .unwrap();
         // Pin the server nonce to the RFC's.
         server.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
         server.auth_prefix = "n=user,r=rOprNGfwEbeRWgbNEkqO,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,".into();
         let final_msg = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
-        assert_eq!(
-            server.finish(final_msg).unwrap(),
-            "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-        );
+        assert_eq!(server.finish(final_msg).unwrap(), "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
         assert!(record.verify_password("pencil"));
         assert!(!record.verify_password("pencil!"));
     }
@@ -438,18 +366,10 @@ mod tests {
     #[test]
     fn full_exchange_with_and_without_channel_binding() {
         let record = ScramRecord::new("s3cret");
-        let bindings = ChannelBindings {
-            tls_exporter: Some(vec![7; 32]),
-            tls_server_end_point: Some(vec![9; 32]),
-        };
+        let bindings = ChannelBindings { tls_exporter: Some(vec![7; 32]), tls_server_end_point: Some(vec![9; 32]) };
         for (hash, plus, gs2, cb) in [
             (ScramHash::Sha256, true, "p=tls-exporter,,", vec![7u8; 32]),
-            (
-                ScramHash::Sha1,
-                true,
-                "p=tls-server-end-point,,",
-                vec![9u8; 32],
-            ),
+            (ScramHash::Sha1, true, "p=tls-server-end-point,,", vec![9u8; 32]),
             (ScramHash::Sha256, false, "n,,", vec![]),
             (ScramHash::Sha1, false, "n,,", vec![]),
         ] {
@@ -458,10 +378,7 @@ mod tests {
             let (server, server_first) =
                 ScramServer::start(hash, plus, &first, Some(&record), vec![], &bindings).unwrap();
             let (msg, expected_v) = client_final(hash, "s3cret", bare, gs2, &cb, &server_first);
-            assert_eq!(
-                server.finish(msg.as_bytes()).unwrap(),
-                format!("v={}", B64.encode(expected_v))
-            );
+            assert_eq!(server.finish(msg.as_bytes()).unwrap(), format!("v={}", B64.encode(expected_v)));
             let (bad, _) = client_final(hash, "wrong", bare, gs2, &cb, &server_first);
             assert_eq!(server.finish(bad.as_bytes()), Err(Failure::NotAuthorized));
         }
@@ -480,23 +397,13 @@ mod tests {
         )
         .unwrap();
         assert!(server_first.contains(&format!("s={}", B64.encode(fake_salt(b"k", "nobody")))));
-        let (msg, _) = client_final(
-            ScramHash::Sha256,
-            "anything",
-            "n=nobody,r=xyz",
-            "n,,",
-            &[],
-            &server_first,
-        );
+        let (msg, _) = client_final(ScramHash::Sha256, "anything", "n=nobody,r=xyz", "n,,", &[], &server_first);
         assert_eq!(server.finish(msg.as_bytes()), Err(Failure::NotAuthorized));
     }
 
     #[test]
     fn downgrade_and_malformed_messages_are_refused() {
-        let with_cb = ChannelBindings {
-            tls_exporter: Some(vec![1]),
-            tls_server_end_point: None,
-        };
+        let with_cb = ChannelBindings { tls_exporter: Some(vec![1]), tls_server_end_point: None };
         let first = parse_client_first(b"y,,n=u,r=n").unwrap();
         assert_eq!(
             ScramServer::start(ScramHash::Sha1, false, &first, None, vec![], &with_cb).err(),
@@ -507,21 +414,10 @@ mod tests {
             ScramServer::start(ScramHash::Sha1, true, &first, None, vec![], &with_cb).err(),
             Some(Failure::MalformedRequest)
         );
-        for bad in [
-            &b""[..],
-            b"n",
-            b"x,,n=u,r=n",
-            b"n,,r=n",
-            b"n,,n=u",
-            b"n,,n=a=b,r=n",
-            b"n,,n=u,r=n,m=ext",
-            b"n,b,n=u,r=n",
-        ] {
-            assert!(
-                parse_client_first(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+        for bad in
+            [&b""[..], b"n", b"x,,n=u,r=n", b"n,,r=n", b"n,,n=u", b"n,,n=a=b,r=n", b"n,,n=u,r=n,m=ext", b"n,b,n=u,r=n"]
+        {
+            assert!(parse_client_first(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let first = parse_client_first(b"n,a=juliet@localhost,n=u=2Cv=3D,r=n").unwrap();
         assert_eq!(first.username, "u,v=");

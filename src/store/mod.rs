@@ -72,8 +72,7 @@ impl Account {
 
     pub fn decode(b: &[u8]) -> Result<Account, StoreError> {
         let corrupt = || StoreError::Corrupt("account");
-        let (&[version, flags, i0, i1, i2, i3, salt_len], rest) =
-            b.split_first_chunk::<7>().ok_or_else(corrupt)?;
+        let (&[version, flags, i0, i1, i2, i3, salt_len], rest) = b.split_first_chunk::<7>().ok_or_else(corrupt)?;
         let salt_len = usize::from(salt_len);
         if version != RECORD_VERSION || rest.len() != salt_len + 104 {
             return Err(corrupt());
@@ -85,14 +84,8 @@ impl Account {
             scram: ScramRecord {
                 iterations: u32::from_be_bytes([i0, i1, i2, i3]),
                 salt: salt.to_vec(),
-                sha1: ScramKeys {
-                    stored_key: key(0, 20),
-                    server_key: key(20, 20),
-                },
-                sha256: ScramKeys {
-                    stored_key: key(40, 32),
-                    server_key: key(72, 32),
-                },
+                sha1: ScramKeys { stored_key: key(0, 20), server_key: key(20, 20) },
+                sha256: ScramKeys { stored_key: key(40, 32), server_key: key(72, 32) },
             },
         })
     }
@@ -117,18 +110,13 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         create_private_dir(data_dir).map_err(db_err)?;
         let path = data_dir.join(FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(&path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.clone()),
-                redb::DatabaseError::Storage(redb::StorageError::Io(io))
-                    if io.kind() == std::io::ErrorKind::WouldBlock =>
-                {
-                    StoreError::InUse(path.clone())
-                }
-                e => db_err(e),
-            })?;
+        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.clone()),
+            redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                StoreError::InUse(path.clone())
+            }
+            e => db_err(e),
+        })?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(ACCOUNTS).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
@@ -150,9 +138,7 @@ impl Store {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(ACCOUNTS).map_err(db_err)?;
-            table
-                .insert(jid.as_str(), account.encode().as_slice())
-                .map_err(db_err)?;
+            table.insert(jid.as_str(), account.encode().as_slice()).map_err(db_err)?;
         }
         txn.commit().map_err(db_err)
     }
@@ -210,19 +196,13 @@ mod tests {
     fn accounts_round_trip_and_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let jid: BareJid = "juliet@localhost".parse().unwrap();
-        let account = Account {
-            scram: ScramRecord::derive("pw", vec![1; 16], 4096),
-            disabled: false,
-        };
+        let account = Account { scram: ScramRecord::derive("pw", vec![1; 16], 4096), disabled: false };
         assert_eq!(Account::decode(&account.encode()).unwrap(), account);
         {
             let store = Store::open(dir.path()).unwrap();
             assert!(matches!(Store::open(dir.path()), Err(StoreError::InUse(_))));
             store.put_account(&jid, &account).unwrap();
-            assert_eq!(
-                store.accounts().unwrap(),
-                vec!["juliet@localhost".to_string()]
-            );
+            assert_eq!(store.accounts().unwrap(), vec!["juliet@localhost".to_string()]);
             let s1 = store.secret("x").unwrap();
             assert_eq!(store.secret("x").unwrap(), s1);
         }

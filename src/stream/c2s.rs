@@ -11,9 +11,7 @@ use super::header::{negotiate, new_stream_id, ResponseHeader, Version, NS_CLIENT
 use crate::auth_limiter::AuthLimiter;
 use crate::jid::{BareJid, Domain, FullJid};
 use crate::router::Router;
-use crate::sasl::scram::{
-    fake_salt, parse_client_first, ChannelBindings, ScramHash, ScramRecord, ScramServer,
-};
+use crate::sasl::scram::{fake_salt, parse_client_first, ChannelBindings, ScramHash, ScramRecord, ScramServer};
 use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism, NS_SASL};
 use crate::sessions::{BindError, Registry, Session};
 use crate::stanza::{Condition, StanzaError};
@@ -159,17 +157,10 @@ impl C2sStream {
             Input::Xml(Event::Element(el)) => self.on_element(&el, env, out),
             Input::Xml(Event::StreamEnd) => self.close(out),
             Input::XmlError(e) => self.fail(StreamError::from(e), out),
-            Input::Timeout(why) => self.fail(
-                StreamError::with_text(StreamCondition::ConnectionTimeout, why),
-                out,
-            ),
-            Input::Shutdown => self.fail(
-                StreamError::with_text(
-                    StreamCondition::SystemShutdown,
-                    "the server is shutting down",
-                ),
-                out,
-            ),
+            Input::Timeout(why) => self.fail(StreamError::with_text(StreamCondition::ConnectionTimeout, why), out),
+            Input::Shutdown => {
+                self.fail(StreamError::with_text(StreamCondition::SystemShutdown, "the server is shutting down"), out)
+            }
             Input::Kill(e) => self.fail(e, out),
         }
     }
@@ -177,10 +168,7 @@ impl C2sStream {
     /// §4.2, §4.7, §4.8: checks the client's header and answers it.
     fn on_header(&mut self, header: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         if !matches!(self.phase, Phase::AwaitingHeader) {
-            return self.fail(
-                StreamError::with_text(StreamCondition::BadFormat, "unexpected stream header"),
-                out,
-            );
+            return self.fail(StreamError::with_text(StreamCondition::BadFormat, "unexpected stream header"), out);
         }
         self.stream_id = new_stream_id();
         let client_from = header.attr("from").and_then(|f| f.parse::<BareJid>().ok());
@@ -201,51 +189,29 @@ impl C2sStream {
         self.header_sent = true;
 
         let error = if header.ns() != NS_STREAMS {
-            Some((
-                StreamCondition::InvalidNamespace,
-                "the stream namespace must be http://etherx.jabber.org/streams",
-            ))
+            Some((StreamCondition::InvalidNamespace, "the stream namespace must be http://etherx.jabber.org/streams"))
         } else if header.name() != "stream" {
-            Some((
-                StreamCondition::BadFormat,
-                "the root element must be <stream>",
-            ))
+            Some((StreamCondition::BadFormat, "the root element must be <stream>"))
         } else if header.stream_namespace("") != Some(NS_CLIENT) {
-            Some((
-                StreamCondition::InvalidNamespace,
-                "the content namespace must be jabber:client",
-            ))
+            Some((StreamCondition::InvalidNamespace, "the content namespace must be jabber:client"))
         } else if negotiated.is_none() {
             Some((
                 StreamCondition::UnsupportedVersion,
                 "the version attribute must be major.minor; XMPP 1.0 is required",
             ))
         } else if negotiated.is_some_and(|n| !n.supported) {
-            Some((
-                StreamCondition::UnsupportedVersion,
-                "this server requires XMPP 1.0",
-            ))
+            Some((StreamCondition::UnsupportedVersion, "this server requires XMPP 1.0"))
         } else {
             match header.attr("to").map(|to| to.parse::<Domain>()) {
-                None => Some((
-                    StreamCondition::HostUnknown,
-                    "the stream header has no 'to' address",
-                )),
+                None => Some((StreamCondition::HostUnknown, "the stream header has no 'to' address")),
                 Some(Ok(d)) if d == *self.policy.domain => None,
-                Some(_) => Some((
-                    StreamCondition::HostUnknown,
-                    "this server does not serve that domain",
-                )),
+                Some(_) => Some((StreamCondition::HostUnknown, "this server does not serve that domain")),
             }
         };
         if let Some((condition, text)) = error {
             return self.fail(StreamError::with_text(condition, text), out);
         }
-        self.phase = if self.user.is_some() {
-            Phase::Authenticated
-        } else {
-            Phase::Negotiating
-        };
+        self.phase = if self.user.is_some() { Phase::Authenticated } else { Phase::Negotiating };
         self.write_features(env, out);
         Step::Continue
     }
@@ -273,32 +239,19 @@ impl C2sStream {
                 }
             }
             if self.secure || !self.policy.require_encryption {
-                XmlWriter::new(out)
-                    .start("mechanisms")
-                    .attr("xmlns", NS_SASL)
-                    .open();
+                XmlWriter::new(out).start("mechanisms").attr("xmlns", NS_SASL).open();
                 for m in self.offered_mechanisms(env) {
-                    XmlWriter::new(out)
-                        .start("mechanism")
-                        .open()
-                        .text(m.name())
-                        .end("mechanism");
+                    XmlWriter::new(out).start("mechanism").open().text(m.name()).end("mechanism");
                 }
                 XmlWriter::new(out).end("mechanisms");
                 if env.bindings.any() {
                     let mut w = XmlWriter::new(out);
-                    w.start("sasl-channel-binding")
-                        .attr("xmlns", NS_SASL_CB)
-                        .open();
+                    w.start("sasl-channel-binding").attr("xmlns", NS_SASL_CB).open();
                     if env.bindings.tls_exporter.is_some() {
-                        w.start("channel-binding")
-                            .attr("type", "tls-exporter")
-                            .close_empty();
+                        w.start("channel-binding").attr("type", "tls-exporter").close_empty();
                     }
                     if env.bindings.tls_server_end_point.is_some() {
-                        w.start("channel-binding")
-                            .attr("type", "tls-server-end-point")
-                            .close_empty();
+                        w.start("channel-binding").attr("type", "tls-server-end-point").close_empty();
                     }
                     w.end("sasl-channel-binding");
                 }
@@ -320,11 +273,7 @@ impl C2sStream {
     /// A first-level element of the stream.
     fn on_element(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         if el.is("error", NS_STREAMS) {
-            log::debug!(
-                "stream {}: the client sent a stream error: {:?}",
-                self.stream_id,
-                el.children().next()
-            );
+            log::debug!("stream {}: the client sent a stream error: {:?}", self.stream_id, el.children().next());
             return self.close(out);
         }
         let is_stanza = el.ns() == NS_CLIENT && matches!(el.name(), "message" | "presence" | "iq");
@@ -344,15 +293,10 @@ impl C2sStream {
             }
             (Phase::Negotiating | Phase::Sasl(..), NS_SASL, "auth") => self.on_auth(el, env, out),
             (Phase::Sasl(..), NS_SASL, "response") => self.on_response(el, env, out),
-            (Phase::Sasl(..), NS_SASL, "abort") => {
-                self.sasl_failure(Failure::Aborted, None, env, out)
+            (Phase::Sasl(..), NS_SASL, "abort") => self.sasl_failure(Failure::Aborted, None, env, out),
+            (Phase::Negotiating, NS_SASL, "response" | "abort") => {
+                self.sasl_failure(Failure::MalformedRequest, Some("no SASL exchange in progress"), env, out)
             }
-            (Phase::Negotiating, NS_SASL, "response" | "abort") => self.sasl_failure(
-                Failure::MalformedRequest,
-                Some("no SASL exchange in progress"),
-                env,
-                out,
-            ),
             (Phase::Authenticated, NS_CLIENT, "iq") if el.child("bind", NS_BIND).is_some() => {
                 self.on_bind(el, env, out)
             }
@@ -365,10 +309,7 @@ impl C2sStream {
                 out,
             ),
             _ => self.fail(
-                StreamError::with_text(
-                    StreamCondition::UnsupportedStanzaType,
-                    "unsupported first-level element",
-                ),
+                StreamError::with_text(StreamCondition::UnsupportedStanzaType, "unsupported first-level element"),
                 out,
             ),
         }
@@ -382,10 +323,7 @@ impl C2sStream {
             return Step::Continue;
         }
         if !env.limiter.allowed(env.peer, Instant::now()) {
-            Failure::TemporaryAuthFailure.write(
-                Some("too many failed logins from this address; wait a minute"),
-                out,
-            );
+            Failure::TemporaryAuthFailure.write(Some("too many failed logins from this address; wait a minute"), out);
             return Step::Continue;
         }
         let name = el.attr("mechanism").unwrap_or_default();
@@ -394,12 +332,7 @@ impl C2sStream {
                 return self.sasl_failure(Failure::EncryptionRequired, None, env, out)
             }
             Some(Mechanism::Plain) if !self.policy.sasl_plain => {
-                return self.sasl_failure(
-                    Failure::MechanismTooWeak,
-                    Some("this server accepts SCRAM only"),
-                    env,
-                    out,
-                )
+                return self.sasl_failure(Failure::MechanismTooWeak, Some("this server accepts SCRAM only"), env, out)
             }
             Some(m) if self.offered_mechanisms(env).contains(&m) => m,
             _ => return self.sasl_failure(Failure::InvalidMechanism, None, env, out),
@@ -415,10 +348,7 @@ impl C2sStream {
     }
 
     fn account_jid(&self, username: &str) -> Option<BareJid> {
-        format!("{username}@{}", self.policy.domain)
-            .parse::<BareJid>()
-            .ok()
-            .filter(|j| j.local().is_some())
+        format!("{username}@{}", self.policy.domain).parse::<BareJid>().ok().filter(|j| j.local().is_some())
     }
 
     /// An authzid is accepted only when it names the authenticating account.
@@ -465,23 +395,14 @@ impl C2sStream {
             }
         };
         match (verified, account, jid) {
-            (true, Some(a), _) if a.disabled => {
-                self.sasl_failure(Failure::AccountDisabled, None, env, out)
-            }
+            (true, Some(a), _) if a.disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
             (true, Some(_), Some(jid)) => self.sasl_success(jid, &[], out),
             _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
         }
     }
 
     /// SCRAM (RFC 5802): the client-first message.
-    fn auth_scram(
-        &mut self,
-        hash: ScramHash,
-        plus: bool,
-        payload: &[u8],
-        env: &Env<'_>,
-        out: &mut Vec<u8>,
-    ) -> Step {
+    fn auth_scram(&mut self, hash: ScramHash, plus: bool, payload: &[u8], env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         let first = match parse_client_first(payload) {
             Ok(f) => f,
             Err(f) => return self.sasl_failure(f, None, env, out),
@@ -495,14 +416,7 @@ impl C2sStream {
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
         let salt = fake_salt(env.secret, &first.username);
-        match ScramServer::start(
-            hash,
-            plus,
-            &first,
-            account.as_ref().map(|a| &a.scram),
-            salt,
-            env.bindings,
-        ) {
+        match ScramServer::start(hash, plus, &first, account.as_ref().map(|a| &a.scram), salt, env.bindings) {
             Ok((server, server_first)) => {
                 write_payload("challenge", server_first.as_bytes(), out);
                 let disabled = account.is_some_and(|a| a.disabled);
@@ -516,9 +430,7 @@ impl C2sStream {
 
     /// SCRAM: the client-final message.
     fn on_response(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
-        let Phase::Sasl(server, jid, disabled) =
-            std::mem::replace(&mut self.phase, Phase::Negotiating)
-        else {
+        let Phase::Sasl(server, jid, disabled) = std::mem::replace(&mut self.phase, Phase::Negotiating) else {
             return Step::Continue;
         };
         let payload = match decode_payload(&el.text()) {
@@ -543,13 +455,7 @@ impl C2sStream {
 
     /// §6.4.5: a failure; the client may retry `max_auth_attempts` times in all,
     /// then the stream ends with `policy-violation`.
-    fn sasl_failure(
-        &mut self,
-        failure: Failure,
-        text: Option<&str>,
-        env: &Env<'_>,
-        out: &mut Vec<u8>,
-    ) -> Step {
+    fn sasl_failure(&mut self, failure: Failure, text: Option<&str>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         self.phase = Phase::Negotiating;
         failure.write(text, out);
         if matches!(failure, Failure::NotAuthorized | Failure::InvalidAuthzid) {
@@ -558,10 +464,7 @@ impl C2sStream {
         self.failed_auth += 1;
         if self.failed_auth >= self.policy.max_auth_attempts {
             return self.fail(
-                StreamError::with_text(
-                    StreamCondition::PolicyViolation,
-                    "too many failed authentication attempts",
-                ),
+                StreamError::with_text(StreamCondition::PolicyViolation, "too many failed authentication attempts"),
                 out,
             );
         }
@@ -590,13 +493,7 @@ impl C2sStream {
             Some(r) => match FullJid::new(&user, &r) {
                 Ok(f) => f,
                 Err(e) => {
-                    return error(
-                        StanzaError::with_text(
-                            Condition::BadRequest,
-                            format!("invalid resource: {e}"),
-                        ),
-                        out,
-                    )
+                    return error(StanzaError::with_text(Condition::BadRequest, format!("invalid resource: {e}")), out)
                 }
             },
             None => match FullJid::new(&user, &format!("wrenhub-{}", &new_stream_id()[..12])) {
@@ -648,21 +545,13 @@ impl C2sStream {
             };
             if !own {
                 return self.fail(
-                    StreamError::with_text(
-                        StreamCondition::InvalidFrom,
-                        "'from' is not this session's address",
-                    ),
+                    StreamError::with_text(StreamCondition::InvalidFrom, "'from' is not this session's address"),
                     out,
                 );
             }
         }
         let session = Rc::clone(session);
-        Router {
-            domain: &self.policy.domain,
-            registry: env.registry,
-            store: env.store,
-        }
-        .route(&session, el, out);
+        Router { domain: &self.policy.domain, registry: env.registry, store: env.store }.route(&session, el, out);
         Step::Continue
     }
 

@@ -114,19 +114,11 @@ pub struct StreamError {
 
 impl StreamError {
     pub fn new(condition: StreamCondition) -> Self {
-        StreamError {
-            condition,
-            text: None,
-            app: None,
-            other_host: None,
-        }
+        StreamError { condition, text: None, app: None, other_host: None }
     }
 
     pub fn with_text(condition: StreamCondition, text: impl Into<Cow<'static, str>>) -> Self {
-        StreamError {
-            text: Some(text.into()),
-            ..StreamError::new(condition)
-        }
+        StreamError { text: Some(text.into()), ..StreamError::new(condition) }
     }
 
     /// Writes `<stream:error>…</stream:error>` (RFC 6120 §4.9.2). The `stream`
@@ -134,8 +126,7 @@ impl StreamError {
     pub fn write(&self, out: &mut Vec<u8>) {
         let mut w = XmlWriter::new(out);
         w.start("stream:error").open();
-        w.start(self.condition.wire_name())
-            .attr("xmlns", NS_STREAMS_ERRORS);
+        w.start(self.condition.wire_name()).attr("xmlns", NS_STREAMS_ERRORS);
         match &self.other_host {
             Some(host) => {
                 w.open().text(host).end(self.condition.wire_name());
@@ -145,12 +136,7 @@ impl StreamError {
             }
         }
         if let Some(text) = &self.text {
-            w.start("text")
-                .attr("xmlns", NS_STREAMS_ERRORS)
-                .attr("xml:lang", "en")
-                .open()
-                .text(text)
-                .end("text");
+            w.start("text").attr("xmlns", NS_STREAMS_ERRORS).attr("xml:lang", "en").open().text(text).end("text");
         }
         if let Some((name, ns)) = self.app {
             w.empty_ns(name, ns);
@@ -179,11 +165,7 @@ impl From<XmlError> for StreamError {
 }
 
 fn limit_text(limit: Limit) -> Cow<'static, str> {
-    Cow::Owned(format!(
-        "{} (limit {})",
-        XmlError::limit(limit).detail,
-        limit.config_key()
-    ))
+    Cow::Owned(format!("{} (limit {})", XmlError::limit(limit).detail, limit.config_key()))
 }
 
 #[cfg(test)]
@@ -196,10 +178,7 @@ mod tests {
         for c in StreamCondition::ALL {
             assert_eq!(StreamCondition::from_wire(c.wire_name()), Some(*c));
         }
-        assert_eq!(
-            StreamCondition::from_wire("xml-not-well-formed"),
-            Some(StreamCondition::NotWellFormed)
-        );
+        assert_eq!(StreamCondition::from_wire("xml-not-well-formed"), Some(StreamCondition::NotWellFormed));
         assert_eq!(StreamCondition::from_wire("nonsense"), None);
     }
 

@@ -27,10 +27,7 @@ impl Version {
     /// against 1.0, which is all that matters here).
     pub fn parse(s: &str) -> Option<Version> {
         let (major, minor) = s.split_once('.')?;
-        Some(Version {
-            major: parse_part(major)?,
-            minor: parse_part(minor)?,
-        })
+        Some(Version { major: parse_part(major)?, minor: parse_part(minor)? })
     }
 }
 
@@ -38,9 +35,7 @@ fn parse_part(s: &str) -> Option<u32> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    Some(s.bytes().fold(0u32, |n, b| {
-        n.saturating_mul(10).saturating_add(u32::from(b - b'0'))
-    }))
+    Some(s.bytes().fold(0u32, |n, b| n.saturating_mul(10).saturating_add(u32::from(b - b'0'))))
 }
 
 impl fmt::Display for Version {
@@ -64,19 +59,10 @@ pub struct Negotiated {
 /// wrenhub requires 1.0 (TLS, SASL), the stream ends with `unsupported-version`.
 pub fn negotiate(client: Option<Version>) -> Negotiated {
     match client {
-        None => Negotiated {
-            response: None,
-            supported: false,
-        },
+        None => Negotiated { response: None, supported: false },
         Some(v) => match v.cmp(&Version::V1_0) {
-            Ordering::Less => Negotiated {
-                response: Some(v),
-                supported: false,
-            },
-            _ => Negotiated {
-                response: Some(Version::V1_0),
-                supported: true,
-            },
+            Ordering::Less => Negotiated { response: Some(v), supported: false },
+            _ => Negotiated { response: Some(Version::V1_0), supported: true },
         },
     }
 }
@@ -90,12 +76,7 @@ pub fn new_stream_id() -> String {
         use std::hash::{BuildHasher, Hasher};
         for half in bytes.chunks_mut(8) {
             let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(
-                std::time::UNIX_EPOCH
-                    .elapsed()
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0),
-            );
+            h.write_u128(std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0));
             half.copy_from_slice(&h.finish().to_le_bytes());
         }
     }
@@ -157,41 +138,11 @@ mod tests {
 
     #[test]
     fn negotiation_picks_the_lower_version_and_requires_1_0() {
-        assert_eq!(
-            negotiate(None),
-            Negotiated {
-                response: None,
-                supported: false
-            }
-        );
-        assert_eq!(
-            negotiate(Some(v("0.9"))),
-            Negotiated {
-                response: Some(v("0.9")),
-                supported: false
-            }
-        );
-        assert_eq!(
-            negotiate(Some(v("1.0"))),
-            Negotiated {
-                response: Some(v("1.0")),
-                supported: true
-            }
-        );
-        assert_eq!(
-            negotiate(Some(v("1.5"))),
-            Negotiated {
-                response: Some(v("1.0")),
-                supported: true
-            }
-        );
-        assert_eq!(
-            negotiate(Some(v("2.0"))),
-            Negotiated {
-                response: Some(v("1.0")),
-                supported: true
-            }
-        );
+        assert_eq!(negotiate(None), Negotiated { response: None, supported: false });
+        assert_eq!(negotiate(Some(v("0.9"))), Negotiated { response: Some(v("0.9")), supported: false });
+        assert_eq!(negotiate(Some(v("1.0"))), Negotiated { response: Some(v("1.0")), supported: true });
+        assert_eq!(negotiate(Some(v("1.5"))), Negotiated { response: Some(v("1.0")), supported: true });
+        assert_eq!(negotiate(Some(v("2.0"))), Negotiated { response: Some(v("1.0")), supported: true });
     }
 
     #[test]

@@ -14,9 +14,7 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -104,12 +102,7 @@ pub fn summarize(der: &[u8]) -> Option<CertSummary> {
             }
         }
     }
-    Some(CertSummary {
-        subject_cn,
-        names,
-        not_after,
-        not_after_unix,
-    })
+    Some(CertSummary { subject_cn, names, not_after, not_after_unix })
 }
 
 fn find_cn(name: &[u8]) -> Option<String> {
@@ -149,16 +142,12 @@ fn parse_time(tag: u8, v: &[u8]) -> Option<(String, i64)> {
         _ => return None,
     };
     let num = |r: std::ops::Range<usize>| rest.get(r).and_then(|t| t.parse::<i64>().ok());
-    let (month, day, hour, min, sec) =
-        (num(0..2)?, num(2..4)?, num(4..6)?, num(6..8)?, num(8..10)?);
+    let (month, day, hour, min, sec) = (num(0..2)?, num(2..4)?, num(4..6)?, num(6..8)?, num(8..10)?);
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
         return None;
     }
     let unix = days_from_civil(year, month, day) * 86400 + hour * 3600 + min * 60 + sec;
-    Some((
-        format!("{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02} UTC"),
-        unix,
-    ))
+    Some((format!("{year:04}-{month:02}-{day:02} {hour:02}:{min:02}:{sec:02} UTC"), unix))
 }
 
 /// Days since 1970-01-01 (H. Hinnant's days_from_civil).
@@ -176,12 +165,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 /// -fingerprint -sha256` prints and phones show).
 pub fn fingerprint(der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    digest
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 #[cfg(test)]
@@ -190,27 +174,15 @@ mod tests {
 
     #[test]
     fn garbage_is_none_not_a_panic() {
-        for input in [
-            &[][..],
-            &[0x30],
-            &[0x30, 0x85, 1, 2, 3, 4, 5],
-            &[0x30, 0x02, 0x30, 0x05],
-            &[0xff; 64],
-        ] {
+        for input in [&[][..], &[0x30], &[0x30, 0x85, 1, 2, 3, 4, 5], &[0x30, 0x02, 0x30, 0x05], &[0xff; 64]] {
             assert_eq!(summarize(input), None);
         }
     }
 
     #[test]
     fn times_parse_both_forms() {
-        assert_eq!(
-            parse_time(0x17, b"491231235959Z").unwrap().0,
-            "2049-12-31 23:59:59 UTC"
-        );
-        assert_eq!(
-            parse_time(0x18, b"20500101000000Z").unwrap().1,
-            2_524_608_000
-        );
+        assert_eq!(parse_time(0x17, b"491231235959Z").unwrap().0, "2049-12-31 23:59:59 UTC");
+        assert_eq!(parse_time(0x18, b"20500101000000Z").unwrap().1, 2_524_608_000);
         assert_eq!(parse_time(0x17, b"bad"), None);
     }
 }

@@ -9,8 +9,8 @@ use super::der::summarize;
 use super::TlsError;
 use crate::jid::Domain;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
 };
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,10 +65,7 @@ impl LocalCa {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let mut tag = [0u8; 4];
         let _ = getrandom::fill(&mut tag);
-        let cn = format!(
-            "wrenhub local CA {:02x}{:02x}{:02x}{:02x}",
-            tag[0], tag[1], tag[2], tag[3]
-        );
+        let cn = format!("wrenhub local CA {:02x}{:02x}{:02x}{:02x}", tag[0], tag[1], tag[2], tag[3]);
         let params = ca_params(&cn, CA_DAYS)?;
         let cert = params.self_signed(&key).map_err(gen_err)?;
         write_file(&self.ca_key, key.serialize_pem().as_bytes(), 0o600)?;
@@ -91,32 +88,23 @@ impl LocalCa {
             return true;
         };
         let wanted = subject_names(domain);
-        let covers = wanted
-            .iter()
-            .all(|n| summary.names.iter().any(|have| have == n));
+        let covers = wanted.iter().all(|n| summary.names.iter().any(|have| have == n));
         !(covers && summary.not_after_unix - now_unix() > RENEW_BEFORE_DAYS * 86400)
     }
 
     fn create_server_cert(&self, domain: &Domain) -> Result<(), TlsError> {
-        let ca_pem =
-            std::fs::read(&self.ca_cert).map_err(|e| TlsError::Io(self.ca_cert.clone(), e))?;
-        let ca_key_pem = std::fs::read_to_string(&self.ca_key)
-            .map_err(|e| TlsError::Io(self.ca_key.clone(), e))?;
-        let ca_der = super::first_cert_der(&ca_pem)
-            .ok_or_else(|| TlsError::NoCertificate(self.ca_cert.clone()))?;
+        let ca_pem = std::fs::read(&self.ca_cert).map_err(|e| TlsError::Io(self.ca_cert.clone(), e))?;
+        let ca_key_pem = std::fs::read_to_string(&self.ca_key).map_err(|e| TlsError::Io(self.ca_key.clone(), e))?;
+        let ca_der = super::first_cert_der(&ca_pem).ok_or_else(|| TlsError::NoCertificate(self.ca_cert.clone()))?;
         let ca_cn = summarize(&ca_der)
             .and_then(|s| s.subject_cn)
-            .ok_or_else(|| {
-                TlsError::Generate("the local CA certificate has no common name".into())
-            })?;
+            .ok_or_else(|| TlsError::Generate("the local CA certificate has no common name".into()))?;
         let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(gen_err)?;
         let issuer = Issuer::new(ca_params(&ca_cn, CA_DAYS)?, ca_key);
 
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, domain.as_str());
+        params.distinguished_name.push(DnType::CommonName, domain.as_str());
         params.subject_alt_names = subject_names(domain)
             .into_iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
@@ -126,10 +114,7 @@ impl LocalCa {
             .collect::<Result<_, _>>()?;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         // serverAuth for clients; clientAuth so the same certificate serves s2s.
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         set_validity(&mut params, SERVER_DAYS)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let cert = params.signed_by(&key, &issuer).map_err(gen_err)?;
@@ -137,10 +122,7 @@ impl LocalCa {
         chain.push_str(&String::from_utf8_lossy(&ca_pem));
         write_file(&self.server_key, key.serialize_pem().as_bytes(), 0o600)?;
         write_file(&self.server_cert, chain.as_bytes(), 0o644)?;
-        log::info!(
-            "issued a server certificate for {} from the local CA",
-            subject_names(domain).join(", ")
-        );
+        log::info!("issued a server certificate for {} from the local CA", subject_names(domain).join(", "));
         Ok(())
     }
 }
@@ -178,18 +160,12 @@ fn set_validity(params: &mut CertificateParams, days: u64) -> Result<(), TlsErro
 }
 
 fn to_offset(t: SystemTime) -> Result<time::OffsetDateTime, TlsError> {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     time::OffsetDateTime::from_unix_timestamp(secs).map_err(|e| TlsError::Generate(e.to_string()))
 }
 
 fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
 fn gen_err(e: impl std::fmt::Display) -> TlsError {

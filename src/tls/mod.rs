@@ -30,10 +30,7 @@ impl fmt::Display for TlsError {
             TlsError::NoCertificate(p) => write!(f, "{}: no PEM certificate found", p.display()),
             TlsError::Key(p, e) => write!(f, "{}: no usable PEM private key ({e})", p.display()),
             TlsError::Generate(e) => write!(f, "cannot create the local CA or certificate: {e}"),
-            TlsError::Rustls(e) => write!(
-                f,
-                "the certificate and key do not make a TLS configuration: {e}"
-            ),
+            TlsError::Rustls(e) => write!(f, "the certificate and key do not make a TLS configuration: {e}"),
         }
     }
 }
@@ -55,9 +52,7 @@ pub struct TlsSetup {
 
 /// The certificate and key files the configuration points at: `tls_cert`/`tls_key`,
 /// else the local CA's server certificate (created when missing).
-pub fn cert_paths(
-    config: &Config,
-) -> Result<(PathBuf, PathBuf, Option<local_ca::LocalCa>), TlsError> {
+pub fn cert_paths(config: &Config) -> Result<(PathBuf, PathBuf, Option<local_ca::LocalCa>), TlsError> {
     match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Ok((cert.clone(), key.clone(), None)),
         _ => {
@@ -72,12 +67,8 @@ pub fn cert_paths(
 pub fn load(config: &Config) -> Result<TlsSetup, TlsError> {
     let (cert_path, key_path, _) = cert_paths(config)?;
     let chain = read_chain(&cert_path)?;
-    let key = PrivateKeyDer::from_pem_file(&key_path)
-        .map_err(|e| TlsError::Key(key_path.clone(), e.to_string()))?;
-    let end_entity = chain
-        .first()
-        .cloned()
-        .ok_or_else(|| TlsError::NoCertificate(cert_path.clone()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| TlsError::Key(key_path.clone(), e.to_string()))?;
+    let end_entity = chain.first().cloned().ok_or_else(|| TlsError::NoCertificate(cert_path.clone()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let build = |alpn: &[&[u8]]| -> Result<Arc<ServerConfig>, TlsError> {
         let mut c = ServerConfig::builder_with_provider(Arc::clone(&provider))
@@ -89,21 +80,13 @@ pub fn load(config: &Config) -> Result<TlsSetup, TlsError> {
         c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(c))
     };
-    Ok(TlsSetup {
-        starttls: build(&[])?,
-        direct: build(&[b"xmpp-client"])?,
-        end_entity,
-        cert_path,
-        key_path,
-    })
+    Ok(TlsSetup { starttls: build(&[])?, direct: build(&[b"xmpp-client"])?, end_entity, cert_path, key_path })
 }
 
 /// Reads a PEM certificate chain (end entity first).
 pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = std::fs::read(path).map_err(|e| TlsError::Io(path.to_path_buf(), e))?;
-    let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok).collect();
     if chain.is_empty() {
         return Err(TlsError::NoCertificate(path.to_path_buf()));
     }
@@ -112,9 +95,7 @@ pub fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
 
 /// The first certificate of a PEM text, as DER.
 pub fn first_cert_der(pem: &[u8]) -> Option<Vec<u8>> {
-    CertificateDer::pem_slice_iter(pem)
-        .find_map(Result::ok)
-        .map(|c| c.to_vec())
+    CertificateDer::pem_slice_iter(pem).find_map(Result::ok).map(|c| c.to_vec())
 }
 
 /// Logs what a certificate file holds: names, expiry, SHA-256 fingerprint.
@@ -131,11 +112,7 @@ pub fn describe(label: &str, path: &Path) -> Vec<String> {
                 Some(s) => format!(
                     "{label}: {} (names: {}; expires {}; SHA-256 {fp})",
                     s.subject_cn.unwrap_or_default(),
-                    if s.names.is_empty() {
-                        "-".to_string()
-                    } else {
-                        s.names.join(", ")
-                    },
+                    if s.names.is_empty() { "-".to_string() } else { s.names.join(", ") },
                     s.not_after
                 ),
                 None => format!("{label}: SHA-256 {fp}"),

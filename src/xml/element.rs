@@ -16,10 +16,7 @@ pub(crate) struct Span {
 impl Span {
     pub fn new(start: usize, end: usize) -> Self {
         // Offsets are bounded by max_stanza_size, which config caps far below u32::MAX.
-        Span {
-            start: start as u32,
-            end: end as u32,
-        }
+        Span { start: start as u32, end: end as u32 }
     }
     pub fn get(self, s: &str) -> &str {
         s.get(self.start as usize..self.end as usize).unwrap_or("")
@@ -88,11 +85,7 @@ impl<'a> Doc<'a> {
         match ns {
             NsRef::None => "",
             NsRef::Xml => NS_XML,
-            NsRef::Stream(i) => self
-                .stream_ns
-                .get(i as usize)
-                .map(|n| &*n.uri)
-                .unwrap_or(""),
+            NsRef::Stream(i) => self.stream_ns.get(i as usize).map(|n| &*n.uri).unwrap_or(""),
             NsRef::Local(span) => span.get(self.src),
             NsRef::Decoded(span) => span.get(self.decoded),
         }
@@ -137,13 +130,7 @@ impl<'a> Element<'a> {
 
     fn parts(&self) -> (Span, u16, NsRef, (u32, u32), u32) {
         match self.doc.nodes.get(self.index as usize) {
-            Some(&Node::Element {
-                name,
-                local,
-                ns,
-                attrs,
-                end,
-            }) => (name, local, ns, attrs, end),
+            Some(&Node::Element { name, local, ns, attrs, end }) => (name, local, ns, attrs, end),
             // Views are only built on element nodes; an empty element is the safe answer.
             _ => (Span::default(), 0, NsRef::None, (0, 0), self.index + 1),
         }
@@ -174,15 +161,11 @@ impl<'a> Element<'a> {
     pub fn attrs(&self) -> impl Iterator<Item = Attribute<'a>> + 'a {
         let (_, _, _, (from, to), _) = self.parts();
         let doc = self.doc;
-        doc.attrs
-            .get(from as usize..to as usize)
-            .unwrap_or(&[])
-            .iter()
-            .map(move |a| Attribute {
-                name: a.name.get(doc.src).get(a.local as usize..).unwrap_or(""),
-                ns: doc.ns(a.ns),
-                raw: a.value.get(doc.src),
-            })
+        doc.attrs.get(from as usize..to as usize).unwrap_or(&[]).iter().map(move |a| Attribute {
+            name: a.name.get(doc.src).get(a.local as usize..).unwrap_or(""),
+            ns: doc.ns(a.ns),
+            raw: a.value.get(doc.src),
+        })
     }
 
     /// The value of the attribute `name` in no namespace, decoded.
@@ -192,9 +175,7 @@ impl<'a> Element<'a> {
 
     /// The value of the attribute `{ns}name`, decoded.
     pub fn attr_ns(&self, ns: &str, name: &str) -> Option<Cow<'a, str>> {
-        self.attrs()
-            .find(|a| a.name == name && a.ns == ns)
-            .map(|a| a.value())
+        self.attrs().find(|a| a.name == name && a.ns == ns).map(|a| a.value())
     }
 
     /// Child nodes in document order.
@@ -240,12 +221,7 @@ impl<'a> Element<'a> {
     /// The namespace the stream header binds to `prefix` (`""`: the stream's default
     /// namespace, i.e. its content namespace), if it declares one.
     pub fn stream_namespace(&self, prefix: &str) -> Option<&'a str> {
-        self.doc
-            .stream_ns
-            .iter()
-            .rev()
-            .find(|n| &*n.prefix == prefix)
-            .map(|n| &*n.uri)
+        self.doc.stream_ns.iter().rev().find(|n| &*n.prefix == prefix).map(|n| &*n.uri)
     }
 
     /// The character data directly inside this element, decoded and concatenated.

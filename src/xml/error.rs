@@ -52,22 +52,13 @@ pub struct XmlError {
 
 impl XmlError {
     pub(crate) fn not_well_formed(detail: &'static str) -> Self {
-        XmlError {
-            kind: XmlErrorKind::NotWellFormed,
-            detail,
-        }
+        XmlError { kind: XmlErrorKind::NotWellFormed, detail }
     }
     pub(crate) fn restricted(detail: &'static str) -> Self {
-        XmlError {
-            kind: XmlErrorKind::Restricted,
-            detail,
-        }
+        XmlError { kind: XmlErrorKind::Restricted, detail }
     }
     pub(crate) fn encoding(detail: &'static str) -> Self {
-        XmlError {
-            kind: XmlErrorKind::UnsupportedEncoding,
-            detail,
-        }
+        XmlError { kind: XmlErrorKind::UnsupportedEncoding, detail }
     }
     pub(crate) fn limit(limit: Limit) -> Self {
         let detail = match limit {
@@ -76,10 +67,7 @@ impl XmlError {
             Limit::Attributes => "element has more attributes than max_xml_attributes",
             Limit::Namespaces => "more namespace declarations than max_xml_namespaces",
         };
-        XmlError {
-            kind: XmlErrorKind::LimitExceeded(limit),
-            detail,
-        }
+        XmlError { kind: XmlErrorKind::LimitExceeded(limit), detail }
     }
 }
 

@@ -40,12 +40,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_stanza_size: 256 * 1024,
-            max_depth: 64,
-            max_attributes: 64,
-            max_namespaces: 32,
-        }
+        Limits { max_stanza_size: 256 * 1024, max_depth: 64, max_attributes: 64, max_namespaces: 32 }
     }
 }
 
@@ -149,15 +144,10 @@ impl Framer {
 
     /// Reads into the buffer through `read` (given at most one chunk of free space,
     /// never past the buffer's limit); returns what `read` returned.
-    pub fn fill_with<E>(
-        &mut self,
-        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
-    ) -> Result<usize, E> {
+    pub fn fill_with<E>(&mut self, read: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> Result<usize, E> {
         self.compact();
         let len = self.buf.len();
-        let room = (self.limits.max_stanza_size + READ_CHUNK)
-            .saturating_sub(len)
-            .min(READ_CHUNK);
+        let room = (self.limits.max_stanza_size + READ_CHUNK).saturating_sub(len).min(READ_CHUNK);
         self.buf.resize(len + room, 0);
         let result = read(&mut self.buf[len..]);
         let got = match &result {
@@ -300,19 +290,9 @@ impl Framer {
         self.origin = self.origin.saturating_sub(n);
         self.scan = match self.scan {
             Scan::Idle => Scan::Idle,
-            Scan::Tag { start, quote, at } => Scan::Tag {
-                start: start - n,
-                quote,
-                at: at - n,
-            },
-            Scan::Decl { start, at } => Scan::Decl {
-                start: start - n,
-                at: at - n,
-            },
-            Scan::Cdata { start, at } => Scan::Cdata {
-                start: start - n,
-                at: at - n,
-            },
+            Scan::Tag { start, quote, at } => Scan::Tag { start: start - n, quote, at: at - n },
+            Scan::Decl { start, at } => Scan::Decl { start: start - n, at: at - n },
+            Scan::Cdata { start, at } => Scan::Cdata { start: start - n, at: at - n },
             Scan::Text { start } => Scan::Text { start: start - n },
         };
     }
@@ -346,11 +326,7 @@ impl Framer {
                         }
                     }
                     Err(quote) => {
-                        self.scan = Scan::Tag {
-                            start,
-                            quote,
-                            at: len,
-                        };
+                        self.scan = Scan::Tag { start, quote, at: len };
                         return self.need_more();
                     }
                 },
@@ -361,10 +337,7 @@ impl Framer {
                         self.on_declaration(start, end)?;
                     }
                     None => {
-                        self.scan = Scan::Decl {
-                            start,
-                            at: len.saturating_sub(1).max(start),
-                        };
+                        self.scan = Scan::Decl { start, at: len.saturating_sub(1).max(start) };
                         return self.need_more();
                     }
                 },
@@ -374,16 +347,10 @@ impl Framer {
                         self.pos = end;
                         let text = utf8(&self.buf[start + 9..end - 3])?;
                         check_chars(text)?;
-                        self.tree.nodes.push(Node::CData(Span::new(
-                            start + 9 - self.origin,
-                            end - 3 - self.origin,
-                        )));
+                        self.tree.nodes.push(Node::CData(Span::new(start + 9 - self.origin, end - 3 - self.origin)));
                     }
                     None => {
-                        self.scan = Scan::Cdata {
-                            start,
-                            at: len.saturating_sub(2).max(start + 9),
-                        };
+                        self.scan = Scan::Cdata { start, at: len.saturating_sub(2).max(start + 9) };
                         return self.need_more();
                     }
                 },
@@ -428,9 +395,7 @@ impl Framer {
                     }
                     self.pos += n;
                     self.consumed = self.pos;
-                    self.phase = Phase::Prolog {
-                        decl_allowed: false,
-                    };
+                    self.phase = Phase::Prolog { decl_allowed: false };
                     return Ok(true);
                 }
                 if rest[0] != b'<' {
@@ -439,15 +404,10 @@ impl Framer {
                 match markup(rest) {
                     Markup::NeedMore => return Ok(false),
                     Markup::Declaration if decl_allowed => {
-                        self.scan = Scan::Decl {
-                            start: pos,
-                            at: pos + 2,
-                        };
+                        self.scan = Scan::Decl { start: pos, at: pos + 2 };
                     }
                     Markup::Declaration => {
-                        return Err(XmlError::restricted(
-                            "XML declaration not at the start of the stream",
-                        ))
+                        return Err(XmlError::restricted("XML declaration not at the start of the stream"))
                     }
                     Markup::Pi => return Err(XmlError::restricted("processing instruction")),
                     Markup::Comment => return Err(XmlError::restricted("comment")),
@@ -455,18 +415,10 @@ impl Framer {
                     Markup::Cdata | Markup::Bad => {
                         return Err(XmlError::not_well_formed("markup before the stream header"))
                     }
-                    Markup::EndTag => {
-                        return Err(XmlError::not_well_formed(
-                            "end tag before the stream header",
-                        ))
-                    }
+                    Markup::EndTag => return Err(XmlError::not_well_formed("end tag before the stream header")),
                     Markup::StartTag => {
                         self.origin = pos;
-                        self.scan = Scan::Tag {
-                            start: pos,
-                            quote: 0,
-                            at: pos + 1,
-                        };
+                        self.scan = Scan::Tag { start: pos, quote: 0, at: pos + 1 };
                     }
                 }
             }
@@ -487,30 +439,17 @@ impl Framer {
                 }
                 match markup(rest) {
                     Markup::NeedMore => return Ok(false),
-                    Markup::Declaration | Markup::Pi => {
-                        return Err(XmlError::restricted("processing instruction"))
-                    }
+                    Markup::Declaration | Markup::Pi => return Err(XmlError::restricted("processing instruction")),
                     Markup::Comment => return Err(XmlError::restricted("comment")),
                     Markup::Doctype => return Err(XmlError::restricted("DTD")),
                     Markup::Bad => return Err(XmlError::not_well_formed("malformed markup")),
-                    Markup::Cdata if top_level => {
-                        return Err(XmlError::not_well_formed("CDATA outside elements"))
-                    }
-                    Markup::Cdata => {
-                        self.scan = Scan::Cdata {
-                            start: pos,
-                            at: pos + 9,
-                        }
-                    }
+                    Markup::Cdata if top_level => return Err(XmlError::not_well_formed("CDATA outside elements")),
+                    Markup::Cdata => self.scan = Scan::Cdata { start: pos, at: pos + 9 },
                     Markup::StartTag | Markup::EndTag => {
                         if top_level {
                             self.origin = pos;
                         }
-                        self.scan = Scan::Tag {
-                            start: pos,
-                            quote: 0,
-                            at: pos + 1,
-                        };
+                        self.scan = Scan::Tag { start: pos, quote: 0, at: pos + 1 };
                     }
                 }
             }
@@ -527,26 +466,20 @@ impl Framer {
         let s = utf8(&self.buf[start..end])?;
         check_chars(s)?;
         match Tokenizer::from(s).next() {
-            Some(Ok(Token::Declaration {
-                version, encoding, ..
-            })) => {
+            Some(Ok(Token::Declaration { version, encoding, .. })) => {
                 if version.as_str() != "1.0" {
                     return Err(XmlError::not_well_formed("XML version other than 1.0"));
                 }
                 if let Some(enc) = encoding {
                     if !enc.as_str().eq_ignore_ascii_case("utf-8") {
-                        return Err(XmlError::encoding(
-                            "the XML declaration names an encoding other than UTF-8",
-                        ));
+                        return Err(XmlError::encoding("the XML declaration names an encoding other than UTF-8"));
                     }
                 }
             }
             _ => return Err(XmlError::not_well_formed("malformed XML declaration")),
         }
         self.consumed = end;
-        self.phase = Phase::Prolog {
-            decl_allowed: false,
-        };
+        self.phase = Phase::Prolog { decl_allowed: false };
         Ok(())
     }
 
@@ -593,9 +526,7 @@ impl Framer {
             TagOutcome::Header { empty } => {
                 let qname = self.tree.root_qname(&self.buf[self.origin..end]);
                 self.stream_name = Box::from(qname);
-                self.stream_ns = self
-                    .tree
-                    .take_stream_namespaces(&self.buf[self.origin..end]);
+                self.stream_ns = self.tree.take_stream_namespaces(&self.buf[self.origin..end]);
                 self.phase = Phase::Content;
                 Ok(Some(Complete::Header { end, empty }))
             }
@@ -649,11 +580,7 @@ impl Tree {
         let base = ctx.tag_start;
         let mut tokens = Tokenizer::from_fragment(tag, 0..tag.len());
         let first = tokens.next();
-        if let Some(Ok(Token::ElementEnd {
-            end: ElementEnd::Close(prefix, local),
-            ..
-        })) = first
-        {
+        if let Some(Ok(Token::ElementEnd { end: ElementEnd::Close(prefix, local), .. })) = first {
             if tokens.next().is_some() {
                 return Err(XmlError::not_well_formed("malformed end tag"));
             }
@@ -672,12 +599,7 @@ impl Tree {
         let attr_from = self.attrs.len();
         let empty = loop {
             match tokens.next() {
-                Some(Ok(Token::Attribute {
-                    prefix: ap,
-                    local: al,
-                    value,
-                    ..
-                })) => {
+                Some(Ok(Token::Attribute { prefix: ap, local: al, value, .. })) => {
                     if ap.len() >= MAX_PREFIX {
                         return Err(XmlError::not_well_formed("namespace prefix too long"));
                     }
@@ -692,14 +614,8 @@ impl Tree {
                     let value_span = Span::new(base + value.start(), base + value.end());
                     self.on_attribute(ctx, names, value.as_str(), value_span, attr_from)?;
                 }
-                Some(Ok(Token::ElementEnd {
-                    end: ElementEnd::Open,
-                    ..
-                })) => break false,
-                Some(Ok(Token::ElementEnd {
-                    end: ElementEnd::Empty,
-                    ..
-                })) => break true,
+                Some(Ok(Token::ElementEnd { end: ElementEnd::Open, .. })) => break false,
+                Some(Ok(Token::ElementEnd { end: ElementEnd::Empty, .. })) => break true,
                 _ => return Err(XmlError::not_well_formed("malformed start tag")),
             }
         };
@@ -710,9 +626,7 @@ impl Tree {
         for i in attr_from..self.attrs.len() {
             let a = self.attrs[i];
             if a.local > 0 {
-                let prefix = ctx
-                    .src
-                    .get(a.name.start as usize..(a.name.start + a.local as u32 - 1) as usize);
+                let prefix = ctx.src.get(a.name.start as usize..(a.name.start + a.local as u32 - 1) as usize);
                 let prefix = std::str::from_utf8(prefix.unwrap_or(&[])).unwrap_or("");
                 self.attrs[i].ns = self.resolve(ctx, prefix, false)?;
             }
@@ -729,10 +643,7 @@ impl Tree {
         if ctx.header {
             return Ok(TagOutcome::Header { empty });
         }
-        self.open.push(Open {
-            node: index,
-            ns_mark,
-        });
+        self.open.push(Open { node: index, ns_mark });
         if empty {
             return self.close_top();
         }
@@ -747,13 +658,7 @@ impl Tree {
         value: Span,
         attr_from: usize,
     ) -> Result<(), XmlError> {
-        let AttrNames {
-            prefix,
-            local,
-            start,
-            local_start,
-            end,
-        } = names;
+        let AttrNames { prefix, local, start, local_start, end } = names;
         let declared = match (prefix, local) {
             ("", "xmlns") => Some(None),
             ("xmlns", p) => Some(Some(p)),
@@ -774,19 +679,13 @@ impl Tree {
         let uri = decode_attr(raw);
         if let Some(p) = decl_prefix {
             if p == "xmlns" || (p == "xml") != (uri == NS_XML) {
-                return Err(XmlError::not_well_formed(
-                    "reserved namespace prefix misused",
-                ));
+                return Err(XmlError::not_well_formed("reserved namespace prefix misused"));
             }
             if uri.is_empty() {
-                return Err(XmlError::not_well_formed(
-                    "empty namespace name for a prefix",
-                ));
+                return Err(XmlError::not_well_formed("empty namespace name for a prefix"));
             }
         } else if uri == NS_XML {
-            return Err(XmlError::not_well_formed(
-                "the XML namespace as default namespace",
-            ));
+            return Err(XmlError::not_well_formed("the XML namespace as default namespace"));
         }
         if self.ns_decls.len() >= ctx.limits.max_namespaces {
             return Err(XmlError::limit(Limit::Namespaces));
@@ -805,28 +704,19 @@ impl Tree {
         Ok(())
     }
 
-    fn on_end_tag(
-        &mut self,
-        ctx: &TagContext<'_>,
-        prefix: &str,
-        local: &str,
-    ) -> Result<TagOutcome, XmlError> {
+    fn on_end_tag(&mut self, ctx: &TagContext<'_>, prefix: &str, local: &str) -> Result<TagOutcome, XmlError> {
         let Some(top) = self.open.last() else {
             if qname_eq(ctx.stream_name.as_bytes(), prefix, local) {
                 return Ok(TagOutcome::StreamEnd);
             }
-            return Err(XmlError::not_well_formed(
-                "end tag does not match the stream header",
-            ));
+            return Err(XmlError::not_well_formed("end tag does not match the stream header"));
         };
         let written = match self.nodes.get(top.node as usize) {
             Some(Node::Element { name, .. }) => span_bytes(*name, ctx.src),
             _ => &[],
         };
         if !qname_eq(written, prefix, local) {
-            return Err(XmlError::not_well_formed(
-                "end tag does not match start tag",
-            ));
+            return Err(XmlError::not_well_formed("end tag does not match start tag"));
         }
         self.close_top()
     }
@@ -841,18 +731,11 @@ impl Tree {
         if let Some(Node::Element { end, .. }) = self.nodes.get_mut(top.node as usize) {
             *end = after;
         }
-        Ok(TagOutcome::Closed {
-            top_level: self.open.is_empty(),
-        })
+        Ok(TagOutcome::Closed { top_level: self.open.is_empty() })
     }
 
     /// Resolves a prefix (`""` is the default namespace for elements, none for attributes).
-    fn resolve(
-        &self,
-        ctx: &TagContext<'_>,
-        prefix: &str,
-        element: bool,
-    ) -> Result<NsRef, XmlError> {
+    fn resolve(&self, ctx: &TagContext<'_>, prefix: &str, element: bool) -> Result<NsRef, XmlError> {
         match prefix {
             "xml" => return Ok(NsRef::Xml),
             "xmlns" => return Err(XmlError::not_well_formed("the xmlns prefix on an element")),
@@ -870,36 +753,17 @@ impl Tree {
         }
         for (i, decl) in ctx.stream_ns.iter().enumerate().rev() {
             if &*decl.prefix == prefix {
-                return Ok(if decl.uri.is_empty() {
-                    NsRef::None
-                } else {
-                    NsRef::Stream(i as u16)
-                });
+                return Ok(if decl.uri.is_empty() { NsRef::None } else { NsRef::Stream(i as u16) });
             }
         }
         if prefix.is_empty() {
             return Ok(NsRef::None);
         }
-        Err(XmlError {
-            kind: XmlErrorKind::UnboundPrefix,
-            detail: "namespace prefix not declared",
-        })
+        Err(XmlError { kind: XmlErrorKind::UnboundPrefix, detail: "namespace prefix not declared" })
     }
 
-    fn check_duplicate_attributes(
-        &self,
-        ctx: &TagContext<'_>,
-        from: usize,
-    ) -> Result<(), XmlError> {
-        let local = |a: &AttrNode| {
-            span_bytes(
-                Span {
-                    start: a.name.start + a.local as u32,
-                    end: a.name.end,
-                },
-                ctx.src,
-            )
-        };
+    fn check_duplicate_attributes(&self, ctx: &TagContext<'_>, from: usize) -> Result<(), XmlError> {
+        let local = |a: &AttrNode| span_bytes(Span { start: a.name.start + a.local as u32, end: a.name.end }, ctx.src);
         let attrs = &self.attrs[from..];
         for (i, a) in attrs.iter().enumerate() {
             for b in &attrs[..i] {
@@ -916,11 +780,7 @@ impl Tree {
         match ns {
             NsRef::None => &[],
             NsRef::Xml => NS_XML.as_bytes(),
-            NsRef::Stream(i) => ctx
-                .stream_ns
-                .get(i as usize)
-                .map(|n| n.uri.as_bytes())
-                .unwrap_or(&[]),
+            NsRef::Stream(i) => ctx.stream_ns.get(i as usize).map(|n| n.uri.as_bytes()).unwrap_or(&[]),
             NsRef::Local(s) => span_bytes(s, ctx.src),
             NsRef::Decoded(s) => span_bytes(s, self.decoded.as_bytes()),
         }
@@ -929,9 +789,7 @@ impl Tree {
     /// The qualified name of the root element (the stream header).
     fn root_qname<'s>(&self, src: &'s [u8]) -> &'s str {
         match self.nodes.first() {
-            Some(Node::Element { name, .. }) => {
-                std::str::from_utf8(span_bytes(*name, src)).unwrap_or("")
-            }
+            Some(Node::Element { name, .. }) => std::str::from_utf8(span_bytes(*name, src)).unwrap_or(""),
             _ => "",
         }
     }
@@ -980,10 +838,7 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 
 /// Finds `pat` in `buf[from..]`; returns the absolute end of the first match.
 fn find(buf: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
-    buf.get(from..)?
-        .windows(pat.len())
-        .position(|w| w == pat)
-        .map(|i| from + i + pat.len())
+    buf.get(from..)?.windows(pat.len()).position(|w| w == pat).map(|i| from + i + pat.len())
 }
 
 /// Offset of the `>` that ends a tag, skipping quoted attribute values; on `Err`,
@@ -1119,6 +974,5 @@ fn qname_start(prefix: &xmlparser::StrSpan<'_>, local: &xmlparser::StrSpan<'_>) 
 }
 
 fn span_bytes(span: Span, src: &[u8]) -> &[u8] {
-    src.get(span.start as usize..span.end as usize)
-        .unwrap_or(&[])
+    src.get(span.start as usize..span.end as usize).unwrap_or(&[])
 }

@@ -16,16 +16,8 @@ fn run_with(input: &[u8], chunk: usize, limits: Limits) -> (Vec<String>, Option<
         loop {
             match framer.next_event() {
                 Ok(Some(Event::Header(h))) => {
-                    let attrs: Vec<String> = h
-                        .attrs()
-                        .map(|a| format!("{}{}={}", a.ns, a.name, a.value()))
-                        .collect();
-                    events.push(format!(
-                        "header {{{}}}{} {}",
-                        h.ns(),
-                        h.name(),
-                        attrs.join(",")
-                    ));
+                    let attrs: Vec<String> = h.attrs().map(|a| format!("{}{}={}", a.ns, a.name, a.value())).collect();
+                    events.push(format!("header {{{}}}{} {}", h.ns(), h.name(), attrs.join(",")));
                 }
                 Ok(Some(Event::Element(e))) => {
                     let mut out = Vec::new();
@@ -52,10 +44,7 @@ fn run(input: &str) -> (Vec<String>, Option<XmlError>) {
 }
 
 fn error_kind(input: &str) -> XmlErrorKind {
-    run(input)
-        .1
-        .unwrap_or_else(|| panic!("no error for {input:?}"))
-        .kind
+    run(input).1.unwrap_or_else(|| panic!("no error for {input:?}")).kind
 }
 
 #[test]
@@ -88,11 +77,7 @@ fn every_chunk_size_gives_the_same_events() {
     assert_eq!(whole.1, None);
     assert_eq!(whole.0.len(), 4);
     for chunk in 1..=17 {
-        assert_eq!(
-            run_with(input.as_bytes(), chunk, Limits::default()),
-            whole,
-            "chunk size {chunk}"
-        );
+        assert_eq!(run_with(input.as_bytes(), chunk, Limits::default()), whole, "chunk size {chunk}");
     }
 }
 
@@ -152,26 +137,14 @@ fn malformed_xml_is_not_well_formed() {
 
 #[test]
 fn unbound_prefixes_are_reported() {
-    assert_eq!(
-        error_kind(&format!("{HEADER}<foo:bar/>")),
-        XmlErrorKind::UnboundPrefix
-    );
-    assert_eq!(
-        error_kind(&format!("{HEADER}<bar foo:a='1'/>")),
-        XmlErrorKind::UnboundPrefix
-    );
-    assert_eq!(
-        error_kind("<stream:stream xmlns='jabber:client'>"),
-        XmlErrorKind::UnboundPrefix
-    );
+    assert_eq!(error_kind(&format!("{HEADER}<foo:bar/>")), XmlErrorKind::UnboundPrefix);
+    assert_eq!(error_kind(&format!("{HEADER}<bar foo:a='1'/>")), XmlErrorKind::UnboundPrefix);
+    assert_eq!(error_kind("<stream:stream xmlns='jabber:client'>"), XmlErrorKind::UnboundPrefix);
 }
 
 #[test]
 fn only_utf8_is_accepted() {
-    let utf16: Vec<u8> = HEADER
-        .encode_utf16()
-        .flat_map(|u| u.to_le_bytes())
-        .collect();
+    let utf16: Vec<u8> = HEADER.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
     let mut bom16 = vec![0xFF, 0xFE];
     bom16.extend_from_slice(&utf16);
     let mut be16 = vec![0xFE, 0xFF];
@@ -185,47 +158,20 @@ fn only_utf8_is_accepted() {
     let mut bad = format!("{HEADER}<message><body>").into_bytes();
     bad.extend_from_slice(&[0xC3, 0x28]);
     bad.extend_from_slice(b"</body></message>");
-    assert_eq!(
-        run_with(&bad, 3, Limits::default()).1.unwrap().kind,
-        XmlErrorKind::UnsupportedEncoding
-    );
-    assert_eq!(
-        run(&format!(
-            "<?xml version='1.0' encoding='utf-8'?>{}",
-            &HEADER[21..]
-        ))
-        .1,
-        None
-    );
+    assert_eq!(run_with(&bad, 3, Limits::default()).1.unwrap().kind, XmlErrorKind::UnsupportedEncoding);
+    assert_eq!(run(&format!("<?xml version='1.0' encoding='utf-8'?>{}", &HEADER[21..])).1, None);
 }
 
 #[test]
 fn limits_are_enforced_without_growing_the_buffer() {
-    let limits = Limits {
-        max_stanza_size: 1024,
-        max_depth: 8,
-        max_attributes: 4,
-        max_namespaces: 3,
-    };
-    let big = format!(
-        "{HEADER}<message><body>{}</body></message>",
-        "x".repeat(2000)
-    );
+    let limits = Limits { max_stanza_size: 1024, max_depth: 8, max_attributes: 4, max_namespaces: 3 };
+    let big = format!("{HEADER}<message><body>{}</body></message>", "x".repeat(2000));
     let (_, err) = run_with(big.as_bytes(), 100, limits);
-    assert_eq!(
-        err.unwrap().kind,
-        XmlErrorKind::LimitExceeded(super::Limit::StanzaSize)
-    );
+    assert_eq!(err.unwrap().kind, XmlErrorKind::LimitExceeded(super::Limit::StanzaSize));
     let (_, err) = run_with(big.as_bytes(), usize::MAX, limits);
-    assert_eq!(
-        err.unwrap().kind,
-        XmlErrorKind::LimitExceeded(super::Limit::StanzaSize)
-    );
+    assert_eq!(err.unwrap().kind, XmlErrorKind::LimitExceeded(super::Limit::StanzaSize));
     let deep = format!("{HEADER}{}", "<a>".repeat(100));
-    assert_eq!(
-        run_with(deep.as_bytes(), 7, limits).1.unwrap().kind,
-        XmlErrorKind::LimitExceeded(super::Limit::Depth)
-    );
+    assert_eq!(run_with(deep.as_bytes(), 7, limits).1.unwrap().kind, XmlErrorKind::LimitExceeded(super::Limit::Depth));
     let attrs = format!("{HEADER}<a b='1' c='2' d='3' e='4' f='5'/>");
     assert_eq!(
         run_with(attrs.as_bytes(), 7, limits).1.unwrap().kind,
@@ -252,9 +198,7 @@ fn self_closing_header_ends_the_stream() {
 #[test]
 fn restart_reads_a_new_header() {
     let mut framer = Framer::new(Limits::default());
-    framer.feed(
-        format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>{HEADER}").as_bytes(),
-    );
+    framer.feed(format!("{HEADER}<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>{HEADER}").as_bytes());
     assert!(matches!(framer.next_event(), Ok(Some(Event::Header(_)))));
     assert!(matches!(framer.next_event(), Ok(Some(Event::Element(_)))));
     framer.restart();
@@ -275,18 +219,10 @@ fn reemission_stamps_a_new_from_and_never_copies_input_bytes() {
         .as_bytes(),
     );
     assert!(matches!(framer.next_event(), Ok(Some(Event::Header(_)))));
-    let Ok(Some(Event::Element(el))) = framer.next_event() else {
-        panic!("no element")
-    };
+    let Ok(Some(Event::Element(el))) = framer.next_event() else { panic!("no element") };
     assert_eq!(el.attr("from").as_deref(), Some("evil@x"));
     let mut out = Vec::new();
-    write_element(
-        &mut out,
-        &el,
-        "jabber:server",
-        Some("jabber:server"),
-        &[Override::Set("from", "a@d/r")],
-    );
+    write_element(&mut out, &el, "jabber:server", Some("jabber:server"), &[Override::Set("from", "a@d/r")]);
     assert_eq!(
         String::from_utf8(out).unwrap(),
         "<message to='b@c' type='chat' from='a@d/r'><body>&lt;script&gt; A</body>\

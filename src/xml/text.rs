@@ -26,9 +26,7 @@ pub fn check_chars(s: &str) -> Result<(), XmlError> {
 /// Decodes the reference starting just after `&` in `s`; returns the character and
 /// the length of the reference body including the `;`.
 fn parse_reference(s: &str) -> Result<(char, usize), XmlError> {
-    let end = s
-        .find(';')
-        .ok_or(XmlError::not_well_formed("'&' without a reference"))?;
+    let end = s.find(';').ok_or(XmlError::not_well_formed("'&' without a reference"))?;
     let name = &s[..end];
     let c = match name {
         "lt" => '<',
@@ -49,9 +47,7 @@ fn parse_reference(s: &str) -> Result<(char, usize), XmlError> {
                 let significant = digits.trim_start_matches('0');
                 // Eight digits exceed U+10FFFF in either radix: no overflow below.
                 if significant.len() > 8 {
-                    return Err(XmlError::not_well_formed(
-                        "character reference to a character XML forbids",
-                    ));
+                    return Err(XmlError::not_well_formed("character reference to a character XML forbids"));
                 }
                 let code = if significant.is_empty() {
                     0
@@ -59,15 +55,11 @@ fn parse_reference(s: &str) -> Result<(char, usize), XmlError> {
                     u32::from_str_radix(significant, radix).map_err(|_| malformed.clone())?
                 };
                 if !is_xml_char(code) {
-                    return Err(XmlError::not_well_formed(
-                        "character reference to a character XML forbids",
-                    ));
+                    return Err(XmlError::not_well_formed("character reference to a character XML forbids"));
                 }
                 char::from_u32(code).ok_or(malformed)?
             } else if is_name(name) {
-                return Err(XmlError::restricted(
-                    "entity reference other than the predefined five",
-                ));
+                return Err(XmlError::restricted("entity reference other than the predefined five"));
             } else {
                 return Err(XmlError::not_well_formed("malformed entity reference"));
             }
@@ -110,10 +102,7 @@ pub fn decode_attr(raw: &str) -> Cow<'_, str> {
 }
 
 fn decode(raw: &str, attr: bool) -> Cow<'_, str> {
-    if !raw
-        .bytes()
-        .any(|b| b == b'&' || b == b'\r' || (attr && (b == b'\n' || b == b'\t')))
-    {
+    if !raw.bytes().any(|b| b == b'&' || b == b'\r' || (attr && (b == b'\n' || b == b'\t'))) {
         return Cow::Borrowed(raw);
     }
     let mut out = String::with_capacity(raw.len());
@@ -183,10 +172,7 @@ mod tests {
 
     #[test]
     fn predefined_and_character_references_decode() {
-        assert_eq!(
-            decode_text("a&lt;b&gt;&amp;&apos;&quot;&#65;&#x42;&#x1F600;"),
-            "a<b>&'\"AB😀"
-        );
+        assert_eq!(decode_text("a&lt;b&gt;&amp;&apos;&quot;&#65;&#x42;&#x1F600;"), "a<b>&'\"AB😀");
         assert_eq!(decode_text("plain"), Cow::Borrowed("plain"));
         assert_eq!(decode_text("a\r\nb\rc"), "a\nb\nc");
         assert_eq!(decode_attr("a\tb\nc&#xA;"), "a b c\n");
@@ -218,10 +204,7 @@ mod tests {
         assert_eq!(decode_attr(&s), "<a href='x'>&\"\r\n\t");
         let mut out = Vec::new();
         escape_text(&mut out, "]]> & <x>\r\n");
-        assert_eq!(
-            decode_text(std::str::from_utf8(&out).unwrap()),
-            "]]> & <x>\r\n"
-        );
+        assert_eq!(decode_text(std::str::from_utf8(&out).unwrap()), "]]> & <x>\r\n");
     }
 
     #[test]

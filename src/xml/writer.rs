@@ -103,22 +103,10 @@ pub fn write_element(
     overrides: &[Override<'_>],
 ) {
     let from_ns = el.ns();
-    emit(
-        out,
-        el,
-        parent_ns,
-        content_ns.map(|to| (from_ns, to)),
-        overrides,
-    );
+    emit(out, el, parent_ns, content_ns.map(|to| (from_ns, to)), overrides);
 }
 
-fn emit(
-    out: &mut Vec<u8>,
-    el: &Element<'_>,
-    parent_ns: &str,
-    remap: Option<(&str, &str)>,
-    overrides: &[Override<'_>],
-) {
+fn emit(out: &mut Vec<u8>, el: &Element<'_>, parent_ns: &str, remap: Option<(&str, &str)>, overrides: &[Override<'_>]) {
     let ns = match remap {
         Some((from, to)) if el.ns() == from => to,
         _ => el.ns(),

@@ -1,7 +1,10 @@
 //! The wire-test harness: starts the real `wrenhub` binary on 127.0.0.1 port 0 with
-//! a temporary data dir, learns the port from its log, and speaks bytes over TCP.
+//! a temporary data dir, learns its ports from its log, and speaks bytes over TCP or
+//! TLS (rustls, trusting the server's own local CA), with a small SCRAM client.
 #![allow(dead_code)]
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -9,16 +12,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A well-formed client stream header for `localhost`.
-pub const HEADER: &str =
-    "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' \
+pub const HEADER: &str = "<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
 
 pub const NS_STREAMS_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
+pub const STARTTLS: &str = "<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>";
+pub const WAIT: Duration = Duration::from_secs(10);
 
 /// A running server process.
 pub struct Server {
     child: Child,
+    /// The client port (STARTTLS).
     pub port: u16,
+    /// The Direct TLS port (XEP-0368).
+    pub tls_port: u16,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -32,19 +39,19 @@ impl Server {
     /// Starts a server with this TOML config file content.
     pub fn start_with(config: &str) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
+        Server::start_in(dir, config)
+    }
+
+    /// Starts a server on an existing data dir.
+    pub fn start_in(dir: tempfile::TempDir, config: &str) -> Server {
         let config_path = dir.path().join("wrenhub.toml");
         std::fs::write(&config_path, config).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_wrenhub"))
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .args([
-                "--c2s-listen",
-                "127.0.0.1:0",
-                "--log-level",
-                "debug",
-                "--data-dir",
-            ])
+            .args(["--c2s-listen", "127.0.0.1:0", "--c2s-direct-tls-listen", "127.0.0.1:0"])
+            .args(["--log-level", "debug", "--data-dir"])
             .arg(dir.path().join("data"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -57,37 +64,91 @@ impl Server {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening for clients on 127.0.0.1:").nth(1) {
-                    let _ = tx.send(rest.trim().parse::<u16>().ok());
+                for (tls, marker) in [
+                    (false, "listening for clients on 127.0.0.1:"),
+                    (true, "listening for clients with Direct TLS on 127.0.0.1:"),
+                ] {
+                    if let Some(rest) = line.split(marker).nth(1) {
+                        let _ = tx.send((tls, rest.trim().parse::<u16>().ok()));
+                    }
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let port = rx
-            .recv_timeout(Duration::from_secs(20))
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
-                panic!(
-                    "server did not report its port; log: {:?}",
-                    log.lock().unwrap()
-                )
-            });
-        Server {
-            child,
-            port,
-            dir,
-            log,
+        let (mut port, mut tls_port) = (None, None);
+        while port.is_none() || tls_port.is_none() {
+            match rx.recv_timeout(Duration::from_secs(20)) {
+                Ok((false, p)) => port = p,
+                Ok((true, p)) => tls_port = p,
+                Err(_) => panic!("server did not report its ports; log: {:?}", log.lock().unwrap()),
+            }
         }
+        Server { child, port: port.unwrap(), tls_port: tls_port.unwrap(), dir, log }
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs `wrenhub ARGS --data-dir DIR` with `stdin`; returns (success, output).
+    pub fn cli(&self, args: &[&str], stdin: &str) -> (bool, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wrenhub"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wrenhub");
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// Creates an account through the CLI (the control socket of the running server).
+    pub fn add_user(&self, user: &str, password: &str) {
+        let (ok, text) = self.cli(&["user", "add", user, "--password-stdin"], &format!("{password}\n"));
+        assert!(ok, "user add failed: {text}");
     }
 
     pub fn connect(&self) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream.set_nodelay(true).expect("nodelay");
-        Client {
-            stream,
-            received: Vec::new(),
-        }
+        Client::plain(TcpStream::connect(("127.0.0.1", self.port)).expect("connect"))
+    }
+
+    /// Connects to the Direct TLS port (ALPN `xmpp-client`).
+    pub fn connect_direct_tls(&self) -> Client {
+        let tcp = TcpStream::connect(("127.0.0.1", self.tls_port)).expect("connect");
+        let mut c = Client::plain(tcp);
+        c.upgrade_tls(&self.ca_pem(), &[b"xmpp-client"]);
+        c
+    }
+
+    /// The local CA certificate the server made (PEM).
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.data_dir().join("tls/ca.pem")).expect("the server made a local CA")
+    }
+
+    /// Connects, negotiates STARTTLS, and opens the secured stream (features read).
+    pub fn connect_tls(&self) -> Client {
+        let mut c = self.connect();
+        c.send(HEADER);
+        c.read_until("</stream:features>", WAIT);
+        c.send(STARTTLS);
+        c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
+        c.upgrade_tls(&self.ca_pem(), &[]);
+        c.send(HEADER);
+        c.read_until("</stream:features>", WAIT);
+        c
+    }
+
+    /// STARTTLS, SCRAM-SHA-256, bind `resource`: a client ready for stanzas.
+    pub fn login(&self, user: &str, password: &str, resource: &str) -> Client {
+        let mut c = self.connect_tls();
+        assert!(c.scram(ScramKind::Sha256, user, password), "login failed: {}", c.received());
+        c.restart_and_bind(resource);
+        c
     }
 
     pub fn pid(&self) -> u32 {
@@ -100,10 +161,7 @@ impl Server {
 
     /// Sends a signal with kill(1).
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
-            .status();
+        let ok = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status();
         assert!(ok.is_ok_and(|s| s.success()), "kill -{name} failed");
     }
 
@@ -121,8 +179,7 @@ impl Server {
 
     /// VmRSS of the server process in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -138,27 +195,110 @@ impl Drop for Server {
     }
 }
 
-/// A raw TCP client.
+/// The byte stream under a client: TCP, or TLS over it.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Gone,
+}
+
+/// Which SCRAM the test client runs.
+#[derive(Clone, Copy, Debug)]
+pub enum ScramKind {
+    Sha1,
+    Sha256,
+}
+
+/// A raw XMPP client over TCP or TLS.
 pub struct Client {
-    pub stream: TcpStream,
+    io: Io,
     received: Vec<u8>,
+    /// Bytes consumed by `take_received`.
+    mark: usize,
+    /// The bound full JID.
+    pub jid: String,
 }
 
 impl Client {
+    fn plain(stream: TcpStream) -> Client {
+        stream.set_nodelay(true).expect("nodelay");
+        Client { io: Io::Plain(stream), received: Vec::new(), mark: 0, jid: String::new() }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match &self.io {
+            Io::Plain(s) => s,
+            Io::Tls(t) => &t.sock,
+            Io::Gone => panic!("no connection"),
+        }
+    }
+
+    /// Starts TLS on the connection, trusting `ca_pem`, server name `localhost`.
+    pub fn upgrade_tls(&mut self, ca_pem: &[u8], alpn: &[&[u8]]) {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert.expect("CA PEM")).expect("add CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("already TLS") };
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        self.io = Io::Tls(Box::new(tls));
+    }
+
+    /// The negotiated TLS version and ALPN protocol.
+    pub fn tls_info(&self) -> (Option<rustls::ProtocolVersion>, Option<Vec<u8>>) {
+        match &self.io {
+            Io::Tls(t) => (t.conn.protocol_version(), t.conn.alpn_protocol().map(|p| p.to_vec())),
+            _ => (None, None),
+        }
+    }
+
+    /// `tls-exporter` channel-binding data (RFC 9266).
+    pub fn tls_exporter(&self) -> Vec<u8> {
+        match &self.io {
+            Io::Tls(t) => {
+                t.conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None).expect("exporter").to_vec()
+            }
+            _ => panic!("no TLS"),
+        }
+    }
+
     pub fn send(&mut self, data: &str) {
         self.send_bytes(data.as_bytes());
     }
 
     pub fn send_bytes(&mut self, data: &[u8]) {
-        self.stream.write_all(data).expect("send");
+        let r = match &mut self.io {
+            Io::Plain(s) => s.write_all(data),
+            Io::Tls(t) => t.write_all(data).and_then(|_| t.flush()),
+            Io::Gone => panic!("no connection"),
+        };
+        r.expect("send");
+    }
+
+    /// Writes, ignoring a failure (the server may have closed already).
+    pub fn try_send(&mut self, data: &[u8]) -> bool {
+        match &mut self.io {
+            Io::Plain(s) => s.write_all(data).is_ok(),
+            Io::Tls(t) => t.write_all(data).and_then(|_| t.flush()).is_ok(),
+            Io::Gone => false,
+        }
     }
 
     /// Sends one byte per write.
     pub fn send_bytewise(&mut self, data: &str) {
         for b in data.as_bytes() {
-            self.stream
-                .write_all(std::slice::from_ref(b))
-                .expect("send byte");
+            self.send_bytes(std::slice::from_ref(b));
         }
     }
 
@@ -167,24 +307,28 @@ impl Client {
         String::from_utf8_lossy(&self.received).into_owned()
     }
 
-    /// Reads until `pattern` has been received; panics with what came after `timeout`.
+    /// What arrived since the last call (for step-by-step exchanges).
+    pub fn take_received(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.received[self.mark..]).into_owned();
+        self.mark = self.received.len();
+        text
+    }
+
+    /// Reads until `pattern` appears after the mark; panics with what came after `timeout`.
     pub fn read_until(&mut self, pattern: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.received().contains(pattern) {
-                return self.received();
+            let fresh = String::from_utf8_lossy(&self.received[self.mark..]).into_owned();
+            if let Some(i) = fresh.find(pattern) {
+                let end = self.mark + fresh[..i + pattern.len()].len();
+                let text = String::from_utf8_lossy(&self.received[self.mark..end]).into_owned();
+                self.mark = end;
+                return text;
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "timed out waiting for {pattern:?}; received {:?}",
-                self.received()
-            );
+            assert!(!left.is_zero(), "timed out waiting for {pattern:?}; received {fresh:?}");
             if self.read_some(left) == 0 {
-                panic!(
-                    "connection closed before {pattern:?}; received {:?}",
-                    self.received()
-                );
+                panic!("connection closed before {pattern:?}; received {:?}", self.received());
             }
         }
     }
@@ -194,47 +338,167 @@ impl Client {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "server did not close the connection; received {:?}",
-                self.received()
-            );
+            assert!(!left.is_zero(), "server did not close the connection; received {:?}", self.received());
             if self.read_some(left) == 0 {
                 return self.received();
             }
         }
     }
 
+    /// True if nothing arrives within `wait` (and the connection stays open).
+    pub fn quiet_for(&mut self, wait: Duration) -> bool {
+        let before = self.received.len();
+        let n = self.read_some(wait);
+        n == usize::MAX && self.received.len() == before
+    }
+
     fn read_some(&mut self, timeout: Duration) -> usize {
-        self.stream
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .expect("timeout");
+        self.tcp().set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).expect("timeout");
         let mut buf = [0u8; 65536];
-        match self.stream.read(&mut buf) {
+        let r = match &mut self.io {
+            Io::Plain(s) => s.read(&mut buf),
+            Io::Tls(t) => t.read(&mut buf),
+            Io::Gone => return 0,
+        };
+        match r {
             Ok(n) => {
                 self.received.extend_from_slice(&buf[..n]);
                 n
             }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => usize::MAX,
+            // A reset, or TLS closed without close_notify, after the server closed.
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::BrokenPipe
                 ) =>
             {
-                usize::MAX
+                0
             }
-            // A reset after the server closed counts as closed.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
             Err(e) => panic!("read failed: {e}"),
         }
     }
+
+    /// Runs SCRAM; true on `<success/>` with a correct server signature.
+    pub fn scram(&mut self, kind: ScramKind, user: &str, password: &str) -> bool {
+        self.scram_with(kind, user, password, None)
+    }
+
+    /// SCRAM with optional channel binding (`tls-exporter`, RFC 9266).
+    pub fn scram_with(&mut self, kind: ScramKind, user: &str, password: &str, cb: Option<Vec<u8>>) -> bool {
+        let (mech, alg, hmac_alg, len) = match (kind, cb.is_some()) {
+            (ScramKind::Sha1, false) => {
+                ("SCRAM-SHA-1", ring::pbkdf2::PBKDF2_HMAC_SHA1, ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20)
+            }
+            (ScramKind::Sha1, true) => {
+                ("SCRAM-SHA-1-PLUS", ring::pbkdf2::PBKDF2_HMAC_SHA1, ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20)
+            }
+            (ScramKind::Sha256, false) => {
+                ("SCRAM-SHA-256", ring::pbkdf2::PBKDF2_HMAC_SHA256, ring::hmac::HMAC_SHA256, 32)
+            }
+            (ScramKind::Sha256, true) => {
+                ("SCRAM-SHA-256-PLUS", ring::pbkdf2::PBKDF2_HMAC_SHA256, ring::hmac::HMAC_SHA256, 32)
+            }
+        };
+        let digest = match kind {
+            ScramKind::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+            ScramKind::Sha256 => &ring::digest::SHA256,
+        };
+        let gs2 = if cb.is_some() { "p=tls-exporter,," } else { "n,," };
+        let bare = format!("n={user},r=clientnonce123");
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
+            B64.encode(format!("{gs2}{bare}"))
+        ));
+        let got = self.read_until_any(&["</challenge>", "</failure>"]);
+        if got.contains("<failure") {
+            return false;
+        }
+        let server_first = String::from_utf8(B64.decode(between(&got, "'>", "</challenge>")).unwrap()).unwrap();
+        let mut fields = server_first.split(',');
+        let nonce = &fields.next().unwrap()[2..];
+        let salt = B64.decode(&fields.next().unwrap()[2..]).unwrap();
+        let iterations: u32 = fields.next().unwrap()[2..].parse().unwrap();
+        let mut salted = vec![0u8; len];
+        ring::pbkdf2::derive(alg, iterations.try_into().unwrap(), &salt, password.as_bytes(), &mut salted);
+        let key = ring::hmac::Key::new(hmac_alg, &salted);
+        let client_key = ring::hmac::sign(&key, b"Client Key");
+        let stored = ring::digest::digest(digest, client_key.as_ref());
+        let mut cbind = gs2.as_bytes().to_vec();
+        cbind.extend_from_slice(cb.as_deref().unwrap_or_default());
+        let without_proof = format!("c={},r={nonce}", B64.encode(cbind));
+        let auth = format!("{bare},{server_first},{without_proof}");
+        let sig = ring::hmac::sign(&ring::hmac::Key::new(hmac_alg, stored.as_ref()), auth.as_bytes());
+        let proof: Vec<u8> = client_key.as_ref().iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
+        self.send(&format!(
+            "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+            B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
+        ));
+        let got = self.read_until_any(&["</success>", "/>"]);
+        if !got.contains("<success") {
+            return false;
+        }
+        let server_key = ring::hmac::sign(&key, b"Server Key");
+        let expected = ring::hmac::sign(&ring::hmac::Key::new(hmac_alg, server_key.as_ref()), auth.as_bytes());
+        let v = String::from_utf8(B64.decode(between(&got, "'>", "</success>")).unwrap()).unwrap();
+        assert_eq!(v, format!("v={}", B64.encode(expected)), "server signature");
+        true
+    }
+
+    /// PLAIN; true on `<success/>`.
+    pub fn plain_auth(&mut self, user: &str, password: &str) -> bool {
+        self.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            B64.encode(format!("\0{user}\0{password}"))
+        ));
+        let got = self.read_until_any(&["<success", "</failure>"]);
+        got.contains("<success")
+    }
+
+    /// Reads until one of the patterns appears; returns the text up to it.
+    pub fn read_until_any(&mut self, patterns: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let fresh = String::from_utf8_lossy(&self.received[self.mark..]).into_owned();
+            if let Some(end) = patterns.iter().filter_map(|p| fresh.find(p).map(|i| i + p.len())).min() {
+                self.mark += fresh[..end].len();
+                return fresh[..end].to_string();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "timed out waiting for {patterns:?}; received {fresh:?}");
+            if self.read_some(left) == 0 {
+                panic!("connection closed before {patterns:?}; received {:?}", self.received());
+            }
+        }
+    }
+
+    /// After SASL success: restart the stream and bind `resource` ("" = server-chosen).
+    pub fn restart_and_bind(&mut self, resource: &str) {
+        self.send(HEADER);
+        let features = self.read_until("</stream:features>", WAIT);
+        assert!(features.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"), "{features}");
+        let res = if resource.is_empty() { String::new() } else { format!("<resource>{resource}</resource>") };
+        self.send(&format!(
+            "<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>{res}</bind></iq>"
+        ));
+        let got = self.read_until("</iq>", WAIT);
+        assert!(got.contains("type='result'"), "bind failed: {got}");
+        self.jid = between(&got, "<jid>", "</jid>").to_string();
+    }
+}
+
+/// The text between two markers.
+pub fn between<'a>(s: &'a str, start: &str, end: &str) -> &'a str {
+    let from = s.find(start).map(|i| i + start.len()).unwrap_or_else(|| panic!("no {start:?} in {s:?}"));
+    let to = s[from..].find(end).map(|i| from + i).unwrap_or_else(|| panic!("no {end:?} in {s:?}"));
+    &s[from..to]
 }
 
 /// The attributes of the server's `<stream:stream>` response header.
 pub fn response_header(received: &str) -> Vec<(String, String)> {
-    let start = received
-        .find("<stream:stream")
-        .unwrap_or_else(|| panic!("no stream header in {received:?}"));
+    let start = received.find("<stream:stream").unwrap_or_else(|| panic!("no stream header in {received:?}"));
     let end = start + received[start..].find('>').expect("header end");
     let mut attrs = Vec::new();
     let mut rest = &received[start + "<stream:stream".len()..end];
@@ -248,36 +512,21 @@ pub fn response_header(received: &str) -> Vec<(String, String)> {
 }
 
 pub fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    attrs
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
 
 /// Asserts the stream ended with exactly this stream error condition, then the
-/// closing tag, and that the server closed the connection.
+/// closing tag.
 pub fn assert_stream_error(received: &str, condition: &str) {
     let expected = format!("<stream:error><{condition} xmlns='{NS_STREAMS_ERRORS}'");
-    assert!(
-        received.contains(&expected),
-        "expected {condition}, received {received:?}"
-    );
-    assert_eq!(
-        received.matches("<stream:error>").count(),
-        1,
-        "one error only: {received:?}"
-    );
-    assert!(
-        received.ends_with("</stream:error></stream:stream>"),
-        "stream not closed after the error: {received:?}"
-    );
+    assert!(received.contains(&expected), "expected {condition}, received {received:?}");
+    assert_eq!(received.matches("<stream:error>").count(), 1, "one error only: {received:?}");
+    assert!(received.ends_with("</stream:error></stream:stream>"), "stream not closed after the error: {received:?}");
 }
 
 /// Connects, sends `input`, and returns everything until the server closes.
 pub fn exchange(server: &Server, input: &str) -> String {
     let mut c = server.connect();
     c.send(input);
-    c.read_to_close(Duration::from_secs(10))
+    c.read_to_close(WAIT)
 }
-
-pub const WAIT: Duration = Duration::from_secs(10);
