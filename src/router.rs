@@ -43,7 +43,6 @@ impl Router<'_> {
     /// to `out` (the sender's own output).
     pub fn route(&self, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
         let Some(kind) = Kind::of(stanza) else { return };
-        let from = sender.jid.as_str();
         let stanza_type = stanza.attr("type");
         let stanza_type = stanza_type.as_deref();
         if kind == Kind::Iq && !valid_iq(stanza) {
@@ -100,7 +99,6 @@ impl Router<'_> {
                 self.to_local(kind, stanza_type, stanza, sender, &bare, full.as_ref(), to_text.as_deref(), out)
             }
         }
-        let _ = from;
     }
 
     fn track_presence(&self, sender: &Session, stanza: &Element<'_>, stanza_type: Option<&str>) {
@@ -135,11 +133,10 @@ impl Router<'_> {
         let Some(payload) = iq.children().next() else {
             return;
         };
-        let answered = match (iq_type.as_deref(), payload.name(), payload.ns()) {
-            (Some("get"), "ping", NS_PING) => true,
-            (Some("set"), "session", NS_SESSION) => true,
-            _ => false,
-        };
+        let answered = matches!(
+            (iq_type.as_deref(), payload.name(), payload.ns()),
+            (Some("get"), "ping", NS_PING) | (Some("set"), "session", NS_SESSION)
+        );
         if answered {
             let id = iq.attr("id");
             XmlWriter::new(out)

@@ -35,7 +35,8 @@ impl ScramHash {
             ScramHash::Sha256 => pbkdf2::PBKDF2_HMAC_SHA256,
         }
     }
-    pub fn len(self) -> usize {
+    /// Output length of the hash in bytes.
+    pub fn output_len(self) -> usize {
         match self {
             ScramHash::Sha1 => 20,
             ScramHash::Sha256 => 32,
@@ -108,7 +109,7 @@ impl ScramRecord {
 }
 
 fn salted_password(hash: ScramHash, password: &str, salt: &[u8], iterations: u32) -> Vec<u8> {
-    let mut out = vec![0u8; hash.len()];
+    let mut out = vec![0u8; hash.output_len()];
     let n = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
     pbkdf2::derive(hash.pbkdf2(), n, salt, password.as_bytes(), &mut out);
     out
@@ -266,7 +267,7 @@ impl ScramServer {
         let (known, iterations, salt, keys) = match record {
             Some(r) => (true, r.iterations, r.salt.clone(), r.keys(hash).clone()),
             None => {
-                let fake = vec![0u8; hash.len()];
+                let fake = vec![0u8; hash.output_len()];
                 (false, DEFAULT_ITERATIONS, fake_salt, ScramKeys { stored_key: fake.clone(), server_key: fake })
             }
         };
@@ -294,7 +295,7 @@ impl ScramServer {
         if !ct_eq(&cbind, &expected_cbind) {
             return Err(Failure::NotAuthorized);
         }
-        if proof.len() != self.hash.len() {
+        if proof.len() != self.hash.output_len() {
             return Err(Failure::MalformedRequest);
         }
         let auth_message = format!("{}{without_proof}", self.auth_prefix);

@@ -101,7 +101,8 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run wrenhub");
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        // A command that reads no input may exit before this write.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
         let out = child.wait_with_output().unwrap();
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         (out.status.success(), text)
@@ -235,6 +236,20 @@ impl Client {
 
     /// Starts TLS on the connection, trusting `ca_pem`, server name `localhost`.
     pub fn upgrade_tls(&mut self, ca_pem: &[u8], alpn: &[&[u8]]) {
+        self.upgrade_tls_with(ca_pem, alpn, rustls::DEFAULT_VERSIONS);
+    }
+
+    /// Starts TLS offering only these protocol versions.
+    pub fn upgrade_tls_versions(&mut self, ca_pem: &[u8], versions: &[&'static rustls::SupportedProtocolVersion]) {
+        self.upgrade_tls_with(ca_pem, &[], versions);
+    }
+
+    fn upgrade_tls_with(
+        &mut self,
+        ca_pem: &[u8],
+        alpn: &[&[u8]],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) {
         use rustls::pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
@@ -242,7 +257,7 @@ impl Client {
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(versions)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
