@@ -5,7 +5,8 @@
 //! password nor a PBKDF2 run ever reaches the server's event loop.
 //!
 //! Protocol: one request line, one answer line (`OK …` or `ERR …`).
-//! `PUT <jid> <hex record>` · `DEL <jid>` · `GET <jid>` · `LIST`.
+//! `PUT <jid> <hex record>` · `DEL <jid>` · `GET <jid>` · `DISABLE <jid>` ·
+//! `ENABLE <jid>` · `LIST`.
 
 use crate::jid::BareJid;
 use crate::store::{Account, Store};
@@ -28,6 +29,8 @@ pub enum Request {
     Put(BareJid, Account),
     Del(BareJid),
     Get(BareJid),
+    /// Disables (true) or enables (false) an account; its sessions end on disable.
+    SetDisabled(BareJid, bool),
     List,
 }
 
@@ -37,6 +40,8 @@ impl Request {
             Request::Put(j, a) => format!("PUT {j} {}\n", hex(&a.encode())),
             Request::Del(j) => format!("DEL {j}\n"),
             Request::Get(j) => format!("GET {j}\n"),
+            Request::SetDisabled(j, true) => format!("DISABLE {j}\n"),
+            Request::SetDisabled(j, false) => format!("ENABLE {j}\n"),
             Request::List => "LIST\n".to_string(),
         }
     }
@@ -56,6 +61,8 @@ impl Request {
             }
             "DEL" => Ok(Request::Del(jid(parts.next())?)),
             "GET" => Ok(Request::Get(jid(parts.next())?)),
+            "DISABLE" => Ok(Request::SetDisabled(jid(parts.next())?, true)),
+            "ENABLE" => Ok(Request::SetDisabled(jid(parts.next())?, false)),
             "LIST" => Ok(Request::List),
             _ => Err(format!("unknown request {verb:?}")),
         }
@@ -74,6 +81,15 @@ impl Request {
             Request::Get(j) => match store.account(&j) {
                 Ok(Some(_)) => Ok("exists".into()),
                 Ok(None) => Ok("absent".into()),
+                Err(e) => Err(e.to_string()),
+            },
+            Request::SetDisabled(j, disabled) => match store.account(&j) {
+                Ok(Some(mut a)) => {
+                    a.disabled = disabled;
+                    store.put_account(&j, &a).map_err(|e| e.to_string())?;
+                    Ok(format!("{} {j}", if disabled { "disabled" } else { "enabled" }))
+                }
+                Ok(None) => Err(format!("no account {j}")),
                 Err(e) => Err(e.to_string()),
             },
             Request::List => store.accounts().map(|v| v.join(" ")).map_err(|e| e.to_string()),
@@ -128,7 +144,13 @@ mod tests {
     fn requests_round_trip() {
         let j: BareJid = "a@b".parse().unwrap();
         let a = Account { scram: ScramRecord::derive("p", vec![3; 16], 4096), disabled: true };
-        for r in [Request::Put(j.clone(), a), Request::Del(j.clone()), Request::Get(j), Request::List] {
+        for r in [
+            Request::Put(j.clone(), a),
+            Request::Del(j.clone()),
+            Request::Get(j.clone()),
+            Request::SetDisabled(j, true),
+            Request::List,
+        ] {
             assert_eq!(Request::parse(&r.encode()).unwrap(), r);
         }
         assert!(Request::parse("PUT a@b zz").is_err());

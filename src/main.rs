@@ -43,7 +43,39 @@ enum UserAction {
     Add(UserAdd),
     Passwd(UserPasswd),
     Del(UserDel),
+    Disable(UserDisable),
+    Enable(UserEnable),
     List(UserList),
+}
+
+/// disable an account: it cannot log in (account-disabled) and its sessions end
+#[derive(FromArgs)]
+#[argh(subcommand, name = "disable")]
+struct UserDisable {
+    /// TOML config file (for data_dir and domain)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// data directory (overrides the config)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// the account: user@domain, or just user for the configured domain
+    #[argh(positional)]
+    jid: String,
+}
+
+/// enable a disabled account
+#[derive(FromArgs)]
+#[argh(subcommand, name = "enable")]
+struct UserEnable {
+    /// TOML config file (for data_dir and domain)
+    #[argh(option)]
+    config: Option<PathBuf>,
+    /// data directory (overrides the config)
+    #[argh(option)]
+    data_dir: Option<PathBuf>,
+    /// the account: user@domain, or just user for the configured domain
+    #[argh(positional)]
+    jid: String,
 }
 
 /// create an account; the password is asked for without echo
@@ -221,6 +253,8 @@ fn user(cmd: UserCmd) -> ExitCode {
         UserAction::Add(a) => (a.config.clone(), a.data_dir.clone()),
         UserAction::Passwd(a) => (a.config.clone(), a.data_dir.clone()),
         UserAction::Del(a) => (a.config.clone(), a.data_dir.clone()),
+        UserAction::Disable(a) => (a.config.clone(), a.data_dir.clone()),
+        UserAction::Enable(a) => (a.config.clone(), a.data_dir.clone()),
         UserAction::List(a) => (a.config.clone(), a.data_dir.clone()),
     };
     let config = match load_for_command(config_path.as_deref(), data_dir) {
@@ -239,6 +273,14 @@ fn user(cmd: UserCmd) -> ExitCode {
         UserAction::List(_) => Request::List,
         UserAction::Del(d) => match jid_of(&d.jid) {
             Ok(j) => Request::Del(j),
+            Err(e) => return fail(e),
+        },
+        UserAction::Disable(d) => match jid_of(&d.jid) {
+            Ok(j) => Request::SetDisabled(j, true),
+            Err(e) => return fail(e),
+        },
+        UserAction::Enable(d) => match jid_of(&d.jid) {
+            Ok(j) => Request::SetDisabled(j, false),
             Err(e) => return fail(e),
         },
         UserAction::Add(UserAdd { jid, password_stdin, .. })

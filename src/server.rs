@@ -256,7 +256,9 @@ async fn serve_control(
                 Err(e) => Err(e),
                 Ok(request) => {
                     let deleted = match &request {
-                        crate::control::Request::Del(j) => Some(j.clone()),
+                        crate::control::Request::Del(j) | crate::control::Request::SetDisabled(j, true) => {
+                            Some(j.clone())
+                        }
                         _ => None,
                     };
                     let store = Arc::clone(&server.store);
@@ -266,10 +268,10 @@ async fn serve_control(
                             &jid,
                             crate::stream::StreamError::with_text(
                                 crate::stream::StreamCondition::NotAuthorized,
-                                "the account was deleted",
+                                "the account was deleted or disabled",
                             ),
                         );
-                        log::info!("account {jid} deleted, {ended} session(s) ended");
+                        log::info!("account {jid} deleted or disabled, {ended} session(s) ended");
                     }
                     result
                 }

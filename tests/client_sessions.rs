@@ -489,3 +489,24 @@ fn sighup_reloads_certificates_without_dropping_sessions() {
     c.read_until("id='p' type='result'", WAIT);
     let _new = server.login("juliet", "balcony", "other");
 }
+
+#[test]
+fn a_disabled_account_gets_account_disabled_only_with_the_right_password() {
+    let server = Server::start_with("c2s_max_auth_attempts = 10");
+    server.add_user("juliet", "balcony");
+    let mut online = server.login("juliet", "balcony", "home");
+    let (ok, text) = server.cli(&["user", "disable", "juliet"], "");
+    assert!(ok, "{text}");
+    assert_stream_error(&online.read_to_close(WAIT), "not-authorized");
+    let mut c = server.connect_tls();
+    assert!(!c.scram(ScramKind::Sha256, "juliet", "balcony"));
+    assert!(c.received().contains(&failure("account-disabled")), "{}", c.received());
+    assert!(!c.plain_auth("juliet", "balcony"));
+    assert!(c.received().ends_with(&format!("{}</failure>", failure("account-disabled"))));
+    // A wrong password learns nothing about the account's state.
+    assert!(!c.plain_auth("juliet", "wrong"));
+    assert!(c.received().ends_with(&format!("{}</failure>", failure("not-authorized"))));
+    let (ok, _) = server.cli(&["user", "enable", "juliet"], "");
+    assert!(ok);
+    let _back = server.login("juliet", "balcony", "home");
+}
