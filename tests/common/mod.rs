@@ -436,8 +436,7 @@ impl Client {
         let nonce = &fields.next().unwrap()[2..];
         let salt = B64.decode(&fields.next().unwrap()[2..]).unwrap();
         let iterations: u32 = fields.next().unwrap()[2..].parse().unwrap();
-        let mut salted = vec![0u8; len];
-        ring::pbkdf2::derive(alg, iterations.try_into().unwrap(), &salt, password.as_bytes(), &mut salted);
+        let salted = salted_password(alg, len, iterations, &salt, password);
         let key = ring::hmac::Key::new(hmac_alg, &salted);
         let client_key = ring::hmac::sign(&key, b"Client Key");
         let stored = ring::digest::digest(digest, client_key.as_ref());
@@ -502,6 +501,21 @@ impl Client {
         assert!(got.contains("type='result'"), "bind failed: {got}");
         self.jid = between(&got, "<jid>", "</jid>").to_string();
     }
+}
+
+/// PBKDF2, cached: many test clients log in to the same account.
+fn salted_password(alg: ring::pbkdf2::Algorithm, len: usize, iterations: u32, salt: &[u8], password: &str) -> Vec<u8> {
+    type Cache = Mutex<Vec<((usize, u32, Vec<u8>, String), Vec<u8>)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(Vec::new()));
+    let key = (len, iterations, salt.to_vec(), password.to_string());
+    if let Some((_, v)) = cache.lock().unwrap().iter().find(|(k, _)| *k == key) {
+        return v.clone();
+    }
+    let mut salted = vec![0u8; len];
+    ring::pbkdf2::derive(alg, iterations.try_into().unwrap(), salt, password.as_bytes(), &mut salted);
+    cache.lock().unwrap().push((key, salted.clone()));
+    salted
 }
 
 /// The text between two markers.
