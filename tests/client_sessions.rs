@@ -505,7 +505,7 @@ fn a_disabled_account_gets_account_disabled_only_with_the_right_password() {
     assert!(c.received().ends_with(&format!("{}</failure>", failure("account-disabled"))));
     // A wrong password learns nothing about the account's state.
     assert!(!c.plain_auth("juliet", "wrong"));
-    assert!(c.received().ends_with(&format!("{}</failure>", failure("not-authorized"))));
+    assert!(c.received().ends_with(&format!("{}</failure>", failure("not-authorized"))), "{}", c.received());
     let (ok, _) = server.cli(&["user", "enable", "juliet"], "");
     assert!(ok);
     let _back = server.login("juliet", "balcony", "home");

@@ -49,5 +49,7 @@ fn two_hundred_clients_log_in_and_exchange_messages_without_loss() {
     // The pool's budget: generous for a debug build, far below "unbounded".
     let per_session = (rss_loaded.saturating_sub(rss_before)) / CLIENTS as u64;
     assert!(per_session < 96, "{per_session} KiB per session (before {rss_before} KiB, loaded {rss_loaded} KiB)");
-    eprintln!("RSS {rss_before} KiB idle, {rss_loaded} KiB with {CLIENTS} TLS sessions ({per_session} KiB each, debug build)");
+    eprintln!(
+        "RSS {rss_before} KiB idle, {rss_loaded} KiB with {CLIENTS} TLS sessions ({per_session} KiB each, debug build)"
+    );
 }

@@ -43,7 +43,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 session.drain_into(&mut out);
             }
         }
-        let wake = if step == Step::Close {
+        let wake = if matches!(step, Step::Close) {
             None
         } else if server.is_shutting_down() {
             Some(Wake::Shutdown)
@@ -122,8 +122,12 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Ok(None) => break,
                         Err(e) => c2s.handle(Input::XmlError(e), &env, &mut out),
                     };
+                    if let Step::Verify(check) = step {
+                        let verified = blocking::unblock(move || check.run()).await;
+                        step = c2s.plain_verified(verified, &env, &mut out);
+                    }
                     match step {
-                        Step::Continue => {}
+                        Step::Continue | Step::Verify(_) => {}
                         Step::Restart => framer.restart(),
                         Step::StartTls | Step::Close => break,
                     }
@@ -144,7 +148,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             out = Vec::new();
         }
         match step {
-            Step::Continue | Step::Restart => {}
+            Step::Continue | Step::Restart | Step::Verify(_) => {}
             Step::StartTls => {
                 // RFC 6120 §5.4.3.3: nothing received before the handshake is processed.
                 framer.discard_buffered();

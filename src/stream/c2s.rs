@@ -58,6 +58,9 @@ pub enum Phase {
     Negotiating,
     /// A SCRAM exchange waits for the client's final message.
     Sasl(Box<ScramServer>, BareJid, bool),
+    /// A PLAIN password is being checked off the event loop: the account (if it
+    /// exists) and whether it is disabled.
+    VerifyingPlain(Option<BareJid>, bool),
     /// Authenticated (the restarted stream's features offer bind).
     Authenticated,
     /// A resource is bound: stanzas are routed.
@@ -80,8 +83,23 @@ pub enum Input<'a> {
     Kill(StreamError),
 }
 
+/// A PLAIN password check: one PBKDF2 run, too slow for the event loop on a small
+/// board, so the loop runs it on a blocking thread and reports back with
+/// [`C2sStream::plain_verified`].
+#[derive(Debug)]
+pub struct PlainCheck {
+    record: ScramRecord,
+    password: String,
+}
+
+impl PlainCheck {
+    pub fn run(self) -> bool {
+        self.record.verify_password(&self.password)
+    }
+}
+
 /// What the connection loop does next.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// Flush the output and keep reading.
     Continue,
@@ -93,6 +111,9 @@ pub enum Step {
     Restart,
     /// Flush the output, then close the connection.
     Close,
+    /// Run the check off the loop, then call [`C2sStream::plain_verified`]; no input
+    /// is handled meanwhile.
+    Verify(Box<PlainCheck>),
 }
 
 /// One client stream.
@@ -386,17 +407,23 @@ impl C2sStream {
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
         let password = crate::sasl::normalize_password(&creds.password);
-        let verified = match (&account, password) {
-            (Some(a), Some(p)) => a.scram.verify_password(&p),
-            (None, _) | (_, None) => {
-                let fake = ScramRecord::unmatchable(fake_salt(env.secret, &creds.username));
-                let _ = fake.verify_password(&creds.password);
-                false
-            }
+        let (record, password, known) = match (&account, password) {
+            (Some(a), Some(p)) => (a.scram.clone(), p, true),
+            _ => (ScramRecord::unmatchable(fake_salt(env.secret, &creds.username)), creds.password, false),
         };
-        match (verified, account, jid) {
-            (true, Some(a), _) if a.disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
-            (true, Some(_), Some(jid)) => self.sasl_success(jid, &[], out),
+        let disabled = account.is_some_and(|a| a.disabled);
+        self.phase = Phase::VerifyingPlain(jid.filter(|_| known), disabled);
+        Step::Verify(Box::new(PlainCheck { record, password }))
+    }
+
+    /// The outcome of a [`PlainCheck`].
+    pub fn plain_verified(&mut self, verified: bool, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let Phase::VerifyingPlain(jid, disabled) = std::mem::replace(&mut self.phase, Phase::Negotiating) else {
+            return Step::Continue;
+        };
+        match (verified, jid) {
+            (true, Some(_)) if disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
+            (true, Some(jid)) => self.sasl_success(jid, &[], out),
             _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
         }
     }

@@ -450,7 +450,7 @@ impl Client {
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
             B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
         ));
-        let got = self.read_until_any(&["</success>", "/>"]);
+        let got = self.read_until_any(&["</success>", "</failure>"]);
         if !got.contains("<success") {
             return false;
         }
@@ -467,7 +467,7 @@ impl Client {
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
             B64.encode(format!("\0{user}\0{password}"))
         ));
-        let got = self.read_until_any(&["<success", "</failure>"]);
+        let got = self.read_until_any(&["<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>", "</failure>"]);
         got.contains("<success")
     }
 
