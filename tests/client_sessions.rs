@@ -510,3 +510,52 @@ fn a_disabled_account_gets_account_disabled_only_with_the_right_password() {
     assert!(ok);
     let _back = server.login("juliet", "balcony", "home");
 }
+
+#[test]
+fn scram_plus_with_tls_server_end_point() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let mut c = server.connect_tls();
+    let cb = c.tls_server_end_point();
+    assert!(c.scram_cb(ScramKind::Sha256, "juliet", "balcony", Some(("tls-server-end-point", cb))), "{}", c.received());
+}
+
+#[test]
+fn a_second_header_without_a_restart_is_bad_format() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let mut c = server.login("juliet", "balcony", "home");
+    c.send(&HEADER[21..]);
+    assert_stream_error(&c.read_to_close(WAIT), "bad-format");
+    // With an XML declaration it is a processing instruction mid-stream.
+    let mut c = server.login("juliet", "balcony", "other");
+    c.send(HEADER);
+    assert_stream_error(&c.read_to_close(WAIT), "restricted-xml");
+}
+
+#[test]
+fn configured_certificate_files_replace_the_local_ca() {
+    // Borrow a certificate made by one server's local CA as "the configured one".
+    let donor = Server::start();
+    let tls = donor.data_dir().join("tls");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("chain.pem"), dir.path().join("key.pem"));
+    std::fs::copy(tls.join("server.pem"), &cert).unwrap();
+    std::fs::copy(tls.join("server.key"), &key).unwrap();
+    let config = format!("tls_cert = '{}'\ntls_key = '{}'", cert.display(), key.display());
+    let server = Server::start_with(&config);
+    assert!(!server.data_dir().join("tls/ca.pem").exists(), "no local CA when a certificate is configured");
+    server.add_user("juliet", "balcony");
+    let mut c = server.connect();
+    c.send(HEADER);
+    c.read_until("</stream:features>", WAIT);
+    c.send(STARTTLS);
+    c.read_until("<proceed", WAIT);
+    c.upgrade_tls(&donor.ca_pem(), &[]);
+    c.send(HEADER);
+    c.read_until("</stream:features>", WAIT);
+    assert!(c.scram(ScramKind::Sha256, "juliet", "balcony"));
+    let (ok, text) =
+        server.cli(&["cert", "export-ca", "--config", server.dir.path().join("wrenhub.toml").to_str().unwrap()], "");
+    assert!(!ok && text.contains("no local CA"), "{text}");
+}

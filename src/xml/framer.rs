@@ -47,7 +47,9 @@ impl Default for Limits {
 /// What the framer yields.
 #[derive(Debug)]
 pub enum Event<'a> {
-    /// The stream's opening tag, as an element with no children.
+    /// The stream's opening tag, as an element with no children. Seen again inside
+    /// the stream (a first-level element named like the root, never closed), it is
+    /// a new header sent without a restart.
     Header(Element<'a>),
     /// One complete first-level child of the stream.
     Element(Element<'a>),
@@ -523,6 +525,7 @@ impl Framer {
             }
             TagOutcome::Closed { top_level: true } => Ok(Some(Complete::Element { end })),
             TagOutcome::StreamEnd => Ok(Some(Complete::StreamEnd { end })),
+            TagOutcome::NestedHeader => Ok(Some(Complete::Header { end, empty: false })),
             TagOutcome::Header { empty } => {
                 let qname = self.tree.root_qname(&self.buf[self.origin..end]);
                 self.stream_name = Box::from(qname);
@@ -549,9 +552,15 @@ struct TagContext<'c> {
 
 enum TagOutcome {
     Open,
-    Closed { top_level: bool },
+    /// A stream header inside the stream (see [`Event::Header`]).
+    NestedHeader,
+    Closed {
+        top_level: bool,
+    },
     StreamEnd,
-    Header { empty: bool },
+    Header {
+        empty: bool,
+    },
 }
 
 /// The element being framed: flat pre-order node and attribute tables with spans
@@ -642,6 +651,15 @@ impl Tree {
         });
         if ctx.header {
             return Ok(TagOutcome::Header { empty });
+        }
+        if self.open.is_empty()
+            && !empty
+            && span_bytes(Span::new(base + qname_start(&prefix, &local), base + local.end()), ctx.src)
+                == ctx.stream_name.as_bytes()
+        {
+            // A first-level element named like the stream root: a new stream header
+            // sent without a restart. Reported as such; the stream layer decides.
+            return Ok(TagOutcome::NestedHeader);
         }
         self.open.push(Open { node: index, ns_mark });
         if empty {

@@ -229,3 +229,15 @@ fn reemission_stamps_a_new_from_and_never_copies_input_bytes() {
          <y xmlns='urn:x' xml:lang='en'/></message>"
     );
 }
+
+#[test]
+fn a_stream_header_inside_the_stream_is_reported_as_a_header() {
+    let input = format!("{HEADER}<message/>{}", &HEADER[21..]);
+    let (events, err) = run(&input);
+    assert_eq!(err, None);
+    assert_eq!(events.len(), 3);
+    assert!(events[2].starts_with("header {http://etherx.jabber.org/streams}stream"), "{events:?}");
+    // An element of another name in the streams namespace is an ordinary element.
+    let (events, _) = run(&format!("{HEADER}<stream:features/>"));
+    assert_eq!(events[1], "<features xmlns='http://etherx.jabber.org/streams'/>");
+}

@@ -278,6 +278,18 @@ impl Client {
         }
     }
 
+    /// `tls-server-end-point` channel-binding data (RFC 5929): SHA-256 of the
+    /// server's certificate (ECDSA with SHA-256).
+    pub fn tls_server_end_point(&self) -> Vec<u8> {
+        match &self.io {
+            Io::Tls(t) => {
+                let cert = &t.conn.peer_certificates().expect("server certificate")[0];
+                ring::digest::digest(&ring::digest::SHA256, cert.as_ref()).as_ref().to_vec()
+            }
+            _ => panic!("no TLS"),
+        }
+    }
+
     /// `tls-exporter` channel-binding data (RFC 9266).
     pub fn tls_exporter(&self) -> Vec<u8> {
         match &self.io {
@@ -403,6 +415,15 @@ impl Client {
 
     /// SCRAM with optional channel binding (`tls-exporter`, RFC 9266).
     pub fn scram_with(&mut self, kind: ScramKind, user: &str, password: &str, cb: Option<Vec<u8>>) -> bool {
+        self.scram_cb(kind, user, password, cb.map(|d| ("tls-exporter", d)))
+    }
+
+    /// SCRAM with optional channel binding of the given type.
+    pub fn scram_cb(&mut self, kind: ScramKind, user: &str, password: &str, cb: Option<(&str, Vec<u8>)>) -> bool {
+        let (cb_type, cb) = match cb {
+            Some((t, d)) => (t.to_string(), Some(d)),
+            None => (String::new(), None),
+        };
         let (mech, alg, hmac_alg, len) = match (kind, cb.is_some()) {
             (ScramKind::Sha1, false) => {
                 ("SCRAM-SHA-1", ring::pbkdf2::PBKDF2_HMAC_SHA1, ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20)
@@ -421,7 +442,7 @@ impl Client {
             ScramKind::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
             ScramKind::Sha256 => &ring::digest::SHA256,
         };
-        let gs2 = if cb.is_some() { "p=tls-exporter,," } else { "n,," };
+        let gs2 = if cb.is_some() { format!("p={cb_type},,") } else { "n,,".to_string() };
         let bare = format!("n={user},r=clientnonce123");
         self.send(&format!(
             "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
