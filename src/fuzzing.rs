@@ -1,4 +1,107 @@
 //! Entry points shared by the cargo-fuzz targets (`fuzz/`) and their regression
 //! corpus, which `cargo test` runs on stable (`tests/fuzz_corpus.rs`).
+//!
+//! Each entry point takes arbitrary bytes and panics only on a bug.
+
+use crate::xml::framer::{Event, Framer, Limits};
+use crate::xml::writer::write_element;
+use crate::xml::XmlErrorKind;
 
 pub use crate::jid::fuzz_roundtrip as jid_roundtrip;
+
+/// The default namespace elements are re-emitted into.
+const CONTENT_NS: &str = "jabber:client";
+
+/// The stream header a re-emitted element is parsed back under.
+const CLIENT_HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+/// Limits for parsing a re-emitted element back. Re-emission escapes afresh and
+/// may add namespace declarations (`xmlns=''`, one `xmlns:aN` per namespaced
+/// attribute), so these are roomier than anything [`framer_chunked`] picks.
+const ROOMY: Limits = Limits { max_stanza_size: 1 << 20, max_depth: 64, max_attributes: 64, max_namespaces: 1024 };
+
+/// One framer event, described so that two runs can be compared.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// The header's `{namespace}name` and attributes.
+    Header(String),
+    /// The element as [`write_element`] re-emits it.
+    Element(String),
+    End,
+}
+
+/// What a run yields: the events, then the kind of the error that ended it, if any.
+type Outcome = (Vec<Seen>, Option<XmlErrorKind>);
+
+/// Entry point for the framer target and its regression corpus.
+///
+/// The first three bytes choose the chunk size (1..=64) and the limits
+/// (`max_stanza_size` 4096..=7168, the config minimum and up; depth 2..=16;
+/// attributes and namespaces 1..=8); the rest is the stream. Asserts that:
+/// - the framer never panics, and takes input whenever it asks for more;
+/// - the outcome (events and error kind) is the same whether the stream arrives
+///   in one piece (as much as each `feed` takes) or in chunks;
+/// - every element it yields, re-emitted, frames back to exactly one element that
+///   re-emits to the same bytes (re-emission is well-formed and a fixed point).
+pub fn framer_chunked(data: &[u8]) {
+    let [a, b, c, input @ ..] = data else {
+        return;
+    };
+    let chunk = usize::from(a & 63) + 1;
+    let limits = Limits {
+        max_stanza_size: 4096 + usize::from(a >> 6) * 1024,
+        max_depth: 2 + usize::from(b & 15) % 15,
+        max_attributes: 1 + usize::from(b >> 5),
+        max_namespaces: 1 + usize::from(c & 7),
+    };
+    let whole = run(input, usize::MAX, limits);
+    let chunked = run(input, chunk, limits);
+    assert_eq!(chunked, whole, "chunks of {chunk} bytes vs one piece, {limits:?}");
+    for seen in &whole.0 {
+        let Seen::Element(xml) = seen else { continue };
+        let mut stream = CLIENT_HEADER.to_vec();
+        stream.extend_from_slice(xml.as_bytes());
+        let (events, error) = run(&stream, usize::MAX, ROOMY);
+        assert_eq!(error, None, "re-emitted element does not frame: {xml}");
+        assert!(
+            matches!(&events[..], [Seen::Header(_), Seen::Element(again)] if again == xml),
+            "re-emission is not a fixed point: {xml}\n framed back as {events:?}"
+        );
+    }
+}
+
+/// Feeds `input` `chunk` bytes at a time, trimming between feeds as an idle
+/// connection does, until the input is used up or the framer fails.
+fn run(input: &[u8], chunk: usize, limits: Limits) -> Outcome {
+    let mut framer = Framer::new(limits);
+    let mut seen = Vec::new();
+    let mut rest = input;
+    loop {
+        loop {
+            match framer.next_event() {
+                Ok(Some(Event::Header(h))) => {
+                    let mut text = format!("{{{}}}{}", h.ns(), h.name());
+                    for a in h.attrs() {
+                        text.push_str(&format!(" {{{}}}{}={}", a.ns, a.name, a.value()));
+                    }
+                    seen.push(Seen::Header(text));
+                }
+                Ok(Some(Event::Element(e))) => {
+                    let mut out = Vec::new();
+                    write_element(&mut out, &e, CONTENT_NS, None, &[]);
+                    seen.push(Seen::Element(String::from_utf8_lossy(&out).into_owned()));
+                }
+                Ok(Some(Event::StreamEnd)) => seen.push(Seen::End),
+                Ok(None) => break,
+                Err(e) => return (seen, Some(e.kind)),
+            }
+        }
+        if rest.is_empty() {
+            return (seen, None);
+        }
+        let n = framer.feed(&rest[..chunk.min(rest.len())]);
+        assert!(n > 0, "the framer refused input although it asked for more");
+        rest = &rest[n..];
+        framer.trim();
+    }
+}

@@ -15,7 +15,7 @@
 
 use super::element::{AttrNode, Doc, Element, Node, NsRef, Span, StreamNs};
 use super::error::{Limit, XmlError, XmlErrorKind};
-use super::text::{check_chars, check_references, decode_attr};
+use super::text::{check_chars, check_references, decode_attr, validate_text};
 use super::NS_XML;
 use xmlparser::{ElementEnd, Token, Tokenizer};
 
@@ -306,9 +306,15 @@ impl Framer {
         Ok(None)
     }
 
+    /// Scans forward to the next complete event. The scanner never looks further
+    /// than `max_stanza_size` bytes past the start of the element in progress, and
+    /// every region is checked against that limit before it is validated, so the
+    /// error a stream gets never depends on how its bytes were split into reads.
     fn scan(&mut self) -> Result<Option<Complete>, XmlError> {
         loop {
-            let len = self.buf.len();
+            let limit = self.consumed + self.limits.max_stanza_size;
+            let len = self.buf.len().min(limit + 1);
+            let fits = |end: usize| if end > limit { Err(XmlError::limit(Limit::StanzaSize)) } else { Ok(()) };
             match self.scan {
                 Scan::Idle => {
                     if self.pos >= len {
@@ -318,9 +324,10 @@ impl Framer {
                         return self.need_more();
                     }
                 }
-                Scan::Tag { start, quote, at } => match find_tag_end(&self.buf[at..], quote) {
+                Scan::Tag { start, quote, at } => match find_tag_end(&self.buf[at..len], quote) {
                     Ok(off) => {
                         let end = at + off + 1;
+                        fits(end)?;
                         self.scan = Scan::Idle;
                         self.pos = end;
                         if let Some(c) = self.on_tag(start, end)? {
@@ -332,8 +339,9 @@ impl Framer {
                         return self.need_more();
                     }
                 },
-                Scan::Decl { start, at } => match find(&self.buf, at, b"?>") {
+                Scan::Decl { start, at } => match find(&self.buf[..len], at, b"?>") {
                     Some(end) => {
+                        fits(end)?;
                         self.scan = Scan::Idle;
                         self.pos = end;
                         self.on_declaration(start, end)?;
@@ -343,29 +351,40 @@ impl Framer {
                         return self.need_more();
                     }
                 },
-                Scan::Cdata { start, at } => match find(&self.buf, at, b"]]>") {
+                Scan::Cdata { start, at } => match find(&self.buf[..len], at, b"]]>") {
                     Some(end) => {
+                        fits(end)?;
                         self.scan = Scan::Idle;
                         self.pos = end;
                         let text = utf8(&self.buf[start + 9..end - 3])?;
                         check_chars(text)?;
-                        self.tree.nodes.push(Node::CData(Span::new(start + 9 - self.origin, end - 3 - self.origin)));
+                        // An empty section adds nothing (and would re-emit as an
+                        // open/close pair that frames back as an empty element).
+                        if end - 3 > start + 9 {
+                            self.tree
+                                .nodes
+                                .push(Node::CData(Span::new(start + 9 - self.origin, end - 3 - self.origin)));
+                        }
                     }
                     None => {
                         self.scan = Scan::Cdata { start, at: len.saturating_sub(2).max(start + 9) };
                         return self.need_more();
                     }
                 },
-                Scan::Text { start } => match memchr(b'<', &self.buf[start..]) {
+                Scan::Text { start } => match memchr(b'<', &self.buf[start..len]) {
                     Some(off) => {
                         self.on_text(start, start + off)?;
                         self.scan = Scan::Idle;
                         self.pos = start + off;
                     }
                     None => {
-                        let cut = start + safe_text_cut(&self.buf[start..])?;
+                        let (cut, pending_too_long) = safe_text_cut(&self.buf[start..len]);
+                        let cut = start + cut;
                         if cut > start {
                             self.on_text(start, cut)?;
+                        }
+                        if pending_too_long {
+                            return Err(XmlError::not_well_formed("unterminated reference"));
                         }
                         self.scan = Scan::Text { start: cut };
                         self.pos = cut;
@@ -486,12 +505,7 @@ impl Framer {
     }
 
     fn on_text(&mut self, start: usize, end: usize) -> Result<(), XmlError> {
-        let text = utf8(&self.buf[start..end])?;
-        check_chars(text)?;
-        if text.contains("]]>") {
-            return Err(XmlError::not_well_formed("']]>' in character data"));
-        }
-        check_references(text)?;
+        validate_text(&self.buf[start..end])?;
         let (s, e) = (start - self.origin, end - self.origin);
         if let Some(Node::Text(prev)) = self.tree.nodes.last_mut() {
             if prev.end as usize == s {
@@ -877,14 +891,14 @@ fn find_tag_end(bytes: &[u8], mut quote: u8) -> Result<usize, u8> {
 }
 
 /// How much of an unfinished text run can be validated now: not a reference that
-/// may be cut, not a `]` that may start `]]>`, not a partial UTF-8 character.
-fn safe_text_cut(text: &[u8]) -> Result<usize, XmlError> {
+/// may be cut, not a `]` that may start `]]>`, not a partial UTF-8 character. The
+/// flag says a pending reference is already too long to be one.
+fn safe_text_cut(text: &[u8]) -> (usize, bool) {
     let mut cut = text.len();
+    let mut too_long = false;
     if let Some(amp) = text.iter().rposition(|&b| b == b'&') {
         if !text[amp..].contains(&b';') {
-            if text.len() - amp > MAX_REFERENCE {
-                return Err(XmlError::not_well_formed("unterminated reference"));
-            }
+            too_long = text.len() - amp > MAX_REFERENCE;
             cut = amp;
         }
     }
@@ -908,7 +922,7 @@ fn safe_text_cut(text: &[u8]) -> Result<usize, XmlError> {
             cut = start - 1;
         }
     }
-    Ok(cut)
+    (cut, too_long)
 }
 
 /// The encoding check at the very start of a stream (RFC 6120 §11.6; XML 1.0

@@ -89,6 +89,56 @@ pub fn check_references(raw: &str) -> Result<(), XmlError> {
     Ok(())
 }
 
+/// Validates raw character data in one pass, reporting the problem at the earliest
+/// byte: invalid UTF-8 (`unsupported-encoding`), a character XML forbids, `]]>`, or a
+/// bad reference. One pass keeps the reported error independent of how the data was
+/// split into pieces.
+pub fn validate_text(bytes: &[u8]) -> Result<(), XmlError> {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            match b {
+                b'&' => {
+                    let body_end = bytes[i + 1..]
+                        .iter()
+                        .position(|&c| c == b';')
+                        .map(|p| i + 1 + p + 1)
+                        .ok_or(XmlError::not_well_formed("'&' without a reference"))?;
+                    let body = std::str::from_utf8(&bytes[i + 1..body_end])
+                        .map_err(|_| XmlError::not_well_formed("malformed entity reference"))?;
+                    parse_reference(body)?;
+                    i = body_end;
+                    continue;
+                }
+                b']' if bytes[i..].starts_with(b"]]>") => {
+                    return Err(XmlError::not_well_formed("']]>' in character data"));
+                }
+                b'\t' | b'\n' | b'\r' => {}
+                0..=0x1f => return Err(XmlError::not_well_formed("control character in the stream")),
+                _ => {}
+            }
+            i += 1;
+        } else {
+            let width = match b {
+                0xC2..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xF4 => 4,
+                _ => return Err(XmlError::encoding("invalid UTF-8")),
+            };
+            let ch = bytes
+                .get(i..i + width)
+                .and_then(|c| std::str::from_utf8(c).ok())
+                .ok_or(XmlError::encoding("invalid UTF-8"))?;
+            if matches!(ch, "\u{FFFE}" | "\u{FFFF}") {
+                return Err(XmlError::not_well_formed("U+FFFE or U+FFFF in the stream"));
+            }
+            i += width;
+        }
+    }
+    Ok(())
+}
+
 /// Decodes raw (already validated) character data: references, and line ends
 /// normalised per XML 1.0 §2.11.
 pub fn decode_text(raw: &str) -> Cow<'_, str> {
@@ -205,6 +255,18 @@ mod tests {
         let mut out = Vec::new();
         escape_text(&mut out, "]]> & <x>\r\n");
         assert_eq!(decode_text(std::str::from_utf8(&out).unwrap()), "]]> & <x>\r\n");
+    }
+
+    #[test]
+    fn text_is_validated_in_one_pass_earliest_problem_first() {
+        let kind = |b: &[u8]| validate_text(b).unwrap_err().kind;
+        assert_eq!(kind(b"&foo;\x01"), XmlErrorKind::Restricted);
+        assert_eq!(kind(b"\x01&foo;"), XmlErrorKind::NotWellFormed);
+        assert_eq!(kind(b"\xff\x01"), XmlErrorKind::UnsupportedEncoding);
+        assert_eq!(kind(b"\x01\xff"), XmlErrorKind::NotWellFormed);
+        assert_eq!(kind("a]]>".as_bytes()), XmlErrorKind::NotWellFormed);
+        assert_eq!(kind("\u{FFFF}".as_bytes()), XmlErrorKind::NotWellFormed);
+        assert!(validate_text("été ☺ 😀 &amp;&#x41; ]] >".as_bytes()).is_ok());
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn emit(out: &mut Vec<u8>, el: &Element<'_>, parent_ns: &str, remap: Option<(&st
             w.attr(name, value);
         }
     }
-    let mut children = el.nodes().peekable();
+    let mut children = el.nodes().filter(|c| !matches!(c, Content::Text(t) if t.is_empty())).peekable();
     if children.peek().is_none() {
         w.close_empty();
         return;
