@@ -302,14 +302,7 @@ fn user(cmd: UserCmd) -> ExitCode {
         }
     };
     let is_list = request == Request::List;
-    let result = match wrenhub::control::send(&config.data_dir, &request) {
-        Some(answer) => answer,
-        None => match Store::open(&config.data_dir) {
-            Ok(store) => request.apply(&store),
-            Err(StoreError::InUse(_)) => Err("the server is running but its control socket does not answer".into()),
-            Err(e) => Err(e.to_string()),
-        },
-    };
+    let result = run_request(&config.data_dir, request);
     match result {
         Ok(text) if is_list => {
             for jid in text.split(' ').filter(|t| !t.is_empty()) {
@@ -322,6 +315,28 @@ fn user(cmd: UserCmd) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+/// Sends the request to the running server, or applies it to the store directly
+/// when no server runs. A server that is starting may hold the store a moment before
+/// its control socket answers: retry briefly.
+fn run_request(data_dir: &std::path::Path, request: Request) -> Result<String, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if let Some(answer) = wrenhub::control::send(data_dir, &request) {
+            return answer;
+        }
+        match Store::open(data_dir) {
+            Ok(store) => return request.apply(&store),
+            Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(StoreError::InUse(_)) => {
+                return Err("the server is running but its control socket does not answer".into())
+            }
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 

@@ -131,6 +131,9 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     for line in crate::tls::describe("server certificate", &tls.cert_path) {
         log::info!("{line}");
     }
+    // The control socket exists before any listener is announced, so whoever waits
+    // for "listening" can manage accounts right away.
+    let control_socket = control_listener(&config.data_dir);
     let listeners = bind_all(&config)?;
     let domain = Rc::new(config.domain.clone());
     let server = Rc::new(Server {
@@ -160,7 +163,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         server.config.data_dir.display()
     );
     let ex = Rc::new(LocalExecutor::new());
-    let control = match control_listener(&server.config.data_dir) {
+    let control = match control_socket {
         Ok(l) => Some(ex.spawn(serve_control(Rc::clone(&server), Rc::clone(&ex), l))),
         Err(e) => {
             log::warn!("no control socket ({e}): 'wrenhub user' commands cannot reach this server");

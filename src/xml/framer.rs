@@ -894,14 +894,13 @@ fn find_tag_end(bytes: &[u8], mut quote: u8) -> Result<usize, u8> {
 /// may be cut, not a `]` that may start `]]>`, not a partial UTF-8 character. The
 /// flag says a pending reference is already too long to be one.
 fn safe_text_cut(text: &[u8]) -> (usize, bool) {
-    let mut cut = text.len();
-    let mut too_long = false;
     if let Some(amp) = text.iter().rposition(|&b| b == b'&') {
         if !text[amp..].contains(&b';') {
-            too_long = text.len() - amp > MAX_REFERENCE;
-            cut = amp;
+            // The `&` ends whatever precedes it: no `]]>` or UTF-8 sequence spans it.
+            return (amp, text.len() - amp > MAX_REFERENCE);
         }
     }
+    let mut cut = text.len();
     while cut > 0 && text[cut - 1] == b']' && text.len() - cut < 2 {
         cut -= 1;
     }
@@ -922,7 +921,7 @@ fn safe_text_cut(text: &[u8]) -> (usize, bool) {
             cut = start - 1;
         }
     }
-    (cut, too_long)
+    (cut, false)
 }
 
 /// The encoding check at the very start of a stream (RFC 6120 §11.6; XML 1.0

@@ -1,0 +1,150 @@
+"""Shared plumbing for the slixmpp interop checks in this folder.
+
+Each check is a script: `python3 tests/interop/NAME.py --port P --ca CA ...`. It exits 0
+on success, or 1 after printing what went wrong and the XML that slixmpp sent and
+received. A hard timeout (--timeout, default 20 s) means a check can never hang.
+
+Every option can also come from the environment: --port from XMPP_PORT, --ca from
+XMPP_CA, and so on (the option's name in upper case, `-` as `_`, prefixed XMPP_).
+"""
+
+import argparse
+import asyncio
+import io
+import logging
+import os
+import signal
+import ssl
+import sys
+from pathlib import Path
+
+import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
+
+__all__ = ["Fail", "IqError", "IqTimeout", "check", "close", "connect", "drain", "expect", "main", "online"]
+
+
+class Fail(Exception):
+    """The check failed; the message says how."""
+
+
+def check(condition, message):
+    if not condition:
+        raise Fail(message)
+
+
+def parse_args(description, extra_options):
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    options = [
+        ("--host", "127.0.0.1", "server address"),
+        ("--port", None, "client (STARTTLS) port"),
+        ("--tls-port", None, "Direct TLS port (XEP-0368)"),
+        ("--ca", None, "CA certificate (PEM) that signed the server's certificate"),
+        ("--jid", "juliet@localhost/balcony", "account to log in with (full JID)"),
+        ("--password", "balcony", "its password"),
+        ("--timeout", "20", "hard limit for the whole check, in seconds"),
+    ] + list(extra_options)
+    for name, default, help_text in options:
+        env = "XMPP_" + name[2:].upper().replace("-", "_")
+        if default is False:  # a flag; env value 1 sets it
+            parser.add_argument(name, action="store_true", default=os.environ.get(env) == "1", help=f"{help_text} (env {env}=1)")
+        else:
+            parser.add_argument(name, default=os.environ.get(env, default), help=f"{help_text} (env {env})")
+    parser.add_argument("--debug", action="store_true", help="print slixmpp's XML log as it happens")
+    args = parser.parse_args()
+    if args.ca is None:
+        parser.error("--ca (or XMPP_CA) is required")
+    return args
+
+
+def connect(args, jid, password, mech=None, direct_tls=False, alpn=None):
+    """A ClientXMPP that verifies the server against --ca, connecting with STARTTLS
+    on --port (or Direct TLS on --tls-port), and never in plaintext. Returns
+    (client, future): the future ends with None once the session has started, or
+    with the reason it could not (SASL failure, disconnection...)."""
+    xmpp = slixmpp.ClientXMPP(jid, password, sasl_mech=mech)
+    xmpp.register_plugin("xep_0199")  # XMPP Ping
+    xmpp.ca_certs = Path(args.ca)  # loaded into the (verifying) default SSL context
+    check(xmpp.ssl_context.verify_mode == ssl.CERT_REQUIRED, "TLS verification is off")
+    check(xmpp.ssl_context.check_hostname, "TLS host name check is off")
+    if alpn:
+        xmpp.ssl_context.set_alpn_protocols(alpn)
+    xmpp.enable_plaintext = False
+    xmpp.enable_direct_tls = direct_tls
+    xmpp.enable_starttls = not direct_tls
+
+    online = asyncio.get_running_loop().create_future()
+
+    def settle(result):
+        if not online.done():
+            online.set_result(result)
+
+    xmpp.add_event_handler("session_start", lambda _: settle(None))
+    xmpp.add_event_handler("failed_auth", lambda s: settle(f"SASL failure: {s['condition']}"))
+    xmpp.add_event_handler("failed_all_auth", lambda _: settle("no SASL mechanism left to try"))
+    xmpp.add_event_handler("connection_failed", lambda e: settle(f"connection failed: {e}"))
+    xmpp.add_event_handler("stream_error", lambda e: settle(f"stream error: {e['condition']}"))
+    xmpp.add_event_handler("disconnected", lambda r: settle(f"disconnected before the session started ({r})"))
+    port = args.tls_port if direct_tls else args.port
+    check(port, "--tls-port is required for Direct TLS" if direct_tls else "--port is required")
+    xmpp.connect(args.host, int(port))
+    return xmpp, online
+
+
+async def online(args, jid, password, **kwargs):
+    """connect(), then wait for the session; Fail if it does not start."""
+    xmpp, started = connect(args, jid, password, **kwargs)
+    reason = await started
+    check(reason is None, f"{jid}: {reason}")
+    return xmpp
+
+
+async def close(*clients):
+    """Closes the streams (</stream:stream>, waiting up to 2 s for the server's)."""
+    await asyncio.gather(*(xmpp.disconnect() for xmpp in clients))
+
+
+def drain(queue):
+    """Everything in an asyncio.Queue now (to show what arrived unexpectedly)."""
+    items = []
+    while not queue.empty():
+        items.append(queue.get_nowait())
+    return items
+
+
+async def expect(queue, what, seconds=5):
+    """The next item of an asyncio.Queue, or Fail naming what was awaited."""
+    try:
+        return await asyncio.wait_for(queue.get(), seconds)
+    except asyncio.TimeoutError:
+        raise Fail(f"timed out waiting for {what}") from None
+
+
+def main(description, run, extra_options=()):
+    """Parses the options, runs `await run(args)` under the hard timeout, exits."""
+    args = parse_args(description, extra_options)
+    timeout = float(args.timeout)
+    # Last resort if the event loop itself is stuck: SIGALRM ends the process.
+    signal.alarm(int(timeout) + 10)
+    xml_log = io.StringIO()
+    handler = logging.StreamHandler(sys.stderr if args.debug else xml_log)
+    handler.setFormatter(logging.Formatter("%(relativeCreated)6d %(name)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG, handlers=[handler])
+    name = Path(sys.argv[0]).name
+    try:
+        asyncio.run(asyncio.wait_for(run(args), timeout))
+    except Fail as e:
+        problem = str(e)
+    except asyncio.TimeoutError:
+        problem = f"timed out after {timeout:g} s"
+    except Exception as e:  # a bug in the check or in slixmpp: show it all
+        logging.exception("unexpected exception")
+        problem = f"unexpected {type(e).__name__}: {e}"
+    else:
+        print(f"{name}: OK (slixmpp {slixmpp.__version__})")
+        sys.exit(0)
+    print(f"{name}: FAILED: {problem}", file=sys.stderr)
+    if not args.debug:
+        print("--- slixmpp debug log (SEND/RECV lines are the XML) ---", file=sys.stderr)
+        print(xml_log.getvalue(), file=sys.stderr)
+    sys.exit(1)

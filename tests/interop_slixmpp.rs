@@ -1,0 +1,163 @@
+//! Interop with a real client library: slixmpp (Python, asyncio) against the real
+//! binary on loopback, TLS verified against the server's local CA.
+//!
+//! Each check is a script in `tests/interop/`; it exits 0 on success, or prints what
+//! failed and slixmpp's XML log. `./scripts/test` installs slixmpp into
+//! `target/interop-venv` and points `WRENHUB_PYTHON` at it (default: `python3`).
+//! A Python without slixmpp fails these tests; they never skip.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Longer than any script's own 20 s timeout: only a stuck interpreter hits it.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+
+fn python() -> String {
+    std::env::var("WRENHUB_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Panics, saying how to install it, unless `$WRENHUB_PYTHON` can import slixmpp.
+fn require_slixmpp() {
+    static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
+    let result = VERSION.get_or_init(|| {
+        let out = Command::new(python())
+            .args(["-c", "import slixmpp; print(slixmpp.__version__)"])
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output();
+        match out {
+            Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout).trim().to_string()),
+            Ok(out) => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    if let Err(e) = result {
+        panic!(
+            "`{} -c 'import slixmpp'` failed: {e}\nThe interop tests need slixmpp: run ./scripts/test \
+             (it installs slixmpp into target/interop-venv and sets WRENHUB_PYTHON), or set \
+             WRENHUB_PYTHON=$PWD/target/interop-venv/bin/python after running it once.",
+            python()
+        );
+    }
+}
+
+/// Runs `tests/interop/SCRIPT` against `server` with `args` after the connection
+/// options; panics with the script's output and the server's log unless it exits 0.
+fn run_check(server: &Server, script: &str, args: &[&str]) -> String {
+    require_slixmpp();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
+    let ca = server.data_dir().join("tls/ca.pem");
+    let out_dir = tempfile::tempdir().expect("temp dir");
+    let (out_path, err_path) = (out_dir.path().join("stdout"), out_dir.path().join("stderr"));
+    let mut child = Command::new(python())
+        .arg(&path)
+        .args(["--host", "127.0.0.1", "--port", &server.port.to_string()])
+        .args(["--tls-port", &server.tls_port.to_string(), "--ca"])
+        .arg(&ca)
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
+    let deadline = Instant::now() + SCRIPT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    print!("{stdout}");
+    if status.is_none_or(|s| !s.success()) {
+        panic!(
+            "{script} {args:?} {}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}\n--- server log ---\n{}",
+            status.map_or("was killed after 60 s".to_string(), |s| format!("failed: {s}")),
+            server.log()
+        );
+    }
+    stdout
+}
+
+#[test]
+fn slixmpp_starttls_scram_sha256_login_binds_and_pings_the_server() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let out = run_check(&server, "login.py", &["--jid", "juliet@localhost/balcony", "--password", "balcony"]);
+    assert!(out.contains("SCRAM-SHA-256 over TLSv1.3 (STARTTLS)"), "{out}");
+}
+
+#[test]
+fn slixmpp_scram_sha1_login() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    run_check(
+        &server,
+        "login.py",
+        &["--jid", "juliet@localhost/balcony", "--password", "balcony", "--mech", "SCRAM-SHA-1"],
+    );
+}
+
+#[test]
+fn slixmpp_plain_login_inside_tls() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    run_check(&server, "login.py", &["--jid", "juliet@localhost/balcony", "--password", "balcony", "--mech", "PLAIN"]);
+}
+
+#[test]
+fn slixmpp_direct_tls_login_without_alpn() {
+    // slixmpp's own Direct TLS offers no ALPN; the server accepts that.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let out =
+        run_check(&server, "login.py", &["--jid", "juliet@localhost/balcony", "--password", "balcony", "--direct-tls"]);
+    assert!(out.contains("(Direct TLS)"), "{out}");
+}
+
+#[test]
+fn slixmpp_direct_tls_login_with_alpn_xmpp_client() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony", "--direct-tls", "--alpn"];
+    let out = run_check(&server, "login.py", &args);
+    assert!(out.contains("(Direct TLS)"), "{out}");
+}
+
+#[test]
+fn slixmpp_two_resources_of_one_account_each_receive_at_their_full_jid() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let args = ["--jid", "juliet@localhost/balcony", "--jid2", "juliet@localhost/garden", "--password", "balcony"];
+    run_check(&server, "two_resources.py", &args);
+}
+
+#[test]
+fn slixmpp_message_between_accounts_to_full_and_bare_jid() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    run_check(&server, "message.py", &[&args[..], &peer[..]].concat());
+}
+
+#[test]
+fn slixmpp_wrong_password_fails_with_not_authorized() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    for mech in ["SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN"] {
+        let args = ["--jid", "juliet@localhost/balcony", "--password", "nurse", "--mech", mech];
+        run_check(&server, "wrong_password.py", &args);
+    }
+}
