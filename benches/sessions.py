@@ -5,10 +5,11 @@ per second. Usage:
     benches/sessions.py [--binary target/release/wrenhub] [--sessions 1000]
 Prints one JSON line. A measurement, not a test (issue 9 brings the side-by-side
 benchmark with Prosody); the Python client's own cost is part of logins/s."""
-import argparse, threading, base64, hashlib, hmac, json, os, re, resource, socket, ssl, subprocess, tempfile, time
+import argparse, base64, hashlib, hmac, json, os, re, socket, ssl, subprocess, sys, tempfile, time
 
-HEADER = (b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
-          b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+sys.path.insert(0, os.path.dirname(__file__))
+from common import HEADER, raise_fd_limit, rss_kib, start_server
+
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 def read_until(sock, marker, buf):
@@ -63,40 +64,21 @@ def login(port, ctx, user, password, resource):
     read_until(sock, b"</iq>", buf)
     return sock
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/release/wrenhub")
     ap.add_argument("--sessions", type=int, default=1000)
     args = ap.parse_args()
     n = args.sessions
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, n * 2 + 100)), hard))
+    raise_fd_limit(n * 2 + 100)
     with tempfile.TemporaryDirectory() as d:
         data = os.path.join(d, "data")
-        cfg = os.path.join(d, "wrenhub.toml")
-        with open(cfg, "w") as f:
-            f.write(f"max_sessions = {n + 10}\nmax_resources_per_account = 100\n"
-                    "c2s_auth_timeout = 3600\nauth_failures_per_ip = 100000\n")
         accounts = (n + 99) // 100
         for a in range(accounts):
             subprocess.run([args.binary, "user", "add", f"bench{a}", "--password-stdin", "--data-dir", data],
                            input=b"benchpw\n", check=True, stdout=subprocess.DEVNULL)
-        proc = subprocess.Popen([args.binary, "serve", "--config", cfg, "--c2s-listen", "127.0.0.1:0",
-                                 "--c2s-direct-tls-listen", "127.0.0.1:0", "--data-dir", data],
-                                stderr=subprocess.PIPE, text=True)
-        port = None
-        for line in proc.stderr:
-            m = re.search(r"listening for clients on 127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        # Keep draining the log, or a full pipe would stall the server.
-        threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
-        time.sleep(0.3)
+        proc, port, data = start_server(args.binary, d, f"max_sessions = {n + 10}\nmax_resources_per_account = 100\n"
+                                        "c2s_auth_timeout = 3600\nauth_failures_per_ip = 100000\n")
         idle = rss_kib(proc.pid)
         ctx = ssl.create_default_context(cafile=os.path.join(data, "tls", "ca.pem"))
         socks = []

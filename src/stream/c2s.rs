@@ -368,27 +368,31 @@ impl C2sStream {
         }
     }
 
-    fn account_jid(&self, username: &str) -> Option<BareJid> {
-        format!("{username}@{}", self.policy.domain).parse::<BareJid>().ok().filter(|j| j.local().is_some())
-    }
-
-    /// An authzid is accepted only when it names the authenticating account.
-    fn authzid_ok(&self, authzid: Option<&str>, jid: Option<&BareJid>) -> bool {
-        match (authzid, jid) {
+    /// The account a SASL username names (with an optional authzid that must name
+    /// the same account), and its record if it exists.
+    fn identify(
+        &self,
+        username: &str,
+        authzid: Option<&str>,
+        env: &Env<'_>,
+    ) -> Result<(Option<BareJid>, Option<Account>), Failure> {
+        let jid = format!("{username}@{}", self.policy.domain).parse::<BareJid>().ok().filter(|j| j.local().is_some());
+        let authzid_ok = match (authzid, &jid) {
             (None, _) => true,
             (Some(a), Some(j)) => a.parse::<BareJid>().is_ok_and(|a| a == *j),
             (Some(_), None) => false,
+        };
+        if !authzid_ok {
+            return Err(Failure::InvalidAuthzid);
         }
-    }
-
-    fn lookup(&self, jid: Option<&BareJid>, env: &Env<'_>) -> Result<Option<Account>, Failure> {
-        match jid {
-            None => Ok(None),
+        let account = match &jid {
+            None => None,
             Some(j) => env.store.account(j).map_err(|e| {
                 log::error!("account lookup failed: {e}");
                 Failure::TemporaryAuthFailure
-            }),
-        }
+            })?,
+        };
+        Ok((jid, account))
     }
 
     /// PLAIN (RFC 4616), inside TLS only. An unknown user costs the same PBKDF2 as a
@@ -398,12 +402,8 @@ impl C2sStream {
             Ok(c) => c,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
-        let jid = self.account_jid(&creds.username);
-        if !self.authzid_ok(creds.authzid.as_deref(), jid.as_ref()) {
-            return self.sasl_failure(Failure::InvalidAuthzid, None, env, out);
-        }
-        let account = match self.lookup(jid.as_ref(), env) {
-            Ok(a) => a,
+        let (jid, account) = match self.identify(&creds.username, creds.authzid.as_deref(), env) {
+            Ok(found) => found,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
         let password = crate::sasl::normalize_password(&creds.password);
@@ -434,12 +434,8 @@ impl C2sStream {
             Ok(f) => f,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
-        let jid = self.account_jid(&first.username);
-        if !self.authzid_ok(first.authzid.as_deref(), jid.as_ref()) {
-            return self.sasl_failure(Failure::InvalidAuthzid, None, env, out);
-        }
-        let account = match self.lookup(jid.as_ref(), env) {
-            Ok(a) => a,
+        let (jid, account) = match self.identify(&first.username, first.authzid.as_deref(), env) {
+            Ok(found) => found,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
         let salt = fake_salt(env.secret, &first.username);

@@ -15,16 +15,12 @@
 
 use super::element::{AttrNode, Doc, Element, Node, NsRef, Span, StreamNs};
 use super::error::{Limit, XmlError, XmlErrorKind};
-use super::text::{check_chars, check_references, decode_attr, validate_text};
+use super::text::{check_chars, check_references, decode_attr, validate_text, MAX_REFERENCE};
 use super::NS_XML;
 use xmlparser::{ElementEnd, Token, Tokenizer};
 
 /// How many bytes one read asks for.
 pub const READ_CHUNK: usize = 4096;
-
-/// A reference (`&...;`) longer than this is rejected as not well-formed; it keeps
-/// the rescanning of a pending reference bounded.
-const MAX_REFERENCE: usize = 256;
 
 /// Prefixes are stored as 16-bit offsets; no real prefix comes near this.
 const MAX_PREFIX: usize = u16::MAX as usize;
@@ -897,6 +893,7 @@ fn safe_text_cut(text: &[u8]) -> (usize, bool) {
     if let Some(amp) = text.iter().rposition(|&b| b == b'&') {
         if !text[amp..].contains(&b';') {
             // The `&` ends whatever precedes it: no `]]>` or UTF-8 sequence spans it.
+            // Matches `validate_text`: no `;` among the MAX_REFERENCE bytes after `&`.
             return (amp, text.len() - amp > MAX_REFERENCE);
         }
     }

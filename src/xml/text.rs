@@ -4,6 +4,11 @@
 use super::error::XmlError;
 use std::borrow::Cow;
 
+/// A reference (`&…;`) whose body is this long or longer is rejected as not
+/// well-formed: it keeps the rescanning of a pending reference bounded, and the
+/// framer applies the same bound to text it sees in pieces.
+pub const MAX_REFERENCE: usize = 256;
+
 /// XML 1.0 §2.2 `Char`.
 pub fn is_xml_char(c: u32) -> bool {
     matches!(c, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x10000..=0x10FFFF)
@@ -100,11 +105,14 @@ pub fn validate_text(bytes: &[u8]) -> Result<(), XmlError> {
         if b < 0x80 {
             match b {
                 b'&' => {
-                    let body_end = bytes[i + 1..]
-                        .iter()
-                        .position(|&c| c == b';')
-                        .map(|p| i + 1 + p + 1)
-                        .ok_or(XmlError::not_well_formed("'&' without a reference"))?;
+                    let window = &bytes[i + 1..bytes.len().min(i + 1 + MAX_REFERENCE)];
+                    let body_end = match window.iter().position(|&c| c == b';') {
+                        Some(p) => i + 1 + p + 1,
+                        None if window.len() == MAX_REFERENCE => {
+                            return Err(XmlError::not_well_formed("unterminated reference"))
+                        }
+                        None => return Err(XmlError::not_well_formed("'&' without a reference")),
+                    };
                     let body = std::str::from_utf8(&bytes[i + 1..body_end])
                         .map_err(|_| XmlError::not_well_formed("malformed entity reference"))?;
                     parse_reference(body)?;
