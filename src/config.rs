@@ -67,6 +67,8 @@ pub struct Config {
     pub resource_conflict: ResourceConflict,
     /// Bytes waiting to be written to one session before it is closed.
     pub c2s_queue_size: usize,
+    /// Items one roster may hold (RFC 6121 §2).
+    pub max_roster_items: usize,
     /// PEM certificate chain and key; when absent, the local CA in the data dir.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -139,6 +141,7 @@ const KEYS: &[Key] = &[
     Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
     Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
     Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
+    Key { name: "max_roster_items", kind: Kind::Int { min: 1, max: 100_000, default: 1000 } },
     Key { name: "tls_cert", kind: Kind::Path },
     Key { name: "tls_key", kind: Kind::Path },
 ];
@@ -249,6 +252,7 @@ impl Config {
                 _ => ResourceConflict::Takeover,
             },
             c2s_queue_size: v.int(take("c2s_queue_size"), "c2s_queue_size") as usize,
+            max_roster_items: v.int(take("max_roster_items"), "max_roster_items") as usize,
             tls_cert: v.path(take("tls_cert"), "tls_cert"),
             tls_key: v.path(take("tls_key"), "tls_key"),
         };

@@ -2,6 +2,7 @@ pub mod auth_limiter;
 pub mod config;
 pub mod control;
 pub mod fuzzing;
+pub mod handlers;
 pub mod jid;
 pub mod logger;
 pub mod net;

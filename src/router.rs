@@ -7,25 +7,22 @@
 //! nowhere to go gets an error back (`service-unavailable`,
 //! `remote-server-not-found`), never a silent drop.
 
+use crate::handlers::{self, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
 use crate::sessions::{Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
 use crate::store::Store;
 use crate::stream::header::NS_CLIENT;
-use crate::xml::writer::{write_element, Override, XmlWriter};
+use crate::xml::writer::{write_element, Override};
 use crate::xml::Element;
 use std::rc::Rc;
-
-/// `urn:xmpp:ping` (XEP-0199)
-pub const NS_PING: &str = "urn:xmpp:ping";
-/// The legacy session establishment namespace (RFC 3921 §3; RFC 6121 Appendix E).
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
 /// What the router needs to know.
 pub struct Router<'a> {
     pub domain: &'a Domain,
     pub registry: &'a Registry,
     pub store: &'a Store,
+    pub max_roster_items: usize,
 }
 
 /// Where a stanza is addressed.
@@ -81,7 +78,8 @@ impl Router<'_> {
         };
         let to_text = to.as_ref().map(|j| j.as_str().to_string());
         let target = match &to {
-            None if kind == Kind::Iq => Target::Server,
+            // §10.3.3: an iq without 'to' is handled on behalf of the sender's account.
+            None if kind == Kind::Iq => Target::Local(sender.jid.to_bare(), None),
             None => Target::Local(sender.jid.to_bare(), None),
             Some(j) if j.domain() != self.domain.as_str() => Target::Remote,
             Some(j) if j.local().is_none() => Target::Server,
@@ -114,9 +112,9 @@ impl Router<'_> {
     }
 
     /// §8.5.1 / §10.3: the server answers for itself (and for an account, on its behalf).
-    fn to_server(&self, kind: Kind, stanza: &Element<'_>, sender: &Session, to: Option<&str>, out: &mut Vec<u8>) {
+    fn to_server(&self, kind: Kind, stanza: &Element<'_>, sender: &Rc<Session>, to: Option<&str>, out: &mut Vec<u8>) {
         match kind {
-            Kind::Iq => self.server_iq(stanza, sender, to, out),
+            Kind::Iq => self.server_iq(stanza, sender, None, to, out),
             Kind::Message => {
                 self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
             }
@@ -125,30 +123,53 @@ impl Router<'_> {
         }
     }
 
-    fn server_iq(&self, iq: &Element<'_>, sender: &Session, to: Option<&str>, out: &mut Vec<u8>) {
-        let iq_type = iq.attr("type");
-        if matches!(iq_type.as_deref(), Some("result") | Some("error")) {
-            return; // answers to nothing the server asked: dropped (§8.2.3)
-        }
-        let Some(payload) = iq.children().next() else {
+    /// An iq for the server itself (`on_behalf_of` = None) or for an account on its
+    /// behalf: dispatched through the handler table (`handlers::HANDLERS`).
+    fn server_iq(
+        &self,
+        iq: &Element<'_>,
+        sender: &Rc<Session>,
+        on_behalf_of: Option<&BareJid>,
+        to: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let iq_type = match iq.attr("type").as_deref() {
+            Some("get") => IqType::Get,
+            Some("set") => IqType::Set,
+            // Answers to nothing the server asked: dropped (§8.2.3).
+            _ => return,
+        };
+        let Some(payload) = iq.children().next() else { return };
+        let handler =
+            handlers::find(&payload).filter(|h| if on_behalf_of.is_some() { h.for_account } else { h.for_server });
+        let Some(handler) = handler else {
+            self.error(iq, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
             return;
         };
-        let answered = matches!(
-            (iq_type.as_deref(), payload.name(), payload.ns()),
-            (Some("get"), "ping", NS_PING) | (Some("set"), "session", NS_SESSION)
-        );
-        if answered {
-            let id = iq.attr("id");
-            XmlWriter::new(out)
-                .start("iq")
-                .attr_opt("from", to)
-                .attr("to", sender.jid.as_str())
-                .attr_opt("id", id.as_deref())
-                .attr("type", "result")
-                .close_empty();
-        } else {
-            self.error(iq, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
+        let services = Services {
+            domain: self.domain,
+            store: self.store,
+            registry: self.registry,
+            max_roster_items: self.max_roster_items,
+        };
+        let request = IqRequest { iq_type, payload, sender, on_behalf_of };
+        let mut pushes = Vec::new();
+        let reply = (handler.handle)(&services, &request, &mut pushes);
+        let id = iq.attr("id");
+        match reply {
+            IqReply::Result(payload) => {
+                handlers::write_result(id.as_deref(), to, sender.jid.as_str(), payload.as_deref(), out)
+            }
+            IqReply::ResultThen(stanzas) => {
+                handlers::write_result(id.as_deref(), to, sender.jid.as_str(), None, out);
+                for s in stanzas {
+                    out.extend_from_slice(&s);
+                }
+            }
+            IqReply::Error(e) => self.error(iq, sender, to, e, out),
         }
+        // Pushes a handler sent to the sender itself follow its answer.
+        out.extend_from_slice(&pushes);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -191,7 +212,7 @@ impl Router<'_> {
             // §8.5.2.1.3: an iq to a bare JID is answered by the server on its behalf.
             Kind::Iq => {
                 if bare == &sender.jid.to_bare() {
-                    self.server_iq(stanza, sender, to, out);
+                    self.server_iq(stanza, sender, Some(bare), to, out);
                 } else if !matches!(stanza_type, Some("result") | Some("error")) {
                     self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
                 }

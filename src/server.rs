@@ -142,6 +142,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
             require_encryption: config.c2s_require_encryption,
             sasl_plain: config.c2s_sasl_plain,
             max_auth_attempts: config.c2s_max_auth_attempts,
+            max_roster_items: config.max_roster_items,
         },
         domain,
         pool: SessionPool::new(config.max_sessions),

@@ -22,6 +22,8 @@ pub struct Session {
     /// The priority of the session's last available presence (RFC 6121 §4.7.2.3);
     /// `None` until it sends initial presence, and after unavailable presence.
     pub priority: Cell<Option<i8>>,
+    /// The session requested the roster: it gets roster pushes (RFC 6121 §2.1.6).
+    pub roster_interested: Cell<bool>,
 }
 
 /// The queue is full; the session is being closed.
@@ -38,6 +40,7 @@ impl Session {
             wake: Event::new(),
             closing: RefCell::new(None),
             priority: Cell::new(None),
+            roster_interested: Cell::new(false),
         }
     }
 

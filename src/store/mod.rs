@@ -2,6 +2,8 @@
 //! owns. Every write commits with `Durability::Immediate` before it is
 //! acknowledged, so a kill -9 loses no committed account.
 
+pub mod roster;
+
 use crate::jid::BareJid;
 use crate::sasl::scram::{ScramKeys, ScramRecord};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -39,7 +41,7 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-fn db_err(e: impl fmt::Display) -> StoreError {
+pub(crate) fn db_err(e: impl fmt::Display) -> StoreError {
     StoreError::Db(e.to_string())
 }
 
@@ -102,7 +104,7 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 /// The open database.
 pub struct Store {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl Store {
@@ -120,6 +122,7 @@ impl Store {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(ACCOUNTS).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;
+        Store::create_roster_tables(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
     }

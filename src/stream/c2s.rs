@@ -36,6 +36,7 @@ pub struct Policy {
     pub require_encryption: bool,
     pub sasl_plain: bool,
     pub max_auth_attempts: u32,
+    pub max_roster_items: usize,
 }
 
 /// What the stream needs from the rest of the server while handling input.
@@ -244,11 +245,12 @@ impl C2sStream {
             XmlWriter::new(out)
                 .empty_ns("bind", NS_BIND)
                 .start("session")
-                .attr("xmlns", crate::router::NS_SESSION)
+                .attr("xmlns", crate::handlers::session::NS_SESSION)
                 .open()
                 .start("optional")
                 .close_empty()
-                .end("session");
+                .end("session")
+                .empty_ns("ver", crate::handlers::roster::NS_ROSTER_VER);
         } else {
             if !self.secure {
                 let mut w = XmlWriter::new(out);
@@ -574,7 +576,13 @@ impl C2sStream {
             }
         }
         let session = Rc::clone(session);
-        Router { domain: &self.policy.domain, registry: env.registry, store: env.store }.route(&session, el, out);
+        Router {
+            domain: &self.policy.domain,
+            registry: env.registry,
+            store: env.store,
+            max_roster_items: self.policy.max_roster_items,
+        }
+        .route(&session, el, out);
         Step::Continue
     }
 

@@ -1,0 +1,66 @@
+//! XEP-0030: Service Discovery. disco#info on the server lists the identity and
+//! every feature the handler table announces; on an account it lists the account
+//! identity. disco#items is empty until components and services arrive.
+
+use super::{Handler, IqReply, IqRequest, IqType, Services, HANDLERS};
+use crate::stanza::{Condition, StanzaError};
+use crate::xml::writer::XmlWriter;
+
+pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
+pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
+
+pub const INFO: Handler = Handler {
+    namespace: NS_INFO,
+    element: "query",
+    features: &[NS_INFO, NS_ITEMS],
+    for_server: true,
+    for_account: true,
+    handle: info,
+};
+
+pub const ITEMS: Handler = Handler {
+    namespace: NS_ITEMS,
+    element: "query",
+    features: &[],
+    for_server: true,
+    for_account: true,
+    handle: items,
+};
+
+fn info(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    if req.iq_type != IqType::Get {
+        return IqReply::Error(StanzaError::new(Condition::BadRequest));
+    }
+    if req.payload.attr("node").is_some() {
+        return IqReply::Error(StanzaError::new(Condition::ItemNotFound));
+    }
+    let mut p = Vec::new();
+    let mut w = XmlWriter::new(&mut p);
+    w.start("query").attr("xmlns", NS_INFO).open();
+    if req.on_behalf_of.is_some() {
+        w.start("identity").attr("category", "account").attr("type", "registered").close_empty();
+    } else {
+        w.start("identity").attr("category", "server").attr("type", "im").attr("name", "wrenhub").close_empty();
+    }
+    let mut features: Vec<&str> = HANDLERS
+        .iter()
+        .filter(|h| if req.on_behalf_of.is_some() { h.for_account } else { h.for_server })
+        .flat_map(|h| h.features.iter().copied())
+        .collect();
+    features.sort_unstable();
+    features.dedup();
+    for f in features {
+        XmlWriter::new(&mut p).start("feature").attr("var", f).close_empty();
+    }
+    XmlWriter::new(&mut p).end("query");
+    IqReply::Result(Some(p))
+}
+
+fn items(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    if req.iq_type != IqType::Get {
+        return IqReply::Error(StanzaError::new(Condition::BadRequest));
+    }
+    let mut p = Vec::new();
+    XmlWriter::new(&mut p).empty_ns("query", NS_ITEMS);
+    IqReply::Result(Some(p))
+}

@@ -1,0 +1,91 @@
+//! Server-side handlers, one module per protocol feature (Prosody's `mod_*` idea):
+//! each declares the iq payload it answers and the service-discovery features it
+//! announces, in the one [`HANDLERS`] table the router dispatches through. Adding a
+//! XEP touches its own file and one line here. Handlers don't import each other.
+
+pub mod disco;
+pub mod ping;
+pub mod roster;
+pub mod session;
+pub mod version;
+
+use crate::jid::{BareJid, Domain};
+use crate::sessions::{Registry, Session};
+use crate::stanza::StanzaError;
+use crate::store::Store;
+use crate::xml::writer::XmlWriter;
+use crate::xml::Element;
+use std::rc::Rc;
+
+/// What a handler may use.
+pub struct Services<'a> {
+    pub domain: &'a Domain,
+    pub store: &'a Store,
+    pub registry: &'a Registry,
+    pub max_roster_items: usize,
+}
+
+/// `get` or `set` (results and errors are never dispatched to handlers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IqType {
+    Get,
+    Set,
+}
+
+/// An iq addressed to the server, or to an account's bare JID on its behalf.
+pub struct IqRequest<'a> {
+    pub iq_type: IqType,
+    pub payload: Element<'a>,
+    pub sender: &'a Rc<Session>,
+    /// The bare JID the iq was addressed to, if not the server's domain.
+    pub on_behalf_of: Option<&'a BareJid>,
+}
+
+/// A handler's answer: a result with an optional payload (XML), a result followed
+/// by stanzas for the sender (e.g. roster pushes after a versioned roster get), or
+/// an error.
+pub enum IqReply {
+    Result(Option<Vec<u8>>),
+    ResultThen(Vec<Vec<u8>>),
+    Error(StanzaError),
+}
+
+/// One entry of the handler table.
+pub struct Handler {
+    /// The payload element `{namespace}name` it answers.
+    pub namespace: &'static str,
+    pub element: &'static str,
+    /// Features announced in disco#info (XEP-0030).
+    pub features: &'static [&'static str],
+    /// Answers on the server's own JID (`to` = domain or absent).
+    pub for_server: bool,
+    /// Answers on behalf of an account (`to` = the sender's own bare JID).
+    pub for_account: bool,
+    /// Writes pushes to other sessions itself; `out` is the sender's own output.
+    pub handle: fn(&Services<'_>, &IqRequest<'_>, &mut Vec<u8>) -> IqReply,
+}
+
+/// Every handler; the router finds one by the payload's namespace and name.
+pub const HANDLERS: &[Handler] =
+    &[ping::HANDLER, session::HANDLER, roster::HANDLER, disco::INFO, disco::ITEMS, version::HANDLER];
+
+/// The handler for a payload, if any.
+pub fn find(payload: &Element<'_>) -> Option<&'static Handler> {
+    HANDLERS.iter().find(|h| h.namespace == payload.ns() && h.element == payload.name())
+}
+
+/// Writes a result iq: `<iq type='result' id=… to=… from=…>payload</iq>`.
+pub fn write_result(id: Option<&str>, from: Option<&str>, to: &str, payload: Option<&[u8]>, out: &mut Vec<u8>) {
+    let mut w = XmlWriter::new(out);
+    w.start("iq").attr_opt("from", from).attr("to", to).attr_opt("id", id).attr("type", "result");
+    match payload {
+        None => {
+            w.close_empty();
+        }
+        Some(p) => {
+            w.open();
+            out.extend_from_slice(p);
+            XmlWriter::new(out).end("iq");
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! XEP-0199: XMPP Ping — the server answers pings to itself.
+
+use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::stanza::{Condition, StanzaError};
+
+pub const NS_PING: &str = "urn:xmpp:ping";
+
+pub const HANDLER: Handler =
+    Handler { namespace: NS_PING, element: "ping", features: &[NS_PING], for_server: true, for_account: true, handle };
+
+fn handle(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    match req.iq_type {
+        IqType::Get => IqReply::Result(None),
+        IqType::Set => IqReply::Error(StanzaError::new(Condition::BadRequest)),
+    }
+}

@@ -1,0 +1,205 @@
+//! RFC 6121 §2: roster get, set and remove, with pushes to every interested
+//! resource (§2.1.6) and roster versioning (§2.6): a client that sends the version
+//! it has gets an empty result and pushes for what changed since.
+//! Subscription states are kept on the items; the presence subscription handshake
+//! that changes them is the next piece of IM support.
+
+use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::jid::BareJid;
+use crate::stanza::{Condition, StanzaError};
+use crate::store::roster::{RosterItem, RosterRead};
+use crate::xml::writer::XmlWriter;
+use crate::xml::Element;
+
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+/// Advertised as a stream feature per RFC 6121 §2.6.2.
+pub const NS_ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+
+/// Names and group names are limited to the size of a JID part.
+const MAX_TEXT: usize = 1023;
+
+pub const HANDLER: Handler = Handler {
+    namespace: NS_ROSTER,
+    element: "query",
+    features: &[NS_ROSTER],
+    for_server: false,
+    for_account: true,
+    handle,
+};
+
+fn store_error(e: crate::store::StoreError) -> IqReply {
+    log::error!("roster: {e}");
+    IqReply::Error(StanzaError::new(Condition::InternalServerError))
+}
+
+fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> IqReply {
+    let owner = req.sender.jid.to_bare();
+    // §2.1.5: only the account itself may read or change its roster.
+    if req.on_behalf_of.is_some_and(|b| *b != owner) {
+        return IqReply::Error(StanzaError::new(Condition::Forbidden));
+    }
+    match req.iq_type {
+        IqType::Get => get(services, req, &owner),
+        IqType::Set => set(services, req, &owner, out),
+    }
+}
+
+/// §2.2 and §2.6.3.
+fn get(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid) -> IqReply {
+    req.sender.roster_interested.set(true);
+    let client_ver = req.payload.attr("ver").and_then(|v| v.parse::<u64>().ok());
+    match services.store.roster(owner, client_ver) {
+        Err(e) => store_error(e),
+        Ok(RosterRead::Full { ver, items }) => {
+            let mut p = Vec::new();
+            let mut w = XmlWriter::new(&mut p);
+            w.start("query").attr("xmlns", NS_ROSTER).attr("ver", &ver.to_string());
+            if items.is_empty() {
+                w.close_empty();
+            } else {
+                w.open();
+                for item in &items {
+                    write_item(item, &mut p);
+                }
+                XmlWriter::new(&mut p).end("query");
+            }
+            IqReply::Result(Some(p))
+        }
+        // The empty result goes first, then a push per change (§2.6.3).
+        Ok(RosterRead::Changes { items, .. }) => {
+            IqReply::ResultThen(items.iter().map(|item| push_bytes(item, req.sender.jid.as_str())).collect())
+        }
+    }
+}
+
+/// §2.3 (add or update) and §2.5 (remove).
+fn set(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut Vec<u8>) -> IqReply {
+    let mut items = req.payload.children().filter(|c| c.is("item", NS_ROSTER));
+    let (Some(el), None) = (items.next(), items.next()) else {
+        return IqReply::Error(StanzaError::with_text(Condition::BadRequest, "a roster set carries exactly one item"));
+    };
+    let jid = match el.attr("jid").map(|j| j.parse::<BareJid>()) {
+        Some(Ok(j)) => j,
+        Some(Err(e)) => return IqReply::Error(StanzaError::with_text(Condition::JidMalformed, e.to_string())),
+        None => return IqReply::Error(StanzaError::with_text(Condition::BadRequest, "the item has no jid")),
+    };
+    if jid == *owner {
+        return IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "an account is not its own contact"));
+    }
+    let stored = match el.attr("subscription").as_deref() {
+        Some("remove") => match services.store.remove_roster_item(owner, &jid) {
+            Ok(Some(tombstone)) => tombstone,
+            Ok(None) => return IqReply::Error(StanzaError::new(Condition::ItemNotFound)),
+            Err(e) => return store_error(e),
+        },
+        None | Some("none") => match update(services, owner, jid, &el) {
+            Ok(item) => item,
+            Err(reply) => return reply,
+        },
+        Some(_) => {
+            return IqReply::Error(StanzaError::with_text(
+                Condition::BadRequest,
+                "a client may set subscription only to 'remove'",
+            ))
+        }
+    };
+    push_to_interested(services, owner, &stored, req, out);
+    IqReply::Result(None)
+}
+
+/// Creates or updates an item from a roster set (keeping its subscription state).
+fn update(services: &Services<'_>, owner: &BareJid, jid: BareJid, el: &Element<'_>) -> Result<RosterItem, IqReply> {
+    let existing = services.store.roster_item(owner, &jid).map_err(store_error)?;
+    if existing.is_none() {
+        let count = services.store.roster_len(owner).map_err(store_error)?;
+        if count >= services.max_roster_items {
+            return Err(IqReply::Error(StanzaError::with_text(
+                Condition::NotAllowed,
+                "the roster is full (max_roster_items)",
+            )));
+        }
+    }
+    let mut groups: Vec<String> = Vec::new();
+    for g in el.children().filter(|c| c.is("group", NS_ROSTER)) {
+        let name = g.text().into_owned();
+        if name.is_empty() || name.len() > MAX_TEXT {
+            return Err(IqReply::Error(StanzaError::with_text(
+                Condition::NotAcceptable,
+                "empty or too long group name",
+            )));
+        }
+        if groups.contains(&name) {
+            return Err(IqReply::Error(StanzaError::with_text(Condition::BadRequest, "a group is named twice")));
+        }
+        groups.push(name);
+    }
+    let name = el.attr("name").map(|n| n.into_owned()).filter(|n| !n.is_empty());
+    if name.as_ref().is_some_and(|n| n.len() > MAX_TEXT) {
+        return Err(IqReply::Error(StanzaError::with_text(Condition::NotAcceptable, "the name is too long")));
+    }
+    let mut item = existing.unwrap_or_else(|| RosterItem::new(jid));
+    item.name = name;
+    item.groups = groups;
+    services.store.put_roster_item(owner, item).map_err(store_error)
+}
+
+/// §2.1.6: a push to every resource of the account that requested the roster.
+fn push_to_interested(
+    services: &Services<'_>,
+    owner: &BareJid,
+    item: &RosterItem,
+    req: &IqRequest<'_>,
+    out: &mut Vec<u8>,
+) {
+    for session in services.registry.sessions(owner) {
+        if !session.roster_interested.get() {
+            continue;
+        }
+        let bytes = push_bytes(item, session.jid.as_str());
+        if std::rc::Rc::ptr_eq(&session, req.sender) {
+            out.extend_from_slice(&bytes);
+        } else {
+            let _ = session.push(bytes);
+        }
+    }
+}
+
+fn push_id() -> String {
+    format!("push-{}", &crate::stream::header::new_stream_id()[..12])
+}
+
+/// `<iq type='set' to=… id=…><query ver=…><item/></query></iq>` (§2.1.6).
+fn push_bytes(item: &RosterItem, to: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(200);
+    write_push(item, to, &mut out);
+    out
+}
+
+fn write_push(item: &RosterItem, to: &str, out: &mut Vec<u8>) {
+    XmlWriter::new(out).start("iq").attr("to", to).attr("id", &push_id()).attr("type", "set").open();
+    XmlWriter::new(out).start("query").attr("xmlns", NS_ROSTER).attr("ver", &item.ver.to_string()).open();
+    write_item(item, out);
+    XmlWriter::new(out).end("query").end("iq");
+}
+
+fn write_item(item: &RosterItem, out: &mut Vec<u8>) {
+    let mut w = XmlWriter::new(out);
+    w.start("item").attr("jid", item.jid.as_str());
+    if item.removed {
+        w.attr("subscription", "remove").close_empty();
+        return;
+    }
+    w.attr_opt("name", item.name.as_deref()).attr("subscription", item.subscription.wire_name());
+    if item.ask {
+        w.attr("ask", "subscribe");
+    }
+    if item.groups.is_empty() {
+        w.close_empty();
+        return;
+    }
+    w.open();
+    for g in &item.groups {
+        XmlWriter::new(out).start("group").open().text(g).end("group");
+    }
+    XmlWriter::new(out).end("item");
+}

@@ -1,0 +1,309 @@
+//! Rosters (RFC 6121 §2): one row per (owner, contact) with the subscription state,
+//! name and groups, and per owner a version counter for roster versioning (§2.6).
+//! A removed item leaves a tombstone carrying its version, so a reconnecting client
+//! gets only the changes; past [`MAX_TOMBSTONES`] they are pruned and a client with
+//! an older version gets the whole roster.
+
+use super::{db_err, Store, StoreError};
+use crate::jid::BareJid;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// (owner bare JID, contact bare JID) → item record.
+const ROSTER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("roster");
+/// owner → (current version, oldest version whose changes are still known).
+const ROSTER_VERSION: TableDefinition<&str, (u64, u64)> = TableDefinition::new("roster_version");
+
+pub const MAX_TOMBSTONES: usize = 64;
+
+/// The subscription state of an item (RFC 6121 §2.1.2.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Subscription::None => "none",
+            Subscription::To => "to",
+            Subscription::From => "from",
+            Subscription::Both => "both",
+        }
+    }
+    fn code(self) -> u8 {
+        self as u8
+    }
+    fn from_code(c: u8) -> Option<Subscription> {
+        [Subscription::None, Subscription::To, Subscription::From, Subscription::Both].get(usize::from(c)).copied()
+    }
+}
+
+/// One roster item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    pub jid: BareJid,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    pub subscription: Subscription,
+    /// A subscription request sent and not answered (`ask='subscribe'`, "pending out").
+    pub ask: bool,
+    /// A subscription request received and not answered ("pending in").
+    pub pending_in: bool,
+    /// The roster version at which this item last changed.
+    pub ver: u64,
+    /// A tombstone: the item was removed at `ver`.
+    pub removed: bool,
+}
+
+impl RosterItem {
+    pub fn new(jid: BareJid) -> RosterItem {
+        RosterItem {
+            jid,
+            name: None,
+            groups: Vec::new(),
+            subscription: Subscription::None,
+            ask: false,
+            pending_in: false,
+            ver: 0,
+            removed: false,
+        }
+    }
+
+    /// `version, subscription, flags, ver (u64), name (u16 len + bytes or 0xffff),
+    /// group count (u16), groups (u16 len + bytes each)`.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1, self.subscription.code()];
+        out.push(u8::from(self.ask) | u8::from(self.pending_in) << 1 | u8::from(self.removed) << 2);
+        out.extend_from_slice(&self.ver.to_be_bytes());
+        match &self.name {
+            Some(n) => put_str(&mut out, n),
+            None => out.extend_from_slice(&u16::MAX.to_be_bytes()),
+        }
+        out.extend_from_slice(&(self.groups.len() as u16).to_be_bytes());
+        for g in &self.groups {
+            put_str(&mut out, g);
+        }
+        out
+    }
+
+    fn decode(jid: BareJid, b: &[u8]) -> Result<RosterItem, StoreError> {
+        let corrupt = || StoreError::Corrupt("roster item");
+        let mut r = Reader(b);
+        let (version, sub, flags) = (r.u8()?, r.u8()?, r.u8()?);
+        if version != 1 {
+            return Err(corrupt());
+        }
+        let ver = u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| corrupt())?);
+        let name = match r.u16()? {
+            u16::MAX => None,
+            len => Some(r.string(len)?),
+        };
+        let count = r.u16()?;
+        let mut groups = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let len = r.u16()?;
+            groups.push(r.string(len)?);
+        }
+        Ok(RosterItem {
+            jid,
+            name,
+            groups,
+            subscription: Subscription::from_code(sub).ok_or_else(corrupt)?,
+            ask: flags & 1 != 0,
+            pending_in: flags & 2 != 0,
+            removed: flags & 4 != 0,
+            ver,
+        })
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Names and groups are capped far below 64 KiB by the roster handler.
+    let len = s.len().min(usize::from(u16::MAX) - 1);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&s.as_bytes()[..len]);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt("roster item"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, StoreError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn string(&mut self, len: u16) -> Result<String, StoreError> {
+        String::from_utf8(self.take(usize::from(len))?.to_vec()).map_err(|_| StoreError::Corrupt("roster item"))
+    }
+}
+
+/// A roster read for a client that sent `ver` (RFC 6121 §2.6).
+pub enum RosterRead {
+    /// Everything (no version, or one older than the oldest known change).
+    Full { ver: u64, items: Vec<RosterItem> },
+    /// Only what changed after the client's version (tombstones included).
+    Changes { ver: u64, items: Vec<RosterItem> },
+}
+
+impl Store {
+    pub(super) fn create_roster_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(ROSTER).map_err(db_err)?;
+        txn.open_table(ROSTER_VERSION).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// All rows of an owner (tombstones included), and its versions.
+    fn roster_rows(&self, owner: &BareJid) -> Result<(u64, u64, Vec<RosterItem>), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ROSTER).map_err(db_err)?;
+        let versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
+        let (ver, min_ver) = versions.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+        let mut items = Vec::new();
+        for row in table.range((owner.as_str(), "")..).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let (o, contact) = k.value();
+            if o != owner.as_str() {
+                break;
+            }
+            let Ok(jid) = contact.parse::<BareJid>() else { continue };
+            items.push(RosterItem::decode(jid, v.value())?);
+        }
+        Ok((ver, min_ver, items))
+    }
+
+    /// The roster for a roster get with an optional client version.
+    pub fn roster(&self, owner: &BareJid, client_ver: Option<u64>) -> Result<RosterRead, StoreError> {
+        let (ver, min_ver, items) = self.roster_rows(owner)?;
+        Ok(match client_ver {
+            Some(v) if v >= min_ver && v <= ver => {
+                RosterRead::Changes { ver, items: items.into_iter().filter(|i| i.ver > v).collect() }
+            }
+            _ => RosterRead::Full { ver, items: items.into_iter().filter(|i| !i.removed).collect() },
+        })
+    }
+
+    pub fn roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ROSTER).map_err(db_err)?;
+        match table.get((owner.as_str(), contact.as_str())).map_err(db_err)? {
+            Some(v) => {
+                let item = RosterItem::decode(contact.clone(), v.value())?;
+                Ok((!item.removed).then_some(item))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Live items of an owner.
+    pub fn roster_len(&self, owner: &BareJid) -> Result<usize, StoreError> {
+        Ok(self.roster_rows(owner)?.2.iter().filter(|i| !i.removed).count())
+    }
+
+    /// Stores an item (a new version); returns it as stored. Durable on return.
+    pub fn put_roster_item(&self, owner: &BareJid, mut item: RosterItem) -> Result<RosterItem, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
+            let (ver, min_ver) = versions.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+            item.ver = ver + 1;
+            versions.insert(owner.as_str(), (ver + 1, min_ver)).map_err(db_err)?;
+            let mut table = txn.open_table(ROSTER).map_err(db_err)?;
+            table.insert((owner.as_str(), item.jid.as_str()), item.encode().as_slice()).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(item)
+    }
+
+    /// Removes an item, leaving a tombstone; `None` if there was no item.
+    pub fn remove_roster_item(&self, owner: &BareJid, contact: &BareJid) -> Result<Option<RosterItem>, StoreError> {
+        let Some(mut item) = self.roster_item(owner, contact)? else { return Ok(None) };
+        item.removed = true;
+        item.subscription = Subscription::None;
+        item.ask = false;
+        item.pending_in = false;
+        item.groups.clear();
+        item.name = None;
+        let stored = self.put_roster_item(owner, item)?;
+        self.prune_tombstones(owner)?;
+        Ok(Some(stored))
+    }
+
+    fn prune_tombstones(&self, owner: &BareJid) -> Result<(), StoreError> {
+        let (ver, _, items) = self.roster_rows(owner)?;
+        let tombstones: Vec<&RosterItem> = items.iter().filter(|i| i.removed).collect();
+        if tombstones.len() <= MAX_TOMBSTONES {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(ROSTER).map_err(db_err)?;
+            for t in tombstones {
+                table.remove((owner.as_str(), t.jid.as_str())).map_err(db_err)?;
+            }
+            let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
+            versions.insert(owner.as_str(), (ver, ver)).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jid(s: &str) -> BareJid {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn items_round_trip_and_versions_count_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let me = jid("juliet@localhost");
+        let mut item = RosterItem::new(jid("romeo@localhost"));
+        item.name = Some("Romeo ♥".into());
+        item.groups = vec!["Friends".into(), "Verona".into()];
+        item.ask = true;
+        let stored = store.put_roster_item(&me, item.clone()).unwrap();
+        assert_eq!(stored.ver, 1);
+        assert_eq!(store.roster_item(&me, &item.jid).unwrap().unwrap(), stored);
+        store.put_roster_item(&me, RosterItem::new(jid("nurse@localhost"))).unwrap();
+        let RosterRead::Changes { ver, items } = store.roster(&me, Some(1)).unwrap() else { panic!("changes") };
+        assert_eq!((ver, items.len()), (2, 1));
+        store.remove_roster_item(&me, &jid("nurse@localhost")).unwrap().unwrap();
+        let RosterRead::Changes { ver, items } = store.roster(&me, Some(2)).unwrap() else { panic!("changes") };
+        assert_eq!(ver, 3);
+        assert!(items[0].removed);
+        let RosterRead::Full { items, .. } = store.roster(&me, None).unwrap() else { panic!("full") };
+        assert_eq!(items.len(), 1);
+        assert!(matches!(store.roster(&me, Some(99)).unwrap(), RosterRead::Full { .. }));
+        assert_eq!(store.roster_len(&me).unwrap(), 1);
+    }
+
+    #[test]
+    fn tombstones_are_pruned_and_old_versions_get_the_full_roster() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let me = jid("juliet@localhost");
+        for i in 0..=MAX_TOMBSTONES {
+            let c = jid(&format!("c{i}@localhost"));
+            store.put_roster_item(&me, RosterItem::new(c.clone())).unwrap();
+            store.remove_roster_item(&me, &c).unwrap();
+        }
+        assert!(matches!(store.roster(&me, Some(1)).unwrap(), RosterRead::Full { .. }));
+        assert_eq!(store.roster_len(&me).unwrap(), 0);
+    }
+}
