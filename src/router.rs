@@ -36,6 +36,15 @@ enum Target {
 }
 
 impl Router<'_> {
+    fn services(&self) -> Services<'_> {
+        Services {
+            domain: self.domain,
+            store: self.store,
+            registry: self.registry,
+            max_roster_items: self.max_roster_items,
+        }
+    }
+
     /// Routes one stanza from a bound session. Replies from the server are written
     /// to `out` (the sender's own output).
     pub fn route(&self, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
@@ -55,9 +64,8 @@ impl Router<'_> {
             );
             return;
         }
-        if kind == Kind::Presence && stanza.attr("to").is_none() {
-            // Presence broadcast comes with RFC 6121 support; track availability now.
-            self.track_presence(sender, stanza, stanza_type);
+        if kind == Kind::Presence {
+            handlers::presence::route(&self.services(), sender, stanza, out);
             return;
         }
         let to = match stanza.attr("to") {
@@ -99,18 +107,6 @@ impl Router<'_> {
         }
     }
 
-    fn track_presence(&self, sender: &Session, stanza: &Element<'_>, stanza_type: Option<&str>) {
-        match stanza_type {
-            None => {
-                let priority =
-                    stanza.child("priority", NS_CLIENT).and_then(|p| p.text().trim().parse::<i8>().ok()).unwrap_or(0);
-                sender.priority.set(Some(priority));
-            }
-            Some("unavailable") => sender.priority.set(None),
-            _ => {}
-        }
-    }
-
     /// §8.5.1 / §10.3: the server answers for itself (and for an account, on its behalf).
     fn to_server(&self, kind: Kind, stanza: &Element<'_>, sender: &Rc<Session>, to: Option<&str>, out: &mut Vec<u8>) {
         match kind {
@@ -146,12 +142,7 @@ impl Router<'_> {
             self.error(iq, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
             return;
         };
-        let services = Services {
-            domain: self.domain,
-            store: self.store,
-            registry: self.registry,
-            max_roster_items: self.max_roster_items,
-        };
+        let services = self.services();
         let request = IqRequest { iq_type, payload, sender, on_behalf_of };
         let mut pushes = Vec::new();
         let reply = (handler.handle)(&services, &request, &mut pushes);

@@ -48,6 +48,16 @@ impl Server {
         self.shutting_down.get()
     }
 
+    /// What handlers use, borrowed from the server.
+    pub fn services(&self) -> crate::handlers::Services<'_> {
+        crate::handlers::Services {
+            domain: &self.domain,
+            store: &self.store,
+            registry: &self.registry,
+            max_roster_items: self.config.max_roster_items,
+        }
+    }
+
     /// The TLS configuration for new connections (STARTTLS or Direct TLS).
     pub fn tls_config(&self, direct: bool) -> Arc<ServerConfig> {
         let tls = self.tls.borrow();

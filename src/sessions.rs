@@ -24,7 +24,16 @@ pub struct Session {
     pub priority: Cell<Option<i8>>,
     /// The session requested the roster: it gets roster pushes (RFC 6121 §2.1.6).
     pub roster_interested: Cell<bool>,
+    /// The last available presence it broadcast, re-emitted without `to` (for
+    /// probes, RFC 6121 §4.3.2).
+    pub last_presence: RefCell<Option<Box<[u8]>>>,
+    /// Who got directed presence from it and must get unavailable presence when it
+    /// goes offline (RFC 6121 §4.6.3); at most [`MAX_DIRECTED`] entries.
+    pub directed: RefCell<Vec<Box<str>>>,
 }
+
+/// Directed-presence recipients tracked per session.
+pub const MAX_DIRECTED: usize = 64;
 
 /// The queue is full; the session is being closed.
 #[derive(Debug, PartialEq, Eq)]
@@ -41,6 +50,8 @@ impl Session {
             closing: RefCell::new(None),
             priority: Cell::new(None),
             roster_interested: Cell::new(false),
+            last_presence: RefCell::new(None),
+            directed: RefCell::new(Vec::new()),
         }
     }
 

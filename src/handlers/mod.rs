@@ -5,7 +5,9 @@
 
 pub mod disco;
 pub mod ping;
+pub mod presence;
 pub mod roster;
+pub mod roster_items;
 pub mod session;
 pub mod version;
 

@@ -4,6 +4,7 @@
 //! Subscription states are kept on the items; the presence subscription handshake
 //! that changes them is the next piece of IM support.
 
+use super::roster_items::{push_bytes, push_to_interested, write_item};
 use super::{Handler, IqReply, IqRequest, IqType, Services};
 use crate::jid::BareJid;
 use crate::stanza::{Condition, StanzaError};
@@ -103,7 +104,7 @@ fn set(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut 
             ))
         }
     };
-    push_to_interested(services, owner, &stored, req, out);
+    push_to_interested(services, owner, &stored, Some(req.sender), out);
     IqReply::Result(None)
 }
 
@@ -141,65 +142,4 @@ fn update(services: &Services<'_>, owner: &BareJid, jid: BareJid, el: &Element<'
     item.name = name;
     item.groups = groups;
     services.store.put_roster_item(owner, item).map_err(store_error)
-}
-
-/// §2.1.6: a push to every resource of the account that requested the roster.
-fn push_to_interested(
-    services: &Services<'_>,
-    owner: &BareJid,
-    item: &RosterItem,
-    req: &IqRequest<'_>,
-    out: &mut Vec<u8>,
-) {
-    for session in services.registry.sessions(owner) {
-        if !session.roster_interested.get() {
-            continue;
-        }
-        let bytes = push_bytes(item, session.jid.as_str());
-        if std::rc::Rc::ptr_eq(&session, req.sender) {
-            out.extend_from_slice(&bytes);
-        } else {
-            let _ = session.push(bytes);
-        }
-    }
-}
-
-fn push_id() -> String {
-    format!("push-{}", &crate::stream::header::new_stream_id()[..12])
-}
-
-/// `<iq type='set' to=… id=…><query ver=…><item/></query></iq>` (§2.1.6).
-fn push_bytes(item: &RosterItem, to: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(200);
-    write_push(item, to, &mut out);
-    out
-}
-
-fn write_push(item: &RosterItem, to: &str, out: &mut Vec<u8>) {
-    XmlWriter::new(out).start("iq").attr("to", to).attr("id", &push_id()).attr("type", "set").open();
-    XmlWriter::new(out).start("query").attr("xmlns", NS_ROSTER).attr("ver", &item.ver.to_string()).open();
-    write_item(item, out);
-    XmlWriter::new(out).end("query").end("iq");
-}
-
-fn write_item(item: &RosterItem, out: &mut Vec<u8>) {
-    let mut w = XmlWriter::new(out);
-    w.start("item").attr("jid", item.jid.as_str());
-    if item.removed {
-        w.attr("subscription", "remove").close_empty();
-        return;
-    }
-    w.attr_opt("name", item.name.as_deref()).attr("subscription", item.subscription.wire_name());
-    if item.ask {
-        w.attr("ask", "subscribe");
-    }
-    if item.groups.is_empty() {
-        w.close_empty();
-        return;
-    }
-    w.open();
-    for g in &item.groups {
-        XmlWriter::new(out).start("group").open().text(g).end("group");
-    }
-    XmlWriter::new(out).end("item");
 }

@@ -161,7 +161,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             }
             Step::Close => {
                 if let Some(s) = c2s.session() {
-                    server.registry.unbind(s);
+                    end_session(&server, s);
                 }
                 drop(framer);
                 transport.close(config.write_timeout).await;
@@ -170,8 +170,20 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         }
     }
     if let Some(s) = c2s.session() {
-        server.registry.unbind(s);
+        end_session(&server, s);
     }
+}
+
+/// A bound session ends: unavailable presence on its behalf (RFC 6121 §4.5), then
+/// it leaves the registry.
+fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
+    // A session taken over by a new bind of the same resource says nothing: the
+    // new session speaks for that address now.
+    let still_bound = server.registry.get(&session.jid).is_some_and(|s| Rc::ptr_eq(&s, session));
+    if still_bound {
+        crate::handlers::presence::session_ended(&server.services(), session);
+    }
+    server.registry.unbind(session);
 }
 
 fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {

@@ -56,6 +56,9 @@ pub struct RosterItem {
     pub ver: u64,
     /// A tombstone: the item was removed at `ver`.
     pub removed: bool,
+    /// Not in the roster the user sees: a row that only keeps an inbound
+    /// subscription request from a contact the user has not added (RFC 6121 §3.1.3).
+    pub hidden: bool,
 }
 
 impl RosterItem {
@@ -69,6 +72,7 @@ impl RosterItem {
             pending_in: false,
             ver: 0,
             removed: false,
+            hidden: false,
         }
     }
 
@@ -76,7 +80,12 @@ impl RosterItem {
     /// group count (u16), groups (u16 len + bytes each)`.
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![1, self.subscription.code()];
-        out.push(u8::from(self.ask) | u8::from(self.pending_in) << 1 | u8::from(self.removed) << 2);
+        out.push(
+            u8::from(self.ask)
+                | u8::from(self.pending_in) << 1
+                | u8::from(self.removed) << 2
+                | u8::from(self.hidden) << 3,
+        );
         out.extend_from_slice(&self.ver.to_be_bytes());
         match &self.name {
             Some(n) => put_str(&mut out, n),
@@ -115,6 +124,7 @@ impl RosterItem {
             ask: flags & 1 != 0,
             pending_in: flags & 2 != 0,
             removed: flags & 4 != 0,
+            hidden: flags & 8 != 0,
             ver,
         })
     }
@@ -189,9 +199,9 @@ impl Store {
         let (ver, min_ver, items) = self.roster_rows(owner)?;
         Ok(match client_ver {
             Some(v) if v >= min_ver && v <= ver => {
-                RosterRead::Changes { ver, items: items.into_iter().filter(|i| i.ver > v).collect() }
+                RosterRead::Changes { ver, items: items.into_iter().filter(|i| i.ver > v && !i.hidden).collect() }
             }
-            _ => RosterRead::Full { ver, items: items.into_iter().filter(|i| !i.removed).collect() },
+            _ => RosterRead::Full { ver, items: items.into_iter().filter(|i| !i.removed && !i.hidden).collect() },
         })
     }
 
@@ -207,9 +217,15 @@ impl Store {
         }
     }
 
-    /// Live items of an owner.
+    /// Live items of an owner (hidden rows included: they take room too).
     pub fn roster_len(&self, owner: &BareJid) -> Result<usize, StoreError> {
         Ok(self.roster_rows(owner)?.2.iter().filter(|i| !i.removed).count())
+    }
+
+    /// Every live row of an owner, hidden ones included (for presence and
+    /// subscription handling).
+    pub fn roster_items(&self, owner: &BareJid) -> Result<Vec<RosterItem>, StoreError> {
+        Ok(self.roster_rows(owner)?.2.into_iter().filter(|i| !i.removed).collect())
     }
 
     /// Stores an item (a new version); returns it as stored. Durable on return.

@@ -1,0 +1,406 @@
+//! Presence (RFC 6121 §4) and presence subscriptions (§3, Appendix A) between local
+//! accounts: initial presence broadcast to subscribers and the user's own
+//! resources, probes answered from the contacts' last presence, inbound requests
+//! kept and redelivered at the next initial presence, directed presence tracked,
+//! and unavailable presence broadcast on logout or a dropped connection.
+//! Subscription changes update both rosters and push them (§3.1–§3.3).
+
+use super::roster_items::push_to_interested;
+use super::Services;
+use crate::jid::{BareJid, Jid};
+use crate::sessions::{Session, MAX_DIRECTED};
+use crate::store::roster::{RosterItem, Subscription};
+use crate::stream::header::NS_CLIENT;
+use crate::xml::writer::{write_element, Override, XmlWriter};
+use crate::xml::Element;
+use std::rc::Rc;
+
+/// A presence stanza from a bound session.
+pub fn route(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+    let presence_type = stanza.attr("type");
+    let to = stanza.attr("to").map(|t| t.parse::<Jid>());
+    match (to, presence_type.as_deref()) {
+        (None, None) => available(services, sender, stanza, out),
+        (None, Some("unavailable")) => unavailable(services, sender, Some(stanza), out),
+        // Subscription types need an addressee; probes come from servers.
+        (None, _) | (Some(Err(_)), _) | (Some(_), Some("probe")) => {}
+        (Some(Ok(to)), Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
+            subscription(services, sender, to.to_bare(), t, out)
+        }
+        (Some(Ok(to)), t) => directed(services, sender, stanza, &to, t, out),
+    }
+}
+
+/// The bytes of `stanza` re-emitted with `from` and `to` stamped.
+fn stamped(stanza: &Element<'_>, from: &str, to: Option<&str>) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(200);
+    let to_override = to.map_or(Override::Remove("to"), |t| Override::Set("to", t));
+    write_element(&mut bytes, stanza, NS_CLIENT, None, &[Override::Set("from", from), to_override]);
+    bytes
+}
+
+/// Stored presence (re-emitted by wrenhub, without `to`) addressed to `to`: the
+/// attribute goes last in the start tag, as [`stamped`] writes it. The writer
+/// escapes `>` in attribute values, so the first `>` ends the start tag.
+fn with_to(stored: &[u8], to: &str) -> Vec<u8> {
+    let end = stored.iter().position(|&b| b == b'>').unwrap_or(stored.len());
+    let cut = if end > 0 && stored.get(end - 1) == Some(&b'/') { end - 1 } else { end };
+    let mut out = Vec::with_capacity(stored.len() + to.len() + 8);
+    out.extend_from_slice(&stored[..cut]);
+    let mut attr = Vec::new();
+    XmlWriter::new(&mut attr).attr("to", to);
+    out.extend_from_slice(&attr);
+    out.extend_from_slice(&stored[cut..]);
+    out
+}
+
+/// A presence stanza the server makes: `<presence from to type/>`.
+fn simple(from: &str, to: &str, presence_type: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(120);
+    XmlWriter::new(&mut out)
+        .start("presence")
+        .attr("from", from)
+        .attr("to", to)
+        .attr_opt("type", presence_type)
+        .close_empty();
+    out
+}
+
+/// Puts bytes to a session: its own output if it is the one being served.
+fn send(session: &Rc<Session>, current: &Rc<Session>, bytes: Vec<u8>, out: &mut Vec<u8>) {
+    if Rc::ptr_eq(session, current) {
+        out.extend_from_slice(&bytes);
+    } else {
+        let _ = session.push(bytes);
+    }
+}
+
+fn roster(services: &Services<'_>, owner: &BareJid) -> Vec<RosterItem> {
+    services.store.roster_items(owner).unwrap_or_else(|e| {
+        log::error!("roster of {owner}: {e}");
+        Vec::new()
+    })
+}
+
+/// §4.2 initial presence and §4.4 presence updates.
+fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+    let initial = !sender.available();
+    let priority = stanza.child("priority", NS_CLIENT).and_then(|p| p.text().trim().parse::<i8>().ok()).unwrap_or(0);
+    sender.priority.set(Some(priority));
+    let from = sender.jid.as_str();
+    *sender.last_presence.borrow_mut() = Some(stamped(stanza, from, None).into_boxed_slice());
+    let owner = sender.jid.to_bare();
+    let items = roster(services, &owner);
+    // To every contact subscribed to the user (from/both), at their available resources.
+    for item in items.iter().filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both)) {
+        let bytes = stamped(stanza, from, Some(item.jid.as_str()));
+        for s in services.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
+            send(s, sender, bytes.clone(), out);
+        }
+    }
+    // To the user's own available resources, the sender included (§4.2.2).
+    for s in services.registry.sessions(&owner).iter().filter(|s| s.available()) {
+        send(s, sender, stamped(stanza, from, Some(s.jid.as_str())), out);
+    }
+    if !initial {
+        return;
+    }
+    // §4.3: probe the contacts the user is subscribed to (to/both), answered here
+    // from their last presence.
+    for item in items.iter().filter(|i| matches!(i.subscription, Subscription::To | Subscription::Both)) {
+        let online: Vec<Rc<Session>> =
+            services.registry.sessions(&item.jid).into_iter().filter(|s| s.available()).collect();
+        if online.is_empty() {
+            out.extend_from_slice(&simple(item.jid.as_str(), from, Some("unavailable")));
+        }
+        for s in online {
+            if let Some(last) = s.last_presence.borrow().as_deref() {
+                out.extend_from_slice(&with_to(last, from));
+            }
+        }
+    }
+    // §3.1.3: subscription requests that waited for an available resource.
+    for item in items.iter().filter(|i| i.pending_in) {
+        out.extend_from_slice(&simple(item.jid.as_str(), owner.as_str(), Some("subscribe")));
+    }
+}
+
+/// §4.5: unavailable presence, sent by the client (`stanza`) or on its behalf when
+/// the session ends.
+pub fn unavailable(services: &Services<'_>, sender: &Rc<Session>, stanza: Option<&Element<'_>>, out: &mut Vec<u8>) {
+    let was_available = sender.priority.take().is_some();
+    sender.last_presence.borrow_mut().take();
+    let directed = std::mem::take(&mut *sender.directed.borrow_mut());
+    let from = sender.jid.as_str();
+    let bytes_for = |to: &str| match stanza {
+        Some(s) => stamped(s, from, Some(to)),
+        None => simple(from, to, Some("unavailable")),
+    };
+    let owner = sender.jid.to_bare();
+    if was_available {
+        for item in roster(services, &owner)
+            .iter()
+            .filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both))
+        {
+            let bytes = bytes_for(item.jid.as_str());
+            for s in services.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
+                send(s, sender, bytes.clone(), out);
+            }
+        }
+        for s in services.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
+            send(s, sender, bytes_for(s.jid.as_str()), out);
+        }
+    }
+    // §4.6.3: everyone who got directed presence learns the session is gone.
+    for to in directed {
+        deliver_to(services, sender, &to, bytes_for(&to), out);
+    }
+}
+
+/// The session ends (logout or dropped connection): unavailable presence for it.
+pub fn session_ended(services: &Services<'_>, session: &Rc<Session>) {
+    let mut out = Vec::new();
+    unavailable(services, session, None, &mut out);
+}
+
+/// Delivers presence to a local JID: a full JID's session, or a bare JID's
+/// available resources. Other domains are not reachable until federation.
+fn deliver_to(services: &Services<'_>, sender: &Rc<Session>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
+    let Ok(jid) = to.parse::<Jid>() else { return };
+    if jid.domain() != services.domain.as_str() {
+        return;
+    }
+    match jid {
+        Jid::Full(full) => {
+            if let Some(s) = services.registry.get(&full) {
+                send(&s, sender, bytes, out);
+            }
+        }
+        Jid::Bare(bare) => {
+            for s in services.registry.sessions(&bare).iter().filter(|s| s.available()) {
+                send(s, sender, bytes.clone(), out);
+            }
+        }
+    }
+}
+
+/// §4.6: directed presence, tracked so that unavailable presence follows it.
+fn directed(
+    services: &Services<'_>,
+    sender: &Rc<Session>,
+    stanza: &Element<'_>,
+    to: &Jid,
+    presence_type: Option<&str>,
+    out: &mut Vec<u8>,
+) {
+    let to_text = to.as_str().to_string();
+    {
+        let mut directed = sender.directed.borrow_mut();
+        match presence_type {
+            None if !directed.iter().any(|d| **d == *to_text) && directed.len() < MAX_DIRECTED => {
+                directed.push(to_text.clone().into_boxed_str());
+            }
+            Some("unavailable") => directed.retain(|d| **d != *to_text),
+            _ => {}
+        }
+    }
+    let bytes = stamped(stanza, sender.jid.as_str(), Some(&to_text));
+    deliver_to(services, sender, &to_text, bytes, out);
+}
+
+fn subscribed_to(s: Subscription) -> bool {
+    matches!(s, Subscription::To | Subscription::Both)
+}
+
+fn subscribed_from(s: Subscription) -> bool {
+    matches!(s, Subscription::From | Subscription::Both)
+}
+
+/// Stores a changed item and pushes it to the owner's interested resources.
+fn save(services: &Services<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
+    match services.store.put_roster_item(owner, item) {
+        Ok(stored) => push_to_interested(services, owner, &stored, Some(current), out),
+        Err(e) => log::error!("roster of {owner}: {e}"),
+    }
+}
+
+fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Option<RosterItem> {
+    services.store.roster_item(owner, contact).unwrap_or_else(|e| {
+        log::error!("roster of {owner}: {e}");
+        None
+    })
+}
+
+/// §3: a subscription stanza from `sender`'s account to `contact` (Appendix A's
+/// state tables, for both sides, since both accounts are local).
+fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
+    let user = sender.jid.to_bare();
+    if contact.domain() != services.domain.as_str() || contact == user {
+        // Federation is not enabled: a request to another domain cannot be delivered.
+        if kind == "subscribe" && contact != user {
+            out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
+        }
+        return;
+    }
+    let exists = matches!(services.store.account(&contact), Ok(Some(_)));
+    if !exists {
+        // §3.1.3: no such contact: the request is answered with unsubscribed.
+        if kind == "subscribe" {
+            out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
+        }
+        return;
+    }
+    let mine = item_of(services, &user, &contact);
+    let theirs = item_of(services, &contact, &user);
+    match kind {
+        "subscribe" => {
+            // Outbound (§3.1.2): pending out, unless already subscribed.
+            let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
+            if !subscribed_to(item.subscription) && (!item.ask || item.hidden) {
+                item.ask = true;
+                item.hidden = false;
+                save(services, &user, item, sender, out);
+            }
+            // Inbound (§3.1.3).
+            match theirs {
+                Some(t) if subscribed_from(t.subscription) => {
+                    // Already approved: the contact's server answers for it.
+                    approve(services, sender, &contact, &user, out);
+                }
+                other => {
+                    let mut t = other.unwrap_or_else(|| {
+                        let mut fresh = RosterItem::new(user.clone());
+                        fresh.hidden = true;
+                        fresh
+                    });
+                    if !t.pending_in {
+                        t.pending_in = true;
+                        save(services, &contact, t, sender, out);
+                    }
+                    let request = simple(user.as_str(), contact.as_str(), Some("subscribe"));
+                    for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                        send(s, sender, request.clone(), out);
+                    }
+                }
+            }
+        }
+        "subscribed" => {
+            // The user approves the contact's request (§3.1.5); without a pending
+            // request there is nothing to approve (pre-approval is not offered).
+            let Some(mut item) = mine.filter(|i| i.pending_in) else { return };
+            item.pending_in = false;
+            item.hidden = false;
+            item.subscription = match item.subscription {
+                Subscription::None | Subscription::From => Subscription::From,
+                Subscription::To | Subscription::Both => Subscription::Both,
+            };
+            save(services, &user, item, sender, out);
+            if let Some(mut t) = theirs.filter(|t| t.ask) {
+                t.ask = false;
+                t.subscription = match t.subscription {
+                    Subscription::None | Subscription::To => Subscription::To,
+                    Subscription::From | Subscription::Both => Subscription::Both,
+                };
+                save(services, &contact, t, sender, out);
+            }
+            notify_approved(services, sender, &user, &contact, out);
+        }
+        "unsubscribe" => {
+            // §3.3: the user no longer wants the contact's presence.
+            if let Some(mut item) = mine.filter(|i| subscribed_to(i.subscription) || i.ask) {
+                item.ask = false;
+                item.subscription = match item.subscription {
+                    Subscription::To | Subscription::None => Subscription::None,
+                    Subscription::Both | Subscription::From => Subscription::From,
+                };
+                save(services, &user, item, sender, out);
+            }
+            if let Some(mut t) = theirs.filter(|t| subscribed_from(t.subscription) || t.pending_in) {
+                t.pending_in = false;
+                t.subscription = match t.subscription {
+                    Subscription::From | Subscription::None => Subscription::None,
+                    Subscription::Both | Subscription::To => Subscription::To,
+                };
+                save(services, &contact, t, sender, out);
+            }
+            let note = simple(user.as_str(), contact.as_str(), Some("unsubscribe"));
+            for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                send(s, sender, note.clone(), out);
+            }
+            // The user stops seeing the contact.
+            for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                for mine in services.registry.sessions(&user).iter().filter(|m| m.available()) {
+                    send(mine, sender, simple(s.jid.as_str(), mine.jid.as_str(), Some("unavailable")), out);
+                }
+            }
+        }
+        _ => {
+            // "unsubscribed" (§3.2): the user cancels or denies the contact's
+            // subscription to the user.
+            if let Some(mut item) = mine.filter(|i| subscribed_from(i.subscription) || i.pending_in) {
+                item.pending_in = false;
+                item.subscription = match item.subscription {
+                    Subscription::From | Subscription::None => Subscription::None,
+                    Subscription::Both | Subscription::To => Subscription::To,
+                };
+                save(services, &user, item, sender, out);
+            }
+            if let Some(mut t) = theirs.filter(|t| subscribed_to(t.subscription) || t.ask) {
+                t.ask = false;
+                t.subscription = match t.subscription {
+                    Subscription::To | Subscription::None => Subscription::None,
+                    Subscription::Both | Subscription::From => Subscription::From,
+                };
+                save(services, &contact, t, sender, out);
+            }
+            let note = simple(user.as_str(), contact.as_str(), Some("unsubscribed"));
+            for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                send(s, sender, note.clone(), out);
+            }
+            // The contact stops seeing the user.
+            for mine in services.registry.sessions(&user).iter().filter(|m| m.available()) {
+                for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                    send(s, sender, simple(mine.jid.as_str(), s.jid.as_str(), Some("unavailable")), out);
+                }
+            }
+        }
+    }
+}
+
+/// `approver` already lets `requester` see its presence: the server says
+/// `subscribed` on the approver's behalf and completes the requester's side.
+fn approve(services: &Services<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
+    if let Some(mut item) = item_of(services, requester, approver).filter(|i| i.ask) {
+        item.ask = false;
+        item.subscription = match item.subscription {
+            Subscription::None | Subscription::To => Subscription::To,
+            Subscription::From | Subscription::Both => Subscription::Both,
+        };
+        save(services, requester, item, sender, out);
+    }
+    notify_approved(services, sender, approver, requester, out);
+}
+
+/// Tells `requester` its subscription to `approver` is approved (§3.1.6), and sends
+/// it the approver's current presence.
+fn notify_approved(
+    services: &Services<'_>,
+    sender: &Rc<Session>,
+    approver: &BareJid,
+    requester: &BareJid,
+    out: &mut Vec<u8>,
+) {
+    let note = simple(approver.as_str(), requester.as_str(), Some("subscribed"));
+    let requester_sessions: Vec<Rc<Session>> =
+        services.registry.sessions(requester).into_iter().filter(|s| s.available()).collect();
+    for r in &requester_sessions {
+        send(r, sender, note.clone(), out);
+    }
+    for a in services.registry.sessions(approver).iter().filter(|s| s.available()) {
+        if let Some(last) = a.last_presence.borrow().as_deref() {
+            for r in &requester_sessions {
+                send(r, sender, with_to(last, r.jid.as_str()), out);
+            }
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! RFC 6121 §3–§4 on the wire between local accounts: the subscription handshake
+//! and its roster pushes, presence broadcast and probes, stored requests, directed
+//! presence, and unavailable presence when a connection drops.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// Logs in, asks for the roster and sends initial presence; returns the client with
+/// everything up to its own presence echo consumed.
+fn online(server: &Server, user: &str, resource: &str) -> Client {
+    let mut c = server.login(user, "pw", resource);
+    c.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>");
+    c.read_until_any(&["id='roster' type='result'/>", "</iq>"]);
+    c.send("<presence/>");
+    c.read_until(&format!("<presence from='{user}@localhost/{resource}' to='{user}@localhost/{resource}'/>"), WAIT);
+    c
+}
+
+fn users(server: &Server, names: &[&str]) {
+    for n in names {
+        server.add_user(n, "pw");
+    }
+}
+
+/// Reads the next stanza of this kind (up to its end) from `c`.
+fn next(c: &mut Client, end: &str) -> String {
+    c.read_until(end, WAIT)
+}
+
+#[test]
+fn subscription_handshake_updates_both_rosters_and_starts_presence() {
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    let mut romeo = online(&server, "romeo", "garden");
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    let push = next(&mut juliet, "</iq>");
+    assert!(push.contains("jid='romeo@localhost' subscription='none' ask='subscribe'"), "{push}");
+    let request = romeo.read_until("type='subscribe'/>", WAIT);
+    assert!(request.contains("<presence from='juliet@localhost' to='romeo@localhost' type='subscribe'/>"), "{request}");
+    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+    let push = next(&mut romeo, "</iq>");
+    assert!(push.contains("jid='juliet@localhost' subscription='from'"), "{push}");
+    let got = juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/balcony'/>", WAIT);
+    assert!(got.contains("jid='romeo@localhost' subscription='to'"), "{got}");
+    assert!(got.contains("<presence from='romeo@localhost' to='juliet@localhost' type='subscribed'/>"), "{got}");
+    // Romeo's updates reach Juliet; Juliet's do not reach Romeo (he is not subscribed).
+    romeo.send("<presence><show>away</show></presence>");
+    let away = juliet.read_until("</presence>", WAIT);
+    assert!(away.contains("from='romeo@localhost/garden'") && away.contains("<show>away</show>"), "{away}");
+    juliet.send("<presence><show>dnd</show></presence>");
+    juliet.read_until("</presence>", WAIT); // her own echo
+    romeo.read_until("</presence>", WAIT); // his own echo of "away"
+    assert!(romeo.quiet_for(Duration::from_millis(300)), "romeo got juliet's presence: {}", romeo.received());
+}
+
+#[test]
+fn a_request_to_an_offline_contact_is_delivered_at_its_next_initial_presence() {
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    juliet.read_until("</iq>", WAIT);
+    let mut romeo = server.login("romeo", "pw", "garden");
+    // Not in his roster: the request is kept out of sight until he decides.
+    romeo.send("<iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>");
+    let roster = romeo.read_until_any(&["/></iq>", "</iq>"]);
+    assert!(!roster.contains("juliet"), "{roster}");
+    romeo.send("<presence/>");
+    let got = romeo.read_until("type='subscribe'/>", WAIT);
+    assert!(got.contains("<presence from='juliet@localhost' to='romeo@localhost' type='subscribe'/>"), "{got}");
+}
+
+#[test]
+fn initial_presence_probes_contacts_and_a_dropped_connection_is_unavailable() {
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    let mut romeo = online(&server, "romeo", "garden");
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    romeo.read_until("type='subscribe'/>", WAIT);
+    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+    juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/balcony'/>", WAIT);
+    // A second resource of Juliet gets Romeo's presence by probe at its initial presence.
+    let mut phone = server.login("juliet", "pw", "phone");
+    phone.send("<presence/>");
+    phone.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/phone'/>", WAIT);
+    // Romeo's connection drops without a word: his subscribers learn he is gone.
+    drop(romeo);
+    let gone = juliet.read_until("type='unavailable'/>", WAIT);
+    assert!(
+        gone.contains("<presence from='romeo@localhost/garden' to='juliet@localhost' type='unavailable'/>"),
+        "{gone}"
+    );
+}
+
+#[test]
+fn subscribing_to_a_missing_account_is_answered_with_unsubscribed() {
+    let server = Server::start();
+    users(&server, &["juliet"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    juliet.send("<presence to='ghost@localhost' type='subscribe'/>");
+    let got = juliet.read_until("type='unsubscribed'/>", WAIT);
+    assert!(got.contains("<presence from='ghost@localhost' to='juliet@localhost' type='unsubscribed'/>"), "{got}");
+}
+
+#[test]
+fn unsubscribe_and_unsubscribed_end_the_subscription_on_both_sides() {
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    let mut romeo = online(&server, "romeo", "garden");
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    romeo.read_until("type='subscribe'/>", WAIT);
+    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+    romeo.read_until("subscription='from'", WAIT);
+    juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/balcony'/>", WAIT);
+    juliet.send("<presence to='romeo@localhost' type='unsubscribe'/>");
+    let push = juliet.read_until("</iq>", WAIT);
+    assert!(push.contains("jid='romeo@localhost' subscription='none'"), "{push}");
+    let got = romeo.read_until("type='unsubscribe'/>", WAIT);
+    assert!(got.contains("jid='juliet@localhost' subscription='none'"), "{got}");
+    // Romeo's presence no longer reaches Juliet.
+    juliet.read_until("type='unavailable'/>", WAIT);
+    romeo.send("<presence><show>xa</show></presence>");
+    romeo.read_until("</presence>", WAIT);
+    assert!(juliet.quiet_for(Duration::from_millis(300)), "{}", juliet.received());
+    // A denied request (unsubscribed instead of subscribed) clears the pending state.
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    juliet.read_until("ask='subscribe'", WAIT);
+    romeo.read_until("type='subscribe'/>", WAIT);
+    romeo.send("<presence to='juliet@localhost' type='unsubscribed'/>");
+    let push = juliet.read_until("type='unsubscribed'/>", WAIT);
+    assert!(push.contains("jid='romeo@localhost' subscription='none'/>"), "{push}");
+}
+
+#[test]
+fn directed_presence_is_followed_by_unavailable_when_the_sender_leaves() {
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let juliet = online(&server, "juliet", "balcony");
+    let mut romeo = online(&server, "romeo", "garden");
+    let mut juliet = juliet;
+    juliet.send("<presence to='romeo@localhost/garden'><status>psst</status></presence>");
+    let got = romeo.read_until("</presence>", WAIT);
+    assert!(got.contains("from='juliet@localhost/balcony'") && got.contains("<status>psst</status>"), "{got}");
+    drop(juliet);
+    let gone = romeo.read_until("type='unavailable'/>", WAIT);
+    assert!(gone.contains("from='juliet@localhost/balcony' to='romeo@localhost/garden' type='unavailable'"), "{gone}");
+}
