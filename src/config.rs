@@ -69,6 +69,9 @@ pub struct Config {
     pub c2s_queue_size: usize,
     /// Items one roster may hold (RFC 6121 §2).
     pub max_roster_items: usize,
+    /// Offline messages kept per account, and in all (XEP-0160).
+    pub max_offline_per_account: usize,
+    pub max_offline_total: usize,
     /// PEM certificate chain and key; when absent, the local CA in the data dir.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -142,6 +145,8 @@ const KEYS: &[Key] = &[
     Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
     Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
     Key { name: "max_roster_items", kind: Kind::Int { min: 1, max: 100_000, default: 1000 } },
+    Key { name: "max_offline_per_account", kind: Kind::Int { min: 0, max: 100_000, default: 200 } },
+    Key { name: "max_offline_total", kind: Kind::Int { min: 0, max: 10_000_000, default: 20_000 } },
     Key { name: "tls_cert", kind: Kind::Path },
     Key { name: "tls_key", kind: Kind::Path },
 ];
@@ -253,6 +258,8 @@ impl Config {
             },
             c2s_queue_size: v.int(take("c2s_queue_size"), "c2s_queue_size") as usize,
             max_roster_items: v.int(take("max_roster_items"), "max_roster_items") as usize,
+            max_offline_per_account: v.int(take("max_offline_per_account"), "max_offline_per_account") as usize,
+            max_offline_total: v.int(take("max_offline_total"), "max_offline_total") as usize,
             tls_cert: v.path(take("tls_cert"), "tls_cert"),
             tls_key: v.path(take("tls_key"), "tls_key"),
         };

@@ -1,4 +1,5 @@
 pub mod auth_limiter;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod fuzzing;

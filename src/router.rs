@@ -7,10 +7,11 @@
 //! nowhere to go gets an error back (`service-unavailable`,
 //! `remote-server-not-found`), never a silent drop.
 
-use crate::handlers::{self, IqReply, IqRequest, IqType, Services};
+use crate::handlers::{self, ImLimits, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
 use crate::sessions::{Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
+use crate::store::offline::OfflineRefused;
 use crate::store::Store;
 use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::{write_element, Override};
@@ -22,7 +23,7 @@ pub struct Router<'a> {
     pub domain: &'a Domain,
     pub registry: &'a Registry,
     pub store: &'a Store,
-    pub max_roster_items: usize,
+    pub limits: ImLimits,
 }
 
 /// Where a stanza is addressed.
@@ -37,12 +38,7 @@ enum Target {
 
 impl Router<'_> {
     fn services(&self) -> Services<'_> {
-        Services {
-            domain: self.domain,
-            store: self.store,
-            registry: self.registry,
-            max_roster_items: self.max_roster_items,
-        }
+        Services { domain: self.domain, store: self.store, registry: self.registry, limits: self.limits }
     }
 
     /// Routes one stanza from a bound session. Replies from the server are written
@@ -230,10 +226,10 @@ impl Router<'_> {
                     }
                 };
                 if targets.is_empty() {
-                    // Offline storage (XEP-0160) arrives with IM support; until then
-                    // the sender learns the message was not delivered.
-                    let e = StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline");
-                    self.error(stanza, sender, to, e, out);
+                    if stanza_type != Some("headline") {
+                        self.store_offline(stanza, sender, bare, to, out);
+                    }
+                    // §8.5.2.2.1: a headline for nobody is dropped silently.
                     return;
                 }
                 for s in targets {
@@ -241,6 +237,38 @@ impl Router<'_> {
                 }
             }
         }
+    }
+
+    /// XEP-0160: keeps a chat/normal message for an account with no available
+    /// resource, durably before anything else happens on this stream; when the
+    /// quota is reached the sender gets `service-unavailable`, never silence.
+    fn store_offline(
+        &self,
+        stanza: &Element<'_>,
+        sender: &Rc<Session>,
+        owner: &BareJid,
+        to: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut bytes = Vec::with_capacity(256);
+        write_element(&mut bytes, stanza, NS_CLIENT, None, &[Override::Set("from", sender.jid.as_str())]);
+        let stored = self.store.store_offline(
+            owner,
+            crate::clock::now_unix(),
+            &bytes,
+            self.limits.offline_per_account,
+            self.limits.offline_total,
+        );
+        let text = match stored {
+            Ok(()) => return,
+            Err(OfflineRefused::AccountQuota) => "the recipient is offline and its offline storage is full",
+            Err(OfflineRefused::GlobalQuota) => "the recipient is offline and the server's offline storage is full",
+            Err(OfflineRefused::Store(e)) => {
+                log::error!("offline storage: {e}");
+                "the recipient is offline and the message could not be stored"
+            }
+        };
+        self.error(stanza, sender, to, StanzaError::with_text(Condition::ServiceUnavailable, text), out);
     }
 
     /// Re-emits the stanza with `from` stamped into the recipient's queue.

@@ -54,7 +54,7 @@ impl Server {
             domain: &self.domain,
             store: &self.store,
             registry: &self.registry,
-            max_roster_items: self.config.max_roster_items,
+            limits: self.policy.im,
         }
     }
 
@@ -152,7 +152,11 @@ pub fn run(config: Config) -> Result<(), ServeError> {
             require_encryption: config.c2s_require_encryption,
             sasl_plain: config.c2s_sasl_plain,
             max_auth_attempts: config.c2s_max_auth_attempts,
-            max_roster_items: config.max_roster_items,
+            im: crate::handlers::ImLimits {
+                max_roster_items: config.max_roster_items,
+                offline_per_account: config.max_offline_per_account,
+                offline_total: config.max_offline_total,
+            },
         },
         domain,
         pool: SessionPool::new(config.max_sessions),

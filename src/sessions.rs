@@ -30,6 +30,9 @@ pub struct Session {
     /// Who got directed presence from it and must get unavailable presence when it
     /// goes offline (RFC 6121 §4.6.3); at most [`MAX_DIRECTED`] entries.
     pub directed: RefCell<Vec<Box<str>>>,
+    /// Offline messages written to this session's output, removed from the store
+    /// once that output has been written to the socket (XEP-0160).
+    pub offline_delivered: RefCell<Vec<u64>>,
 }
 
 /// Directed-presence recipients tracked per session.
@@ -52,6 +55,7 @@ impl Session {
             roster_interested: Cell::new(false),
             last_presence: RefCell::new(None),
             directed: RefCell::new(Vec::new()),
+            offline_delivered: RefCell::new(Vec::new()),
         }
     }
 

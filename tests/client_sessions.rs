@@ -314,7 +314,7 @@ fn routing_errors_for_unknown_accounts_resources_and_domains() {
             "<iq to='romeo@localhost/nowhere' type='get' id='b'><ping xmlns='urn:xmpp:ping'/></iq>",
             "service-unavailable",
         ),
-        ("<message to='romeo@localhost' id='c'><body>offline</body></message>", "service-unavailable"),
+        ("<message to='romeo@localhost' id='c' type='groupchat'><body>x</body></message>", "service-unavailable"),
         ("<message to='someone@example.org' id='d'><body>x</body></message>", "remote-server-not-found"),
         ("<message to='bad@@jid' id='e'><body>x</body></message>", "jid-malformed"),
         ("<message to='localhost' id='f'><body>x</body></message>", "service-unavailable"),

@@ -19,12 +19,22 @@ use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
 use std::rc::Rc;
 
+/// Limits of the IM features (config keys).
+#[derive(Clone, Copy, Debug)]
+pub struct ImLimits {
+    pub max_roster_items: usize,
+    /// Offline messages kept per account (`max_offline_per_account`).
+    pub offline_per_account: usize,
+    /// Offline messages kept in all (`max_offline_total`).
+    pub offline_total: usize,
+}
+
 /// What a handler may use.
 pub struct Services<'a> {
     pub domain: &'a Domain,
     pub store: &'a Store,
     pub registry: &'a Registry,
-    pub max_roster_items: usize,
+    pub limits: ImLimits,
 }
 
 /// `get` or `set` (results and errors are never dispatched to handlers).

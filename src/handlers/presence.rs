@@ -84,9 +84,12 @@ fn roster(services: &Services<'_>, owner: &BareJid) -> Vec<RosterItem> {
 
 /// §4.2 initial presence and §4.4 presence updates.
 fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
-    let initial = !sender.available();
+    let previous = sender.priority.get();
+    let initial = previous.is_none();
     let priority = stanza.child("priority", NS_CLIENT).and_then(|p| p.text().trim().parse::<i8>().ok()).unwrap_or(0);
     sender.priority.set(Some(priority));
+    // Offline messages go to a resource once its priority becomes non-negative.
+    let offline_target = priority >= 0 && previous.is_none_or(|p| p < 0);
     let from = sender.jid.as_str();
     *sender.last_presence.borrow_mut() = Some(stamped(stanza, from, None).into_boxed_slice());
     let owner = sender.jid.to_bare();
@@ -101,6 +104,9 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     // To the user's own available resources, the sender included (§4.2.2).
     for s in services.registry.sessions(&owner).iter().filter(|s| s.available()) {
         send(s, sender, stamped(stanza, from, Some(s.jid.as_str())), out);
+    }
+    if offline_target {
+        deliver_offline(services, sender, &owner, out);
     }
     if !initial {
         return;
@@ -122,6 +128,46 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     // §3.1.3: subscription requests that waited for an available resource.
     for item in items.iter().filter(|i| i.pending_in) {
         out.extend_from_slice(&simple(item.jid.as_str(), owner.as_str(), Some("subscribe")));
+    }
+}
+
+/// XEP-0160: stored messages go to the first resource that becomes available with
+/// a non-negative priority, each with a XEP-0203 `<delay/>`. They leave the store
+/// only once the connection wrote them (`Session::offline_delivered`).
+fn deliver_offline(services: &Services<'_>, sender: &Rc<Session>, owner: &BareJid, out: &mut Vec<u8>) {
+    let messages = match services.store.offline_messages(owner) {
+        Ok(m) => m,
+        Err(e) => {
+            log::error!("offline messages of {owner}: {e}");
+            return;
+        }
+    };
+    let mut delivered = sender.offline_delivered.borrow_mut();
+    let fresh: Vec<_> = messages.into_iter().filter(|m| !delivered.contains(&m.seq)).collect();
+    for m in fresh {
+        let stamp = crate::clock::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.stamp));
+        let mut delay = Vec::with_capacity(120);
+        XmlWriter::new(&mut delay)
+            .start("delay")
+            .attr("xmlns", "urn:xmpp:delay")
+            .attr("from", services.domain.as_str())
+            .attr("stamp", &stamp)
+            .close_empty();
+        // The stanza was re-emitted by wrenhub: it ends in `</message>` or `/>`.
+        let s = &m.stanza;
+        if let Some(body) = s.strip_suffix(b"</message>") {
+            out.extend_from_slice(body);
+            out.extend_from_slice(&delay);
+            out.extend_from_slice(b"</message>");
+        } else if let Some(open) = s.strip_suffix(b"/>") {
+            out.extend_from_slice(open);
+            out.push(b'>');
+            out.extend_from_slice(&delay);
+            out.extend_from_slice(b"</message>");
+        } else {
+            continue;
+        }
+        delivered.push(m.seq);
     }
 }
 

@@ -113,7 +113,7 @@ fn update(services: &Services<'_>, owner: &BareJid, jid: BareJid, el: &Element<'
     let existing = services.store.roster_item(owner, &jid).map_err(store_error)?;
     if existing.is_none() {
         let count = services.store.roster_len(owner).map_err(store_error)?;
-        if count >= services.max_roster_items {
+        if count >= services.limits.max_roster_items {
             return Err(IqReply::Error(StanzaError::with_text(
                 Condition::NotAllowed,
                 "the roster is full (max_roster_items)",

@@ -147,6 +147,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         if out.capacity() > 4096 {
             out = Vec::new();
         }
+        if let Some(s) = c2s.session() {
+            acknowledge_offline(&server, s);
+        }
         match step {
             Step::Continue | Step::Restart | Step::Verify(_) => {}
             Step::StartTls => {
@@ -171,6 +174,18 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     }
     if let Some(s) = c2s.session() {
         end_session(&server, s);
+    }
+}
+
+/// Offline messages the connection has written leave the store (XEP-0160).
+fn acknowledge_offline(server: &Server, session: &crate::sessions::Session) {
+    let seqs = std::mem::take(&mut *session.offline_delivered.borrow_mut());
+    if seqs.is_empty() {
+        return;
+    }
+    if let Err(e) = server.store.remove_offline(&session.jid.to_bare(), &seqs) {
+        // They stay stored and come again later: a duplicate, never a loss.
+        log::error!("removing delivered offline messages: {e}");
     }
 }
 

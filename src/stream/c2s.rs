@@ -36,7 +36,7 @@ pub struct Policy {
     pub require_encryption: bool,
     pub sasl_plain: bool,
     pub max_auth_attempts: u32,
-    pub max_roster_items: usize,
+    pub im: crate::handlers::ImLimits,
 }
 
 /// What the stream needs from the rest of the server while handling input.
@@ -576,13 +576,8 @@ impl C2sStream {
             }
         }
         let session = Rc::clone(session);
-        Router {
-            domain: &self.policy.domain,
-            registry: env.registry,
-            store: env.store,
-            max_roster_items: self.policy.max_roster_items,
-        }
-        .route(&session, el, out);
+        Router { domain: &self.policy.domain, registry: env.registry, store: env.store, limits: self.policy.im }
+            .route(&session, el, out);
         Step::Continue
     }
 
