@@ -46,6 +46,10 @@ pub struct Config {
     pub c2s_auth_timeout: Duration,
     /// Nothing received for this time → `connection-timeout`.
     pub c2s_idle_timeout: Duration,
+    /// A bound client silent this long gets a keepalive ping (XEP-0199).
+    pub c2s_ping_interval: Duration,
+    /// No data this long after a keepalive ping → `connection-timeout`.
+    pub c2s_ping_timeout: Duration,
     /// A write that makes no progress for this time closes the connection.
     pub write_timeout: Duration,
     /// On SIGTERM/SIGINT, streams get this long to close before the process exits.
@@ -134,6 +138,8 @@ const KEYS: &[Key] = &[
     Key { name: "c2s_header_timeout", kind: Kind::Secs { max: 3600, default: 10 } },
     Key { name: "c2s_auth_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
     Key { name: "c2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 900 } },
+    Key { name: "c2s_ping_interval", kind: Kind::Secs { max: 86400, default: 300 } },
+    Key { name: "c2s_ping_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
     Key { name: "write_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
     Key { name: "shutdown_timeout", kind: Kind::Secs { max: 600, default: 5 } },
     Key { name: "c2s_direct_tls_listen", kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]) },
@@ -243,6 +249,8 @@ impl Config {
             c2s_header_timeout: v.secs(take("c2s_header_timeout"), "c2s_header_timeout"),
             c2s_auth_timeout: v.secs(take("c2s_auth_timeout"), "c2s_auth_timeout"),
             c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),
+            c2s_ping_interval: v.secs(take("c2s_ping_interval"), "c2s_ping_interval"),
+            c2s_ping_timeout: v.secs(take("c2s_ping_timeout"), "c2s_ping_timeout"),
             write_timeout: v.secs(take("write_timeout"), "write_timeout"),
             shutdown_timeout: v.secs(take("shutdown_timeout"), "shutdown_timeout"),
             c2s_direct_tls_listen,

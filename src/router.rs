@@ -7,7 +7,7 @@
 //! nowhere to go gets an error back (`service-unavailable`,
 //! `remote-server-not-found`), never a silent drop.
 
-use crate::handlers::{self, ImLimits, IqReply, IqRequest, IqType, Services};
+use crate::handlers::{self, carbons, ImLimits, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
 use crate::sessions::{Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
@@ -90,6 +90,11 @@ impl Router<'_> {
             Some(Jid::Bare(b)) => Target::Local(b.clone(), None),
             Some(Jid::Full(f)) => Target::Local(f.to_bare(), Some(f.clone())),
         };
+        if kind == Kind::Message && carbons::eligible(stanza) {
+            // XEP-0280 §6: the sender's other resources see what it sent.
+            let own = self.registry.sessions(&sender.jid.to_bare());
+            carbons::copy_to(&own, &[sender], "sent", stanza, sender.jid.as_str(), sender, out);
+        }
         match target {
             Target::Remote => {
                 let e =
@@ -183,6 +188,9 @@ impl Router<'_> {
         if let Some(full) = full {
             if let Some(session) = sessions.iter().find(|s| s.jid == *full) {
                 self.deliver(stanza, sender, session, to, out);
+                if kind == Kind::Message && carbons::eligible(stanza) {
+                    carbons::copy_to(&sessions, &[session], "received", stanza, sender.jid.as_str(), sender, out);
+                }
                 return;
             }
             // RFC 6121 §8.5.3.2: no such resource.
@@ -232,8 +240,11 @@ impl Router<'_> {
                     // §8.5.2.2.1: a headline for nobody is dropped silently.
                     return;
                 }
-                for s in targets {
+                for s in &targets {
                     self.deliver(stanza, sender, s, to, out);
+                }
+                if carbons::eligible(stanza) {
+                    carbons::copy_to(&sessions, &targets, "received", stanza, sender.jid.as_str(), sender, out);
                 }
             }
         }

@@ -33,6 +33,8 @@ pub struct Session {
     /// Offline messages written to this session's output, removed from the store
     /// once that output has been written to the socket (XEP-0160).
     pub offline_delivered: RefCell<Vec<u64>>,
+    /// XEP-0280 carbons are enabled.
+    pub carbons: Cell<bool>,
 }
 
 /// Directed-presence recipients tracked per session.
@@ -56,6 +58,7 @@ impl Session {
             last_presence: RefCell::new(None),
             directed: RefCell::new(Vec::new()),
             offline_delivered: RefCell::new(Vec::new()),
+            carbons: Cell::new(false),
         }
     }
 

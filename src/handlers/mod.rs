@@ -3,6 +3,7 @@
 //! announces, in the one [`HANDLERS`] table the router dispatches through. Adding a
 //! XEP touches its own file and one line here. Handlers don't import each other.
 
+pub mod carbons;
 pub mod disco;
 pub mod ping;
 pub mod presence;
@@ -78,8 +79,16 @@ pub struct Handler {
 }
 
 /// Every handler; the router finds one by the payload's namespace and name.
-pub const HANDLERS: &[Handler] =
-    &[ping::HANDLER, session::HANDLER, roster::HANDLER, disco::INFO, disco::ITEMS, version::HANDLER];
+pub const HANDLERS: &[Handler] = &[
+    ping::HANDLER,
+    session::HANDLER,
+    roster::HANDLER,
+    disco::INFO,
+    disco::ITEMS,
+    version::HANDLER,
+    carbons::ENABLE,
+    carbons::DISABLE,
+];
 
 /// The handler for a payload, if any.
 pub fn find(payload: &Element<'_>) -> Option<&'static Handler> {

@@ -16,6 +16,8 @@ enum Wake {
     Readable,
     Queue,
     Deadline(&'static str),
+    /// Time for a keepalive ping (XEP-0199 §4.2).
+    Ping,
     Shutdown,
 }
 
@@ -29,6 +31,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     let mut out = Vec::new();
     let started = Instant::now();
     let mut last_read = started;
+    let mut ping_sent: Option<Instant> = None;
     let mut shutdown = server.shutdown.listen();
     let mut queue_listener: Option<EventListener> = None;
     let mut bindings = Default::default();
@@ -61,7 +64,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     continue 'conn;
                 }
             }
-            let (deadline, why) = deadline(&server, &c2s, started, last_read);
+            let (deadline, why) = deadline(&server, &c2s, started, last_read, ping_sent);
             let queue = async {
                 match queue_listener.as_mut() {
                     Some(l) => l.await,
@@ -82,7 +85,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     futures_lite::future::or(
                         async {
                             Timer::at(deadline).await;
-                            Wake::Deadline(why)
+                            match why {
+                                Some(why) => Wake::Deadline(why),
+                                None => Wake::Ping,
+                            }
                         },
                         async {
                             (&mut shutdown).await;
@@ -103,7 +109,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         break 'conn;
                     }
                     Ok(ReadOutcome::WouldBlock) => {}
-                    Ok(ReadOutcome::Data) => last_read = Instant::now(),
+                    Ok(ReadOutcome::Data) => {
+                        last_read = Instant::now();
+                        ping_sent = None;
+                    }
                     Err(e) => {
                         log::debug!("{peer:?}: read failed: {e}");
                         // A TLS alert may be waiting to go out.
@@ -133,6 +142,18 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     }
                 }
                 lease.set_stream_id(c2s.stream_id());
+            }
+            Some(Wake::Ping) => {
+                // Any data from the client counts as the answer (the iq result is
+                // dropped by the router like every unsolicited result).
+                crate::xml::writer::XmlWriter::new(&mut out)
+                    .start("iq")
+                    .attr("type", "get")
+                    .attr("id", "wrenhub-keepalive")
+                    .open()
+                    .empty_ns("ping", crate::handlers::ping::NS_PING)
+                    .end("iq");
+                ping_sent = Some(Instant::now());
             }
             Some(Wake::Deadline(why)) => {
                 step = c2s.handle(Input::Timeout(why), &env(&server, &bindings, peer_ip), &mut out)
@@ -212,22 +233,36 @@ fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings
     }
 }
 
-/// The earliest deadline that applies now, with the text of its timeout error.
-fn deadline(server: &Server, c2s: &C2sStream, started: Instant, last_read: Instant) -> (Instant, &'static str) {
+/// The earliest deadline that applies now, with the text of its timeout error
+/// (`None`: the keepalive ping is due).
+fn deadline(
+    server: &Server,
+    c2s: &C2sStream,
+    started: Instant,
+    last_read: Instant,
+    ping_sent: Option<Instant>,
+) -> (Instant, Option<&'static str>) {
     let config = &server.config;
-    let mut best = (last_read + config.c2s_idle_timeout, "no data received within c2s_idle_timeout");
+    let mut best = (last_read + config.c2s_idle_timeout, Some("no data received within c2s_idle_timeout"));
+    let mut consider = |at: Instant, why: Option<&'static str>| {
+        if at < best.0 {
+            best = (at, why);
+        }
+    };
     // The header deadline covers the first header only (defeats slowloris); restarts
     // after STARTTLS and SASL fall under the authentication deadline.
     if c2s.stream_id().is_empty() {
-        let header = started + config.c2s_header_timeout;
-        if header < best.0 {
-            best = (header, "no stream header within c2s_header_timeout");
-        }
+        consider(started + config.c2s_header_timeout, Some("no stream header within c2s_header_timeout"));
     }
     if c2s.unauthenticated() {
-        let auth = started + config.c2s_auth_timeout;
-        if auth < best.0 {
-            best = (auth, "not authenticated within c2s_auth_timeout");
+        consider(started + config.c2s_auth_timeout, Some("not authenticated within c2s_auth_timeout"));
+    } else {
+        // XEP-0199: a silent bound client is pinged; no answer in time ends it.
+        match ping_sent {
+            None => consider(last_read + config.c2s_ping_interval, None),
+            Some(at) => {
+                consider(at + config.c2s_ping_timeout, Some("no answer to the keepalive ping within c2s_ping_timeout"))
+            }
         }
     }
     best

@@ -1,0 +1,104 @@
+//! XEP-0280: Message Carbons. A resource that enables carbons gets a copy of the
+//! chat messages its account sends from other resources (`<sent/>`) and of those
+//! delivered to other resources (`<received/>`), wrapped per XEP-0297.
+
+use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::sessions::Session;
+use crate::stanza::{Condition, StanzaError};
+use crate::stream::header::NS_CLIENT;
+use crate::xml::writer::{write_element, Override, XmlWriter};
+use crate::xml::Element;
+use std::rc::Rc;
+
+pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
+pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+
+pub const ENABLE: Handler = Handler {
+    namespace: NS_CARBONS,
+    element: "enable",
+    features: &[NS_CARBONS],
+    for_server: true,
+    for_account: true,
+    handle: enable,
+};
+
+pub const DISABLE: Handler = Handler {
+    namespace: NS_CARBONS,
+    element: "disable",
+    features: &[],
+    for_server: true,
+    for_account: true,
+    handle: disable,
+};
+
+fn set(req: &IqRequest<'_>, on: bool) -> IqReply {
+    if req.iq_type != IqType::Set || req.on_behalf_of.is_some_and(|b| *b != req.sender.jid.to_bare()) {
+        return IqReply::Error(StanzaError::new(Condition::BadRequest));
+    }
+    req.sender.carbons.set(on);
+    IqReply::Result(None)
+}
+
+fn enable(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    set(req, true)
+}
+
+fn disable(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    set(req, false)
+}
+
+/// §6: which messages are copied: chat, or normal with a body; never one marked
+/// private or no-copy.
+pub fn eligible(message: &Element<'_>) -> bool {
+    let kind_ok = match message.attr("type").as_deref() {
+        Some("chat") => true,
+        None | Some("normal") => message.child("body", NS_CLIENT).is_some(),
+        _ => false,
+    };
+    kind_ok && message.child("private", NS_CARBONS).is_none() && message.child("no-copy", NS_HINTS).is_none()
+}
+
+/// The copy for `to`: `<message from=bare to=full type='chat'><sent|received>
+/// <forwarded><message …/></forwarded></…></message>`, the inner message carrying
+/// `from` = `original_from`.
+pub fn wrap(direction: &str, account: &str, to: &str, message: &Element<'_>, original_from: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(400);
+    XmlWriter::new(&mut out)
+        .start("message")
+        .attr("from", account)
+        .attr("to", to)
+        .attr("type", message.attr("type").as_deref().unwrap_or("normal"))
+        .open()
+        .start(direction)
+        .attr("xmlns", NS_CARBONS)
+        .open()
+        .start("forwarded")
+        .attr("xmlns", NS_FORWARD)
+        .open();
+    write_element(&mut out, message, NS_FORWARD, None, &[Override::Set("from", original_from)]);
+    XmlWriter::new(&mut out).end("forwarded").end(direction).end("message");
+    out
+}
+
+/// Copies to the account's carbons-enabled sessions, except `skip` (the sessions
+/// that sent or already received the message).
+pub fn copy_to(
+    sessions: &[Rc<Session>],
+    skip: &[&Rc<Session>],
+    direction: &str,
+    message: &Element<'_>,
+    original_from: &str,
+    current: &Rc<Session>,
+    out: &mut Vec<u8>,
+) {
+    for s in sessions.iter().filter(|s| s.carbons.get() && !skip.iter().any(|k| Rc::ptr_eq(k, s))) {
+        let account = s.jid.to_bare();
+        let bytes = wrap(direction, account.as_str(), s.jid.as_str(), message, original_from);
+        if Rc::ptr_eq(s, current) {
+            out.extend_from_slice(&bytes);
+        } else {
+            let _ = s.push(bytes);
+        }
+    }
+}

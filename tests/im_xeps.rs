@@ -1,0 +1,61 @@
+//! The everyday XEPs on the wire: XEP-0280 message carbons, XEP-0199 keepalive
+//! pings from the server.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn enable_carbons(c: &mut Client) {
+    c.send("<iq type='set' id='cc'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
+    c.read_until("id='cc' type='result'", WAIT);
+}
+
+#[test]
+fn carbons_copy_sent_and_received_chats_to_enabled_resources() {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut a = server.login("juliet", "pw", "a");
+    let mut b = server.login("juliet", "pw", "b");
+    let mut c = server.login("juliet", "pw", "c");
+    enable_carbons(&mut a);
+    enable_carbons(&mut b);
+    let mut romeo = server.login("romeo", "pw", "phone");
+    romeo.send("<message to='juliet@localhost/a' type='chat' id='m1'><body>hello a</body></message>");
+    assert!(a.read_until("</message>", WAIT).contains("<body>hello a</body>"));
+    let copy = b.read_until("</message></forwarded></received></message>", WAIT);
+    assert!(copy.contains("<message from='juliet@localhost' to='juliet@localhost/b' type='chat'><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client'"), "{copy}");
+    assert!(copy.contains("from='romeo@localhost/phone'") && copy.contains("<body>hello a</body>"), "{copy}");
+    b.send("<message to='romeo@localhost/phone' type='chat' id='m2'><body>from b</body></message>");
+    assert!(romeo.read_until("</message>", WAIT).contains("<body>from b</body>"));
+    let sent = a.read_until("</sent></message>", WAIT);
+    assert!(sent.contains("<sent xmlns='urn:xmpp:carbons:2'>") && sent.contains("from='juliet@localhost/b'"), "{sent}");
+    // Private messages and resources without carbons get no copies.
+    romeo.send("<message to='juliet@localhost/a' type='chat'><body>secret</body><private xmlns='urn:xmpp:carbons:2'/></message>");
+    a.read_until("secret", WAIT);
+    b.quiet_for(Duration::from_millis(300));
+    assert!(!b.received().contains("secret"));
+    c.quiet_for(Duration::from_millis(100));
+    assert!(!c.received().contains("<forwarded"), "{}", c.received());
+    // The server announces the feature.
+    a.send("<iq type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    assert!(a.read_until("</iq>", WAIT).contains("<feature var='urn:xmpp:carbons:2'/>"));
+}
+
+#[test]
+fn a_silent_client_is_pinged_and_a_dead_one_is_dropped() {
+    let server = Server::start_with("c2s_ping_interval = 1\nc2s_ping_timeout = 1");
+    server.add_user("juliet", "pw");
+    let mut alive = server.login("juliet", "pw", "alive");
+    let mut dead = server.login("juliet", "pw", "dead");
+    let ping = alive.read_until("</iq>", Duration::from_secs(5));
+    assert!(ping.contains("<iq type='get' id='wrenhub-keepalive'><ping xmlns='urn:xmpp:ping'/></iq>"), "{ping}");
+    alive.send("<iq type='result' id='wrenhub-keepalive' to='localhost'/>");
+    // The one that never answers is closed after the ping timeout.
+    let got = dead.read_to_close(Duration::from_secs(8));
+    assert_stream_error(&got, "connection-timeout");
+    assert!(got.contains("c2s_ping_timeout"), "{got}");
+    // The answering client is still there.
+    alive.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>");
+    alive.read_until("id='p' type='result'", WAIT);
+}
