@@ -76,6 +76,8 @@ pub struct Config {
     /// Offline messages kept per account, and in all (XEP-0160).
     pub max_offline_per_account: usize,
     pub max_offline_total: usize,
+    /// XEP-0049 private XML documents per account.
+    pub max_private_items: usize,
     /// PEM certificate chain and key; when absent, the local CA in the data dir.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -153,6 +155,7 @@ const KEYS: &[Key] = &[
     Key { name: "max_roster_items", kind: Kind::Int { min: 1, max: 100_000, default: 1000 } },
     Key { name: "max_offline_per_account", kind: Kind::Int { min: 0, max: 100_000, default: 200 } },
     Key { name: "max_offline_total", kind: Kind::Int { min: 0, max: 10_000_000, default: 20_000 } },
+    Key { name: "max_private_items", kind: Kind::Int { min: 0, max: 10_000, default: 64 } },
     Key { name: "tls_cert", kind: Kind::Path },
     Key { name: "tls_key", kind: Kind::Path },
 ];
@@ -268,6 +271,7 @@ impl Config {
             max_roster_items: v.int(take("max_roster_items"), "max_roster_items") as usize,
             max_offline_per_account: v.int(take("max_offline_per_account"), "max_offline_per_account") as usize,
             max_offline_total: v.int(take("max_offline_total"), "max_offline_total") as usize,
+            max_private_items: v.int(take("max_private_items"), "max_private_items") as usize,
             tls_cert: v.path(take("tls_cert"), "tls_cert"),
             tls_key: v.path(take("tls_key"), "tls_key"),
         };

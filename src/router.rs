@@ -205,13 +205,9 @@ impl Router<'_> {
         }
         match kind {
             // §8.5.2.1.3: an iq to a bare JID is answered by the server on its behalf.
-            Kind::Iq => {
-                if bare == &sender.jid.to_bare() {
-                    self.server_iq(stanza, sender, Some(bare), to, out);
-                } else if !matches!(stanza_type, Some("result") | Some("error")) {
-                    self.error(stanza, sender, to, StanzaError::new(Condition::ServiceUnavailable), out);
-                }
-            }
+            // The handlers decide what another account may ask (a vCard yes, a
+            // roster no); anything they don't answer is service-unavailable.
+            Kind::Iq => self.server_iq(stanza, sender, Some(bare), to, out),
             Kind::Presence => {
                 for s in sessions.iter().filter(|s| s.available()) {
                     self.deliver(stanza, sender, s, to, out);

@@ -156,6 +156,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
                 max_roster_items: config.max_roster_items,
                 offline_per_account: config.max_offline_per_account,
                 offline_total: config.max_offline_total,
+                max_private_items: config.max_private_items,
             },
         },
         domain,

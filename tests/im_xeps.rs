@@ -59,3 +59,45 @@ fn a_silent_client_is_pinged_and_a_dead_one_is_dropped() {
     alive.send("<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>");
     alive.read_until("id='p' type='result'", WAIT);
 }
+
+#[test]
+fn vcards_are_set_by_their_owner_and_read_by_anyone() {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut juliet = server.login("juliet", "pw", "a");
+    let mut romeo = server.login("romeo", "pw", "b");
+    juliet.send("<iq type='get' id='v0'><vCard xmlns='vcard-temp'/></iq>");
+    assert!(juliet.read_until("</iq>", WAIT).contains("<vCard xmlns='vcard-temp'/>"));
+    juliet.send("<iq type='set' id='v1'><vCard xmlns='vcard-temp'><NICKNAME>Jules &amp; co</NICKNAME></vCard></iq>");
+    juliet.read_until("id='v1' type='result'", WAIT);
+    romeo.send("<iq type='get' id='v2' to='juliet@localhost'><vCard xmlns='vcard-temp'/></iq>");
+    let got = romeo.read_until("</iq>", WAIT);
+    assert!(got.contains("from='juliet@localhost'") && got.contains("<NICKNAME>Jules &amp; co</NICKNAME>"), "{got}");
+    romeo.send("<iq type='set' id='v3' to='juliet@localhost'><vCard xmlns='vcard-temp'><FN>x</FN></vCard></iq>");
+    assert!(romeo.read_until("</iq>", WAIT).contains("<forbidden "));
+    romeo.send("<iq type='get' id='r' to='juliet@localhost'><query xmlns='jabber:iq:roster'/></iq>");
+    assert!(romeo.read_until("</iq>", WAIT).contains("<forbidden "), "another account's roster is not readable");
+}
+
+#[test]
+fn private_xml_storage_and_entity_time() {
+    let server = Server::start_with("max_private_items = 1");
+    server.add_user("juliet", "pw");
+    let mut c = server.login("juliet", "pw", "a");
+    c.send("<iq type='get' id='p0'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>");
+    assert!(c
+        .read_until("</iq>", WAIT)
+        .contains("<query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query>"));
+    c.send("<iq type='set' id='p1'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'><theme>dark</theme></prefs></query></iq>");
+    c.read_until("id='p1' type='result'", WAIT);
+    c.send("<iq type='get' id='p2'><query xmlns='jabber:iq:private'><prefs xmlns='urn:example:prefs'/></query></iq>");
+    assert!(c.read_until("</iq>", WAIT).contains("<prefs xmlns='urn:example:prefs'><theme>dark</theme></prefs>"));
+    c.send("<iq type='set' id='p3'><query xmlns='jabber:iq:private'><other xmlns='urn:example:other'/></query></iq>");
+    assert!(c.read_until("</iq>", WAIT).contains("max_private_items"));
+    c.send("<iq type='set' id='p4'><query xmlns='jabber:iq:private'><message xmlns='jabber:client'/></query></iq>");
+    assert!(c.read_until("</iq>", WAIT).contains("<not-acceptable "));
+    c.send("<iq type='get' id='t' to='localhost'><time xmlns='urn:xmpp:time'/></iq>");
+    let t = c.read_until("</iq>", WAIT);
+    assert!(t.contains("<tzo>+00:00</tzo><utc>20") && t.contains("Z</utc>"), "{t}");
+}

@@ -7,9 +7,12 @@ pub mod carbons;
 pub mod disco;
 pub mod ping;
 pub mod presence;
+pub mod private;
 pub mod roster;
 pub mod roster_items;
 pub mod session;
+pub mod time;
+pub mod vcard;
 pub mod version;
 
 use crate::jid::{BareJid, Domain};
@@ -28,6 +31,8 @@ pub struct ImLimits {
     pub offline_per_account: usize,
     /// Offline messages kept in all (`max_offline_total`).
     pub offline_total: usize,
+    /// XEP-0049 documents per account (`max_private_items`).
+    pub max_private_items: usize,
 }
 
 /// What a handler may use.
@@ -88,6 +93,9 @@ pub const HANDLERS: &[Handler] = &[
     version::HANDLER,
     carbons::ENABLE,
     carbons::DISABLE,
+    vcard::HANDLER,
+    private::HANDLER,
+    time::HANDLER,
 ];
 
 /// The handler for a payload, if any.

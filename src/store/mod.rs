@@ -2,6 +2,7 @@
 //! owns. Every write commits with `Durability::Immediate` before it is
 //! acknowledged, so a kill -9 loses no committed account.
 
+pub mod account_xml;
 pub mod offline;
 pub mod roster;
 
@@ -125,6 +126,7 @@ impl Store {
         txn.open_table(META).map_err(db_err)?;
         Store::create_roster_tables(&txn)?;
         Store::create_offline_tables(&txn)?;
+        Store::create_account_xml_table(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
     }

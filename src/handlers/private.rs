@@ -1,0 +1,67 @@
+//! XEP-0049: private XML storage — an account keeps small XML documents on the
+//! server, one per `{namespace}name`, at most `max_private_items`.
+
+use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::stanza::{Condition, StanzaError};
+use crate::xml::writer::{write_element, XmlWriter};
+
+pub const NS_PRIVATE: &str = "jabber:iq:private";
+
+pub const HANDLER: Handler = Handler {
+    namespace: NS_PRIVATE,
+    element: "query",
+    features: &[NS_PRIVATE],
+    for_server: false,
+    for_account: true,
+    handle,
+};
+
+fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    let owner = req.sender.jid.to_bare();
+    if req.on_behalf_of.is_some_and(|b| *b != owner) {
+        return IqReply::Error(StanzaError::new(Condition::Forbidden));
+    }
+    let mut children = req.payload.children();
+    let (Some(item), None) = (children.next(), children.next()) else {
+        return IqReply::Error(StanzaError::with_text(Condition::BadRequest, "exactly one child element"));
+    };
+    // §3: reserved namespaces cannot be stored.
+    if matches!(item.ns(), "" | "jabber:client" | "jabber:server" | "jabber:component:accept" | NS_PRIVATE) {
+        return IqReply::Error(StanzaError::new(Condition::NotAcceptable));
+    }
+    let key = format!("private {{{}}}{}", item.ns(), item.name());
+    let wrap = |inner: &[u8]| {
+        let mut p = Vec::new();
+        XmlWriter::new(&mut p).start("query").attr("xmlns", NS_PRIVATE).open();
+        p.extend_from_slice(inner);
+        XmlWriter::new(&mut p).end("query");
+        p
+    };
+    match req.iq_type {
+        IqType::Get => match services.store.account_xml(&owner, &key) {
+            Ok(Some(xml)) => IqReply::Result(Some(wrap(&xml))),
+            Ok(None) => {
+                // Nothing stored: the empty element as asked for.
+                let mut empty = Vec::new();
+                XmlWriter::new(&mut empty).empty_ns(item.name(), item.ns());
+                IqReply::Result(Some(wrap(&empty)))
+            }
+            Err(e) => {
+                log::error!("private storage: {e}");
+                IqReply::Error(StanzaError::new(Condition::InternalServerError))
+            }
+        },
+        IqType::Set => {
+            let mut xml = Vec::new();
+            write_element(&mut xml, &item, NS_PRIVATE, None, &[]);
+            match services.store.put_account_xml(&owner, &key, &xml, services.limits.max_private_items) {
+                Ok(true) => IqReply::Result(None),
+                Ok(false) => IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "max_private_items reached")),
+                Err(e) => {
+                    log::error!("private storage: {e}");
+                    IqReply::Error(StanzaError::new(Condition::InternalServerError))
+                }
+            }
+        }
+    }
+}

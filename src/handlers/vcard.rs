@@ -1,0 +1,49 @@
+//! XEP-0054: vcard-temp. An account sets its own vCard; anyone on the server may
+//! read it (clients show nicknames and avatars from it, XEP-0153).
+
+use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::stanza::{Condition, StanzaError};
+use crate::xml::writer::{write_element, XmlWriter};
+
+pub const NS_VCARD: &str = "vcard-temp";
+const KEY: &str = "vcard";
+
+pub const HANDLER: Handler = Handler {
+    namespace: NS_VCARD,
+    element: "vCard",
+    features: &[NS_VCARD],
+    for_server: false,
+    for_account: true,
+    handle,
+};
+
+fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    let own = req.sender.jid.to_bare();
+    let owner = req.on_behalf_of.cloned().unwrap_or_else(|| own.clone());
+    match req.iq_type {
+        IqType::Get => match services.store.account_xml(&owner, KEY) {
+            Ok(Some(xml)) => IqReply::Result(Some(xml)),
+            Ok(None) => {
+                let mut empty = Vec::new();
+                XmlWriter::new(&mut empty).empty_ns("vCard", NS_VCARD);
+                IqReply::Result(Some(empty))
+            }
+            Err(e) => {
+                log::error!("vcard: {e}");
+                IqReply::Error(StanzaError::new(Condition::InternalServerError))
+            }
+        },
+        IqType::Set if owner != own => IqReply::Error(StanzaError::new(Condition::Forbidden)),
+        IqType::Set => {
+            let mut xml = Vec::new();
+            write_element(&mut xml, &req.payload, "", None, &[]);
+            match services.store.put_account_xml(&owner, KEY, &xml, usize::MAX) {
+                Ok(_) => IqReply::Result(None),
+                Err(e) => {
+                    log::error!("vcard: {e}");
+                    IqReply::Error(StanzaError::new(Condition::InternalServerError))
+                }
+            }
+        }
+    }
+}

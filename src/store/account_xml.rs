@@ -1,0 +1,44 @@
+//! Per-account XML documents: the vCard (XEP-0054) and private XML storage
+//! (XEP-0049), each kept as the element wrenhub re-emitted, under a key.
+
+use super::{db_err, Store, StoreError};
+use crate::jid::BareJid;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// (owner, key) → element bytes.
+const ACCOUNT_XML: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("account_xml");
+
+impl Store {
+    pub(super) fn create_account_xml_table(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(ACCOUNT_XML).map_err(db_err)?;
+        Ok(())
+    }
+
+    pub fn account_xml(&self, owner: &BareJid, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
+        Ok(table.get((owner.as_str(), key)).map_err(db_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores a document; `Ok(false)` when the owner already has `max_keys` other
+    /// documents. Durable on return.
+    pub fn put_account_xml(&self, owner: &BareJid, key: &str, xml: &[u8], max_keys: usize) -> Result<bool, StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
+            let exists = table.get((owner.as_str(), key)).map_err(db_err)?.is_some();
+            if !exists {
+                let count = table
+                    .range((owner.as_str(), "")..)
+                    .map_err(db_err)?
+                    .take_while(|r| r.as_ref().is_ok_and(|(k, _)| k.value().0 == owner.as_str()));
+                if count.count() >= max_keys {
+                    return Ok(false);
+                }
+            }
+            table.insert((owner.as_str(), key), xml).map_err(db_err)?;
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(true)
+    }
+}
