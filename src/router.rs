@@ -7,7 +7,7 @@
 //! nowhere to go gets an error back (`service-unavailable`,
 //! `remote-server-not-found`), never a silent drop.
 
-use crate::handlers::{self, carbons, ImLimits, IqReply, IqRequest, IqType, Services};
+use crate::handlers::{self, blocking, carbons, ImLimits, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
 use crate::sessions::{Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
@@ -90,6 +90,20 @@ impl Router<'_> {
             Some(Jid::Bare(b)) => Target::Local(b.clone(), None),
             Some(Jid::Full(f)) => Target::Local(f.to_bare(), Some(f.clone())),
         };
+        let sender_bare = sender.jid.to_bare();
+        let services = self.services();
+        // XEP-0191 §3.4: nothing goes to an address the sender blocks...
+        if to.as_ref().is_some_and(|j| blocking::blocked(&services, &sender_bare, j)) {
+            self.error(stanza, sender, to_text.as_deref(), blocking::outbound_error(), out);
+            return;
+        }
+        // ...and §3.5: nothing reaches an account from an address it blocks.
+        if let Target::Local(bare, _) = &target {
+            if bare != &sender_bare && blocking::blocked(&services, bare, &Jid::Full(sender.jid.clone())) {
+                self.error(stanza, sender, to_text.as_deref(), StanzaError::new(Condition::ServiceUnavailable), out);
+                return;
+            }
+        }
         if kind == Kind::Message && carbons::eligible(stanza) {
             // XEP-0280 §6: the sender's other resources see what it sent.
             let own = self.registry.sessions(&sender.jid.to_bare());

@@ -35,6 +35,8 @@ pub struct Session {
     pub offline_delivered: RefCell<Vec<u64>>,
     /// XEP-0280 carbons are enabled.
     pub carbons: Cell<bool>,
+    /// The session requested the blocklist: it gets blocklist pushes (XEP-0191).
+    pub blocklist_interested: Cell<bool>,
 }
 
 /// Directed-presence recipients tracked per session.
@@ -59,6 +61,7 @@ impl Session {
             directed: RefCell::new(Vec::new()),
             offline_delivered: RefCell::new(Vec::new()),
             carbons: Cell::new(false),
+            blocklist_interested: Cell::new(false),
         }
     }
 

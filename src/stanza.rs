@@ -123,11 +123,13 @@ pub struct StanzaError {
     pub text: Option<String>,
     /// Who generated the error (`by`, §8.3.2), usually the server's domain.
     pub by: Option<String>,
+    /// An application-specific condition element (name, namespace), §8.3.4.
+    pub app: Option<(&'static str, &'static str)>,
 }
 
 impl StanzaError {
     pub fn new(condition: Condition) -> Self {
-        StanzaError { condition, error_type: condition.default_type(), text: None, by: None }
+        StanzaError { condition, error_type: condition.default_type(), text: None, by: None, app: None }
     }
 
     pub fn with_text(condition: Condition, text: impl Into<String>) -> Self {
@@ -141,6 +143,9 @@ impl StanzaError {
         w.empty_ns(self.condition.wire_name(), NS_STANZAS);
         if let Some(t) = &self.text {
             w.start("text").attr("xmlns", NS_STANZAS).attr("xml:lang", "en").open().text(t).end("text");
+        }
+        if let Some((name, ns)) = self.app {
+            w.empty_ns(name, ns);
         }
         w.end("error");
     }

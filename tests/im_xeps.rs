@@ -101,3 +101,33 @@ fn private_xml_storage_and_entity_time() {
     let t = c.read_until("</iq>", WAIT);
     assert!(t.contains("<tzo>+00:00</tzo><utc>20") && t.contains("Z</utc>"), "{t}");
 }
+
+#[test]
+fn blocking_command_stops_stanzas_both_ways_until_unblocked() {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut juliet = server.login("juliet", "pw", "a");
+    let mut other = server.login("juliet", "pw", "b");
+    let mut romeo = server.login("romeo", "pw", "phone");
+    for c in [&mut juliet, &mut other] {
+        c.send("<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>");
+        assert!(c.read_until("</iq>", WAIT).contains("<blocklist xmlns='urn:xmpp:blocking'/>"));
+    }
+    juliet.send("<iq type='set' id='b1'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>");
+    juliet.read_until("id='b1' type='result'", WAIT);
+    let push = other.read_until("</iq>", WAIT);
+    assert!(push.contains("<block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block>"), "{push}");
+    romeo.send("<message to='juliet@localhost/a' id='in'><body>let me in</body></message>");
+    let got = romeo.read_until("</message>", WAIT);
+    assert!(got.contains("id='in'") && got.contains("<service-unavailable "), "{got}");
+    juliet.send("<message to='romeo@localhost/phone' id='out'><body>bye</body></message>");
+    let got = juliet.read_until("</message>", WAIT);
+    assert!(got.contains("<not-acceptable ") && got.contains("<blocked xmlns='urn:xmpp:blocking:errors'/>"), "{got}");
+    juliet.quiet_for(Duration::from_millis(200));
+    assert!(!juliet.received().contains("let me in"));
+    juliet.send("<iq type='set' id='u1'><unblock xmlns='urn:xmpp:blocking'/></iq>");
+    juliet.read_until("id='u1' type='result'", WAIT);
+    romeo.send("<message to='juliet@localhost/a' id='in2'><body>hello again</body></message>");
+    assert!(juliet.read_until("</message>", WAIT).contains("hello again"));
+}

@@ -3,6 +3,7 @@
 //! announces, in the one [`HANDLERS`] table the router dispatches through. Adding a
 //! XEP touches its own file and one line here. Handlers don't import each other.
 
+pub mod blocking;
 pub mod carbons;
 pub mod disco;
 pub mod ping;
@@ -96,6 +97,9 @@ pub const HANDLERS: &[Handler] = &[
     vcard::HANDLER,
     private::HANDLER,
     time::HANDLER,
+    blocking::BLOCKLIST,
+    blocking::BLOCK,
+    blocking::UNBLOCK,
 ];
 
 /// The handler for a payload, if any.

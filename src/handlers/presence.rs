@@ -5,6 +5,7 @@
 //! and unavailable presence broadcast on logout or a dropped connection.
 //! Subscription changes update both rosters and push them (§3.1–§3.3).
 
+use super::blocking;
 use super::roster_items::push_to_interested;
 use super::Services;
 use crate::jid::{BareJid, Jid};
@@ -19,6 +20,15 @@ use std::rc::Rc;
 pub fn route(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
     let presence_type = stanza.attr("type");
     let to = stanza.attr("to").map(|t| t.parse::<Jid>());
+    // XEP-0191: no presence to or from a blocked address (dropped silently).
+    if let Some(Ok(j)) = &to {
+        let me = Jid::Full(sender.jid.clone());
+        if blocking::blocked(services, &sender.jid.to_bare(), j)
+            || (j.local().is_some() && blocking::blocked(services, &j.to_bare(), &me))
+        {
+            return;
+        }
+    }
     match (to, presence_type.as_deref()) {
         (None, None) => available(services, sender, stanza, out),
         (None, Some("unavailable")) => unavailable(services, sender, Some(stanza), out),
@@ -82,6 +92,17 @@ fn roster(services: &Services<'_>, owner: &BareJid) -> Vec<RosterItem> {
     })
 }
 
+/// The roster without contacts the user blocks or who block the user (XEP-0191):
+/// they neither get its presence nor are probed.
+fn unblocked(services: &Services<'_>, sender: &Session, items: Vec<RosterItem>) -> Vec<RosterItem> {
+    let mine = services.store.blocklist(&sender.jid.to_bare()).unwrap_or_default();
+    let me = Jid::Full(sender.jid.clone());
+    items
+        .into_iter()
+        .filter(|i| !blocking::matches(&mine, &Jid::Bare(i.jid.clone())) && !blocking::blocked(services, &i.jid, &me))
+        .collect()
+}
+
 /// §4.2 initial presence and §4.4 presence updates.
 fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
     let previous = sender.priority.get();
@@ -93,7 +114,7 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     let from = sender.jid.as_str();
     *sender.last_presence.borrow_mut() = Some(stamped(stanza, from, None).into_boxed_slice());
     let owner = sender.jid.to_bare();
-    let items = roster(services, &owner);
+    let items = unblocked(services, sender, roster(services, &owner));
     // To every contact subscribed to the user (from/both), at their available resources.
     for item in items.iter().filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both)) {
         let bytes = stamped(stanza, from, Some(item.jid.as_str()));

@@ -3,6 +3,7 @@
 //! acknowledged, so a kill -9 loses no committed account.
 
 pub mod account_xml;
+pub mod blocklist;
 pub mod offline;
 pub mod roster;
 
@@ -127,6 +128,7 @@ impl Store {
         Store::create_roster_tables(&txn)?;
         Store::create_offline_tables(&txn)?;
         Store::create_account_xml_table(&txn)?;
+        Store::create_blocklist_table(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(Store { db })
     }

@@ -1,0 +1,68 @@
+//! XEP-0191 blocklists: per account, the JIDs (full, bare or domain) it blocks.
+
+use super::{db_err, Store, StoreError};
+use crate::jid::BareJid;
+use redb::{ReadableDatabase, TableDefinition};
+
+/// (owner, blocked JID) → nothing.
+const BLOCKLIST: TableDefinition<(&str, &str), ()> = TableDefinition::new("blocklist");
+
+impl Store {
+    pub(super) fn create_blocklist_table(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(BLOCKLIST).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The blocked JIDs of an account, sorted.
+    pub fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(BLOCKLIST).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.range((owner.as_str(), "")..).map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            let (o, jid) = k.value();
+            if o != owner.as_str() {
+                break;
+            }
+            out.push(jid.to_string());
+        }
+        Ok(out)
+    }
+
+    /// Adds and removes entries (`remove_all` clears the list first); `Ok(false)`
+    /// if the list would exceed `max`. Durable on return.
+    pub fn update_blocklist(
+        &self,
+        owner: &BareJid,
+        add: &[String],
+        remove: &[String],
+        remove_all: bool,
+        max: usize,
+    ) -> Result<bool, StoreError> {
+        let mut list = if remove_all { Vec::new() } else { self.blocklist(owner)? };
+        let before = self.blocklist(owner)?;
+        list.retain(|j| !remove.contains(j));
+        for a in add {
+            if !list.contains(a) {
+                list.push(a.clone());
+            }
+        }
+        if list.len() > max {
+            return Ok(false);
+        }
+        let txn = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut table = txn.open_table(BLOCKLIST).map_err(db_err)?;
+            for old in &before {
+                if !list.contains(old) {
+                    table.remove((owner.as_str(), old.as_str())).map_err(db_err)?;
+                }
+            }
+            for new in &list {
+                table.insert((owner.as_str(), new.as_str()), ()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(true)
+    }
+}
