@@ -3,6 +3,18 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Records the server's start (for uptime, XEP-0012).
+pub fn mark_started() {
+    let _ = STARTED.set(std::time::Instant::now());
+}
+
+/// Seconds since [`mark_started`].
+pub fn uptime_secs() -> u64 {
+    STARTED.get().map(|t| t.elapsed().as_secs()).unwrap_or(0)
+}
+
 /// Seconds since the epoch, now.
 pub fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)

@@ -126,6 +126,7 @@ pub enum ListenerKind {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), ServeError> {
+    crate::clock::mark_started();
     create_data_dir(&config.data_dir)?;
     // Signals are set up before listening, so a signal right after start is not lost.
     let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
@@ -158,6 +159,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
                 offline_total: config.max_offline_total,
                 max_private_items: config.max_private_items,
             },
+            caps_ver: Rc::from(crate::handlers::disco::server_caps_ver()),
         },
         domain,
         pool: SessionPool::new(config.max_sessions),

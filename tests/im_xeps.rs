@@ -131,3 +131,53 @@ fn blocking_command_stops_stanzas_both_ways_until_unblocked() {
     romeo.send("<message to='juliet@localhost/a' id='in2'><body>hello again</body></message>");
     assert!(juliet.read_until("</message>", WAIT).contains("hello again"));
 }
+
+#[test]
+fn last_activity_of_the_server_and_of_accounts() {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "phone");
+    romeo.send("<iq type='get' id='l0' to='localhost'><query xmlns='jabber:iq:last'/></iq>");
+    assert!(romeo.read_until("</iq>", WAIT).contains("<query xmlns='jabber:iq:last' seconds='"));
+    // Juliet has never been online, and Romeo may not ask anyway: forbidden.
+    romeo.send("<iq type='get' id='l1' to='juliet@localhost'><query xmlns='jabber:iq:last'/></iq>");
+    assert!(romeo.read_until("</iq>", WAIT).contains("<forbidden "));
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<iq type='get' id='l2' to='juliet@localhost'><query xmlns='jabber:iq:last'/></iq>");
+    assert!(juliet
+        .read_until("</iq>", WAIT)
+        .contains("id='l2' type='result'><query xmlns='jabber:iq:last' seconds='0'/>"));
+    drop(juliet);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut back = server.login("juliet", "pw", "b");
+    back.send("<iq type='get' id='l3' to='juliet@localhost'><query xmlns='jabber:iq:last'/></iq>");
+    let got = back.read_until("</iq>", WAIT);
+    assert!(got.contains("seconds='0'") || got.contains("seconds='1'"), "{got}");
+}
+
+#[test]
+fn entity_caps_in_stream_features_match_disco_info() {
+    use base64::Engine;
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    let mut c = server.login("juliet", "pw", "a");
+    let features = c.received();
+    let ver = between(
+        &features,
+        "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://wrenhub.invalid/caps' ver='",
+        "'/>",
+    )
+    .to_string();
+    c.send("<iq type='get' id='d' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let info = c.read_until("</iq>", WAIT);
+    let mut vars: Vec<&str> = info.split("<feature var='").skip(1).map(|f| f.split('\'').next().unwrap()).collect();
+    vars.sort_unstable();
+    let mut s = String::from("server/im//wrenhub<");
+    for v in vars {
+        s.push_str(v);
+        s.push('<');
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
+    assert_eq!(ver, base64::engine::general_purpose::STANDARD.encode(digest.as_ref()));
+}

@@ -64,3 +64,25 @@ fn items(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     XmlWriter::new(&mut p).empty_ns("query", NS_ITEMS);
     IqReply::Result(Some(p))
 }
+
+/// XEP-0115 §5.1: the verification string of the server's disco#info (identity
+/// `server/im//wrenhub`, then the sorted features), SHA-1, base64.
+pub fn server_caps_ver() -> String {
+    use base64::Engine;
+    let mut features: Vec<&str> =
+        HANDLERS.iter().filter(|h| h.for_server).flat_map(|h| h.features.iter().copied()).collect();
+    features.sort_unstable();
+    features.dedup();
+    let mut s = String::from("server/im//wrenhub<");
+    for f in features {
+        s.push_str(f);
+        s.push('<');
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// `http://jabber.org/protocol/caps`
+pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+/// The node wrenhub names in its caps.
+pub const CAPS_NODE: &str = "https://wrenhub.invalid/caps";

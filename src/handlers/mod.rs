@@ -6,6 +6,7 @@
 pub mod blocking;
 pub mod carbons;
 pub mod disco;
+pub mod last;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -100,6 +101,7 @@ pub const HANDLERS: &[Handler] = &[
     blocking::BLOCKLIST,
     blocking::BLOCK,
     blocking::UNBLOCK,
+    last::HANDLER,
 ];
 
 /// The handler for a payload, if any.

@@ -220,6 +220,10 @@ fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
         crate::handlers::presence::session_ended(&server.services(), session);
     }
     server.registry.unbind(session);
+    let account = session.jid.to_bare();
+    if server.registry.sessions(&account).is_empty() {
+        crate::handlers::last::record_logout(&server.services(), &account);
+    }
 }
 
 fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {

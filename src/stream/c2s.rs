@@ -37,6 +37,8 @@ pub struct Policy {
     pub sasl_plain: bool,
     pub max_auth_attempts: u32,
     pub im: crate::handlers::ImLimits,
+    /// XEP-0115 verification string of the server's features (computed once).
+    pub caps_ver: Rc<str>,
 }
 
 /// What the stream needs from the rest of the server while handling input.
@@ -280,7 +282,15 @@ impl C2sStream {
                 }
             }
         }
-        XmlWriter::new(out).end("stream:features");
+        // XEP-0115 §6.3: the server's entity capabilities.
+        XmlWriter::new(out)
+            .start("c")
+            .attr("xmlns", crate::handlers::disco::NS_CAPS)
+            .attr("hash", "sha-1")
+            .attr("node", crate::handlers::disco::CAPS_NODE)
+            .attr("ver", &self.policy.caps_ver)
+            .close_empty()
+            .end("stream:features");
     }
 
     fn offered_mechanisms(&self, env: &Env<'_>) -> Vec<Mechanism> {

@@ -1,0 +1,63 @@
+//! XEP-0012: Last Activity. The server reports its uptime; for an account, the
+//! time since its last session ended (0 while it is online), to the account itself
+//! and to contacts allowed to see its presence (§4).
+
+use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::jid::BareJid;
+use crate::stanza::{Condition, StanzaError};
+use crate::store::roster::Subscription;
+use crate::xml::writer::XmlWriter;
+
+pub const NS_LAST: &str = "jabber:iq:last";
+const KEY: &str = "last-logout";
+
+pub const HANDLER: Handler =
+    Handler { namespace: NS_LAST, element: "query", features: &[NS_LAST], for_server: true, for_account: true, handle };
+
+fn answer(seconds: u64) -> IqReply {
+    let mut p = Vec::new();
+    XmlWriter::new(&mut p).start("query").attr("xmlns", NS_LAST).attr("seconds", &seconds.to_string()).close_empty();
+    IqReply::Result(Some(p))
+}
+
+fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    if req.iq_type != IqType::Get {
+        return IqReply::Error(StanzaError::new(Condition::BadRequest));
+    }
+    let Some(account) = req.on_behalf_of else {
+        return answer(crate::clock::uptime_secs());
+    };
+    let asker = req.sender.jid.to_bare();
+    let allowed = *account == asker
+        || matches!(
+            services.store.roster_item(account, &asker),
+            Ok(Some(item)) if matches!(item.subscription, Subscription::From | Subscription::Both)
+        );
+    if !allowed {
+        return IqReply::Error(StanzaError::new(Condition::Forbidden));
+    }
+    // Online: for the account itself any session counts; contacts see only
+    // available ones (a session without presence stays invisible to them).
+    let sessions = services.registry.sessions(account);
+    if sessions.iter().any(|s| *account == asker || s.available()) {
+        return answer(0);
+    }
+    match services.store.account_xml(account, KEY) {
+        Ok(Some(b)) if b.len() == 8 => {
+            let at = u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8]));
+            answer(crate::clock::now_unix().saturating_sub(at))
+        }
+        Ok(_) => IqReply::Error(StanzaError::new(Condition::ItemNotFound)),
+        Err(e) => {
+            log::error!("last activity: {e}");
+            IqReply::Error(StanzaError::new(Condition::InternalServerError))
+        }
+    }
+}
+
+/// Records that the account's last session ended now.
+pub fn record_logout(services: &Services<'_>, account: &BareJid) {
+    if let Err(e) = services.store.put_account_xml(account, KEY, &crate::clock::now_unix().to_be_bytes(), usize::MAX) {
+        log::error!("last activity: {e}");
+    }
+}
