@@ -282,15 +282,18 @@ impl C2sStream {
                 }
             }
         }
-        // XEP-0115 §6.3: the server's entity capabilities.
-        XmlWriter::new(out)
-            .start("c")
-            .attr("xmlns", crate::handlers::disco::NS_CAPS)
-            .attr("hash", "sha-1")
-            .attr("node", crate::handlers::disco::CAPS_NODE)
-            .attr("ver", &self.policy.caps_ver)
-            .close_empty()
-            .end("stream:features");
+        // XEP-0115 §6.3: the server's entity capabilities, once TLS is in place
+        // (before it, STARTTLS stays the only feature, RFC 6120 §5.3.1).
+        if self.secure {
+            XmlWriter::new(out)
+                .start("c")
+                .attr("xmlns", crate::handlers::disco::NS_CAPS)
+                .attr("hash", "sha-1")
+                .attr("node", crate::handlers::disco::CAPS_NODE)
+                .attr("ver", &self.policy.caps_ver)
+                .close_empty();
+        }
+        XmlWriter::new(out).end("stream:features");
     }
 
     fn offered_mechanisms(&self, env: &Env<'_>) -> Vec<Mechanism> {
