@@ -1,0 +1,119 @@
+//! RFC 6121 Appendix A on the wire: sequences of subscription stanzas between two
+//! local accounts, and the state each roster ends in (subscription and pending-out
+//! `ask`). Both accounts stay online; the checks read the rosters afresh.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+/// (juliet's item for romeo, romeo's item for juliet): `None` = not in the roster,
+/// else (subscription, ask).
+type Rosters = (Option<(&'static str, bool)>, Option<(&'static str, bool)>);
+
+fn item_state(c: &mut Client, contact: &str) -> Option<(String, bool)> {
+    c.send("<iq type='get' id='check'><query xmlns='jabber:iq:roster'/></iq>");
+    let roster = c.read_until_any(&["id='check' type='result'/>", "</query></iq>", "/></iq>"]);
+    let start = roster.find(&format!("<item jid='{contact}@localhost'"))?;
+    let item = &roster[start..];
+    let item = &item[..item.find('>').unwrap_or(item.len())];
+    let sub = between(item, "subscription='", "'").to_string();
+    Some((sub, item.contains("ask='subscribe'")))
+}
+
+/// Runs `steps` (who, type) and checks both rosters.
+fn scenario(steps: &[(&str, &str)], expected: Rosters) {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut j = server.login("juliet", "pw", "a");
+    let mut r = server.login("romeo", "pw", "b");
+    for c in [&mut j, &mut r] {
+        c.send("<presence/>");
+        c.read_until_any(&["/>", "</presence>"]);
+    }
+    for (who, kind) in steps {
+        let (c, to) = if *who == "juliet" { (&mut j, "romeo") } else { (&mut r, "juliet") };
+        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
+        // A ping's answer means the stanza before it was handled.
+        c.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+        c.read_until("id='sync' type='result'", WAIT);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let got_j = item_state(&mut j, "romeo");
+    let got_r = item_state(&mut r, "juliet");
+    let want = |e: Option<(&str, bool)>| e.map(|(s, a)| (s.to_string(), a));
+    assert_eq!((got_j, got_r), (want(expected.0), want(expected.1)), "steps {steps:?}");
+}
+
+#[test]
+fn subscribe_leaves_the_request_pending_out_and_hidden_at_the_contact() {
+    scenario(&[("juliet", "subscribe")], (Some(("none", true)), None));
+    // Asking twice changes nothing.
+    scenario(&[("juliet", "subscribe"), ("juliet", "subscribe")], (Some(("none", true)), None));
+}
+
+#[test]
+fn an_approved_request_is_to_and_from() {
+    scenario(&[("juliet", "subscribe"), ("romeo", "subscribed")], (Some(("to", false)), Some(("from", false))));
+}
+
+#[test]
+fn a_denied_request_leaves_none() {
+    scenario(&[("juliet", "subscribe"), ("romeo", "unsubscribed")], (Some(("none", false)), None));
+}
+
+#[test]
+fn mutual_subscriptions_are_both() {
+    let both = &[("juliet", "subscribe"), ("romeo", "subscribed"), ("romeo", "subscribe"), ("juliet", "subscribed")];
+    scenario(both, (Some(("both", false)), Some(("both", false))));
+}
+
+#[test]
+fn unsubscribe_from_both_leaves_from_and_to() {
+    let steps = &[
+        ("juliet", "subscribe"),
+        ("romeo", "subscribed"),
+        ("romeo", "subscribe"),
+        ("juliet", "subscribed"),
+        ("juliet", "unsubscribe"),
+    ];
+    scenario(steps, (Some(("from", false)), Some(("to", false))));
+}
+
+#[test]
+fn unsubscribed_from_both_leaves_to_and_from() {
+    let steps = &[
+        ("juliet", "subscribe"),
+        ("romeo", "subscribed"),
+        ("romeo", "subscribe"),
+        ("juliet", "subscribed"),
+        ("juliet", "unsubscribed"),
+    ];
+    scenario(steps, (Some(("to", false)), Some(("from", false))));
+}
+
+#[test]
+fn cancelling_a_pending_request_clears_it_on_both_sides() {
+    scenario(&[("juliet", "subscribe"), ("juliet", "unsubscribe")], (Some(("none", false)), None));
+}
+
+#[test]
+fn subscribed_without_a_request_changes_nothing() {
+    scenario(&[("romeo", "subscribed")], (None, None));
+}
+
+#[test]
+fn subscribing_again_when_subscribed_is_answered_by_the_server() {
+    scenario(
+        &[("juliet", "subscribe"), ("romeo", "subscribed"), ("juliet", "subscribe")],
+        (Some(("to", false)), Some(("from", false))),
+    );
+}
+
+#[test]
+fn a_request_both_ways_pending_then_approved_one_way() {
+    scenario(
+        &[("juliet", "subscribe"), ("romeo", "subscribe"), ("romeo", "subscribed")],
+        (Some(("to", false)), Some(("from", true))),
+    );
+}
