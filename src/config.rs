@@ -78,6 +78,13 @@ pub struct Config {
     pub max_offline_total: usize,
     /// XEP-0049 private XML documents per account.
     pub max_private_items: usize,
+    /// External component listeners (XEP-0114, port 5347), plain and Direct TLS.
+    pub component_listen: Vec<SocketAddr>,
+    pub component_tls_listen: Vec<SocketAddr>,
+    /// The components allowed to connect.
+    pub components: Vec<ComponentConfig>,
+    /// What a second connection for a connected component's domain does.
+    pub component_conflict: ResourceConflict,
     /// PEM certificate chain and key; when absent, the local CA in the data dir.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -91,6 +98,14 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub log_level: Option<String>,
     pub c2s_direct_tls_listen: Vec<String>,
+    pub component_listen: Vec<String>,
+}
+
+/// One `[[component]]` table: an external component (XEP-0114) and its secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ComponentConfig {
+    pub domain: Domain,
+    pub secret: String,
 }
 
 /// RFC 6120 §7.7.2.2: when a client binds a resource that is already connected.
@@ -125,6 +140,8 @@ enum Kind {
     Bool(bool),
     /// One of these words; the first is the default.
     Choice(&'static [&'static str]),
+    /// `[[component]]` tables: `domain`, and `secret` or `secret_file`.
+    Components,
 }
 
 const KEYS: &[Key] = &[
@@ -156,6 +173,10 @@ const KEYS: &[Key] = &[
     Key { name: "max_offline_per_account", kind: Kind::Int { min: 0, max: 100_000, default: 200 } },
     Key { name: "max_offline_total", kind: Kind::Int { min: 0, max: 10_000_000, default: 20_000 } },
     Key { name: "max_private_items", kind: Kind::Int { min: 0, max: 10_000, default: 64 } },
+    Key { name: "component_listen", kind: Kind::Addrs(&["127.0.0.1:5347"]) },
+    Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
+    Key { name: "component", kind: Kind::Components },
+    Key { name: "component_conflict", kind: Kind::Choice(&["refuse", "takeover"]) },
     Key { name: "tls_cert", kind: Kind::Path },
     Key { name: "tls_key", kind: Kind::Path },
 ];
@@ -217,6 +238,9 @@ impl Config {
                 "c2s_direct_tls_listen" if !overrides.c2s_direct_tls_listen.is_empty() => {
                     Some(Raw::Flags(overrides.c2s_direct_tls_listen.clone()))
                 }
+                "component_listen" if !overrides.component_listen.is_empty() => {
+                    Some(Raw::Flags(overrides.component_listen.clone()))
+                }
                 _ => None,
             };
             match flag {
@@ -272,6 +296,13 @@ impl Config {
             max_offline_per_account: v.int(take("max_offline_per_account"), "max_offline_per_account") as usize,
             max_offline_total: v.int(take("max_offline_total"), "max_offline_total") as usize,
             max_private_items: v.int(take("max_private_items"), "max_private_items") as usize,
+            component_listen: v.addrs_allow_empty(take("component_listen"), "component_listen"),
+            component_tls_listen: v.addrs_allow_empty(take("component_tls_listen"), "component_tls_listen"),
+            components: v.components(take("component")),
+            component_conflict: match v.choice(take("component_conflict"), "component_conflict") {
+                "takeover" => ResourceConflict::Takeover,
+                _ => ResourceConflict::Refuse,
+            },
             tls_cert: v.path(take("tls_cert"), "tls_cert"),
             tls_key: v.path(take("tls_key"), "tls_key"),
         };
@@ -412,6 +443,86 @@ impl Validator<'_> {
         addrs
     }
 
+    fn components(&mut self, raw: Option<(Raw, String)>) -> Vec<ComponentConfig> {
+        let example = "[[component]]\ndomain = \"gw.hub.lan\"\nsecret_file = \"/etc/wrenhub/gw.secret\"";
+        let tables = match raw {
+            None => return Vec::new(),
+            Some((Raw::Toml(toml::Value::Array(a)), _)) => a,
+            Some((other, k)) => {
+                self.problem(&k, format!("must be [[component]] tables, got {}", describe(&other)), example.into());
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<ComponentConfig> = Vec::new();
+        for (i, t) in tables.into_iter().enumerate() {
+            let key = format!("component[{i}]");
+            let toml::Value::Table(t) = t else {
+                self.problem(&key, "must be a table".into(), example.into());
+                continue;
+            };
+            for k in t.keys().filter(|k| !matches!(k.as_str(), "domain" | "secret" | "secret_file")) {
+                self.problem(
+                    &format!("{key}.{k}"),
+                    "unknown key".into(),
+                    "use domain, and secret or secret_file".into(),
+                );
+            }
+            let domain = match t.get("domain") {
+                Some(toml::Value::String(d)) => match Domain::parse(d) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.problem(
+                            &format!("{key}.domain"),
+                            format!("{d:?} is not a valid domain: {e}"),
+                            "use e.g. gw.hub.lan".into(),
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    self.problem(&format!("{key}.domain"), "missing".into(), example.into());
+                    continue;
+                }
+            };
+            let secret = match (t.get("secret"), t.get("secret_file")) {
+                (Some(toml::Value::String(s)), None) => s.clone(),
+                (None, Some(toml::Value::String(path))) => match std::fs::read_to_string(path) {
+                    Ok(s) => s.trim().to_string(),
+                    Err(e) => {
+                        self.problem(
+                            &format!("{key}.secret_file"),
+                            format!("cannot read {path}: {e}"),
+                            "give a readable file holding the secret".into(),
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    self.problem(
+                        &format!("{key}.secret"),
+                        "give exactly one of secret and secret_file".into(),
+                        example.into(),
+                    );
+                    continue;
+                }
+            };
+            if secret.is_empty() {
+                self.problem(&format!("{key}.secret"), "the secret is empty".into(), "use a long random secret".into());
+                continue;
+            }
+            if out.iter().any(|c| c.domain == domain) {
+                self.problem(
+                    &format!("{key}.domain"),
+                    format!("{domain} is configured twice"),
+                    "keep one [[component]] per domain".into(),
+                );
+                continue;
+            }
+            out.push(ComponentConfig { domain, secret });
+        }
+        out
+    }
+
     fn bool(&mut self, raw: Option<(Raw, String)>, name: &str) -> bool {
         let Kind::Bool(default) = key(name).kind else { unreachable!("{name} is a boolean key") };
         match raw {
@@ -450,12 +561,12 @@ impl Validator<'_> {
 
     /// Like `addrs`, but an empty list is allowed (the listener is off).
     fn addrs_allow_empty(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<SocketAddr> {
-        if let Some((Raw::Toml(toml::Value::Array(a)), _)) = &raw {
-            if a.is_empty() {
-                return Vec::new();
-            }
+        let empty_default = matches!(key(name).kind, Kind::Addrs(d) if d.is_empty());
+        match &raw {
+            Some((Raw::Toml(toml::Value::Array(a)), _)) if a.is_empty() => Vec::new(),
+            None if empty_default => Vec::new(),
+            _ => self.addrs(raw, name),
         }
-        self.addrs(raw, name)
     }
 
     fn path(&mut self, raw: Option<(Raw, String)>, name: &str) -> Option<PathBuf> {
@@ -534,6 +645,7 @@ pub fn key_table() -> Vec<(String, String, String)> {
             Kind::Str(d) => (k.name.to_string(), format!("\"{d}\""), "string".to_string()),
             Kind::Path => (k.name.to_string(), "(none)".to_string(), "file path".to_string()),
             Kind::Bool(d) => (k.name.to_string(), d.to_string(), "true/false".to_string()),
+            Kind::Components => (k.name.to_string(), "(none)".to_string(), "tables".to_string()),
             Kind::Choice(w) => (k.name.to_string(), format!("\"{}\"", w[0]), w.join(" / ")),
             Kind::Addrs(d) => (k.name.to_string(), format!("{d:?}"), "list of IP:port".to_string()),
             Kind::Int { min, max, default } => (k.name.to_string(), default.to_string(), format!("{min}–{max}")),
@@ -581,6 +693,7 @@ mod tests {
             data_dir: Some("/tmp/x".into()),
             log_level: Some("debug".into()),
             c2s_direct_tls_listen: vec![],
+            component_listen: vec![],
         };
         let c = Config::from_table("domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']".parse().unwrap(), &o).unwrap();
         assert_eq!(c.domain.as_str(), "hub.lan");

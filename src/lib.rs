@@ -1,5 +1,6 @@
 pub mod auth_limiter;
 pub mod clock;
+pub mod components;
 pub mod config;
 pub mod control;
 pub mod fuzzing;

@@ -199,6 +199,9 @@ struct ServeCmd {
     /// client listener with Direct TLS (XEP-0368), IP:PORT, repeatable (overrides the file)
     #[argh(option)]
     c2s_direct_tls_listen: Vec<String>,
+    /// external component listener IP:PORT (XEP-0114), repeatable (overrides the file)
+    #[argh(option)]
+    component_listen: Vec<String>,
     /// data directory (overrides the file; default ./wrenhub-data)
     #[argh(option)]
     data_dir: Option<PathBuf>,
@@ -444,6 +447,7 @@ fn serve(cmd: ServeCmd) -> ExitCode {
         data_dir: cmd.data_dir,
         log_level: cmd.log_level,
         c2s_direct_tls_listen: cmd.c2s_direct_tls_listen,
+        component_listen: cmd.component_listen,
     };
     let config = match Config::load(cmd.config.as_deref(), &overrides) {
         Ok(c) => c,

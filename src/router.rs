@@ -7,12 +7,15 @@
 //! nowhere to go gets an error back (`service-unavailable`,
 //! `remote-server-not-found`), never a silent drop.
 
+use crate::components::{ComponentRegistry, Link};
+use crate::config::ComponentConfig;
 use crate::handlers::{self, blocking, carbons, ImLimits, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
-use crate::sessions::{Registry, Session};
+use crate::sessions::{QueueFull, Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
 use crate::store::offline::OfflineRefused;
 use crate::store::Store;
+use crate::stream::component::NS_COMPONENT;
 use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::{write_element, Override};
 use crate::xml::Element;
@@ -24,6 +27,8 @@ pub struct Router<'a> {
     pub registry: &'a Registry,
     pub store: &'a Store,
     pub limits: ImLimits,
+    pub components: &'a ComponentRegistry,
+    pub configured_components: &'a [ComponentConfig],
 }
 
 /// Where a stanza is addressed.
@@ -32,13 +37,21 @@ enum Target {
     Server,
     /// A local account (bare) or one of its resources (full).
     Local(BareJid, Option<FullJid>),
+    /// An external component's domain (XEP-0114).
+    Component(Rc<Link>),
     /// Another domain.
     Remote,
 }
 
 impl Router<'_> {
     fn services(&self) -> Services<'_> {
-        Services { domain: self.domain, store: self.store, registry: self.registry, limits: self.limits }
+        Services {
+            domain: self.domain,
+            store: self.store,
+            registry: self.registry,
+            limits: self.limits,
+            components: self.components,
+        }
     }
 
     /// Routes one stanza from a bound session. Replies from the server are written
@@ -85,7 +98,10 @@ impl Router<'_> {
             // §10.3.3: an iq without 'to' is handled on behalf of the sender's account.
             None if kind == Kind::Iq => Target::Local(sender.jid.to_bare(), None),
             None => Target::Local(sender.jid.to_bare(), None),
-            Some(j) if j.domain() != self.domain.as_str() => Target::Remote,
+            Some(j) if j.domain() != self.domain.as_str() => match self.components.serving(j.domain()) {
+                Some(link) => Target::Component(link),
+                None => Target::Remote,
+            },
             Some(j) if j.local().is_none() => Target::Server,
             Some(Jid::Bare(b)) => Target::Local(b.clone(), None),
             Some(Jid::Full(f)) => Target::Local(f.to_bare(), Some(f.clone())),
@@ -110,6 +126,16 @@ impl Router<'_> {
             carbons::copy_to(&own, &[sender], "sent", stanza, sender.jid.as_str(), sender, out);
         }
         match target {
+            Target::Component(link) => {
+                if self.to_component(&link, stanza, sender.jid.as_str()).is_err() {
+                    let e = StanzaError::with_text(Condition::ResourceConstraint, "the component is not reading");
+                    self.error(stanza, sender, to_text.as_deref(), e, out);
+                }
+            }
+            Target::Remote if self.configured_component(to.as_ref().map(|j| j.domain()).unwrap_or("")) => {
+                let e = StanzaError::with_text(Condition::ServiceUnavailable, "the gateway is not connected");
+                self.error(stanza, sender, to_text.as_deref(), e, out);
+            }
             Target::Remote => {
                 let e =
                     StanzaError::with_text(Condition::RemoteServerNotFound, "federation is not enabled on this server");
@@ -290,6 +316,111 @@ impl Router<'_> {
             }
         };
         self.error(stanza, sender, to, StanzaError::with_text(Condition::ServiceUnavailable, text), out);
+    }
+
+    /// Is a domain (or a parent of it) configured for a component?
+    fn configured_component(&self, domain: &str) -> bool {
+        self.configured_components.iter().any(|c| {
+            let d = c.domain.as_str();
+            domain == d || domain.strip_suffix(d).is_some_and(|r| r.ends_with('.'))
+        })
+    }
+
+    /// Re-emits a stanza into a component's queue, in its content namespace.
+    fn to_component(&self, link: &Link, stanza: &Element<'_>, from: &str) -> Result<(), QueueFull> {
+        let mut bytes = Vec::with_capacity(256);
+        write_element(&mut bytes, stanza, NS_COMPONENT, Some(NS_COMPONENT), &[Override::Set("from", from)]);
+        link.push(bytes)
+    }
+
+    /// A stanza from a component (its `from` already checked to lie within its
+    /// domain): to local accounts, to another component, or an error back.
+    pub fn route_from_component(&self, link: &Rc<Link>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+        let Some(kind) = Kind::of(stanza) else { return };
+        let from = stanza.attr("from").map(|f| f.into_owned()).unwrap_or_default();
+        let to_text = stanza.attr("to").map(|t| t.into_owned()).unwrap_or_default();
+        let stanza_type = stanza.attr("type");
+        let bounce = |e: StanzaError, out: &mut Vec<u8>| {
+            e.write_reply(stanza, &from, Some(&to_text), out);
+        };
+        let Ok(to) = to_text.parse::<Jid>() else {
+            bounce(StanzaError::new(Condition::JidMalformed), out);
+            return;
+        };
+        if to.domain() != self.domain.as_str() {
+            match self.components.serving(to.domain()) {
+                Some(other) if !Rc::ptr_eq(&other, link) => {
+                    if self.to_component(&other, stanza, &from).is_err() {
+                        bounce(StanzaError::new(Condition::ResourceConstraint), out);
+                    }
+                }
+                _ => bounce(StanzaError::new(Condition::RemoteServerNotFound), out),
+            }
+            return;
+        }
+        let Some(_) = to.local() else {
+            if kind == Kind::Iq && !matches!(stanza_type.as_deref(), Some("result") | Some("error")) {
+                bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+            }
+            return;
+        };
+        let bare = to.to_bare();
+        let sessions = self.registry.sessions(&bare);
+        let deliver = |s: &Rc<Session>| {
+            let mut bytes = Vec::with_capacity(256);
+            write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
+            let _ = s.push(bytes);
+        };
+        if let Jid::Full(full) = &to {
+            if let Some(s) = sessions.iter().find(|s| s.jid == *full) {
+                deliver(s);
+                return;
+            }
+            if kind != Kind::Message {
+                if kind == Kind::Iq {
+                    bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+                }
+                return;
+            }
+        }
+        let available: Vec<&Rc<Session>> = sessions.iter().filter(|s| s.available()).collect();
+        match kind {
+            Kind::Presence => available.iter().for_each(|s| deliver(s)),
+            Kind::Iq => {
+                if !matches!(stanza_type.as_deref(), Some("result") | Some("error")) {
+                    bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+                }
+            }
+            Kind::Message => {
+                let top = available.iter().filter_map(|s| s.priority.get()).filter(|p| *p >= 0).max();
+                let targets: Vec<_> =
+                    available.into_iter().filter(|s| top.is_some() && s.priority.get() == top).collect();
+                if !targets.is_empty() {
+                    targets.iter().for_each(|s| deliver(s));
+                    return;
+                }
+                if matches!(stanza_type.as_deref(), Some("error") | Some("headline") | Some("groupchat")) {
+                    return;
+                }
+                let exists = matches!(self.store.account(&bare), Ok(Some(_)));
+                if !exists {
+                    bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+                    return;
+                }
+                let mut bytes = Vec::with_capacity(256);
+                write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
+                let stored = self.store.store_offline(
+                    &bare,
+                    crate::clock::now_unix(),
+                    &bytes,
+                    self.limits.offline_per_account,
+                    self.limits.offline_total,
+                );
+                if stored.is_err() {
+                    bounce(StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline"), out);
+                }
+            }
+        }
     }
 
     /// Re-emits the stanza with `from` stamped into the recipient's queue.

@@ -32,6 +32,7 @@ pub struct Server {
     pub pool: Rc<SessionPool>,
     pub store: Arc<Store>,
     pub registry: Registry,
+    pub components: crate::components::ComponentRegistry,
     pub limiter: AuthLimiter,
     /// The secret behind fake SCRAM salts for unknown users.
     pub secret: Vec<u8>,
@@ -55,6 +56,19 @@ impl Server {
             store: &self.store,
             registry: &self.registry,
             limits: self.policy.im,
+            components: &self.components,
+        }
+    }
+
+    /// The router, borrowed from the server.
+    pub fn router(&self) -> crate::router::Router<'_> {
+        crate::router::Router {
+            domain: &self.domain,
+            registry: &self.registry,
+            store: &self.store,
+            limits: self.policy.im,
+            components: &self.components,
+            configured_components: &self.config.components,
         }
     }
 
@@ -122,6 +136,10 @@ pub enum ListenerKind {
     Client,
     /// Port 5223: TLS from the first byte (XEP-0368).
     ClientDirectTls,
+    /// Port 5347: external components (XEP-0114).
+    Component,
+    /// External components over Direct TLS.
+    ComponentDirectTls,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -165,6 +183,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         pool: SessionPool::new(config.max_sessions),
         store: Arc::new(store),
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
+        components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         limiter: AuthLimiter::new(config.auth_failures_per_ip),
         secret,
         tls: RefCell::new(Rc::new(tls)),
@@ -321,7 +340,13 @@ fn bind_all(config: &Config) -> Result<Vec<(ListenerKind, Async<TcpListener>)>, 
             config.c2s_direct_tls_listen_is_default,
             "clients with Direct TLS",
         ),
+        (ListenerKind::Component, &config.component_listen, true, "components"),
+        (ListenerKind::ComponentDirectTls, &config.component_tls_listen, false, "components with Direct TLS"),
     ];
+    // Component listeners open only when components are configured.
+    let groups = groups.into_iter().filter(|g| {
+        !matches!(g.0, ListenerKind::Component | ListenerKind::ComponentDirectTls) || !config.components.is_empty()
+    });
     for (kind, addrs, is_default, what) in groups {
         for addr in addrs {
             match Async::<TcpListener>::bind(*addr) {

@@ -11,14 +11,20 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
-/// One bound session, as others see it.
-pub struct Session {
-    pub jid: FullJid,
+/// A bounded outbound queue with a wake-up for the task that writes it, and a
+/// close request. Sessions and component links each have one.
+pub struct Outbox {
     queue: RefCell<VecDeque<Box<[u8]>>>,
     queued_bytes: Cell<usize>,
     limit: usize,
     wake: Event,
     closing: RefCell<Option<StreamError>>,
+}
+
+/// One bound session, as others see it.
+pub struct Session {
+    pub jid: FullJid,
+    outbox: Outbox,
     /// The priority of the session's last available presence (RFC 6121 §4.7.2.3);
     /// `None` until it sends initial presence, and after unavailable presence.
     pub priority: Cell<Option<i8>>,
@@ -46,26 +52,18 @@ pub const MAX_DIRECTED: usize = 64;
 #[derive(Debug, PartialEq, Eq)]
 pub struct QueueFull;
 
-impl Session {
-    fn new(jid: FullJid, limit: usize) -> Session {
-        Session {
-            jid,
+impl Outbox {
+    pub fn new(limit: usize) -> Outbox {
+        Outbox {
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             limit,
             wake: Event::new(),
             closing: RefCell::new(None),
-            priority: Cell::new(None),
-            roster_interested: Cell::new(false),
-            last_presence: RefCell::new(None),
-            directed: RefCell::new(Vec::new()),
-            offline_delivered: RefCell::new(Vec::new()),
-            carbons: Cell::new(false),
-            blocklist_interested: Cell::new(false),
         }
     }
 
-    /// Queues bytes for the client. Over the limit the session is told to close.
+    /// Queues bytes. Over the limit the owner is told to close.
     pub fn push(&self, bytes: Vec<u8>) -> Result<(), QueueFull> {
         if self.closing.borrow().is_some() {
             return Err(QueueFull);
@@ -74,7 +72,7 @@ impl Session {
         if total > self.limit {
             self.close_with(StreamError::with_text(
                 StreamCondition::ResourceConstraint,
-                "the client is not reading: its queue exceeded c2s_queue_size",
+                "the peer is not reading: its queue exceeded its limit",
             ));
             return Err(QueueFull);
         }
@@ -100,7 +98,7 @@ impl Session {
         !self.queue.borrow().is_empty()
     }
 
-    /// Asks the session's task to end the stream with this error.
+    /// Asks the owning task to end the stream with this error.
     pub fn close_with(&self, error: StreamError) {
         let mut closing = self.closing.borrow_mut();
         if closing.is_none() {
@@ -120,6 +118,29 @@ impl Session {
     /// Resolves when something is queued or a close is asked for.
     pub fn listen(&self) -> EventListener {
         self.wake.listen()
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = Outbox;
+    fn deref(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+impl Session {
+    fn new(jid: FullJid, limit: usize) -> Session {
+        Session {
+            jid,
+            outbox: Outbox::new(limit),
+            priority: Cell::new(None),
+            roster_interested: Cell::new(false),
+            last_presence: RefCell::new(None),
+            directed: RefCell::new(Vec::new()),
+            offline_delivered: RefCell::new(Vec::new()),
+            carbons: Cell::new(false),
+            blocklist_interested: Cell::new(false),
+        }
     }
 
     pub fn available(&self) -> bool {

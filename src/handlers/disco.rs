@@ -1,6 +1,6 @@
 //! XEP-0030: Service Discovery. disco#info on the server lists the identity and
 //! every feature the handler table announces; on an account it lists the account
-//! identity. disco#items is empty until components and services arrive.
+//! identity. disco#items on the server lists the connected components.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services, HANDLERS};
 use crate::stanza::{Condition, StanzaError};
@@ -56,12 +56,24 @@ fn info(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     IqReply::Result(Some(p))
 }
 
-fn items(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+/// The server's items are the connected components (XEP-0114 gateways).
+fn items(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
+    let domains = if req.on_behalf_of.is_none() { services.components.domains() } else { Vec::new() };
     let mut p = Vec::new();
-    XmlWriter::new(&mut p).empty_ns("query", NS_ITEMS);
+    let mut w = XmlWriter::new(&mut p);
+    w.start("query").attr("xmlns", NS_ITEMS);
+    if domains.is_empty() {
+        w.close_empty();
+    } else {
+        w.open();
+        for d in &domains {
+            XmlWriter::new(&mut p).start("item").attr("jid", d).close_empty();
+        }
+        XmlWriter::new(&mut p).end("query");
+    }
     IqReply::Result(Some(p))
 }
 

@@ -43,6 +43,7 @@ pub struct Services<'a> {
     pub store: &'a Store,
     pub registry: &'a Registry,
     pub limits: ImLimits,
+    pub components: &'a crate::components::ComponentRegistry,
 }
 
 /// `get` or `set` (results and errors are never dispatched to handlers).

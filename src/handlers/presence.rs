@@ -20,6 +20,21 @@ use std::rc::Rc;
 pub fn route(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
     let presence_type = stanza.attr("type");
     let to = stanza.attr("to").map(|t| t.parse::<Jid>());
+    // Presence for a gateway's users goes to the gateway (XEP-0114).
+    if let Some(Ok(j)) = &to {
+        if let Some(link) = services.components.serving(j.domain()) {
+            let mut bytes = Vec::with_capacity(200);
+            write_element(
+                &mut bytes,
+                stanza,
+                crate::stream::component::NS_COMPONENT,
+                Some(crate::stream::component::NS_COMPONENT),
+                &[Override::Set("from", sender.jid.as_str())],
+            );
+            let _ = link.push(bytes);
+            return;
+        }
+    }
     // XEP-0191: no presence to or from a blocked address (dropped silently).
     if let Some(Ok(j)) = &to {
         let me = Jid::Full(sender.jid.clone());

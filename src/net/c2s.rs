@@ -234,6 +234,8 @@ fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings
         secret: &server.secret,
         bindings,
         peer,
+        components: &server.components,
+        configured_components: &server.config.components,
     }
 }
 

@@ -46,17 +46,26 @@ pub async fn accept_clients(
         match server.pool.try_acquire(peer) {
             Some(lease) => {
                 log::debug!("{peer}: connected (slot {})", lease.index());
-                let transport = match kind {
-                    ListenerKind::Client => Transport::plain(stream),
-                    ListenerKind::ClientDirectTls => match Transport::direct_tls(stream, server.tls_config(true)) {
+                let direct = matches!(kind, ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls);
+                let transport = if direct {
+                    match Transport::direct_tls(stream, server.tls_config(kind == ListenerKind::ClientDirectTls)) {
                         Ok(t) => t,
                         Err(e) => {
                             log::warn!("{peer}: cannot start TLS: {e}");
                             continue;
                         }
-                    },
+                    }
+                } else {
+                    Transport::plain(stream)
                 };
-                ex.spawn(super::c2s::serve(Rc::clone(&server), transport, lease)).detach();
+                match kind {
+                    ListenerKind::Client | ListenerKind::ClientDirectTls => {
+                        ex.spawn(super::c2s::serve(Rc::clone(&server), transport, lease)).detach()
+                    }
+                    ListenerKind::Component | ListenerKind::ComponentDirectTls => {
+                        ex.spawn(super::component::serve(Rc::clone(&server), transport, lease)).detach()
+                    }
+                }
             }
             None => refuse(&server, &ex, stream, peer),
         }

@@ -2,6 +2,7 @@
 //! Everything runs on one `smol::LocalExecutor` thread; a connection is one task.
 
 pub mod c2s;
+pub mod component;
 pub mod listener;
 
 use async_io::{Async, Timer};

@@ -51,6 +51,8 @@ pub struct Env<'a> {
     /// Channel bindings of the TLS layer (empty without TLS).
     pub bindings: &'a ChannelBindings,
     pub peer: IpAddr,
+    pub components: &'a crate::components::ComponentRegistry,
+    pub configured_components: &'a [crate::config::ComponentConfig],
 }
 
 /// Where a client stream stands.
@@ -589,8 +591,15 @@ impl C2sStream {
             }
         }
         let session = Rc::clone(session);
-        Router { domain: &self.policy.domain, registry: env.registry, store: env.store, limits: self.policy.im }
-            .route(&session, el, out);
+        Router {
+            domain: &self.policy.domain,
+            registry: env.registry,
+            store: env.store,
+            limits: self.policy.im,
+            components: env.components,
+            configured_components: env.configured_components,
+        }
+        .route(&session, el, out);
         Step::Continue
     }
 

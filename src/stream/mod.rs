@@ -2,6 +2,7 @@
 //! errors, and the per-connection-kind state machines.
 
 pub mod c2s;
+pub mod component;
 pub mod error;
 pub mod header;
 

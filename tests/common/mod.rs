@@ -26,6 +26,8 @@ pub struct Server {
     pub port: u16,
     /// The Direct TLS port (XEP-0368).
     pub tls_port: u16,
+    /// The component port (XEP-0114), when components are configured.
+    pub component_port: Option<u16>,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -51,6 +53,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .args(["--c2s-listen", "127.0.0.1:0", "--c2s-direct-tls-listen", "127.0.0.1:0"])
+            .args(["--component-listen", "127.0.0.1:0"])
             .args(["--log-level", "debug", "--data-dir"])
             .arg(dir.path().join("data"))
             .stdin(Stdio::null())
@@ -64,26 +67,35 @@ impl Server {
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (tls, marker) in [
-                    (false, "listening for clients on 127.0.0.1:"),
-                    (true, "listening for clients with Direct TLS on 127.0.0.1:"),
+                for (kind, marker) in [
+                    (0, "listening for clients on 127.0.0.1:"),
+                    (1, "listening for clients with Direct TLS on 127.0.0.1:"),
+                    (2, "listening for components on 127.0.0.1:"),
+                    (3, " serving "),
                 ] {
                     if let Some(rest) = line.split(marker).nth(1) {
-                        let _ = tx.send((tls, rest.trim().parse::<u16>().ok()));
+                        let port = rest.trim().parse::<u16>().ok();
+                        let _ = tx.send((kind, if kind == 3 { Some(0) } else { port }));
                     }
                 }
                 sink.lock().unwrap().push(line);
             }
         });
-        let (mut port, mut tls_port) = (None, None);
-        while port.is_none() || tls_port.is_none() {
+        // The listeners are announced before the "serving" line.
+        let (mut port, mut tls_port, mut component_port) = (None, None, None);
+        loop {
             match rx.recv_timeout(Duration::from_secs(20)) {
-                Ok((false, p)) => port = p,
-                Ok((true, p)) => tls_port = p,
-                Err(_) => panic!("server did not report its ports; log: {:?}", log.lock().unwrap()),
+                Ok((0, p)) => port = p,
+                Ok((1, p)) => tls_port = p,
+                Ok((2, p)) => component_port = p,
+                Ok(_) => break,
+                Err(_) => panic!("server did not start; log: {:?}", log.lock().unwrap()),
             }
         }
-        Server { child, port: port.unwrap(), tls_port: tls_port.unwrap(), dir, log }
+        let (Some(port), Some(tls_port)) = (port, tls_port) else {
+            panic!("server did not report its ports; log: {:?}", log.lock().unwrap())
+        };
+        Server { child, port, tls_port, component_port, dir, log }
     }
 
     pub fn data_dir(&self) -> std::path::PathBuf {
@@ -221,6 +233,11 @@ pub struct Client {
 }
 
 impl Client {
+    /// A plain TCP client to a port on 127.0.0.1.
+    pub fn connect_port(port: u16) -> Client {
+        Client::plain(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
+    }
+
     fn plain(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("nodelay");
         Client { io: Io::Plain(stream), received: Vec::new(), mark: 0, jid: String::new() }

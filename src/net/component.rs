@@ -1,0 +1,145 @@
+//! The task of one external component connection (XEP-0114): read → framer →
+//! [`ComponentStream`] → write, with the stanzas routed to the component, the
+//! handshake deadline and shutdown.
+
+use super::transport::{ReadOutcome, Transport};
+use crate::server::Server;
+use crate::session_pool::SessionLease;
+use crate::stream::component::{ComponentStream, Env, Input, Step};
+use crate::xml::Framer;
+use async_io::Timer;
+use event_listener::EventListener;
+use std::rc::Rc;
+use std::time::Instant;
+
+enum Wake {
+    Readable,
+    Queue,
+    Deadline(&'static str),
+    Shutdown,
+}
+
+fn env(server: &Server) -> Env<'_> {
+    Env { configured: &server.config.components, components: &server.components, router: server.router() }
+}
+
+/// Serves one component connection until it closes.
+pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
+    let config = &server.config;
+    let peer = lease.info().map(|i| i.peer);
+    let mut framer = Framer::new(config.xml);
+    let mut stream = ComponentStream::default();
+    let mut out = Vec::new();
+    let started = Instant::now();
+    let mut last_read = started;
+    let mut shutdown = server.shutdown.listen();
+    let mut queue_listener: Option<EventListener> = None;
+    loop {
+        let mut step = Step::Continue;
+        if let Some(link) = stream.link() {
+            match link.take_close() {
+                Some(error) => step = stream.handle(Input::Kill(error), &env(&server), &mut out),
+                None => link.drain_into(&mut out),
+            }
+        }
+        let wake = if step == Step::Close {
+            None
+        } else if server.is_shutting_down() {
+            Some(Wake::Shutdown)
+        } else if transport.has_buffered_input() {
+            Some(Wake::Readable)
+        } else if !out.is_empty() {
+            None
+        } else {
+            framer.trim();
+            if queue_listener.is_none() {
+                queue_listener = stream.link().map(|l| l.listen());
+                if stream.link().is_some_and(|l| l.has_queued() || l.closing()) {
+                    continue;
+                }
+            }
+            let (deadline, why) = if stream.established() {
+                (last_read + config.c2s_idle_timeout, "no data received within c2s_idle_timeout")
+            } else {
+                (started + config.c2s_auth_timeout, "no handshake within c2s_auth_timeout")
+            };
+            let queue = async {
+                match queue_listener.as_mut() {
+                    Some(l) => l.await,
+                    None => std::future::pending::<()>().await,
+                }
+                Wake::Queue
+            };
+            Some(
+                futures_lite::future::or(
+                    futures_lite::future::or(
+                        async {
+                            let _ = transport.readable().await;
+                            Wake::Readable
+                        },
+                        queue,
+                    ),
+                    futures_lite::future::or(
+                        async {
+                            Timer::at(deadline).await;
+                            Wake::Deadline(why)
+                        },
+                        async {
+                            (&mut shutdown).await;
+                            Wake::Shutdown
+                        },
+                    ),
+                )
+                .await,
+            )
+        };
+        match wake {
+            None => {}
+            Some(Wake::Queue) => queue_listener = None,
+            Some(Wake::Readable) => {
+                match transport.read_into(&mut framer) {
+                    Ok(ReadOutcome::Eof) => break,
+                    Ok(ReadOutcome::WouldBlock) => {}
+                    Ok(ReadOutcome::Data) => last_read = Instant::now(),
+                    Err(e) => {
+                        log::debug!("component {peer:?}: read failed: {e}");
+                        let _ = transport.write_all(&[], config.write_timeout).await;
+                        break;
+                    }
+                }
+                loop {
+                    step = match framer.next_event() {
+                        Ok(Some(event)) => stream.handle(Input::Xml(event), &env(&server), &mut out),
+                        Ok(None) => break,
+                        Err(e) => stream.handle(Input::XmlError(e), &env(&server), &mut out),
+                    };
+                    if step == Step::Close {
+                        break;
+                    }
+                }
+            }
+            Some(Wake::Deadline(why)) => step = stream.handle(Input::Timeout(why), &env(&server), &mut out),
+            Some(Wake::Shutdown) => step = stream.handle(Input::Shutdown, &env(&server), &mut out),
+        }
+        if let Err(e) = transport.write_all(&out, config.write_timeout).await {
+            log::debug!("component {peer:?}: write failed: {e}");
+            break;
+        }
+        out.clear();
+        if out.capacity() > 4096 {
+            out = Vec::new();
+        }
+        if step == Step::Close {
+            if let Some(link) = stream.link() {
+                server.components.disconnect(link);
+            }
+            drop(framer);
+            transport.close(config.write_timeout).await;
+            return;
+        }
+    }
+    if let Some(link) = stream.link() {
+        log::info!("component {} disconnected", link.domain);
+        server.components.disconnect(link);
+    }
+}

@@ -1,0 +1,97 @@
+//! External components (XEP-0114) on the wire: the handshake and its errors, the
+//! conflict policy, routing both ways, `from` checks, disco, a gateway that is down.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const GW: &str = "[[component]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n";
+
+fn sha1_hex(s: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Opens a component stream for `domain`; returns the client and the stream id.
+fn open(server: &Server, domain: &str) -> (Client, String) {
+    let port = server.component_port.expect("component listener");
+    let mut c = Client::connect_port(port);
+    c.send(&format!(
+        "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
+    ));
+    let header = c.read_until(">", WAIT);
+    let id = between(&header, "id='", "'").to_string();
+    (c, id)
+}
+
+fn connect(server: &Server) -> Client {
+    let (mut c, id) = open(server, "gw.localhost");
+    c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}s3cret"))));
+    c.read_until("<handshake/>", WAIT);
+    c
+}
+
+#[test]
+fn handshake_succeeds_with_the_secret_and_fails_without() {
+    let server = Server::start_with(GW);
+    let (c, _) = open(&server, "gw.localhost");
+    assert!(c.received().contains("from='gw.localhost'") && c.received().contains("xmlns='jabber:component:accept'"));
+    drop(c);
+    let _ok = connect(&server);
+    let (mut bad, _) = open(&server, "gw.localhost");
+    bad.send("<handshake>0000000000000000000000000000000000000000</handshake>");
+    assert_stream_error(&bad.read_to_close(WAIT), "not-authorized");
+}
+
+#[test]
+fn unconfigured_domains_and_second_connections_are_refused() {
+    let server = Server::start_with(GW);
+    let (mut unknown, _) = open(&server, "other.localhost");
+    assert_stream_error(&unknown.read_to_close(WAIT), "host-unknown");
+    let _first = connect(&server);
+    let (mut second, id) = open(&server, "gw.localhost");
+    second.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}s3cret"))));
+    assert_stream_error(&second.read_to_close(WAIT), "conflict");
+}
+
+#[test]
+fn users_and_the_gateway_exchange_stanzas() {
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "pw");
+    let mut gw = connect(&server);
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<message to='echo@gw.localhost' id='m1' type='chat'><body>ping</body></message>");
+    let got = gw.read_until("</message>", WAIT);
+    assert!(
+        got.contains("from='juliet@localhost/a'")
+            && got.contains("to='echo@gw.localhost'")
+            && got.contains("<body>ping</body>"),
+        "{got}"
+    );
+    gw.send("<message from='echo@gw.localhost' to='juliet@localhost/a' type='chat'><body>pong</body></message>");
+    let reply = juliet.read_until("</message>", WAIT);
+    assert!(reply.contains("from='echo@gw.localhost'") && reply.contains("<body>pong</body>"), "{reply}");
+    // The server lists the gateway, and disco#info on it reaches the gateway.
+    juliet.send("<iq type='get' id='i' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    assert!(juliet.read_until("</iq>", WAIT).contains("<item jid='gw.localhost'/>"));
+    juliet.send("<iq type='get' id='d' to='gw.localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    assert!(gw.read_until("</iq>", WAIT).contains("id='d'"));
+    // A stanza from outside the component's domain ends its stream.
+    gw.send("<message from='juliet@localhost' to='juliet@localhost/a'><body>forged</body></message>");
+    assert_stream_error(&gw.read_to_close(WAIT), "invalid-from");
+    juliet.quiet_for(Duration::from_millis(200));
+    assert!(!juliet.received().contains("forged"));
+}
+
+#[test]
+fn a_gateway_that_is_down_is_service_unavailable() {
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "pw");
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<message to='echo@gw.localhost' id='m1'><body>anyone?</body></message>");
+    let got = juliet.read_until("</message>", WAIT);
+    assert!(got.contains("type='error'") && got.contains("<service-unavailable "), "{got}");
+}
