@@ -95,3 +95,58 @@ fn a_gateway_that_is_down_is_service_unavailable() {
     let got = juliet.read_until("</message>", WAIT);
     assert!(got.contains("type='error'") && got.contains("<service-unavailable "), "{got}");
 }
+
+/// The example gateway in `examples/`, built by `cargo test` next to this test.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary");
+    exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("examples").join("echo_gateway")
+}
+
+#[test]
+fn the_example_echo_gateway_answers_a_user() {
+    let server = Server::start_with("[[component]]\ndomain = 'echo.localhost'\nsecret = 'example'\n");
+    server.add_user("juliet", "pw");
+    let mut gateway = std::process::Command::new(example_binary())
+        .args([&format!("127.0.0.1:{}", server.component_port.unwrap()), "echo.localhost", "example"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run examples/echo_gateway: a plain `cargo test` builds it (or `cargo build --example echo_gateway`)");
+    let mut juliet = server.login("juliet", "pw", "a");
+    // Wait until the gateway is connected.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !server.log().contains("component echo.localhost connected") {
+        assert!(std::time::Instant::now() < deadline, "the gateway did not connect: {}", server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    juliet.send("<message to='bot@echo.localhost' type='chat'><body>hi</body></message>");
+    let got = juliet.read_until("</message>", WAIT);
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert!(got.contains("from='bot@echo.localhost'") && got.contains("<body>echo: hi</body>"), "{got}");
+}
+
+#[test]
+fn components_can_use_direct_tls_and_a_secret_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("gw.secret");
+    std::fs::write(&secret_file, "from-a-file\n").unwrap();
+    let config = format!(
+        "component_tls_listen = ['127.0.0.1:0']\n[[component]]\ndomain = 'gw.localhost'\nsecret_file = '{}'\n",
+        secret_file.display()
+    );
+    let server = Server::start_with(&config);
+    let line = server.log();
+    let port: u16 = line
+        .split("listening for components with Direct TLS on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .and_then(|p| p.trim().parse().ok())
+        .expect("component TLS port in the log");
+    let mut c = Client::connect_port(port);
+    c.upgrade_tls(&server.ca_pem(), &[]);
+    c.send("<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='gw.localhost'>");
+    let header = c.read_until(">", WAIT);
+    let id = between(&header, "id='", "'").to_string();
+    c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}from-a-file"))));
+    c.read_until("<handshake/>", WAIT);
+}
