@@ -99,6 +99,8 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub c2s_direct_tls_listen: Vec<String>,
     pub component_listen: Vec<String>,
+    /// `--board NAME`: a built-in board profile under the file and the flags.
+    pub board: Option<String>,
 }
 
 /// One `[[component]]` table: an external component (XEP-0114) and its secret.
@@ -177,6 +179,7 @@ const KEYS: &[Key] = &[
     Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
     Key { name: "component", kind: Kind::Components },
     Key { name: "component_conflict", kind: Kind::Choice(&["refuse", "takeover"]) },
+    Key { name: "board", kind: Kind::Str("") },
     Key { name: "tls_cert", kind: Kind::Path },
     Key { name: "tls_key", kind: Kind::Path },
 ];
@@ -218,6 +221,39 @@ impl Config {
     /// Validates a parsed table plus overrides.
     pub fn from_table(mut table: toml::Table, overrides: &Overrides) -> Result<Config, Vec<Problem>> {
         let mut problems = Vec::new();
+        // A board profile fills in the keys the file leaves out.
+        let board = match (&overrides.board, table.remove("board")) {
+            (Some(flag), _) => Some((flag.clone(), "--board".to_string())),
+            (None, Some(toml::Value::String(b))) => Some((b, "board".to_string())),
+            (None, Some(other)) => {
+                problems.push(Problem {
+                    key: "board".into(),
+                    message: format!("must be a board name, got {}", show(&other)),
+                    fix: format!("use one of {}", crate::boards::names()),
+                });
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some((name, key)) = board {
+            match crate::boards::profile(&name).map(|t| t.parse::<toml::Table>()) {
+                Some(Ok(profile)) => {
+                    for (k, v) in profile {
+                        table.entry(k).or_insert(v);
+                    }
+                }
+                Some(Err(e)) => problems.push(Problem {
+                    key,
+                    message: format!("the built-in profile is broken: {e}"),
+                    fix: "report a bug".into(),
+                }),
+                None => problems.push(Problem {
+                    key,
+                    message: format!("unknown board {name:?}"),
+                    fix: format!("use one of {}", crate::boards::names()),
+                }),
+            }
+        }
         for key in table.keys() {
             if !KEYS.iter().any(|k| k.name == key) {
                 let fix = match closest_key(key) {
@@ -686,6 +722,22 @@ mod tests {
     }
 
     #[test]
+    fn board_profiles_apply_under_the_file_and_flags() {
+        let o = Overrides { board: Some("openwrt-router".into()), ..Overrides::default() };
+        let c = Config::from_table("max_sessions = 64".parse().unwrap(), &o).unwrap();
+        assert_eq!(c.max_sessions, 64, "the file wins over the profile");
+        assert_eq!(c.xml.max_stanza_size, 32768, "the profile fills in the rest");
+        let c = Config::from_table("board = 'raspberry-pi-zero'".parse().unwrap(), &Overrides::default()).unwrap();
+        assert_eq!(c.max_sessions, 256);
+        for (name, _) in crate::boards::PROFILES {
+            let o = Overrides { board: Some(name.to_string()), ..Overrides::default() };
+            assert!(Config::from_table(toml::Table::new(), &o).is_ok(), "{name}");
+        }
+        let bad = Overrides { board: Some("toaster".into()), ..Overrides::default() };
+        assert_eq!(Config::from_table(toml::Table::new(), &bad).unwrap_err()[0].key, "--board");
+    }
+
+    #[test]
     fn flags_override_the_file() {
         let o = Overrides {
             domain: Some("Hub.LAN.".into()),
@@ -694,6 +746,7 @@ mod tests {
             log_level: Some("debug".into()),
             c2s_direct_tls_listen: vec![],
             component_listen: vec![],
+            board: None,
         };
         let c = Config::from_table("domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']".parse().unwrap(), &o).unwrap();
         assert_eq!(c.domain.as_str(), "hub.lan");

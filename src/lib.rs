@@ -1,4 +1,5 @@
 pub mod auth_limiter;
+pub mod boards;
 pub mod clock;
 pub mod components;
 pub mod config;

@@ -199,6 +199,9 @@ struct ServeCmd {
     /// client listener with Direct TLS (XEP-0368), IP:PORT, repeatable (overrides the file)
     #[argh(option)]
     c2s_direct_tls_listen: Vec<String>,
+    /// a built-in board profile: raspberry-pi-zero, raspberry-pi-4, openwrt-router, nas
+    #[argh(option)]
+    board: Option<String>,
     /// external component listener IP:PORT (XEP-0114), repeatable (overrides the file)
     #[argh(option)]
     component_listen: Vec<String>,
@@ -448,6 +451,7 @@ fn serve(cmd: ServeCmd) -> ExitCode {
         log_level: cmd.log_level,
         c2s_direct_tls_listen: cmd.c2s_direct_tls_listen,
         component_listen: cmd.component_listen,
+        board: cmd.board,
     };
     let config = match Config::load(cmd.config.as_deref(), &overrides) {
         Ok(c) => c,
