@@ -560,3 +560,21 @@ fn configured_certificate_files_replace_the_local_ca() {
         server.cli(&["cert", "export-ca", "--config", server.dir.path().join("wrenhub.toml").to_str().unwrap()], "");
     assert!(!ok && text.contains("no local CA"), "{text}");
 }
+
+#[test]
+fn a_session_that_closes_its_stream_leaves_the_registry() {
+    let server = Server::start_with("resource_conflict = 'refuse'");
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let mut first = server.login("juliet", "balcony", "home");
+    first.send("<presence/>");
+    first.send("</stream:stream>");
+    first.read_to_close(WAIT);
+    // With the refuse policy a stale session would make this bind fail with conflict.
+    let _again = server.login("juliet", "balcony", "home");
+    // And a session closed by a stream error is gone too.
+    let mut romeo = server.login("romeo", "montague", "phone");
+    romeo.send("<bogus/>");
+    assert_stream_error(&romeo.read_to_close(WAIT), "unsupported-stanza-type");
+    let _back = server.login("romeo", "montague", "phone");
+}

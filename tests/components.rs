@@ -150,3 +150,16 @@ fn components_can_use_direct_tls_and_a_secret_file() {
     c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}from-a-file"))));
     c.read_until("<handshake/>", WAIT);
 }
+
+#[test]
+fn a_component_that_closes_its_stream_can_connect_again() {
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "pw");
+    let mut gw = connect(&server);
+    gw.send("</stream:stream>");
+    gw.read_to_close(WAIT);
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<message to='echo@gw.localhost' id='down'><body>x</body></message>");
+    assert!(juliet.read_until("</message>", WAIT).contains("<service-unavailable "));
+    let _again = connect(&server);
+}

@@ -169,3 +169,39 @@ fn slixmpp_wrong_password_fails_with_not_authorized() {
         run_check(&server, "wrong_password.py", &args);
     }
 }
+
+/// One external component (XEP-0114) for `gw.localhost` with the secret `s3cret`.
+const GW: &str = "[[component]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n";
+
+/// The server's component port, as the scripts' `--component-port`.
+fn component_port(server: &Server) -> String {
+    server.component_port.expect("the server listens for components").to_string()
+}
+
+#[test]
+fn slixmpp_component_echoes_a_client_message_back_through_the_server() {
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "balcony");
+    let port = component_port(&server);
+    let component = ["--component-port", &port, "--domain", "gw.localhost", "--secret", "s3cret"];
+    let client = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    run_check(&server, "component_echo.py", &[&component[..], &client[..]].concat());
+}
+
+#[test]
+fn slixmpp_component_with_a_wrong_secret_gets_stream_error_not_authorized() {
+    let server = Server::start_with(GW);
+    let port = component_port(&server);
+    let args = ["--component-port", &port, "--domain", "gw.localhost", "--secret", "wrong"];
+    run_check(&server, "component_wrong_secret.py", &args);
+}
+
+#[test]
+fn slixmpp_second_component_for_a_domain_gets_conflict_and_the_first_keeps_relaying() {
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "balcony");
+    let port = component_port(&server);
+    let component = ["--component-port", &port, "--domain", "gw.localhost", "--secret", "s3cret"];
+    let client = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    run_check(&server, "component_conflict.py", &[&component[..], &client[..]].concat());
+}

@@ -184,8 +184,8 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 c2s.set_secure();
             }
             Step::Close => {
-                if let Some(s) = c2s.session() {
-                    end_session(&server, s);
+                if let Some(s) = c2s.take_session() {
+                    end_session(&server, &s);
                 }
                 drop(framer);
                 transport.close(config.write_timeout).await;
@@ -193,8 +193,8 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             }
         }
     }
-    if let Some(s) = c2s.session() {
-        end_session(&server, s);
+    if let Some(s) = c2s.take_session() {
+        end_session(&server, &s);
     }
 }
 

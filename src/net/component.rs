@@ -130,16 +130,17 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             out = Vec::new();
         }
         if step == Step::Close {
-            if let Some(link) = stream.link() {
-                server.components.disconnect(link);
+            if let Some(link) = stream.take_link() {
+                log::info!("component {} disconnected", link.domain);
+                server.components.disconnect(&link);
             }
             drop(framer);
             transport.close(config.write_timeout).await;
             return;
         }
     }
-    if let Some(link) = stream.link() {
+    if let Some(link) = stream.take_link() {
         log::info!("component {} disconnected", link.domain);
-        server.components.disconnect(link);
+        server.components.disconnect(&link);
     }
 }

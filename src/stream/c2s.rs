@@ -133,6 +133,8 @@ pub struct C2sStream {
     /// The id of the current stream (fresh at every header).
     stream_id: String,
     header_sent: bool,
+    /// The session that was bound when the stream closed, for the loop to clean up.
+    ended: Option<Rc<Session>>,
 }
 
 impl C2sStream {
@@ -145,6 +147,7 @@ impl C2sStream {
             failed_auth: 0,
             stream_id: String::new(),
             header_sent: false,
+            ended: None,
         }
     }
 
@@ -166,6 +169,21 @@ impl C2sStream {
         match &self.phase {
             Phase::Bound(s) => Some(s),
             _ => None,
+        }
+    }
+
+    /// The bound session, also after the stream closed (for cleanup; once).
+    pub fn take_session(&mut self) -> Option<Rc<Session>> {
+        match &self.phase {
+            Phase::Bound(s) => Some(Rc::clone(s)),
+            _ => self.ended.take(),
+        }
+    }
+
+    /// Enters the closed phase, keeping a bound session for cleanup.
+    fn enter_closed(&mut self) {
+        if let Phase::Bound(s) = std::mem::replace(&mut self.phase, Phase::Closed) {
+            self.ended = Some(s);
         }
     }
 
@@ -326,7 +344,7 @@ impl C2sStream {
                 // §5.4.2.2: TLS already in place, or not at this point.
                 XmlWriter::new(out).empty_ns("failure", NS_TLS);
                 out.extend_from_slice(b"</stream:stream>");
-                self.phase = Phase::Closed;
+                self.enter_closed();
                 Step::Close
             }
             (Phase::Negotiating | Phase::Sasl(..), NS_SASL, "auth") => self.on_auth(el, env, out),
@@ -609,7 +627,7 @@ impl C2sStream {
             self.write_error_header(out);
         }
         out.extend_from_slice(b"</stream:stream>");
-        self.phase = Phase::Closed;
+        self.enter_closed();
         Step::Close
     }
 

@@ -55,6 +55,8 @@ pub struct ComponentStream {
     header_sent: bool,
     /// The domain the header asked for (the `from` of our header).
     domain: String,
+    /// The registered link, kept after the stream closed for the loop to clean up.
+    ended: Option<Rc<Link>>,
 }
 
 impl Default for ComponentStream {
@@ -64,6 +66,7 @@ impl Default for ComponentStream {
             stream_id: String::new(),
             header_sent: false,
             domain: String::new(),
+            ended: None,
         }
     }
 }
@@ -73,6 +76,14 @@ impl ComponentStream {
         match &self.phase {
             Phase::Established(l) => Some(l),
             _ => None,
+        }
+    }
+
+    /// The registered link, also after the stream closed (for cleanup; once).
+    pub fn take_link(&mut self) -> Option<Rc<Link>> {
+        match &self.phase {
+            Phase::Established(l) => Some(Rc::clone(l)),
+            _ => self.ended.take(),
         }
     }
 
@@ -210,7 +221,9 @@ impl ComponentStream {
             self.write_header(out);
         }
         out.extend_from_slice(b"</stream:stream>");
-        self.phase = Phase::Closed;
+        if let Phase::Established(link) = std::mem::replace(&mut self.phase, Phase::Closed) {
+            self.ended = Some(link);
+        }
         Step::Close
     }
 

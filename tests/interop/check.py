@@ -21,7 +21,29 @@ from pathlib import Path
 import slixmpp
 from slixmpp.exceptions import IqError, IqTimeout
 
-__all__ = ["Fail", "IqError", "IqTimeout", "check", "close", "connect", "drain", "expect", "main", "online"]
+__all__ = [
+    "COMPONENT_OPTIONS",
+    "Fail",
+    "IqError",
+    "IqTimeout",
+    "check",
+    "close",
+    "connect",
+    "connect_component",
+    "drain",
+    "echo",
+    "echo_round_trip",
+    "expect",
+    "main",
+    "online",
+]
+
+# Options of the component checks (XEP-0114); pass as main()'s extra_options.
+COMPONENT_OPTIONS = [
+    ("--component-port", None, "component port (XEP-0114, jabber:component:accept)"),
+    ("--domain", "gw.localhost", "the component's domain"),
+    ("--secret", "s3cret", "its shared secret"),
+]
 
 
 class Fail(Exception):
@@ -89,6 +111,66 @@ def connect(args, jid, password, mech=None, direct_tls=False, alpn=None):
     check(port, "--tls-port is required for Direct TLS" if direct_tls else "--port is required")
     xmpp.connect(args.host, int(port))
     return xmpp, online
+
+
+def connect_component(args):
+    """A slixmpp ComponentXMPP for --domain that connects to --component-port and
+    handshakes with --secret. Returns (component, future) like
+    connect(): None once the server accepted the handshake, or the reason it did not.
+    Its `stream_errors` (list of conditions received) and `closed` (future, done
+    when the connection is gone) let a check say how it ended."""
+    check(args.component_port, "--component-port is required")
+    xmpp = slixmpp.ComponentXMPP(args.domain, args.secret, args.host, int(args.component_port))
+    loop = asyncio.get_running_loop()
+    online, xmpp.closed, xmpp.stream_errors = loop.create_future(), loop.create_future(), []
+
+    def settle(future, result):
+        if not future.done():
+            future.set_result(result)
+
+    def stream_error(error):
+        xmpp.stream_errors.append(error["condition"])
+        settle(online, f"stream error: {error['condition']}")
+
+    def disconnected(reason):
+        settle(online, f"disconnected before the handshake was accepted ({reason})")
+        settle(xmpp.closed, reason)
+
+    xmpp.add_event_handler("session_start", lambda _: settle(online, None))
+    xmpp.add_event_handler("connection_failed", lambda e: settle(online, f"connection failed: {e}"))
+    xmpp.add_event_handler("stream_error", stream_error)
+    xmpp.add_event_handler("disconnected", disconnected)
+    xmpp.connect()
+    return xmpp, online
+
+
+def echo(component):
+    """Makes `component` answer every message with a body by the same body, from the
+    JID it was sent to. Returns an asyncio.Queue of the messages it received."""
+    inbox = asyncio.Queue()
+
+    def answer(msg):
+        inbox.put_nowait(msg)
+        msg.reply(msg["body"]).send()
+
+    component.add_event_handler("message", answer)
+    return inbox
+
+
+async def echo_round_trip(client, client_inbox, component_inbox, to, body):
+    """`client` sends a chat message to `to`, a JID at an echo() component: the
+    component receives it from the client's full JID, and the client receives the
+    body back from `to`. The inboxes are the message queues of both."""
+    client.send_message(mto=to, mbody=body, mtype="chat")
+    got = await expect(component_inbox, f"the component to receive the message to {to}")
+    check(got["body"] == body, f"the component received {got}")
+    check(got["from"] == client.boundjid, f"the component received it from {got['from']}, not {client.boundjid}")
+    check(got["to"] == slixmpp.JID(to), f"the component received it addressed to {got['to']}, not {to}")
+    reply = await expect(client_inbox, f"the echo from {to}")
+    check(reply["body"] == body, f"{client.boundjid} received {reply}, expected the body {body!r}")
+    check(reply["from"] == slixmpp.JID(to), f"the echo came from {reply['from']}, not {to}")
+    check(reply["to"] == client.boundjid, f"the echo was addressed to {reply['to']}, not {client.boundjid}")
+    check(reply["type"] == "chat", f"the echo has type {reply['type']!r}, not 'chat'")
 
 
 async def online(args, jid, password, **kwargs):
