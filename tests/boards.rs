@@ -47,3 +47,29 @@ fn openwrt_router_full_pool_stays_within_its_memory_budget() {
 fn raspberry_pi_zero_full_pool_stays_within_its_memory_budget() {
     fill_pool("raspberry-pi-zero", 256);
 }
+
+#[test]
+fn cross_toml_covers_every_board_target_and_the_documented_command_names_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cross: toml::Table =
+        std::fs::read_to_string(root.join("cross.toml")).unwrap().parse().expect("cross.toml is TOML");
+    let targets = cross.get("target").and_then(|t| t.as_table()).expect("[target.*] tables");
+    for entry in std::fs::read_dir(root.join("boards")).unwrap() {
+        let board = entry.unwrap().path();
+        if !board.join("board.toml").exists() {
+            continue;
+        }
+        let name = board.file_name().unwrap().to_str().unwrap().to_string();
+        let target = std::fs::read_to_string(board.join("board.toml"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("target = ").map(|t| t.trim_matches('"').to_string()))
+            .expect("target in board.toml");
+        assert!(targets.contains_key(&target), "cross.toml has no [target.{target}] for {name}");
+    }
+    let armv6 = targets["arm-unknown-linux-musleabihf"].as_table().unwrap();
+    assert!(armv6.contains_key("build-std"), "ARMv6 needs build-std");
+    // cross reads Cross.toml unless CROSS_CONFIG names the file: the README says so.
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(readme.contains("CROSS_CONFIG=cross.toml cross build --release --target"), "README's cross command");
+}

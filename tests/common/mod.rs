@@ -46,9 +46,15 @@ impl Server {
 
     /// Starts a server on an existing data dir.
     pub fn start_in(dir: tempfile::TempDir, config: &str) -> Server {
+        Server::start_program(&[env!("CARGO_BIN_EXE_wrenhub")], dir, config)
+    }
+
+    /// Starts `program` (e.g. an emulator and a cross-built binary) as the server.
+    pub fn start_program(program: &[&str], dir: tempfile::TempDir, config: &str) -> Server {
         let config_path = dir.path().join("wrenhub.toml");
         std::fs::write(&config_path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wrenhub"))
+        let mut child = Command::new(program[0])
+            .args(&program[1..])
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
@@ -84,7 +90,7 @@ impl Server {
         // The listeners are announced before the "serving" line.
         let (mut port, mut tls_port, mut component_port) = (None, None, None);
         loop {
-            match rx.recv_timeout(Duration::from_secs(20)) {
+            match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok((0, p)) => port = p,
                 Ok((1, p)) => tls_port = p,
                 Ok((2, p)) => component_port = p,
