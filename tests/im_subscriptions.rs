@@ -117,3 +117,47 @@ fn a_request_both_ways_pending_then_approved_one_way() {
         (Some(("to", false)), Some(("from", true))),
     );
 }
+
+#[test]
+fn unsubscribe_or_unsubscribed_with_no_subscription_changes_nothing() {
+    scenario(&[("juliet", "unsubscribe")], (None, None));
+    scenario(&[("juliet", "unsubscribed")], (None, None));
+}
+
+#[test]
+fn from_with_pending_out_then_unsubscribe_leaves_from() {
+    let steps = &[("romeo", "subscribe"), ("juliet", "subscribed"), ("juliet", "subscribe"), ("juliet", "unsubscribe")];
+    scenario(steps, (Some(("from", false)), Some(("to", false))));
+}
+
+#[test]
+fn pending_both_ways_then_unsubscribed_keeps_the_users_own_request() {
+    let steps = &[("juliet", "subscribe"), ("romeo", "subscribe"), ("juliet", "unsubscribed")];
+    scenario(steps, (Some(("none", true)), Some(("none", false))));
+}
+
+#[test]
+fn pending_both_ways_then_unsubscribe_keeps_the_contacts_request() {
+    let steps = &[("juliet", "subscribe"), ("romeo", "subscribe"), ("juliet", "unsubscribe")];
+    scenario(steps, (Some(("none", false)), Some(("none", true))));
+}
+
+#[test]
+fn from_with_pending_out_then_unsubscribed_leaves_only_the_request() {
+    let steps =
+        &[("romeo", "subscribe"), ("juliet", "subscribed"), ("juliet", "subscribe"), ("juliet", "unsubscribed")];
+    scenario(steps, (Some(("none", true)), Some(("none", false))));
+}
+
+#[test]
+fn subscribe_when_both_changes_nothing() {
+    let steps = &[
+        ("juliet", "subscribe"),
+        ("romeo", "subscribed"),
+        ("romeo", "subscribe"),
+        ("juliet", "subscribed"),
+        ("juliet", "subscribe"),
+        ("romeo", "subscribed"),
+    ];
+    scenario(steps, (Some(("both", false)), Some(("both", false))));
+}
