@@ -163,3 +163,11 @@ fn a_component_that_closes_its_stream_can_connect_again() {
     assert!(juliet.read_until("</message>", WAIT).contains("<service-unavailable "));
     let _again = connect(&server);
 }
+
+#[test]
+fn a_component_stanza_without_to_is_improper_addressing() {
+    let server = Server::start_with(GW);
+    let mut gw = connect(&server);
+    gw.send("<message from='bot@gw.localhost'><body>to nobody</body></message>");
+    assert_stream_error(&gw.read_to_close(WAIT), "improper-addressing");
+}
