@@ -67,28 +67,40 @@ pub async fn accept_clients(
                     }
                 }
             }
-            None => refuse(&server, &ex, stream, peer),
+            None => refuse(&server, &ex, stream, peer, kind),
         }
     }
 }
 
 /// The pool is full: answer with a header and `resource-constraint` (RFC 6120
 /// §4.9.3.17), without reading the client's header and without a session slot.
-fn refuse(server: &Rc<Server>, ex: &LocalExecutor<'static>, stream: Async<TcpStream>, peer: std::net::SocketAddr) {
-    if server.refusing.get() >= MAX_REFUSING {
+fn refuse(
+    server: &Rc<Server>,
+    ex: &LocalExecutor<'static>,
+    stream: Async<TcpStream>,
+    peer: std::net::SocketAddr,
+    kind: ListenerKind,
+) {
+    // A Direct TLS peer expects a handshake first: an answer would cost a TLS
+    // session, which is exactly what the pool has no room for.
+    if server.refusing.get() >= MAX_REFUSING
+        || matches!(kind, ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls)
+    {
         log::warn!("{peer}: session pool full (max_sessions = {}), closed", server.pool.capacity());
         return;
     }
     log::warn!("{peer}: session pool full (max_sessions = {}), refused", server.pool.capacity());
     server.refusing.set(server.refusing.get() + 1);
     let mut out = Vec::with_capacity(400);
-    C2sStream::new(server.policy.clone(), false).fail(
-        StreamError::with_text(
-            StreamCondition::ResourceConstraint,
-            "the server is serving its maximum number of sessions",
-        ),
-        &mut out,
+    let error = StreamError::with_text(
+        StreamCondition::ResourceConstraint,
+        "the server is serving its maximum number of sessions",
     );
+    if kind == ListenerKind::Component {
+        crate::stream::component::ComponentStream::default().fail(error, &mut out);
+    } else {
+        C2sStream::new(server.policy.clone(), false).fail(error, &mut out);
+    }
     let server = Rc::clone(server);
     ex.spawn(async move {
         if write_all_timeout(&stream, &out, REFUSE_TIMEOUT).await.is_ok() {
