@@ -3,11 +3,11 @@
 //! stanzas, and the shutdown signal.
 
 use super::transport::{ReadOutcome, Transport};
+use super::Idle;
 use crate::server::Server;
 use crate::session_pool::SessionLease;
 use crate::stream::c2s::{C2sStream, Env, Input, Step};
 use crate::xml::Framer;
-use async_io::Timer;
 use event_listener::EventListener;
 use std::rc::Rc;
 use std::time::Instant;
@@ -65,39 +65,12 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 }
             }
             let (deadline, why) = deadline(&server, &c2s, started, last_read, ping_sent);
-            let queue = async {
-                match queue_listener.as_mut() {
-                    Some(l) => l.await,
-                    None => std::future::pending::<()>().await,
-                }
-                Wake::Queue
-            };
-            Some(
-                futures_lite::future::or(
-                    futures_lite::future::or(
-                        async {
-                            // An error here shows up again on the read below.
-                            let _ = transport.readable().await;
-                            Wake::Readable
-                        },
-                        queue,
-                    ),
-                    futures_lite::future::or(
-                        async {
-                            Timer::at(deadline).await;
-                            match why {
-                                Some(why) => Wake::Deadline(why),
-                                None => Wake::Ping,
-                            }
-                        },
-                        async {
-                            (&mut shutdown).await;
-                            Wake::Shutdown
-                        },
-                    ),
-                )
-                .await,
-            )
+            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown).await {
+                Idle::Readable => Wake::Readable,
+                Idle::Queue => Wake::Queue,
+                Idle::Shutdown => Wake::Shutdown,
+                Idle::Deadline => why.map_or(Wake::Ping, Wake::Deadline),
+            })
         };
         match wake {
             None => {}

@@ -3,11 +3,11 @@
 //! handshake deadline and shutdown.
 
 use super::transport::{ReadOutcome, Transport};
+use super::Idle;
 use crate::server::Server;
 use crate::session_pool::SessionLease;
 use crate::stream::component::{ComponentStream, Env, Input, Step};
 use crate::xml::Framer;
-use async_io::Timer;
 use event_listener::EventListener;
 use std::rc::Rc;
 use std::time::Instant;
@@ -63,35 +63,12 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             } else {
                 (started + config.c2s_auth_timeout, "no handshake within c2s_auth_timeout")
             };
-            let queue = async {
-                match queue_listener.as_mut() {
-                    Some(l) => l.await,
-                    None => std::future::pending::<()>().await,
-                }
-                Wake::Queue
-            };
-            Some(
-                futures_lite::future::or(
-                    futures_lite::future::or(
-                        async {
-                            let _ = transport.readable().await;
-                            Wake::Readable
-                        },
-                        queue,
-                    ),
-                    futures_lite::future::or(
-                        async {
-                            Timer::at(deadline).await;
-                            Wake::Deadline(why)
-                        },
-                        async {
-                            (&mut shutdown).await;
-                            Wake::Shutdown
-                        },
-                    ),
-                )
-                .await,
-            )
+            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown).await {
+                Idle::Readable => Wake::Readable,
+                Idle::Queue => Wake::Queue,
+                Idle::Shutdown => Wake::Shutdown,
+                Idle::Deadline => Wake::Deadline(why),
+            })
         };
         match wake {
             None => {}

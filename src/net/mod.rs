@@ -15,6 +15,51 @@ use std::time::{Duration, Instant};
 /// after the server closed its side (RFC 6120 §4.4), reading and discarding.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
+/// What woke an idle connection task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Idle {
+    /// The socket has data.
+    Readable,
+    /// Its outbound queue has data or a close request.
+    Queue,
+    /// The deadline passed.
+    Deadline,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Waits, holding no buffer, for the first of: input, the queue, the deadline,
+/// shutdown. The one wait loop of every connection task.
+pub async fn wait_idle(
+    transport: &transport::Transport,
+    queue: &mut Option<event_listener::EventListener>,
+    deadline: Instant,
+    shutdown: &mut event_listener::EventListener,
+) -> Idle {
+    let queue = async {
+        match queue.as_mut() {
+            Some(l) => l.await,
+            None => std::future::pending::<()>().await,
+        }
+        Idle::Queue
+    };
+    let readable = async {
+        // An error here shows up again on the read that follows.
+        let _ = transport.readable().await;
+        Idle::Readable
+    };
+    let deadline = async {
+        Timer::at(deadline).await;
+        Idle::Deadline
+    };
+    let shutdown = async {
+        shutdown.await;
+        Idle::Shutdown
+    };
+    futures_lite::future::or(futures_lite::future::or(readable, queue), futures_lite::future::or(deadline, shutdown))
+        .await
+}
+
 /// Writes all of `out` or fails after `timeout` without progress.
 pub async fn write_all_timeout(stream: &Async<TcpStream>, out: &[u8], timeout: Duration) -> io::Result<()> {
     let mut rest = out;
