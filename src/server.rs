@@ -218,7 +218,12 @@ pub fn run(config: Config) -> Result<(), ServeError> {
                 other => break other,
             }
         };
-        log::info!("received {signal:?}, shutting down");
+        let name = match signal {
+            Some(Ok(Signal::Term)) => "SIGTERM",
+            Some(Ok(Signal::Int)) => "SIGINT",
+            _ => "a stop signal",
+        };
+        log::info!("received {name}, shutting down");
         server.shutting_down.set(true);
         drop(accepters);
         drop(control);
