@@ -13,39 +13,46 @@ from common import HEADER, raise_fd_limit, rss_kib, start_server
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 
 def read_until(sock, marker, buf):
-    while marker not in buf[0]:
+    while marker not in buf[0] and b"</failure>" not in buf[0]:
         chunk = sock.recv(65536)
         if not chunk:
             raise SystemExit(f"closed while waiting for {marker!r}: {buf[0][-300:]!r}")
         buf[0] += chunk
+    if marker not in buf[0]:
+        head, _, rest = buf[0].partition(b"</failure>")
+        buf[0] = rest
+        return head + b"</failure>"
     head, _, rest = buf[0].partition(marker)
     buf[0] = rest
     return head + marker
 
 SALTED = {}
 
-def scram(sock, buf, user, password):
+def scram(sock, buf, user, password, hash_name="sha256"):
+    mech = {"sha256": "SCRAM-SHA-256", "sha1": "SCRAM-SHA-1"}[hash_name]
     bare = f"n={user},r=benchnonce"
-    sock.sendall(f"<auth xmlns='{SASL}' mechanism='SCRAM-SHA-256'>{base64.b64encode(('n,,' + bare).encode()).decode()}</auth>".encode())
+    sock.sendall(f"<auth xmlns='{SASL}' mechanism='{mech}'>{base64.b64encode(('n,,' + bare).encode()).decode()}</auth>".encode())
     got = read_until(sock, b"</challenge>", buf).decode()
+    if "<failure" in got:
+        raise SystemExit(f"{mech} refused: {got}")
     first = base64.b64decode(re.search(r">([^<]+)</challenge>", got).group(1)).decode()
     fields = dict(f.split("=", 1) for f in first.split(","))
-    key = (fields["s"], fields["i"])
+    key = (hash_name, fields["s"], fields["i"])
     if key not in SALTED:
-        SALTED[key] = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+        SALTED[key] = hashlib.pbkdf2_hmac(hash_name, password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
     salted = SALTED[key]
-    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
-    stored = hashlib.sha256(client_key).digest()
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    stored = hashlib.new(hash_name, client_key).digest()
     without = f"c=biws,r={fields['r']}"
     auth = f"{bare},{first},{without}".encode()
-    sig = hmac.new(stored, auth, "sha256").digest()
+    sig = hmac.new(stored, auth, hash_name).digest()
     proof = bytes(a ^ b for a, b in zip(client_key, sig))
     msg = f"{without},p={base64.b64encode(proof).decode()}"
     sock.sendall(f"<response xmlns='{SASL}'>{base64.b64encode(msg.encode()).decode()}</response>".encode())
     got = read_until(sock, b"</success>", buf)
     assert b"<success" in got, got
 
-def login(port, ctx, user, password, resource):
+def login(port, ctx, user, password, resource, hash_name="sha256"):
     raw = socket.create_connection(("127.0.0.1", port))
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     buf = [b""]
@@ -57,7 +64,7 @@ def login(port, ctx, user, password, resource):
     buf = [b""]
     sock.sendall(HEADER)
     read_until(sock, b"</stream:features>", buf)
-    scram(sock, buf, user, password)
+    scram(sock, buf, user, password, hash_name)
     sock.sendall(HEADER)
     read_until(sock, b"</stream:features>", buf)
     sock.sendall(f"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource></bind></iq>".encode())
