@@ -119,6 +119,23 @@ impl Outbox {
     pub fn listen(&self) -> EventListener {
         self.wake.listen()
     }
+
+    /// What the writing task takes before it writes: a close request wins,
+    /// otherwise everything queued moves into `out`.
+    pub fn take_close_or_drain(&self, out: &mut Vec<u8>) -> Option<StreamError> {
+        let close = self.take_close();
+        if close.is_none() {
+            self.drain_into(out);
+        }
+        close
+    }
+
+    /// A listener for the next push, or `None` when something is already waiting
+    /// (pushed before the listener existed), so the task must not sleep.
+    pub fn listen_if_idle(&self) -> Option<EventListener> {
+        let listener = self.listen();
+        (!self.has_queued() && !self.closing()).then_some(listener)
+    }
 }
 
 impl std::ops::Deref for Session {

@@ -23,6 +23,16 @@ fn users(server: &Server, names: &[&str]) {
     }
 }
 
+/// Juliet (balcony) asks for Romeo's (garden) presence and he approves; returns
+/// once his presence has reached her.
+fn juliet_subscribes_to_romeo(juliet: &mut Client, romeo: &mut Client) {
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    romeo.read_until("type='subscribe'/>", WAIT);
+    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+    romeo.read_until("subscription='from'", WAIT);
+    juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/balcony'/>", WAIT);
+}
+
 /// Reads the next stanza of this kind (up to its end) from `c`.
 fn next(c: &mut Client, end: &str) -> String {
     c.read_until(end, WAIT)
@@ -78,10 +88,7 @@ fn initial_presence_probes_contacts_and_a_dropped_connection_is_unavailable() {
     users(&server, &["juliet", "romeo"]);
     let mut juliet = online(&server, "juliet", "balcony");
     let mut romeo = online(&server, "romeo", "garden");
-    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
-    romeo.read_until("type='subscribe'/>", WAIT);
-    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
-    juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/balcony'/>", WAIT);
+    juliet_subscribes_to_romeo(&mut juliet, &mut romeo);
     // A second resource of Juliet gets Romeo's presence by probe at its initial presence.
     let mut phone = server.login("juliet", "pw", "phone");
     phone.send("<presence/>");
@@ -111,11 +118,7 @@ fn unsubscribe_and_unsubscribed_end_the_subscription_on_both_sides() {
     users(&server, &["juliet", "romeo"]);
     let mut juliet = online(&server, "juliet", "balcony");
     let mut romeo = online(&server, "romeo", "garden");
-    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
-    romeo.read_until("type='subscribe'/>", WAIT);
-    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
-    romeo.read_until("subscription='from'", WAIT);
-    juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/balcony'/>", WAIT);
+    juliet_subscribes_to_romeo(&mut juliet, &mut romeo);
     juliet.send("<presence to='romeo@localhost' type='unsubscribe'/>");
     let push = juliet.read_until("</iq>", WAIT);
     assert!(push.contains("jid='romeo@localhost' subscription='none'"), "{push}");

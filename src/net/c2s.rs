@@ -39,12 +39,8 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     'conn: loop {
         let mut step = Step::Continue;
         // Routed stanzas and kill requests for the bound session.
-        if let Some(session) = c2s.session() {
-            if let Some(error) = session.take_close() {
-                step = c2s.handle(Input::Kill(error), &env(&server, &bindings, peer_ip), &mut out);
-            } else {
-                session.drain_into(&mut out);
-            }
+        if let Some(error) = c2s.session().and_then(|s| s.take_close_or_drain(&mut out)) {
+            step = c2s.handle(Input::Kill(error), &env(&server, &bindings, peer_ip), &mut out);
         }
         let wake = if matches!(step, Step::Close) {
             None
@@ -57,11 +53,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         } else {
             // An idle connection keeps no input buffer while it waits.
             framer.trim();
-            if queue_listener.is_none() {
-                queue_listener = c2s.session().map(|s| s.listen());
-                // Something may have been queued before the listener existed.
-                if c2s.session().is_some_and(|s| s.has_queued() || s.closing()) {
-                    continue 'conn;
+            if let (None, Some(session)) = (&queue_listener, c2s.session()) {
+                match session.listen_if_idle() {
+                    Some(listener) => queue_listener = Some(listener),
+                    None => continue 'conn,
                 }
             }
             let (deadline, why) = deadline(&server, &c2s, started, last_read, ping_sent);

@@ -36,11 +36,8 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     let mut queue_listener: Option<EventListener> = None;
     loop {
         let mut step = Step::Continue;
-        if let Some(link) = stream.link() {
-            match link.take_close() {
-                Some(error) => step = stream.handle(Input::Kill(error), &env(&server), &mut out),
-                None => link.drain_into(&mut out),
-            }
+        if let Some(error) = stream.link().and_then(|l| l.take_close_or_drain(&mut out)) {
+            step = stream.handle(Input::Kill(error), &env(&server), &mut out);
         }
         let wake = if step == Step::Close {
             None
@@ -52,10 +49,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             None
         } else {
             framer.trim();
-            if queue_listener.is_none() {
-                queue_listener = stream.link().map(|l| l.listen());
-                if stream.link().is_some_and(|l| l.has_queued() || l.closing()) {
-                    continue;
+            if let (None, Some(link)) = (&queue_listener, stream.link()) {
+                match link.listen_if_idle() {
+                    Some(listener) => queue_listener = Some(listener),
+                    None => continue,
                 }
             }
             let (deadline, why) = if stream.established() {

@@ -8,6 +8,7 @@
 
 use super::error::{StreamCondition, StreamError};
 use super::header::{negotiate, new_stream_id, ResponseHeader, Version, NS_CLIENT, NS_STREAMS};
+pub use super::Input;
 use crate::auth_limiter::AuthLimiter;
 use crate::jid::{BareJid, Domain, FullJid};
 use crate::router::Router;
@@ -17,7 +18,7 @@ use crate::sessions::{BindError, Registry, Session};
 use crate::stanza::{Condition, StanzaError};
 use crate::store::{Account, Store};
 use crate::xml::writer::XmlWriter;
-use crate::xml::{Element, Event, XmlError};
+use crate::xml::{Element, Event};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
@@ -72,20 +73,6 @@ pub enum Phase {
     Bound(Rc<Session>),
     /// The server has closed its side.
     Closed,
-}
-
-/// What happened to the stream.
-#[derive(Debug)]
-pub enum Input<'a> {
-    Xml(Event<'a>),
-    XmlError(XmlError),
-    /// A deadline passed; the text says which one.
-    Timeout(&'static str),
-    /// The server is stopping (SIGTERM / SIGINT).
-    Shutdown,
-    /// Someone else ended this session (resource conflict, account deleted, queue
-    /// overflow).
-    Kill(StreamError),
 }
 
 /// A PLAIN password check: one PBKDF2 run, too slow for the event loop on a small
@@ -196,16 +183,11 @@ impl C2sStream {
         if matches!(self.phase, Phase::Closed) {
             return Step::Close;
         }
-        match input {
-            Input::Xml(Event::Header(header)) => self.on_header(&header, env, out),
-            Input::Xml(Event::Element(el)) => self.on_element(&el, env, out),
-            Input::Xml(Event::StreamEnd) => self.close(out),
-            Input::XmlError(e) => self.fail(StreamError::from(e), out),
-            Input::Timeout(why) => self.fail(StreamError::with_text(StreamCondition::ConnectionTimeout, why), out),
-            Input::Shutdown => {
-                self.fail(StreamError::with_text(StreamCondition::SystemShutdown, "the server is shutting down"), out)
-            }
-            Input::Kill(e) => self.fail(e, out),
+        match input.into_event() {
+            Ok(Event::Header(header)) => self.on_header(&header, env, out),
+            Ok(Event::Element(el)) => self.on_element(&el, env, out),
+            Ok(Event::StreamEnd) => self.close(out),
+            Err(e) => self.fail(e, out),
         }
     }
 

@@ -6,13 +6,14 @@
 
 use super::error::{StreamCondition, StreamError};
 use super::header::{new_stream_id, NS_STREAMS};
+pub use super::Input;
 use crate::components::{ComponentRegistry, Link};
 use crate::config::ComponentConfig;
 use crate::jid::{Domain, Jid};
 use crate::router::Router;
 use crate::sasl::scram::ct_eq;
 use crate::xml::writer::XmlWriter;
-use crate::xml::{Element, Event, XmlError};
+use crate::xml::{Element, Event};
 use std::rc::Rc;
 
 /// `jabber:component:accept`
@@ -31,15 +32,6 @@ enum Phase {
     AwaitingHandshake(usize),
     Established(Rc<Link>),
     Closed,
-}
-
-/// What happened to the stream.
-pub enum Input<'a> {
-    Xml(Event<'a>),
-    XmlError(XmlError),
-    Timeout(&'static str),
-    Shutdown,
-    Kill(StreamError),
 }
 
 /// What the connection loop does next.
@@ -99,16 +91,11 @@ impl ComponentStream {
         if matches!(self.phase, Phase::Closed) {
             return Step::Close;
         }
-        match input {
-            Input::Xml(Event::Header(h)) => self.on_header(&h, env, out),
-            Input::Xml(Event::Element(el)) => self.on_element(&el, env, out),
-            Input::Xml(Event::StreamEnd) => self.close(out),
-            Input::XmlError(e) => self.fail(StreamError::from(e), out),
-            Input::Timeout(why) => self.fail(StreamError::with_text(StreamCondition::ConnectionTimeout, why), out),
-            Input::Shutdown => {
-                self.fail(StreamError::with_text(StreamCondition::SystemShutdown, "the server is shutting down"), out)
-            }
-            Input::Kill(e) => self.fail(e, out),
+        match input.into_event() {
+            Ok(Event::Header(h)) => self.on_header(&h, env, out),
+            Ok(Event::Element(el)) => self.on_element(&el, env, out),
+            Ok(Event::StreamEnd) => self.close(out),
+            Err(e) => self.fail(e, out),
         }
     }
 
