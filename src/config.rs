@@ -88,6 +88,51 @@ pub struct Config {
     /// PEM certificate chain and key; when absent, the local CA in the data dir.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Server-to-server federation (RFC 6120 §3, §13.7): the s2s listener opens and
+    /// stanzas to other domains leave over outbound links.
+    pub federation: bool,
+    /// Inbound s2s listeners (port 5269), STARTTLS; and Direct TLS (XEP-0368).
+    pub s2s_listen: Vec<SocketAddr>,
+    pub s2s_direct_tls_listen: Vec<SocketAddr>,
+    /// Static routes, tried before DNS (`[[s2s_route]]`).
+    pub s2s_routes: Vec<S2sRoute>,
+    /// Pinned peer certificates (`[[s2s_peer]]`).
+    pub s2s_peers: Vec<S2sPeer>,
+    /// A CA (PEM) whose certificates authenticate peer servers (a LAN CA).
+    pub s2s_ca_file: Option<PathBuf>,
+    /// The system's trusted roots authenticate peer servers too.
+    pub s2s_system_roots: bool,
+    /// Server Dialback (XEP-0220) when a certificate does not authenticate a peer.
+    pub s2s_dialback: bool,
+    /// Bytes waiting for one remote domain before stanzas bounce.
+    pub s2s_queue_size: usize,
+    /// A stanza waiting this long for its link bounces with `remote-server-timeout`;
+    /// also the bound on resolving and connecting.
+    pub s2s_connect_timeout: Duration,
+    /// A link idle this long closes.
+    pub s2s_idle_timeout: Duration,
+    /// Outbound links open at once.
+    pub max_s2s_links: usize,
+    /// The DNS server for SRV lookups ("" = the first `nameserver` of /etc/resolv.conf).
+    pub s2s_dns_server: Option<SocketAddr>,
+}
+
+/// One `[[s2s_route]]`: where to connect for a remote domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S2sRoute {
+    pub domain: Domain,
+    /// Host name or IP address.
+    pub host: String,
+    pub port: u16,
+    /// TLS from the first byte (XEP-0368) instead of STARTTLS.
+    pub direct_tls: bool,
+}
+
+/// One `[[s2s_peer]]`: a peer server's pinned certificate (SHA-256 of its DER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S2sPeer {
+    pub domain: Domain,
+    pub fingerprint: [u8; 32],
 }
 
 /// Values given on the command line; they win over the file.
@@ -144,6 +189,10 @@ enum Kind {
     Choice(&'static [&'static str]),
     /// `[[component]]` tables: `domain`, and `secret` or `secret_file`.
     Components,
+    /// `[[s2s_route]]` tables: `domain`, `address`, optional `direct_tls`.
+    Routes,
+    /// `[[s2s_peer]]` tables: `domain`, `fingerprint`.
+    Peers,
 }
 
 const KEYS: &[Key] = &[
@@ -182,6 +231,19 @@ const KEYS: &[Key] = &[
     Key { name: "board", kind: Kind::Str("") },
     Key { name: "tls_cert", kind: Kind::Path },
     Key { name: "tls_key", kind: Kind::Path },
+    Key { name: "federation", kind: Kind::Bool(false) },
+    Key { name: "s2s_listen", kind: Kind::Addrs(&["0.0.0.0:5269"]) },
+    Key { name: "s2s_direct_tls_listen", kind: Kind::Addrs(&[]) },
+    Key { name: "s2s_route", kind: Kind::Routes },
+    Key { name: "s2s_peer", kind: Kind::Peers },
+    Key { name: "s2s_ca_file", kind: Kind::Path },
+    Key { name: "s2s_system_roots", kind: Kind::Bool(true) },
+    Key { name: "s2s_dialback", kind: Kind::Bool(true) },
+    Key { name: "s2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 256 * 1024 } },
+    Key { name: "s2s_connect_timeout", kind: Kind::Secs { max: 600, default: 30 } },
+    Key { name: "s2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 600 } },
+    Key { name: "max_s2s_links", kind: Kind::Int { min: 1, max: 100_000, default: 32 } },
+    Key { name: "s2s_dns_server", kind: Kind::Str("") },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -341,6 +403,19 @@ impl Config {
             },
             tls_cert: v.path(take("tls_cert"), "tls_cert"),
             tls_key: v.path(take("tls_key"), "tls_key"),
+            federation: v.bool(take("federation"), "federation"),
+            s2s_listen: v.addrs_allow_empty(take("s2s_listen"), "s2s_listen"),
+            s2s_direct_tls_listen: v.addrs_allow_empty(take("s2s_direct_tls_listen"), "s2s_direct_tls_listen"),
+            s2s_routes: v.routes(take("s2s_route")),
+            s2s_peers: v.peers(take("s2s_peer")),
+            s2s_ca_file: v.path(take("s2s_ca_file"), "s2s_ca_file"),
+            s2s_system_roots: v.bool(take("s2s_system_roots"), "s2s_system_roots"),
+            s2s_dialback: v.bool(take("s2s_dialback"), "s2s_dialback"),
+            s2s_queue_size: v.int(take("s2s_queue_size"), "s2s_queue_size") as usize,
+            s2s_connect_timeout: v.secs(take("s2s_connect_timeout"), "s2s_connect_timeout"),
+            s2s_idle_timeout: v.secs(take("s2s_idle_timeout"), "s2s_idle_timeout"),
+            max_s2s_links: v.int(take("max_s2s_links"), "max_s2s_links") as usize,
+            s2s_dns_server: v.dns_server(take("s2s_dns_server")),
         };
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             problems.push(Problem {
@@ -559,6 +634,149 @@ impl Validator<'_> {
         out
     }
 
+    /// The tables of an array-of-tables key, each checked for unknown keys.
+    fn tables(
+        &mut self,
+        raw: Option<(Raw, String)>,
+        name: &str,
+        known: &[&str],
+        example: &str,
+    ) -> Vec<(String, toml::Table)> {
+        let tables = match raw {
+            None => return Vec::new(),
+            Some((Raw::Toml(toml::Value::Array(a)), _)) => a,
+            Some((other, k)) => {
+                self.problem(&k, format!("must be [[{name}]] tables, got {}", describe(&other)), example.into());
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for (i, t) in tables.into_iter().enumerate() {
+            let key = format!("{name}[{i}]");
+            let toml::Value::Table(t) = t else {
+                self.problem(&key, "must be a table".into(), example.into());
+                continue;
+            };
+            for k in t.keys().filter(|k| !known.contains(&k.as_str())) {
+                self.problem(&format!("{key}.{k}"), "unknown key".into(), format!("use {}", known.join(", ")));
+            }
+            out.push((key, t));
+        }
+        out
+    }
+
+    fn table_domain(&mut self, key: &str, t: &toml::Table, example: &str) -> Option<Domain> {
+        match t.get("domain") {
+            Some(toml::Value::String(d)) => match Domain::parse(d) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.problem(
+                        &format!("{key}.domain"),
+                        format!("{d:?} is not a valid domain: {e}"),
+                        "use e.g. nas.lan".into(),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.problem(&format!("{key}.domain"), "missing".into(), example.into());
+                None
+            }
+        }
+    }
+
+    fn routes(&mut self, raw: Option<(Raw, String)>) -> Vec<S2sRoute> {
+        let example = "[[s2s_route]]\ndomain = \"nas.lan\"\naddress = \"192.168.1.20:5269\"";
+        let mut out: Vec<S2sRoute> = Vec::new();
+        for (key, t) in self.tables(raw, "s2s_route", &["domain", "address", "direct_tls"], example) {
+            let Some(domain) = self.table_domain(&key, &t, example) else { continue };
+            let address = match t.get("address") {
+                Some(toml::Value::String(a)) => a.clone(),
+                _ => {
+                    self.problem(&format!("{key}.address"), "missing".into(), example.into());
+                    continue;
+                }
+            };
+            let parsed = address.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)));
+            let Some((host, port)) = parsed.filter(|(h, p)| !h.is_empty() && *p != 0) else {
+                self.problem(
+                    &format!("{key}.address"),
+                    format!("{address:?} is not host:port"),
+                    "write it as \"192.168.1.20:5269\", \"[fd00::2]:5269\" or \"nas.lan:5269\"".into(),
+                );
+                continue;
+            };
+            let direct_tls = match t.get("direct_tls") {
+                None => false,
+                Some(toml::Value::Boolean(b)) => *b,
+                Some(other) => {
+                    self.problem(
+                        &format!("{key}.direct_tls"),
+                        format!("must be true or false, got {}", show(other)),
+                        "direct_tls = true".into(),
+                    );
+                    continue;
+                }
+            };
+            if out.iter().any(|r| r.domain == domain) {
+                self.problem(
+                    &format!("{key}.domain"),
+                    format!("{domain} has two routes"),
+                    "keep one [[s2s_route]] per domain".into(),
+                );
+                continue;
+            }
+            let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+            out.push(S2sRoute { domain, host, port, direct_tls });
+        }
+        out
+    }
+
+    fn peers(&mut self, raw: Option<(Raw, String)>) -> Vec<S2sPeer> {
+        let example = "[[s2s_peer]]\ndomain = \"nas.lan\"\nfingerprint = \"AB:CD:…\" (wrenhub cert show on the peer)";
+        let mut out = Vec::new();
+        for (key, t) in self.tables(raw, "s2s_peer", &["domain", "fingerprint"], example) {
+            let Some(domain) = self.table_domain(&key, &t, example) else { continue };
+            let text = match t.get("fingerprint") {
+                Some(toml::Value::String(f)) => f.clone(),
+                _ => {
+                    self.problem(&format!("{key}.fingerprint"), "missing".into(), example.into());
+                    continue;
+                }
+            };
+            let hex: String = text.chars().filter(|c| *c != ':').collect();
+            let bytes: Option<Vec<u8>> = (hex.len() == 64)
+                .then(|| (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect())
+                .flatten();
+            match bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()) {
+                Some(fingerprint) => out.push(S2sPeer { domain, fingerprint }),
+                None => self.problem(
+                    &format!("{key}.fingerprint"),
+                    format!("{text:?} is not a SHA-256 fingerprint"),
+                    "give the 32 bytes in hex, with or without colons (wrenhub cert show prints it)".into(),
+                ),
+            }
+        }
+        out
+    }
+
+    fn dns_server(&mut self, raw: Option<(Raw, String)>) -> Option<SocketAddr> {
+        let shown = raw.as_ref().map_or("s2s_dns_server".to_string(), |(_, k)| k.clone());
+        let s = self.string(raw, "s2s_dns_server");
+        if s.is_empty() {
+            return None;
+        }
+        let parsed = s.parse::<SocketAddr>().ok().or_else(|| Some(SocketAddr::new(s.parse().ok()?, 53)));
+        if parsed.is_none() {
+            self.problem(
+                &shown,
+                format!("{s:?} is not an IP address"),
+                "write it as \"192.168.1.1\" or \"127.0.0.1:5353\", or \"\" for /etc/resolv.conf".into(),
+            );
+        }
+        parsed
+    }
+
     fn bool(&mut self, raw: Option<(Raw, String)>, name: &str) -> bool {
         let Kind::Bool(default) = key(name).kind else { unreachable!("{name} is a boolean key") };
         match raw {
@@ -681,7 +899,9 @@ pub fn key_table() -> Vec<(String, String, String)> {
             Kind::Str(d) => (k.name.to_string(), format!("\"{d}\""), "string".to_string()),
             Kind::Path => (k.name.to_string(), "(none)".to_string(), "file path".to_string()),
             Kind::Bool(d) => (k.name.to_string(), d.to_string(), "true/false".to_string()),
-            Kind::Components => (k.name.to_string(), "(none)".to_string(), "tables".to_string()),
+            Kind::Components | Kind::Routes | Kind::Peers => {
+                (k.name.to_string(), "(none)".to_string(), "tables".to_string())
+            }
             Kind::Choice(w) => (k.name.to_string(), format!("\"{}\"", w[0]), w.join(" / ")),
             Kind::Addrs(d) => (k.name.to_string(), format!("{d:?}"), "list of IP:port".to_string()),
             Kind::Int { min, max, default } => (k.name.to_string(), default.to_string(), format!("{min}–{max}")),

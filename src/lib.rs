@@ -10,6 +10,7 @@ pub mod jid;
 pub mod logger;
 pub mod net;
 pub mod router;
+pub mod s2s;
 pub mod sasl;
 pub mod server;
 pub mod session_pool;

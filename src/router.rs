@@ -11,6 +11,7 @@ use crate::components::{ComponentRegistry, Link};
 use crate::config::ComponentConfig;
 use crate::handlers::{self, blocking, carbons, ImLimits, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
+use crate::s2s::{Bounce, S2s, NS_SERVER};
 use crate::sessions::{QueueFull, Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
 use crate::store::offline::OfflineRefused;
@@ -29,6 +30,15 @@ pub struct Router<'a> {
     pub limits: ImLimits,
     pub components: &'a ComponentRegistry,
     pub configured_components: &'a [ComponentConfig],
+    /// Federation, when enabled.
+    pub s2s: Option<&'a S2s>,
+}
+
+/// Where an inbound stanza came from.
+enum Origin<'l> {
+    Component(&'l Rc<Link>),
+    /// A remote server (the authenticated domain of the inbound stream).
+    Remote(&'l Domain),
 }
 
 /// Where a stanza is addressed.
@@ -51,6 +61,7 @@ impl Router<'_> {
             registry: self.registry,
             limits: self.limits,
             components: self.components,
+            s2s: self.s2s,
         }
     }
 
@@ -137,9 +148,9 @@ impl Router<'_> {
                 self.error(stanza, sender, to_text.as_deref(), e, out);
             }
             Target::Remote => {
-                let e =
-                    StanzaError::with_text(Condition::RemoteServerNotFound, "federation is not enabled on this server");
-                self.error(stanza, sender, to_text.as_deref(), e, out);
+                if let Some(to) = &to {
+                    self.to_remote(kind, stanza, sender, to, out);
+                }
             }
             Target::Server => self.to_server(kind, stanza, sender, to_text.as_deref(), out),
             Target::Local(bare, full) => {
@@ -336,35 +347,92 @@ impl Router<'_> {
     /// A stanza from a component (its `from` already checked to lie within its
     /// domain): to local accounts, to another component, or an error back.
     pub fn route_from_component(&self, link: &Rc<Link>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+        self.route_inbound(Origin::Component(link), stanza, out);
+    }
+
+    /// A stanza from a remote server on an inbound s2s stream (its `from` domain
+    /// authenticated on that stream, its `to` a domain served here). Errors go
+    /// back over the outbound link to the sender's domain.
+    pub fn route_from_remote(&self, origin: &Domain, stanza: &Element<'_>) {
+        let mut unused = Vec::new();
+        self.route_inbound(Origin::Remote(origin), stanza, &mut unused);
+    }
+
+    /// Sends a stanza error back to where an inbound stanza came from.
+    fn bounce_inbound(&self, origin: &Origin<'_>, stanza: &Element<'_>, mut e: StanzaError, out: &mut Vec<u8>) {
+        let from = stanza.attr("from").map(|f| f.into_owned()).unwrap_or_default();
+        let to = stanza.attr("to").map(|t| t.into_owned());
+        match origin {
+            Origin::Component(_) => {
+                e.write_reply(stanza, &from, to.as_deref(), out);
+            }
+            Origin::Remote(domain) => {
+                e.by = Some(self.domain.as_str().to_string());
+                let mut bytes = Vec::with_capacity(300);
+                if e.write_reply(stanza, &from, to.as_deref(), &mut bytes) {
+                    if let Some(s2s) = self.s2s {
+                        let _ = s2s.send(domain, bytes, None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Routing for stanzas that come from outside (a component or a remote server).
+    fn route_inbound(&self, origin: Origin<'_>, stanza: &Element<'_>, out: &mut Vec<u8>) {
         let Some(kind) = Kind::of(stanza) else { return };
         let from = stanza.attr("from").map(|f| f.into_owned()).unwrap_or_default();
         let to_text = stanza.attr("to").map(|t| t.into_owned()).unwrap_or_default();
         let stanza_type = stanza.attr("type");
-        let bounce = |e: StanzaError, out: &mut Vec<u8>| {
-            e.write_reply(stanza, &from, Some(&to_text), out);
-        };
+        let answerable = kind == Kind::Iq && !matches!(stanza_type.as_deref(), Some("result") | Some("error"));
         let Ok(to) = to_text.parse::<Jid>() else {
-            bounce(StanzaError::new(Condition::JidMalformed), out);
+            self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::JidMalformed), out);
             return;
         };
         if to.domain() != self.domain.as_str() {
-            match self.components.serving(to.domain()) {
-                Some(other) if !Rc::ptr_eq(&other, link) => {
+            let other = self.components.serving(to.domain());
+            match (other, &origin) {
+                (Some(other), Origin::Component(link)) if Rc::ptr_eq(&other, link) => {
+                    self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::RemoteServerNotFound), out)
+                }
+                (Some(other), _) => {
                     if self.to_component(&other, stanza, &from).is_err() {
-                        bounce(StanzaError::new(Condition::ResourceConstraint), out);
+                        self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::ResourceConstraint), out);
                     }
                 }
-                _ => bounce(StanzaError::new(Condition::RemoteServerNotFound), out),
+                (None, _) => {
+                    self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::RemoteServerNotFound), out)
+                }
             }
             return;
         }
+        let remote = matches!(origin, Origin::Remote(_));
+        if remote && kind == Kind::Presence {
+            handlers::presence::from_remote(&self.services(), stanza, &from, &to);
+            return;
+        }
         let Some(_) = to.local() else {
-            if kind == Kind::Iq && !matches!(stanza_type.as_deref(), Some("result") | Some("error")) {
-                bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+            if answerable {
+                if remote {
+                    self.remote_iq(&origin, stanza, &from, None, out);
+                } else {
+                    self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::ServiceUnavailable), out);
+                }
             }
             return;
         };
         let bare = to.to_bare();
+        if remote {
+            // XEP-0191 §3.5: nothing reaches an account from an address it blocks.
+            if let Ok(sender) = from.parse::<Jid>() {
+                if blocking::blocked(&self.services(), &bare, &sender) {
+                    if kind != Kind::Presence {
+                        self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::ServiceUnavailable), out);
+                    }
+                    return;
+                }
+            }
+        }
         let sessions = self.registry.sessions(&bare);
         let deliver = |s: &Rc<Session>| {
             let mut bytes = Vec::with_capacity(256);
@@ -377,8 +445,8 @@ impl Router<'_> {
                 return;
             }
             if kind != Kind::Message {
-                if kind == Kind::Iq {
-                    bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+                if answerable {
+                    self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::ServiceUnavailable), out);
                 }
                 return;
             }
@@ -387,8 +455,11 @@ impl Router<'_> {
         match kind {
             Kind::Presence => available.iter().for_each(|s| deliver(s)),
             Kind::Iq => {
-                if !matches!(stanza_type.as_deref(), Some("result") | Some("error")) {
-                    bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+                if answerable && remote && matches!(to, Jid::Bare(_)) {
+                    // RFC 6120 §10.5.4: an iq to a bare JID is answered by the server.
+                    self.remote_iq(&origin, stanza, &from, Some(&bare), out);
+                } else if answerable {
+                    self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::ServiceUnavailable), out);
                 }
             }
             Kind::Message => {
@@ -397,6 +468,10 @@ impl Router<'_> {
                     available.into_iter().filter(|s| top.is_some() && s.priority.get() == top).collect();
                 if !targets.is_empty() {
                     targets.iter().for_each(|s| deliver(s));
+                    if carbons::eligible(stanza) {
+                        let targets: Vec<&Rc<Session>> = targets.to_vec();
+                        carbons::copy_inbound(&sessions, &targets, stanza, &from);
+                    }
                     return;
                 }
                 if matches!(stanza_type.as_deref(), Some("error") | Some("headline") | Some("groupchat")) {
@@ -404,7 +479,7 @@ impl Router<'_> {
                 }
                 let exists = matches!(self.store.account(&bare), Ok(Some(_)));
                 if !exists {
-                    bounce(StanzaError::new(Condition::ServiceUnavailable), out);
+                    self.bounce_inbound(&origin, stanza, StanzaError::new(Condition::ServiceUnavailable), out);
                     return;
                 }
                 let mut bytes = Vec::with_capacity(256);
@@ -417,9 +492,81 @@ impl Router<'_> {
                     self.limits.offline_total,
                 );
                 if stored.is_err() {
-                    bounce(StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline"), out);
+                    let e = StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline");
+                    self.bounce_inbound(&origin, stanza, e, out);
                 }
             }
+        }
+    }
+
+    /// An iq from a remote entity to the server or to an account's bare JID:
+    /// only the handlers marked `for_remote` answer (disco, ping, version, time,
+    /// vCard, last activity); the result goes back over s2s.
+    fn remote_iq(
+        &self,
+        origin: &Origin<'_>,
+        iq: &Element<'_>,
+        from: &str,
+        on_behalf_of: Option<&BareJid>,
+        out: &mut Vec<u8>,
+    ) {
+        let Origin::Remote(domain) = origin else { return };
+        let iq_type = match iq.attr("type").as_deref() {
+            Some("get") => IqType::Get,
+            Some("set") => IqType::Set,
+            _ => return,
+        };
+        let payload = iq.children().next();
+        let handler = payload
+            .as_ref()
+            .and_then(handlers::find)
+            .filter(|h| h.for_remote && if on_behalf_of.is_some() { h.for_account } else { h.for_server });
+        let (Some(handler), Some(payload), Ok(sender_jid)) = (handler, payload, from.parse::<FullJid>()) else {
+            self.bounce_inbound(origin, iq, StanzaError::new(Condition::ServiceUnavailable), out);
+            return;
+        };
+        // The remote sender, as a session no one else can see or reach.
+        let sender = Rc::new(Session::detached(sender_jid));
+        let request = IqRequest { iq_type, payload, sender: &sender, on_behalf_of };
+        let mut pushes = Vec::new();
+        let to = iq.attr("to").map(|t| t.into_owned());
+        let reply = (handler.handle)(&self.services(), &request, &mut pushes);
+        let mut bytes = Vec::with_capacity(300);
+        match reply {
+            IqReply::Result(payload) => {
+                handlers::write_result(iq.attr("id").as_deref(), to.as_deref(), from, payload.as_deref(), &mut bytes)
+            }
+            IqReply::ResultThen(_) => {
+                handlers::write_result(iq.attr("id").as_deref(), to.as_deref(), from, None, &mut bytes)
+            }
+            IqReply::Error(e) => return self.bounce_inbound(origin, iq, e, out),
+        }
+        if let Some(s2s) = self.s2s {
+            let _ = s2s.send(domain, bytes, None);
+        }
+    }
+
+    /// A stanza from a local session to another domain, over federation
+    /// (re-emitted in `jabber:server` with `from` stamped).
+    fn to_remote(&self, kind: Kind, stanza: &Element<'_>, sender: &Rc<Session>, to: &Jid, out: &mut Vec<u8>) {
+        let to_text = to.as_str();
+        let (Some(s2s), Ok(domain)) = (self.s2s, to.domain().parse::<Domain>()) else {
+            let e = StanzaError::with_text(Condition::RemoteServerNotFound, "federation is not enabled on this server");
+            self.error(stanza, sender, Some(to_text), e, out);
+            return;
+        };
+        let mut bytes = Vec::with_capacity(256);
+        write_element(&mut bytes, stanza, NS_SERVER, Some(NS_SERVER), &[Override::Set("from", sender.jid.as_str())]);
+        let stanza_type = stanza.attr("type");
+        let bounce = (kind != Kind::Presence && !matches!(stanza_type.as_deref(), Some("error") | Some("result")))
+            .then(|| Bounce {
+                kind,
+                from: sender.jid.as_str().to_string(),
+                to: to_text.to_string(),
+                id: stanza.attr("id").map(|i| i.into_owned()),
+            });
+        if let Err(e) = s2s.send(&domain, bytes, bounce) {
+            self.error(stanza, sender, Some(to_text), e.stanza_error(), out);
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Server {
     pub store: Arc<Store>,
     pub registry: Registry,
     pub components: crate::components::ComponentRegistry,
+    /// Federation (`federation = true`).
+    pub s2s: Option<crate::s2s::S2s>,
     pub limiter: AuthLimiter,
     /// The secret behind fake SCRAM salts for unknown users.
     pub secret: Vec<u8>,
@@ -57,6 +59,7 @@ impl Server {
             registry: &self.registry,
             limits: self.policy.im,
             components: &self.components,
+            s2s: self.s2s.as_ref(),
         }
     }
 
@@ -69,6 +72,7 @@ impl Server {
             limits: self.policy.im,
             components: &self.components,
             configured_components: &self.config.components,
+            s2s: self.s2s.as_ref(),
         }
     }
 
@@ -76,6 +80,23 @@ impl Server {
     pub fn tls_config(&self, direct: bool) -> Arc<ServerConfig> {
         let tls = self.tls.borrow();
         Arc::clone(if direct { &tls.direct } else { &tls.starttls })
+    }
+
+    /// The TLS configuration for inbound s2s (asks for the peer's certificate).
+    pub fn s2s_server_config(&self, direct: bool) -> Arc<ServerConfig> {
+        let tls = self.tls.borrow();
+        Arc::clone(if direct { &tls.s2s_direct } else { &tls.s2s_starttls })
+    }
+
+    /// The TLS configuration for outbound s2s (presents our certificate).
+    pub fn s2s_client_config(&self, direct: bool) -> Arc<rustls::ClientConfig> {
+        let tls = self.tls.borrow();
+        Arc::clone(if direct { &tls.s2s_client_direct } else { &tls.s2s_client })
+    }
+
+    /// Is `domain` served here (our domain, or a configured component's)?
+    pub fn serves(&self, domain: &str) -> bool {
+        domain == self.domain.as_str() || self.config.components.iter().any(|c| c.domain.as_str() == domain)
     }
 
     /// The current end-entity certificate (DER).
@@ -140,6 +161,10 @@ pub enum ListenerKind {
     Component,
     /// External components over Direct TLS.
     ComponentDirectTls,
+    /// Port 5269: peer servers, STARTTLS.
+    Server,
+    /// Peer servers with Direct TLS (XEP-0368, ALPN `xmpp-server`).
+    ServerDirectTls,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -150,6 +175,25 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
     let store = Store::open(&config.data_dir).map_err(ServeError::Store)?;
     let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
+    let s2s = if config.federation {
+        let trust = crate::tls::peer::PeerTrust::load(
+            config.s2s_ca_file.as_deref(),
+            config.s2s_system_roots,
+            &config.s2s_peers,
+        )
+        .map_err(ServeError::Tls)?;
+        log::info!(
+            "federation on: {} trusted root(s), {} pinned peer(s), {} static route(s), dialback {}",
+            trust.roots,
+            config.s2s_peers.len(),
+            config.s2s_routes.len(),
+            if config.s2s_dialback { "on" } else { "off" }
+        );
+        let dialback_secret = store.secret("dialback").map_err(ServeError::Store)?;
+        Some(crate::s2s::S2s::new(config.max_s2s_links, config.s2s_queue_size, dialback_secret, trust))
+    } else {
+        None
+    };
     let tls = crate::tls::load(&config).map_err(ServeError::Tls)?;
     if config.tls_cert.is_none() {
         let ca = crate::tls::local_ca::LocalCa::in_data_dir(&config.data_dir);
@@ -184,6 +228,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         store: Arc::new(store),
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
+        s2s,
         limiter: AuthLimiter::new(config.auth_failures_per_ip),
         secret,
         tls: RefCell::new(Rc::new(tls)),
@@ -211,6 +256,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         .into_iter()
         .map(|(kind, l)| ex.spawn(crate::net::listener::accept_clients(Rc::clone(&server), Rc::clone(&ex), l, kind)))
         .collect();
+    let spawner = server.s2s.is_some().then(|| ex.spawn(spawn_links(Rc::clone(&server), Rc::clone(&ex))));
     futures_lite::future::block_on(ex.run(async {
         let signal = loop {
             match signals.next().await {
@@ -227,6 +273,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
         server.shutting_down.set(true);
         drop(accepters);
         drop(control);
+        drop(spawner);
         let _ = std::fs::remove_file(crate::control::socket_path(&server.config.data_dir));
         server.shutdown.notify(usize::MAX);
         let deadline = Instant::now() + server.config.shutdown_timeout;
@@ -258,6 +305,19 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     }));
     log::info!("stopped");
     Ok(())
+}
+
+/// Starts a connection task for every new outbound s2s link.
+async fn spawn_links(server: Rc<Server>, ex: Rc<LocalExecutor<'static>>) {
+    let Some(s2s) = server.s2s.as_ref() else { return };
+    loop {
+        if let Some(listener) = s2s.listen_for_new_links() {
+            listener.await;
+        }
+        for link in s2s.take_new_links() {
+            ex.spawn(crate::net::s2s_out::run(Rc::clone(&server), link)).detach();
+        }
+    }
 }
 
 /// Binds the control socket (owner only).
@@ -347,10 +407,16 @@ fn bind_all(config: &Config) -> Result<Vec<(ListenerKind, Async<TcpListener>)>, 
         ),
         (ListenerKind::Component, &config.component_listen, true, "components"),
         (ListenerKind::ComponentDirectTls, &config.component_tls_listen, false, "components with Direct TLS"),
+        (ListenerKind::Server, &config.s2s_listen, false, "servers"),
+        (ListenerKind::ServerDirectTls, &config.s2s_direct_tls_listen, false, "servers with Direct TLS"),
     ];
     // Component listeners open only when components are configured.
-    let groups = groups.into_iter().filter(|g| {
-        !matches!(g.0, ListenerKind::Component | ListenerKind::ComponentDirectTls) || !config.components.is_empty()
+    // Component listeners open only when components are configured, s2s
+    // listeners only with federation.
+    let groups = groups.into_iter().filter(|g| match g.0 {
+        ListenerKind::Component | ListenerKind::ComponentDirectTls => !config.components.is_empty(),
+        ListenerKind::Server | ListenerKind::ServerDirectTls => config.federation,
+        ListenerKind::Client | ListenerKind::ClientDirectTls => true,
     });
     for (kind, addrs, is_default, what) in groups {
         for addr in addrs {

@@ -160,6 +160,12 @@ impl Session {
         }
     }
 
+    /// A session for a remote sender, never registered: lets the iq handlers
+    /// answer a remote entity the way they answer a local one.
+    pub fn detached(jid: FullJid) -> Session {
+        Session::new(jid, 0)
+    }
+
     pub fn available(&self) -> bool {
         self.priority.get().is_some()
     }

@@ -18,12 +18,27 @@ pub const BLOCKLIST: Handler = Handler {
     features: &[NS_BLOCKING],
     for_server: false,
     for_account: true,
+    for_remote: false,
     handle,
 };
-pub const BLOCK: Handler =
-    Handler { namespace: NS_BLOCKING, element: "block", features: &[], for_server: false, for_account: true, handle };
-pub const UNBLOCK: Handler =
-    Handler { namespace: NS_BLOCKING, element: "unblock", features: &[], for_server: false, for_account: true, handle };
+pub const BLOCK: Handler = Handler {
+    namespace: NS_BLOCKING,
+    element: "block",
+    features: &[],
+    for_server: false,
+    for_account: true,
+    for_remote: false,
+    handle,
+};
+pub const UNBLOCK: Handler = Handler {
+    namespace: NS_BLOCKING,
+    element: "unblock",
+    features: &[],
+    for_server: false,
+    for_account: true,
+    for_remote: false,
+    handle,
+};
 
 /// Does an entry of `list` match `jid` (§3.2: full, bare or domain match)?
 pub fn matches(list: &[String], jid: &Jid) -> bool {

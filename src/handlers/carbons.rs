@@ -20,6 +20,7 @@ pub const ENABLE: Handler = Handler {
     features: &[NS_CARBONS],
     for_server: true,
     for_account: true,
+    for_remote: false,
     handle: enable,
 };
 
@@ -29,6 +30,7 @@ pub const DISABLE: Handler = Handler {
     features: &[],
     for_server: true,
     for_account: true,
+    for_remote: false,
     handle: disable,
 };
 
@@ -76,9 +78,18 @@ pub fn wrap(direction: &str, account: &str, to: &str, message: &Element<'_>, ori
         .start("forwarded")
         .attr("xmlns", NS_FORWARD)
         .open();
-    write_element(&mut out, message, NS_FORWARD, None, &[Override::Set("from", original_from)]);
+    // The forwarded message is in jabber:client, whichever stream it came on.
+    write_element(&mut out, message, NS_FORWARD, Some(NS_CLIENT), &[Override::Set("from", original_from)]);
     XmlWriter::new(&mut out).end("forwarded").end(direction).end("message");
     out
+}
+
+/// Received copies of a message from another server for the account's
+/// carbons-enabled sessions, except `skip` (those that got the message itself).
+pub fn copy_inbound(sessions: &[Rc<Session>], skip: &[&Rc<Session>], message: &Element<'_>, original_from: &str) {
+    for s in sessions.iter().filter(|s| s.carbons.get() && !skip.iter().any(|k| Rc::ptr_eq(k, s))) {
+        let _ = s.push(wrap("received", s.jid.to_bare().as_str(), s.jid.as_str(), message, original_from));
+    }
 }
 
 /// Copies to the account's carbons-enabled sessions, except `skip` (the sessions

@@ -15,6 +15,7 @@ pub const INFO: Handler = Handler {
     features: &[NS_INFO, NS_ITEMS],
     for_server: true,
     for_account: true,
+    for_remote: true,
     handle: info,
 };
 
@@ -24,6 +25,7 @@ pub const ITEMS: Handler = Handler {
     features: &[],
     for_server: true,
     for_account: true,
+    for_remote: true,
     handle: items,
 };
 

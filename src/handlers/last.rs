@@ -11,8 +11,15 @@ use crate::xml::writer::XmlWriter;
 pub const NS_LAST: &str = "jabber:iq:last";
 const KEY: &str = "last-logout";
 
-pub const HANDLER: Handler =
-    Handler { namespace: NS_LAST, element: "query", features: &[NS_LAST], for_server: true, for_account: true, handle };
+pub const HANDLER: Handler = Handler {
+    namespace: NS_LAST,
+    element: "query",
+    features: &[NS_LAST],
+    for_server: true,
+    for_account: true,
+    for_remote: true,
+    handle,
+};
 
 fn answer(seconds: u64) -> IqReply {
     let mut p = Vec::new();

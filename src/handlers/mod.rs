@@ -44,6 +44,8 @@ pub struct Services<'a> {
     pub registry: &'a Registry,
     pub limits: ImLimits,
     pub components: &'a crate::components::ComponentRegistry,
+    /// Federation, when enabled.
+    pub s2s: Option<&'a crate::s2s::S2s>,
 }
 
 /// `get` or `set` (results and errors are never dispatched to handlers).
@@ -82,6 +84,9 @@ pub struct Handler {
     pub for_server: bool,
     /// Answers on behalf of an account (`to` = the sender's own bare JID).
     pub for_account: bool,
+    /// Answers entities of other servers too (over federation); only handlers that
+    /// read public data and keep no per-sender state.
+    pub for_remote: bool,
     /// Writes pushes to other sessions itself; `out` is the sender's own output.
     pub handle: fn(&Services<'_>, &IqRequest<'_>, &mut Vec<u8>) -> IqReply,
 }

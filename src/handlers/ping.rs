@@ -5,8 +5,15 @@ use crate::stanza::{Condition, StanzaError};
 
 pub const NS_PING: &str = "urn:xmpp:ping";
 
-pub const HANDLER: Handler =
-    Handler { namespace: NS_PING, element: "ping", features: &[NS_PING], for_server: true, for_account: true, handle };
+pub const HANDLER: Handler = Handler {
+    namespace: NS_PING,
+    element: "ping",
+    features: &[NS_PING],
+    for_server: true,
+    for_account: true,
+    for_remote: true,
+    handle,
+};
 
 fn handle(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     match req.iq_type {

@@ -133,6 +133,9 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     // To every contact subscribed to the user (from/both), at their available resources.
     for item in items.iter().filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both)) {
         let bytes = stamped(stanza, from, Some(item.jid.as_str()));
+        if send_remote(services, item.jid.domain(), &bytes) {
+            continue;
+        }
         for s in services.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
             send(s, sender, bytes.clone(), out);
         }
@@ -150,6 +153,10 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     // §4.3: probe the contacts the user is subscribed to (to/both), answered here
     // from their last presence.
     for item in items.iter().filter(|i| matches!(i.subscription, Subscription::To | Subscription::Both)) {
+        // A contact on another server is probed there (§4.3.1).
+        if send_remote(services, item.jid.domain(), &simple(owner.as_str(), item.jid.as_str(), Some("probe"))) {
+            continue;
+        }
         let online: Vec<Rc<Session>> =
             services.registry.sessions(&item.jid).into_iter().filter(|s| s.available()).collect();
         if online.is_empty() {
@@ -225,6 +232,9 @@ pub fn unavailable(services: &Services<'_>, sender: &Rc<Session>, stanza: Option
             .filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both))
         {
             let bytes = bytes_for(item.jid.as_str());
+            if send_remote(services, item.jid.domain(), &bytes) {
+                continue;
+            }
             for s in services.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
                 send(s, sender, bytes.clone(), out);
             }
@@ -245,11 +255,12 @@ pub fn session_ended(services: &Services<'_>, session: &Rc<Session>) {
     unavailable(services, session, None, &mut out);
 }
 
-/// Delivers presence to a local JID: a full JID's session, or a bare JID's
-/// available resources. Other domains are not reachable until federation.
+/// Delivers presence to a JID: a full JID's session, a bare JID's available
+/// resources, or over federation to another domain.
 fn deliver_to(services: &Services<'_>, sender: &Rc<Session>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
     let Ok(jid) = to.parse::<Jid>() else { return };
     if jid.domain() != services.domain.as_str() {
+        send_remote(services, jid.domain(), &bytes);
         return;
     }
     match jid {
@@ -317,9 +328,14 @@ fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Optio
 /// state tables, for both sides, since both accounts are local).
 fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
     let user = sender.jid.to_bare();
-    if contact.domain() != services.domain.as_str() || contact == user {
-        // Federation is not enabled: a request to another domain cannot be delivered.
-        if kind == "subscribe" && contact != user {
+    if contact == user {
+        return;
+    }
+    if contact.domain() != services.domain.as_str() {
+        if services.s2s.is_some() {
+            subscription_to_remote(services, sender, contact, kind, out);
+        } else if kind == "subscribe" {
+            // Federation is not enabled: a request to another domain cannot be delivered.
             out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
         }
         return;
@@ -482,6 +498,209 @@ fn notify_approved(
         if let Some(last) = a.last_presence.borrow().as_deref() {
             for r in &requester_sessions {
                 send(r, sender, with_to(last, r.jid.as_str()), out);
+            }
+        }
+    }
+}
+
+/// Sends presence to another domain over federation; true when `domain` is remote
+/// (sent, or bounced by the queue limit: presence is never bounced back).
+fn send_remote(services: &Services<'_>, domain: &str, bytes: &[u8]) -> bool {
+    if domain == services.domain.as_str() {
+        return false;
+    }
+    if let (Some(s2s), Ok(d)) = (services.s2s, domain.parse::<crate::jid::Domain>()) {
+        if let Err(e) = s2s.send(&d, bytes.to_vec(), None) {
+            log::debug!("presence to {domain} not sent: {e:?}");
+        }
+    }
+    true
+}
+
+/// §3, the user's server: a subscription stanza from a local user to a contact on
+/// another server updates the user's roster and goes out over federation; the
+/// contact's server runs its own half.
+fn subscription_to_remote(
+    services: &Services<'_>,
+    sender: &Rc<Session>,
+    contact: BareJid,
+    kind: &str,
+    out: &mut Vec<u8>,
+) {
+    let user = sender.jid.to_bare();
+    let mine = item_of(services, &user, &contact);
+    match kind {
+        "subscribe" => {
+            let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
+            if !subscribed_to(item.subscription) && (!item.ask || item.hidden) {
+                item.ask = true;
+                item.hidden = false;
+                save(services, &user, item, sender, out);
+            }
+        }
+        "subscribed" => {
+            // §3.1.5: approving a request that is pending.
+            let Some(mut item) = mine.filter(|i| i.pending_in) else { return };
+            item.pending_in = false;
+            item.hidden = false;
+            item.subscription = match item.subscription {
+                Subscription::None | Subscription::From => Subscription::From,
+                Subscription::To | Subscription::Both => Subscription::Both,
+            };
+            save(services, &user, item, sender, out);
+        }
+        "unsubscribe" => {
+            if let Some(mut item) = mine.filter(|i| subscribed_to(i.subscription) || i.ask) {
+                item.ask = false;
+                item.subscription = match item.subscription {
+                    Subscription::To | Subscription::None => Subscription::None,
+                    Subscription::Both | Subscription::From => Subscription::From,
+                };
+                save(services, &user, item, sender, out);
+            }
+        }
+        _ => {
+            if let Some(mut item) = mine.filter(|i| subscribed_from(i.subscription) || i.pending_in) {
+                item.pending_in = false;
+                item.subscription = match item.subscription {
+                    Subscription::From | Subscription::None => Subscription::None,
+                    Subscription::Both | Subscription::To => Subscription::To,
+                };
+                save(services, &user, item, sender, out);
+            }
+        }
+    }
+    send_remote(services, contact.domain(), &simple(user.as_str(), contact.as_str(), Some(kind)));
+    let resources: Vec<Rc<Session>> = services.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
+    match kind {
+        // §3.1.5: the contact gets the user's current presence right away.
+        "subscribed" => {
+            for r in &resources {
+                if let Some(last) = r.last_presence.borrow().as_deref() {
+                    send_remote(services, contact.domain(), &with_to(last, contact.as_str()));
+                }
+            }
+        }
+        // §3.2.1: the contact stops seeing the user.
+        "unsubscribed" => {
+            for r in &resources {
+                send_remote(services, contact.domain(), &simple(r.jid.as_str(), contact.as_str(), Some("unavailable")));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Stores a changed item, pushing it to every interested resource of the owner.
+fn save_inbound(services: &Services<'_>, owner: &BareJid, item: RosterItem) {
+    match services.store.put_roster_item(owner, item) {
+        Ok(stored) => push_to_interested(services, owner, &stored, None, &mut Vec::new()),
+        Err(e) => log::error!("roster of {owner}: {e}"),
+    }
+}
+
+/// Presence from another server to a local JID (RFC 6121 §3 and §4, the
+/// contact's server): subscription requests and answers update the local
+/// account's roster, probes are answered from its resources' last presence, and
+/// presence is delivered to its available resources.
+pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
+    let Ok(sender) = from.parse::<Jid>() else { return };
+    let user = to.to_bare();
+    let contact = sender.to_bare();
+    if blocking::blocked(services, &user, &sender) {
+        return;
+    }
+    let presence_type = stanza.attr("type");
+    let exists = matches!(services.store.account(&user), Ok(Some(_)));
+    let available: Vec<Rc<Session>> = services.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
+    let deliver = |bytes: &[u8], to_full: Option<&str>| {
+        for s in available.iter().filter(|s| to_full.is_none_or(|f| f == s.jid.as_str())) {
+            let _ = s.push(bytes.to_vec());
+        }
+    };
+    let item = if exists { item_of(services, &user, &contact) } else { None };
+    let note = |kind: &str| simple(contact.as_str(), user.as_str(), Some(kind));
+    match presence_type.as_deref() {
+        Some("subscribe") => {
+            if !exists {
+                // §3.1.3: no such user.
+                send_remote(services, contact.domain(), &simple(user.as_str(), contact.as_str(), Some("unsubscribed")));
+                return;
+            }
+            match item {
+                Some(i) if subscribed_from(i.subscription) => {
+                    // Already approved: answered on the user's behalf (§3.1.3).
+                    send_remote(
+                        services,
+                        contact.domain(),
+                        &simple(user.as_str(), contact.as_str(), Some("subscribed")),
+                    );
+                }
+                other => {
+                    let mut i = other.unwrap_or_else(|| {
+                        let mut fresh = RosterItem::new(contact.clone());
+                        fresh.hidden = true;
+                        fresh
+                    });
+                    if !i.pending_in {
+                        i.pending_in = true;
+                        save_inbound(services, &user, i);
+                    }
+                    deliver(&note("subscribe"), None);
+                }
+            }
+        }
+        Some("subscribed") => {
+            // §3.1.6: only an outstanding request is completed.
+            let Some(mut i) = item.filter(|i| i.ask) else { return };
+            i.ask = false;
+            i.subscription = match i.subscription {
+                Subscription::None | Subscription::To => Subscription::To,
+                Subscription::From | Subscription::Both => Subscription::Both,
+            };
+            save_inbound(services, &user, i);
+            deliver(&note("subscribed"), None);
+        }
+        Some("unsubscribe") => {
+            let Some(mut i) = item.filter(|i| subscribed_from(i.subscription) || i.pending_in) else { return };
+            i.pending_in = false;
+            i.subscription = match i.subscription {
+                Subscription::From | Subscription::None => Subscription::None,
+                Subscription::Both | Subscription::To => Subscription::To,
+            };
+            save_inbound(services, &user, i);
+            deliver(&note("unsubscribe"), None);
+        }
+        Some("unsubscribed") => {
+            let Some(mut i) = item.filter(|i| subscribed_to(i.subscription) || i.ask) else { return };
+            i.ask = false;
+            i.subscription = match i.subscription {
+                Subscription::To | Subscription::None => Subscription::None,
+                Subscription::Both | Subscription::From => Subscription::From,
+            };
+            save_inbound(services, &user, i);
+            deliver(&note("unsubscribed"), None);
+        }
+        Some("probe") => {
+            // §4.3.2: answered only for a contact with a subscription to the user.
+            if !item.is_some_and(|i| subscribed_from(i.subscription)) {
+                return;
+            }
+            if available.is_empty() {
+                send_remote(services, contact.domain(), &simple(user.as_str(), from, Some("unavailable")));
+            }
+            for s in &available {
+                if let Some(last) = s.last_presence.borrow().as_deref() {
+                    send_remote(services, contact.domain(), &with_to(last, from));
+                }
+            }
+        }
+        _ => {
+            let mut bytes = Vec::with_capacity(256);
+            write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
+            match to {
+                Jid::Full(f) => deliver(&bytes, Some(f.as_str())),
+                Jid::Bare(_) => deliver(&bytes, None),
             }
         }
     }

@@ -13,6 +13,7 @@ pub const HANDLER: Handler = Handler {
     features: &[NS_PRIVATE],
     for_server: false,
     for_account: true,
+    for_remote: false,
     handle,
 };
 

@@ -25,6 +25,7 @@ pub const HANDLER: Handler = Handler {
     features: &[NS_ROSTER],
     for_server: false,
     for_account: true,
+    for_remote: false,
     handle,
 };
 

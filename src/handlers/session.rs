@@ -13,6 +13,7 @@ pub const HANDLER: Handler = Handler {
     for_server: true,
     // Clients send it without 'to', which RFC 6120 §10.3.3 reads as "on behalf of the account".
     for_account: true,
+    for_remote: false,
     handle,
 };
 

@@ -6,8 +6,15 @@ use crate::xml::writer::XmlWriter;
 
 pub const NS_TIME: &str = "urn:xmpp:time";
 
-pub const HANDLER: Handler =
-    Handler { namespace: NS_TIME, element: "time", features: &[NS_TIME], for_server: true, for_account: false, handle };
+pub const HANDLER: Handler = Handler {
+    namespace: NS_TIME,
+    element: "time",
+    features: &[NS_TIME],
+    for_server: true,
+    for_account: false,
+    for_remote: true,
+    handle,
+};
 
 fn handle(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {

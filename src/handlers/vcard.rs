@@ -14,6 +14,7 @@ pub const HANDLER: Handler = Handler {
     features: &[NS_VCARD],
     for_server: false,
     for_account: true,
+    for_remote: true,
     handle,
 };
 

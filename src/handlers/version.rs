@@ -12,6 +12,7 @@ pub const HANDLER: Handler = Handler {
     features: &[NS_VERSION],
     for_server: true,
     for_account: false,
+    for_remote: true,
     handle,
 };
 

@@ -204,6 +204,7 @@ fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings
         peer,
         components: &server.components,
         configured_components: &server.config.components,
+        s2s: server.s2s.as_ref(),
     }
 }
 

@@ -46,9 +46,16 @@ pub async fn accept_clients(
         match server.pool.try_acquire(peer) {
             Some(lease) => {
                 log::debug!("{peer}: connected (slot {})", lease.index());
-                let direct = matches!(kind, ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls);
+                let direct = matches!(
+                    kind,
+                    ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls | ListenerKind::ServerDirectTls
+                );
+                let config = match kind {
+                    ListenerKind::ServerDirectTls => server.s2s_server_config(true),
+                    _ => server.tls_config(kind == ListenerKind::ClientDirectTls),
+                };
                 let transport = if direct {
-                    match Transport::direct_tls(stream, server.tls_config(kind == ListenerKind::ClientDirectTls)) {
+                    match Transport::direct_tls(stream, config) {
                         Ok(t) => t,
                         Err(e) => {
                             log::warn!("{peer}: cannot start TLS: {e}");
@@ -64,6 +71,9 @@ pub async fn accept_clients(
                     }
                     ListenerKind::Component | ListenerKind::ComponentDirectTls => {
                         ex.spawn(super::component::serve(Rc::clone(&server), transport, lease)).detach()
+                    }
+                    ListenerKind::Server | ListenerKind::ServerDirectTls => {
+                        ex.spawn(super::s2s_in::serve(Rc::clone(&server), transport, lease)).detach()
                     }
                 }
             }
@@ -84,7 +94,10 @@ fn refuse(
     // A Direct TLS peer expects a handshake first: an answer would cost a TLS
     // session, which is exactly what the pool has no room for.
     if server.refusing.get() >= MAX_REFUSING
-        || matches!(kind, ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls)
+        || matches!(
+            kind,
+            ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls | ListenerKind::ServerDirectTls
+        )
     {
         log::warn!("{peer}: session pool full (max_sessions = {}), closed", server.pool.capacity());
         return;
@@ -98,6 +111,8 @@ fn refuse(
     );
     if kind == ListenerKind::Component {
         crate::stream::component::ComponentStream::default().fail(error, &mut out);
+    } else if kind == ListenerKind::Server {
+        crate::stream::s2s_in::S2sInStream::new(false).fail(error, &mut out);
     } else {
         C2sStream::new(server.policy.clone(), false).fail(error, &mut out);
     }

@@ -4,6 +4,8 @@
 pub mod c2s;
 pub mod component;
 pub mod listener;
+pub mod s2s_in;
+pub mod s2s_out;
 
 use async_io::{Async, Timer};
 use futures_lite::AsyncWriteExt;

@@ -7,7 +7,8 @@
 use crate::sasl::scram::ChannelBindings;
 use crate::xml::Framer;
 use async_io::{Async, Timer};
-use rustls::{ServerConfig, ServerConnection};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ pub enum ReadOutcome {
 
 pub struct Transport {
     socket: Async<TcpStream>,
-    tls: Option<Box<ServerConnection>>,
+    tls: Option<Box<Connection>>,
     /// Decrypted bytes rustls holds that the framer has not taken yet.
     plaintext_left: usize,
 }
@@ -46,8 +47,26 @@ impl Transport {
     /// Starts the TLS handshake (after `<proceed/>` was written in plaintext).
     pub fn start_tls(&mut self, config: Arc<ServerConfig>) -> io::Result<()> {
         let conn = ServerConnection::new(config).map_err(io::Error::other)?;
-        self.tls = Some(Box::new(conn));
+        self.tls = Some(Box::new(Connection::Server(conn)));
         Ok(())
+    }
+
+    /// Starts TLS as the client (an outbound server-to-server link).
+    pub fn start_client_tls(&mut self, config: Arc<ClientConfig>, name: ServerName<'static>) -> io::Result<()> {
+        let conn = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        self.tls = Some(Box::new(Connection::Client(conn)));
+        Ok(())
+    }
+
+    /// The certificate chain the peer presented (end entity first), once the
+    /// handshake is done.
+    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
+        self.tls.as_ref().filter(|t| !t.is_handshaking()).and_then(|t| t.peer_certificates())
+    }
+
+    /// The peer address of the socket.
+    pub fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        self.socket.get_ref().peer_addr().ok()
     }
 
     pub fn is_tls(&self) -> bool {

@@ -54,6 +54,8 @@ pub struct Env<'a> {
     pub peer: IpAddr,
     pub components: &'a crate::components::ComponentRegistry,
     pub configured_components: &'a [crate::config::ComponentConfig],
+    /// Federation, when enabled.
+    pub s2s: Option<&'a crate::s2s::S2s>,
 }
 
 /// Where a client stream stands.
@@ -598,6 +600,7 @@ impl C2sStream {
             limits: self.policy.im,
             components: env.components,
             configured_components: env.configured_components,
+            s2s: env.s2s,
         }
         .route(&session, el, out);
         Step::Continue

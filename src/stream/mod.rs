@@ -5,6 +5,8 @@ pub mod c2s;
 pub mod component;
 pub mod error;
 pub mod header;
+pub mod s2s_in;
+pub mod s2s_out;
 
 pub use error::{StreamCondition, StreamError};
 

@@ -4,11 +4,12 @@
 
 pub mod der;
 pub mod local_ca;
+pub mod peer;
 
 use crate::config::Config;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
+use rustls::{ClientConfig, ServerConfig};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +44,14 @@ pub struct TlsSetup {
     pub starttls: Arc<ServerConfig>,
     /// For Direct TLS (ALPN `xmpp-client`).
     pub direct: Arc<ServerConfig>,
+    /// Server-to-server, accepting side: asks the peer for its certificate;
+    /// STARTTLS, and Direct TLS with ALPN `xmpp-server` (XEP-0368).
+    pub s2s_starttls: Arc<ServerConfig>,
+    pub s2s_direct: Arc<ServerConfig>,
+    /// Server-to-server, connecting side: presents our certificate (for SASL
+    /// EXTERNAL); plain, and with ALPN `xmpp-server` for Direct TLS.
+    pub s2s_client: Arc<ClientConfig>,
+    pub s2s_client_direct: Arc<ClientConfig>,
     /// The end-entity certificate (for `tls-server-end-point` channel binding).
     pub end_entity: CertificateDer<'static>,
     /// Where the certificate came from.
@@ -80,7 +89,38 @@ pub fn load(config: &Config) -> Result<TlsSetup, TlsError> {
         c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(c))
     };
-    Ok(TlsSetup { starttls: build(&[])?, direct: build(&[b"xmpp-client"])?, end_entity, cert_path, key_path })
+    let build_s2s = |alpn: &[&[u8]]| -> Result<Arc<ServerConfig>, TlsError> {
+        let mut c = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .with_client_cert_verifier(Arc::new(peer::AnyClientCert(Arc::clone(&provider))))
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(c))
+    };
+    let build_client = |alpn: &[&[u8]]| -> Result<Arc<ClientConfig>, TlsError> {
+        let mut c = ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(peer::AnyServerCert(Arc::clone(&provider))))
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .map_err(|e| TlsError::Rustls(e.to_string()))?;
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(c))
+    };
+    Ok(TlsSetup {
+        starttls: build(&[])?,
+        direct: build(&[b"xmpp-client"])?,
+        s2s_starttls: build_s2s(&[])?,
+        s2s_direct: build_s2s(&[b"xmpp-server"])?,
+        s2s_client: build_client(&[])?,
+        s2s_client_direct: build_client(&[b"xmpp-server"])?,
+        end_entity,
+        cert_path,
+        key_path,
+    })
 }
 
 /// Reads a PEM certificate chain (end entity first).

@@ -28,6 +28,10 @@ pub struct Server {
     pub tls_port: u16,
     /// The component port (XEP-0114), when components are configured.
     pub component_port: Option<u16>,
+    /// The s2s port, when federation is on.
+    pub s2s_port: Option<u16>,
+    /// The served domain (from the "serving" log line).
+    pub domain: String,
     pub dir: tempfile::TempDir,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -77,31 +81,48 @@ impl Server {
                     (0, "listening for clients on 127.0.0.1:"),
                     (1, "listening for clients with Direct TLS on 127.0.0.1:"),
                     (2, "listening for components on 127.0.0.1:"),
+                    (4, "listening for servers on 127.0.0.1:"),
                     (3, " serving "),
                 ] {
                     if let Some(rest) = line.split(marker).nth(1) {
                         let port = rest.trim().parse::<u16>().ok();
-                        let _ = tx.send((kind, if kind == 3 { Some(0) } else { port }));
+                        let domain = rest.split(' ').next().unwrap_or("").to_string();
+                        let _ = tx.send((kind, if kind == 3 { Some(0) } else { port }, domain));
                     }
                 }
                 sink.lock().unwrap().push(line);
             }
         });
         // The listeners are announced before the "serving" line.
-        let (mut port, mut tls_port, mut component_port) = (None, None, None);
-        loop {
+        let (mut port, mut tls_port, mut component_port, mut s2s_port) = (None, None, None, None);
+        let domain = loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok((0, p)) => port = p,
-                Ok((1, p)) => tls_port = p,
-                Ok((2, p)) => component_port = p,
-                Ok(_) => break,
+                Ok((0, p, _)) => port = p,
+                Ok((1, p, _)) => tls_port = p,
+                Ok((2, p, _)) => component_port = p,
+                Ok((4, p, _)) => s2s_port = p,
+                Ok((_, _, domain)) => break domain,
                 Err(_) => panic!("server did not start; log: {:?}", log.lock().unwrap()),
             }
-        }
+        };
         let (Some(port), Some(tls_port)) = (port, tls_port) else {
             panic!("server did not report its ports; log: {:?}", log.lock().unwrap())
         };
-        Server { child, port, tls_port, component_port, dir, log }
+        Server { child, port, tls_port, component_port, s2s_port, domain, dir, log }
+    }
+
+    /// Waits until the log has a line containing `text`; returns that line.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("no log line with {text:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn data_dir(&self) -> std::path::PathBuf {
@@ -128,12 +149,15 @@ impl Server {
 
     /// Creates an account through the CLI (the control socket of the running server).
     pub fn add_user(&self, user: &str, password: &str) {
-        let (ok, text) = self.cli(&["user", "add", user, "--password-stdin"], &format!("{password}\n"));
+        let jid = if user.contains('@') { user.to_string() } else { format!("{user}@{}", self.domain) };
+        let (ok, text) = self.cli(&["user", "add", &jid, "--password-stdin"], &format!("{password}\n"));
         assert!(ok, "user add failed: {text}");
     }
 
     pub fn connect(&self) -> Client {
-        Client::plain(TcpStream::connect(("127.0.0.1", self.port)).expect("connect"))
+        let mut c = Client::plain(TcpStream::connect(("127.0.0.1", self.port)).expect("connect"));
+        c.domain = self.domain.clone();
+        c
     }
 
     /// Connects to the Direct TLS port (ALPN `xmpp-client`).
@@ -152,12 +176,13 @@ impl Server {
     /// Connects, negotiates STARTTLS, and opens the secured stream (features read).
     pub fn connect_tls(&self) -> Client {
         let mut c = self.connect();
-        c.send(HEADER);
+        let header = c.header();
+        c.send(&header);
         c.read_until("</stream:features>", WAIT);
         c.send(STARTTLS);
         c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
         c.upgrade_tls(&self.ca_pem(), &[]);
-        c.send(HEADER);
+        c.send(&header);
         c.read_until("</stream:features>", WAIT);
         c
     }
@@ -236,6 +261,8 @@ pub struct Client {
     mark: usize,
     /// The bound full JID.
     pub jid: String,
+    /// The server's domain (stream headers, TLS server name).
+    pub domain: String,
 }
 
 impl Client {
@@ -246,7 +273,7 @@ impl Client {
 
     fn plain(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("nodelay");
-        Client { io: Io::Plain(stream), received: Vec::new(), mark: 0, jid: String::new() }
+        Client { io: Io::Plain(stream), received: Vec::new(), mark: 0, jid: String::new(), domain: "localhost".into() }
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -285,7 +312,37 @@ impl Client {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let name = rustls::pki_types::ServerName::try_from(self.domain.clone()).unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
+        let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("already TLS") };
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        tls.conn.complete_io(&mut tls.sock).expect("TLS handshake");
+        self.io = Io::Tls(Box::new(tls));
+    }
+
+    /// Starts TLS as a peer server would: trusting `ca_pem` for `server_name`,
+    /// presenting a client certificate (PEM chain and key) when given.
+    pub fn upgrade_tls_as_server(&mut self, ca_pem: &[u8], server_name: &str, client_cert: Option<(&[u8], &[u8])>) {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert.expect("CA PEM")).expect("add CA");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(rustls::DEFAULT_VERSIONS)
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client_cert {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => {
+                let chain: Vec<_> =
+                    rustls::pki_types::CertificateDer::pem_slice_iter(chain).map(|c| c.expect("cert")).collect();
+                let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key).expect("key");
+                builder.with_client_auth_cert(chain, key).expect("client cert")
+            }
+        };
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
         let conn = rustls::ClientConnection::new(Arc::new(config), name).expect("client connection");
         let Io::Plain(tcp) = std::mem::replace(&mut self.io, Io::Gone) else { panic!("already TLS") };
         let mut tls = rustls::StreamOwned::new(conn, tcp);
@@ -533,8 +590,14 @@ impl Client {
     }
 
     /// After SASL success: restart the stream and bind `resource` ("" = server-chosen).
+    /// A client stream header for the server's domain.
+    pub fn header(&self) -> String {
+        HEADER.replace("to='localhost'", &format!("to='{}'", self.domain))
+    }
+
     pub fn restart_and_bind(&mut self, resource: &str) {
-        self.send(HEADER);
+        let header = self.header();
+        self.send(&header);
         let features = self.read_until("</stream:features>", WAIT);
         assert!(features.contains("<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"), "{features}");
         let res = if resource.is_empty() { String::new() } else { format!("<resource>{resource}</resource>") };
@@ -602,4 +665,35 @@ pub fn exchange(server: &Server, input: &str) -> String {
     let mut c = server.connect();
     c.send(input);
     c.read_to_close(WAIT)
+}
+
+/// A test CA and a certificate it signs for `domain`: (cert PEM, key PEM, CA PEM).
+pub fn test_identity(domain: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "wrenhub test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![domain.to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, domain);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem(), ca_cert.pem())
+}
+
+/// A loopback port that was free a moment ago, for a listener whose port must be
+/// known before the server starts (s2s peers route to each other). Picked at random
+/// below Linux's ephemeral range (32768–60999), so outgoing connections of other
+/// tests cannot take it meanwhile.
+pub fn free_port() -> u16 {
+    loop {
+        let mut b = [0u8; 2];
+        getrandom::fill(&mut b).unwrap();
+        let port = 20000 + u16::from_be_bytes(b) % 12000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }

@@ -1,0 +1,381 @@
+//! Server-to-server federation (RFC 6120 §3 and §13.7; XEP-0178, XEP-0220,
+//! XEP-0368): the outbound links to remote domains with their bounded queues, the
+//! dialback requests that travel on them, and the bounces for what cannot be
+//! delivered. The stream state machines are in `stream::s2s_in` / `stream::s2s_out`,
+//! the connection tasks in `net::s2s_in` / `net::s2s_out`.
+//!
+//! One outbound link per remote domain, created on demand when the router sends
+//! the first stanza there. Its queue is bounded in bytes (`s2s_queue_size`) and in
+//! time (`s2s_connect_timeout`); a stanza that cannot go out is bounced to its local
+//! sender with `remote-server-not-found`, `remote-server-timeout` or
+//! `resource-constraint` (RFC 6120 §8.3.3), never dropped silently and never retried
+//! forever.
+
+pub mod dialback;
+pub mod dns;
+pub mod resolve;
+
+use crate::jid::{Domain, Jid};
+use crate::sessions::Registry;
+use crate::stanza::{Condition, Kind, StanzaError};
+use crate::tls::peer::PeerTrust;
+use crate::xml::writer::XmlWriter;
+use event_listener::{Event, EventListener};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
+
+/// `jabber:server`
+pub const NS_SERVER: &str = "jabber:server";
+
+/// Dialback requests one link carries at once.
+const MAX_VERIFIES: usize = 32;
+
+/// Where the error for an undeliverable stanza goes: the stanza's addresses, kind
+/// and id. Errors, results and presence are never bounced.
+#[derive(Clone, Debug)]
+pub struct Bounce {
+    pub kind: Kind,
+    pub from: String,
+    pub to: String,
+    pub id: Option<String>,
+}
+
+struct Queued {
+    bytes: Box<[u8]>,
+    at: Instant,
+    bounce: Option<Bounce>,
+}
+
+/// A `<db:verify/>` to send to the authoritative server, for an inbound stream
+/// that waits for the answer (XEP-0220 §2.3).
+pub struct VerifyRequest {
+    /// The id of the inbound stream the key was presented on.
+    pub stream_id: String,
+    pub key: String,
+    pub waiter: Weak<DialbackWaiter>,
+}
+
+/// Answers to an inbound stream's dialback requests: (originating domain, valid).
+#[derive(Default)]
+pub struct DialbackWaiter {
+    answers: RefCell<Vec<(Domain, bool)>>,
+    wake: Event,
+}
+
+impl DialbackWaiter {
+    pub fn answer(&self, domain: Domain, valid: bool) {
+        self.answers.borrow_mut().push((domain, valid));
+        self.wake.notify(1);
+    }
+
+    pub fn take(&self) -> Vec<(Domain, bool)> {
+        std::mem::take(&mut *self.answers.borrow_mut())
+    }
+
+    /// A listener, or `None` when answers are already waiting.
+    pub fn listen_if_idle(&self) -> Option<EventListener> {
+        let l = self.wake.listen();
+        self.answers.borrow().is_empty().then_some(l)
+    }
+}
+
+/// Why a stanza could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The remote domain's queue is full.
+    QueueFull,
+    /// `max_s2s_links` links are open.
+    TooManyLinks,
+}
+
+impl SendError {
+    pub fn stanza_error(&self) -> StanzaError {
+        match self {
+            SendError::QueueFull => StanzaError::with_text(
+                Condition::ResourceConstraint,
+                "too much is waiting for the remote server (s2s_queue_size)",
+            ),
+            SendError::TooManyLinks => StanzaError::with_text(
+                Condition::ResourceConstraint,
+                "the server has its maximum of server-to-server links open (max_s2s_links)",
+            ),
+        }
+    }
+}
+
+/// The outbound link to one remote domain, as the router sees it.
+pub struct OutLink {
+    pub remote: Domain,
+    /// Authenticated: queued stanzas may go out.
+    ready: Cell<bool>,
+    /// The task ended; nothing more is accepted.
+    closed: Cell<bool>,
+    queue: RefCell<VecDeque<Queued>>,
+    queued_bytes: Cell<usize>,
+    limit: usize,
+    verifies: RefCell<Vec<VerifyRequest>>,
+    wake: Event,
+}
+
+impl OutLink {
+    fn new(remote: Domain, limit: usize) -> OutLink {
+        OutLink {
+            remote,
+            ready: Cell::new(false),
+            closed: Cell::new(false),
+            queue: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            limit,
+            verifies: RefCell::new(Vec::new()),
+            wake: Event::new(),
+        }
+    }
+
+    fn push(&self, bytes: Vec<u8>, bounce: Option<Bounce>) -> Result<(), SendError> {
+        let total = self.queued_bytes.get() + bytes.len();
+        if total > self.limit {
+            return Err(SendError::QueueFull);
+        }
+        self.queued_bytes.set(total);
+        self.queue.borrow_mut().push_back(Queued { bytes: bytes.into_boxed_slice(), at: Instant::now(), bounce });
+        self.wake.notify(1);
+        Ok(())
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.set(true);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.get()
+    }
+
+    pub fn has_queued(&self) -> bool {
+        !self.queue.borrow().is_empty()
+    }
+
+    /// Moves every queued stanza into `out` (once the link is authenticated).
+    pub fn drain_into(&self, out: &mut Vec<u8>) {
+        let mut queue = self.queue.borrow_mut();
+        for item in queue.drain(..) {
+            out.extend_from_slice(&item.bytes);
+        }
+        self.queued_bytes.set(0);
+        if queue.capacity() > 16 {
+            *queue = VecDeque::new();
+        }
+    }
+
+    /// Takes the stanzas that waited longer than `timeout`.
+    pub fn expire(&self, now: Instant, timeout: Duration) -> Vec<Bounce> {
+        let mut queue = self.queue.borrow_mut();
+        let mut bounces = Vec::new();
+        while queue.front().is_some_and(|q| now.duration_since(q.at) >= timeout) {
+            if let Some(q) = queue.pop_front() {
+                self.queued_bytes.set(self.queued_bytes.get().saturating_sub(q.bytes.len()));
+                bounces.extend(q.bounce);
+            }
+        }
+        bounces
+    }
+
+    /// When the oldest queued stanza expires.
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.queue.borrow().front().map(|q| q.at + timeout)
+    }
+
+    /// The link is gone: everything queued comes back for bouncing, and waiting
+    /// dialback requests are answered "not valid".
+    pub fn close(&self) -> Vec<Bounce> {
+        self.closed.set(true);
+        self.ready.set(false);
+        for v in self.verifies.borrow_mut().drain(..) {
+            if let Some(w) = v.waiter.upgrade() {
+                w.answer(self.remote.clone(), false);
+            }
+        }
+        let mut queue = self.queue.borrow_mut();
+        self.queued_bytes.set(0);
+        queue.drain(..).filter_map(|q| q.bounce).collect()
+    }
+
+    pub fn take_verifies(&self) -> Vec<VerifyRequest> {
+        std::mem::take(&mut *self.verifies.borrow_mut())
+    }
+
+    pub fn has_verifies(&self) -> bool {
+        !self.verifies.borrow().is_empty()
+    }
+
+    /// A listener for the next stanza or request, or `None` when one is waiting
+    /// that can go out now (stanzas once `ready`, verifications once `can_verify`).
+    pub fn listen_if_idle(&self, ready: bool, can_verify: bool) -> Option<EventListener> {
+        let l = self.wake.listen();
+        let waiting = (ready && self.has_queued()) || (can_verify && self.has_verifies());
+        (!waiting).then_some(l)
+    }
+}
+
+/// The federation state of the server.
+pub struct S2s {
+    links: RefCell<Vec<Rc<OutLink>>>,
+    max_links: usize,
+    queue_limit: usize,
+    /// New links waiting for their connection task.
+    spawn: RefCell<Vec<Rc<OutLink>>>,
+    spawn_wake: Event,
+    /// The secret behind dialback keys.
+    pub secret: Vec<u8>,
+    /// What authenticates a peer by its certificate.
+    pub trust: PeerTrust,
+}
+
+impl S2s {
+    pub fn new(max_links: usize, queue_limit: usize, secret: Vec<u8>, trust: PeerTrust) -> S2s {
+        S2s {
+            links: RefCell::new(Vec::new()),
+            max_links,
+            queue_limit,
+            spawn: RefCell::new(Vec::new()),
+            spawn_wake: Event::new(),
+            secret,
+            trust,
+        }
+    }
+
+    /// The link to a domain, created (and handed to the spawner) if there is none.
+    fn link(&self, remote: &Domain) -> Result<Rc<OutLink>, SendError> {
+        let mut links = self.links.borrow_mut();
+        if let Some(l) = links.iter().find(|l| l.remote == *remote && !l.closed.get()) {
+            return Ok(Rc::clone(l));
+        }
+        if links.len() >= self.max_links {
+            return Err(SendError::TooManyLinks);
+        }
+        let link = Rc::new(OutLink::new(remote.clone(), self.queue_limit));
+        links.push(Rc::clone(&link));
+        self.spawn.borrow_mut().push(Rc::clone(&link));
+        self.spawn_wake.notify(1);
+        Ok(link)
+    }
+
+    /// Queues a stanza (already in `jabber:server`, `from` stamped) for a remote domain.
+    pub fn send(&self, remote: &Domain, bytes: Vec<u8>, bounce: Option<Bounce>) -> Result<(), SendError> {
+        self.link(remote)?.push(bytes, bounce)
+    }
+
+    /// Asks the authoritative server of `remote` whether a dialback key is its own.
+    pub fn request_verify(&self, remote: &Domain, request: VerifyRequest) -> Result<(), SendError> {
+        let link = self.link(remote)?;
+        let mut verifies = link.verifies.borrow_mut();
+        if verifies.len() >= MAX_VERIFIES {
+            return Err(SendError::QueueFull);
+        }
+        verifies.push(request);
+        link.wake.notify(1);
+        Ok(())
+    }
+
+    /// Links created since the last call, for the spawner to start.
+    pub fn take_new_links(&self) -> Vec<Rc<OutLink>> {
+        std::mem::take(&mut *self.spawn.borrow_mut())
+    }
+
+    /// A listener for new links, or `None` when some are waiting.
+    pub fn listen_for_new_links(&self) -> Option<EventListener> {
+        let l = self.spawn_wake.listen();
+        self.spawn.borrow().is_empty().then_some(l)
+    }
+
+    /// Forgets a link whose task ended; returns what was still queued.
+    pub fn remove(&self, link: &Rc<OutLink>) -> Vec<Bounce> {
+        self.links.borrow_mut().retain(|l| !Rc::ptr_eq(l, link));
+        link.close()
+    }
+
+    /// Takes an idle link out of the table (its task closes it): the next stanza
+    /// for that domain starts a new link.
+    pub fn remove_idle(&self, link: &OutLink) {
+        self.links.borrow_mut().retain(|l| !std::ptr::eq(&**l, link));
+    }
+
+    pub fn link_count(&self) -> usize {
+        self.links.borrow().len()
+    }
+}
+
+/// The error stanza for a bounce (RFC 6120 §8.3.1: `from` is the intended
+/// recipient, `to` the sender, the original `id`), in `jabber:client`.
+pub fn bounce_stanza(b: &Bounce, error: &StanzaError) -> Vec<u8> {
+    let mut out = Vec::with_capacity(300);
+    XmlWriter::new(&mut out)
+        .start(b.kind.name())
+        .attr("from", &b.to)
+        .attr("to", &b.from)
+        .attr_opt("id", b.id.as_deref())
+        .attr("type", "error")
+        .open();
+    error.write_error_element(&mut out);
+    XmlWriter::new(&mut out).end(b.kind.name());
+    out
+}
+
+/// Delivers bounces to the local sessions that sent the stanzas.
+pub fn deliver_bounces(registry: &Registry, domain: &Domain, bounces: Vec<Bounce>, condition: Condition, text: &str) {
+    for b in bounces {
+        let mut error = StanzaError::with_text(condition, text);
+        error.by = Some(domain.as_str().to_string());
+        let Ok(Jid::Full(sender)) = b.from.parse::<Jid>() else { continue };
+        if let Some(session) = registry.get(&sender) {
+            log::debug!("bouncing a {} to {} with {}", b.kind.name(), b.from, condition.wire_name());
+            let _ = session.push(bounce_stanza(&b, &error));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(s: &str) -> Domain {
+        s.parse().unwrap()
+    }
+
+    fn bounce(id: &str) -> Option<Bounce> {
+        Some(Bounce { kind: Kind::Message, from: "a@here/r".into(), to: "b@there".into(), id: Some(id.into()) })
+    }
+
+    #[test]
+    fn queues_are_bounded_and_links_limited() {
+        let s2s = S2s::new(1, 10, Vec::new(), PeerTrust::none());
+        s2s.send(&domain("there"), b"12345".to_vec(), bounce("1")).unwrap();
+        assert_eq!(s2s.send(&domain("there"), b"123456".to_vec(), bounce("2")), Err(SendError::QueueFull));
+        assert_eq!(s2s.send(&domain("else"), b"1".to_vec(), None), Err(SendError::TooManyLinks));
+        let new = s2s.take_new_links();
+        assert_eq!(new.len(), 1);
+        let bounced = s2s.remove(&new[0]);
+        assert_eq!(bounced.len(), 1);
+        assert_eq!(s2s.link_count(), 0);
+    }
+
+    #[test]
+    fn stanzas_expire_in_order() {
+        let link = OutLink::new(domain("there"), 100);
+        link.push(b"a".to_vec(), bounce("1")).unwrap();
+        link.push(b"b".to_vec(), None).unwrap();
+        let later = Instant::now() + Duration::from_secs(5);
+        assert!(link.expire(Instant::now(), Duration::from_secs(5)).is_empty());
+        assert_eq!(link.expire(later, Duration::from_secs(5)).len(), 1);
+        assert!(!link.has_queued());
+    }
+
+    #[test]
+    fn bounce_swaps_addresses_and_keeps_the_id() {
+        let b = bounce("x1").unwrap();
+        let text = String::from_utf8(bounce_stanza(&b, &StanzaError::new(Condition::RemoteServerNotFound))).unwrap();
+        assert!(text.starts_with("<message from='b@there' to='a@here/r' id='x1' type='error'>"), "{text}");
+        assert!(text.contains("remote-server-not-found"), "{text}");
+    }
+}

@@ -1,0 +1,396 @@
+//! Server-to-server federation on the wire: two wrenhub processes on loopback with
+//! static routes, authenticated by certificates (SASL EXTERNAL, also over Direct
+//! TLS) or by dialback; messages, subscriptions and presence both ways; SRV
+//! resolution from a test DNS server; and the failure cases: an unreachable or
+//! silent peer (bounces), a full queue, an untrusted certificate with dialback
+//! off, a spoofed `from`, a forged dialback key.
+
+mod common;
+use common::*;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A data directory whose local CA exists before the server starts, so the peer
+/// can be configured to trust it.
+fn prepared_dir(domain: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pre.toml");
+    std::fs::write(&config, format!("domain = '{domain}'\n")).unwrap();
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_wrenhub"))
+        .args(["cert", "show", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ca = dir.path().join("data/tls/ca.pem");
+    assert!(ca.exists());
+    (dir, ca)
+}
+
+struct Side<'a> {
+    domain: &'a str,
+    s2s_port: u16,
+    direct_port: u16,
+    extra: String,
+}
+
+fn config(me: &Side<'_>, peer: &Side<'_>, direct: bool) -> String {
+    let (port, direct_tls) = if direct { (peer.direct_port, "true") } else { (peer.s2s_port, "false") };
+    format!(
+        "domain = '{}'\nfederation = true\ns2s_listen = ['127.0.0.1:{}']\ns2s_direct_tls_listen = ['127.0.0.1:{}']\n\
+         s2s_system_roots = false\ns2s_connect_timeout = 5\n{}\n\
+         [[s2s_route]]\ndomain = '{}'\naddress = '127.0.0.1:{port}'\ndirect_tls = {direct_tls}\n",
+        me.domain, me.s2s_port, me.direct_port, me.extra, peer.domain
+    )
+}
+
+/// Two federated servers: a.test and b.test.
+fn pair(trust_each_other: bool, direct: bool, extra_a: &str, extra_b: &str) -> (Server, Server) {
+    let (dir_a, ca_a) = prepared_dir("a.test");
+    let (dir_b, ca_b) = prepared_dir("b.test");
+    let trust =
+        |ca: &Path| if trust_each_other { format!("s2s_ca_file = '{}'\n", ca.display()) } else { String::new() };
+    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: trust(&ca_b) + extra_a };
+    let b = Side { domain: "b.test", s2s_port: free_port(), direct_port: free_port(), extra: trust(&ca_a) + extra_b };
+    let server_a = Server::start_in(dir_a, &config(&a, &b, direct));
+    let server_b = Server::start_in(dir_b, &config(&b, &a, direct));
+    server_a.add_user("alice", "wonderland");
+    server_b.add_user("bob", "builder");
+    (server_a, server_b)
+}
+
+fn online(server: &Server, user: &str, password: &str) -> Client {
+    let mut c = server.login(user, password, "res");
+    c.send("<presence/>");
+    c.read_until("<presence", WAIT);
+    c
+}
+
+/// A chat message each way; each arrives with the sender's full JID.
+fn messages_both_ways(a: &Server, b: &Server) -> (Client, Client) {
+    let mut alice = online(a, "alice", "wonderland");
+    let mut bob = online(b, "bob", "builder");
+    alice.send("<message to='bob@b.test' type='chat' id='m1'><body>hello from a</body></message>");
+    let got = bob.read_until("hello from a", WAIT);
+    assert!(got.contains("from='alice@a.test/res'"), "{got}");
+    bob.send("<message to='alice@a.test/res' type='chat' id='m2'><body>hello from b</body></message>");
+    let got = alice.read_until("hello from b", WAIT);
+    assert!(got.contains("from='bob@b.test/res'"), "{got}");
+    (alice, bob)
+}
+
+#[test]
+fn certificates_authenticate_with_sasl_external_both_ways() {
+    let (a, b) = pair(true, false, "", "");
+    messages_both_ways(&a, &b);
+    a.wait_for_log("s2s link to b.test established (SASL EXTERNAL", WAIT);
+    b.wait_for_log("s2s link to a.test established (SASL EXTERNAL", WAIT);
+    b.wait_for_log("a.test authenticated by certificate (SASL EXTERNAL)", WAIT);
+    assert!(!a.log().contains("authenticated by dialback"), "{}", a.log());
+}
+
+#[test]
+fn direct_tls_links_authenticate_with_sasl_external() {
+    let (a, b) = pair(true, true, "", "");
+    messages_both_ways(&a, &b);
+    a.wait_for_log("s2s link to b.test established (SASL EXTERNAL", WAIT);
+    b.wait_for_log("s2s link to a.test established (SASL EXTERNAL", WAIT);
+}
+
+#[test]
+fn dialback_authenticates_when_no_certificate_is_trusted() {
+    let (a, b) = pair(false, false, "", "");
+    messages_both_ways(&a, &b);
+    a.wait_for_log("s2s link to b.test established (dialback", WAIT);
+    b.wait_for_log("s2s link to a.test established (dialback", WAIT);
+    a.wait_for_log("b.test authenticated by dialback", WAIT);
+    b.wait_for_log("a.test authenticated by dialback", WAIT);
+}
+
+#[test]
+fn subscriptions_presence_and_iq_work_across_servers() {
+    let (a, b) = pair(false, false, "", "");
+    let mut alice = online(&a, "alice", "wonderland");
+    let mut bob = online(&b, "bob", "builder");
+    alice.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+    alice.read_until("id='r0'", WAIT);
+    bob.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+    bob.read_until("id='r0'", WAIT);
+    // Alice asks; her roster shows the pending request; Bob gets it.
+    alice.send("<presence to='bob@b.test' type='subscribe'/>");
+    let push = alice.read_until("ask='subscribe'", WAIT);
+    assert!(push.contains("jid='bob@b.test'"), "{push}");
+    let req = bob.read_until("type='subscribe'", WAIT);
+    assert!(req.contains("from='alice@a.test'"), "{req}");
+    // Bob approves: his roster says from, hers says to, she sees his presence.
+    bob.send("<presence to='alice@a.test' type='subscribed'/>");
+    let push = bob.read_until("subscription='from'", WAIT);
+    assert!(push.contains("jid='alice@a.test'"), "{push}");
+    let got = alice.read_until("subscription='to'", WAIT);
+    assert!(got.contains("jid='bob@b.test'"), "{got}");
+    alice.read_until("from='bob@b.test/res'", WAIT);
+    // Bob's presence changes reach Alice.
+    bob.send("<presence><show>away</show></presence>");
+    let got = alice.read_until("<show>away</show>", WAIT);
+    assert!(got.contains("from='bob@b.test/res'"), "{got}");
+    // A new session of Alice probes Bob's server and learns his presence.
+    let mut alice2 = a.login("alice", "wonderland", "second");
+    alice2.send("<presence/>");
+    let got = alice2.read_until("<show>away</show>", WAIT);
+    assert!(got.contains("from='bob@b.test/res'"), "{got}");
+    // Server iq across domains: ping b.test, and disco#info of b.test.
+    alice.send("<iq type='get' id='p1' to='b.test'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let got = alice.read_until("id='p1' type='result'", WAIT);
+    assert!(got.contains("<iq from='b.test' to='alice@a.test/res' id='p1' type='result'"), "{got}");
+    alice.send("<iq type='get' id='d1' to='b.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let got = alice.read_until("</iq>", WAIT);
+    assert!(got.contains("urn:xmpp:ping"), "{got}");
+    // A roster-only handler does not answer remote entities.
+    alice.send("<iq type='get' id='x1' to='bob@b.test'><query xmlns='jabber:iq:roster'/></iq>");
+    let got = alice.read_until("</iq>", WAIT);
+    assert!(got.contains("id='x1' type='error'") && got.contains("service-unavailable"), "{got}");
+    // Bob goes offline: Alice sees unavailable.
+    drop(bob);
+    alice.read_until("type='unavailable'", WAIT);
+}
+
+#[test]
+fn a_message_to_an_offline_remote_user_is_stored_there() {
+    let (a, b) = pair(false, false, "", "");
+    let mut alice = online(&a, "alice", "wonderland");
+    alice.send("<message to='bob@b.test' type='chat' id='o1'><body>while you were out</body></message>");
+    // Nothing comes back (no error), and Bob finds it at login.
+    assert!(alice.quiet_for(Duration::from_millis(1500)), "{}", alice.received());
+    let mut bob = b.login("bob", "builder", "res");
+    bob.send("<presence/>");
+    let got = bob.read_until("</message>", WAIT);
+    assert!(got.contains("from='alice@a.test/res'") && got.contains("urn:xmpp:delay"), "{got}");
+}
+
+#[test]
+fn srv_records_from_dns_locate_the_peer() {
+    let (dir_a, _) = prepared_dir("a.test");
+    let (dir_b, _) = prepared_dir("b.test");
+    let b_port = free_port();
+    // A test DNS server answers _xmpp-server._tcp.b.test with 127.0.0.1:b_port.
+    let dns = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dns_port = dns.local_addr().unwrap().port();
+    dns.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let responder = {
+        let (stop, asked) = (stop.clone(), asked.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((n, from)) = dns.recv_from(&mut buf) else { continue };
+                let q = &buf[..n];
+                let name = String::from_utf8_lossy(q).to_string();
+                asked.lock().unwrap().push(name.clone());
+                let records = if name.contains("xmpp-server") && name.contains("b") && !name.contains("xmpps") {
+                    vec![wrenhub::s2s::dns::Srv { priority: 0, weight: 0, port: b_port, target: "127.0.0.1".into() }]
+                } else {
+                    vec![]
+                };
+                if let Some(answer) = wrenhub::s2s::dns::srv_answer(q, &records) {
+                    let _ = dns.send_to(&answer, from);
+                }
+            }
+        })
+    };
+    let a_port = free_port();
+    let a = Server::start_in(
+        dir_a,
+        &format!(
+            "domain = 'a.test'\nfederation = true\ns2s_listen = ['127.0.0.1:{a_port}']\ns2s_system_roots = false\n\
+             s2s_dns_server = '127.0.0.1:{dns_port}'\ns2s_connect_timeout = 5\n"
+        ),
+    );
+    // b.test reaches a.test by a static route (only one direction is under test).
+    let b = Server::start_in(
+        dir_b,
+        &format!(
+            "domain = 'b.test'\nfederation = true\ns2s_listen = ['127.0.0.1:{b_port}']\ns2s_system_roots = false\n\
+             [[s2s_route]]\ndomain = 'a.test'\naddress = '127.0.0.1:{a_port}'\n"
+        ),
+    );
+    a.add_user("alice", "wonderland");
+    b.add_user("bob", "builder");
+    messages_both_ways(&a, &b);
+    a.wait_for_log(&format!("s2s link to b.test established (dialback, via 127.0.0.1:{b_port})"), WAIT);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    responder.join().unwrap();
+    assert!(asked.lock().unwrap().iter().any(|q| q.contains("xmpps-server")), "Direct TLS SRV was asked first");
+}
+
+/// A server that federates with nobody reachable.
+fn lonely(extra: &str) -> Server {
+    let server = Server::start_with(&format!(
+        "domain = 'a.test'\nfederation = true\ns2s_listen = ['127.0.0.1:0']\ns2s_system_roots = false\n{extra}"
+    ));
+    server.add_user("alice", "wonderland");
+    server
+}
+
+#[test]
+fn an_unreachable_peer_bounces_with_remote_server_not_found() {
+    let closed = free_port();
+    let server = lonely(&format!(
+        "s2s_connect_timeout = 5\n[[s2s_route]]\ndomain = 'gone.test'\naddress = '127.0.0.1:{closed}'\n"
+    ));
+    let mut alice = online(&server, "alice", "wonderland");
+    let started = Instant::now();
+    alice.send("<message to='x@gone.test' id='u1' type='chat'><body>anyone?</body></message>");
+    let got = alice.read_until("</message>", WAIT);
+    assert!(
+        got.contains("type='error'") && got.contains("id='u1'") && got.contains("remote-server-not-found"),
+        "{got}"
+    );
+    assert!(got.contains("from='x@gone.test'"), "{got}");
+    assert!(started.elapsed() < Duration::from_secs(5), "a refused connection bounces at once");
+}
+
+#[test]
+fn a_silent_peer_bounces_with_remote_server_timeout_and_a_full_queue_with_resource_constraint() {
+    // A peer that accepts the connection and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let conns: Vec<TcpStream> = silent.incoming().take(1).filter_map(Result::ok).collect();
+        std::thread::sleep(Duration::from_secs(6));
+        drop(conns);
+    });
+    let server = lonely(&format!(
+        "s2s_connect_timeout = 2\ns2s_queue_size = 4096\n[[s2s_route]]\ndomain = 'mute.test'\naddress = '127.0.0.1:{port}'\n"
+    ));
+    let mut alice = online(&server, "alice", "wonderland");
+    let body = "x".repeat(1000);
+    for i in 0..6 {
+        alice.send(&format!("<message to='y@mute.test' id='q{i}' type='chat'><body>{body}</body></message>"));
+    }
+    // The queue holds three; the rest bounce at once.
+    let got = alice.read_until("resource-constraint", WAIT);
+    assert!(got.contains("id='q3'") && !got.contains("remote-server-timeout"), "{got}");
+    let started = Instant::now();
+    let got = alice.read_until("remote-server-timeout", WAIT);
+    assert!(got.contains("id='q0'"), "{got}");
+    assert!(started.elapsed() < Duration::from_secs(5), "bounced within the timeout");
+    // Every message comes back exactly once, with the condition that fits.
+    alice.read_until("id='q2'", WAIT);
+    assert!(alice.quiet_for(Duration::from_millis(300)));
+    let all = alice.received();
+    for i in 0..6 {
+        assert_eq!(all.matches(&format!("id='q{i}'")).count(), 1, "q{i} in {all}");
+    }
+    assert_eq!(all.matches("resource-constraint").count(), 3, "{all}");
+    assert_eq!(all.matches("remote-server-timeout").count(), 3, "{all}");
+    holder.join().unwrap();
+}
+
+#[test]
+fn without_dialback_an_untrusted_peer_is_refused_and_the_message_bounces() {
+    let (a, _b) = pair(false, false, "", "s2s_dialback = false\n");
+    let mut alice = online(&a, "alice", "wonderland");
+    alice.send("<message to='bob@b.test' id='n1' type='chat'><body>hi</body></message>");
+    let got = alice.read_until("</message>", WAIT);
+    assert!(got.contains("type='error'") && got.contains("remote-server-not-found"), "{got}");
+    a.wait_for_log("s2s link to b.test failed", WAIT);
+}
+
+/// A raw peer server: STARTTLS with a client certificate, then SASL EXTERNAL.
+fn raw_peer(server: &Server, from: &str, cert: &str, key: &str) -> Client {
+    let mut c = Client::connect_port(server.s2s_port.expect("s2s listener"));
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='{from}' to='a.test' version='1.0'>"
+    );
+    c.send(&header);
+    let features = c.read_until("</stream:features>", WAIT);
+    assert!(features.contains("<required/>"), "STARTTLS is required: {features}");
+    c.send(STARTTLS);
+    c.read_until("<proceed", WAIT);
+    c.upgrade_tls_as_server(&server.ca_pem(), "a.test", Some((cert.as_bytes(), key.as_bytes())));
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c
+}
+
+#[test]
+fn inbound_streams_check_authentication_and_addresses() {
+    let (cert, key, ca) = test_identity("peer.test");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("peer-ca.pem");
+    std::fs::write(&ca_path, &ca).unwrap();
+    let server = lonely(&format!("s2s_ca_file = '{}'\n", ca_path.display()));
+    let mut alice = online(&server, "alice", "wonderland");
+
+    // A trusted certificate: EXTERNAL is offered and succeeds; stanzas flow.
+    let mut peer = raw_peer(&server, "peer.test", &cert, &key);
+    assert!(peer.received().contains("<mechanism>EXTERNAL</mechanism>"), "{}", peer.received());
+    peer.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>cGVlci50ZXN0</auth>");
+    peer.read_until("<success", WAIT);
+    peer.send(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         from='peer.test' to='a.test' version='1.0'>",
+    );
+    peer.read_until("</stream:features>", WAIT);
+    peer.send("<message from='carol@peer.test/x' to='alice@a.test' type='chat'><body>via peer</body></message>");
+    let got = alice.read_until("via peer", WAIT);
+    assert!(got.contains("from='carol@peer.test/x'") && !got.contains("jabber:server"), "{got}");
+    // A forged dialback key is not ours.
+    peer.send("<db:verify xmlns:db='jabber:server:dialback' from='peer.test' to='a.test' id='abc'>00ff</db:verify>");
+    let got = peer.read_until("/>", WAIT);
+    assert!(got.contains("type='invalid'") && got.contains("id='abc'"), "{got}");
+    // A stanza without 'from' is improper-addressing.
+    peer.send("<message to='alice@a.test'><body>who?</body></message>");
+    assert_stream_error(&peer.read_to_close(WAIT), "improper-addressing");
+
+    // A spoofed 'from' domain, not authenticated on this stream: invalid-from.
+    let mut spoof = raw_peer(&server, "peer.test", &cert, &key);
+    spoof.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>=</auth>");
+    spoof.read_until("<success", WAIT);
+    spoof.send(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         from='peer.test' to='a.test' version='1.0'>",
+    );
+    spoof.read_until("</stream:features>", WAIT);
+    spoof.send("<message from='mallory@evil.test' to='alice@a.test'><body>trust me</body></message>");
+    assert_stream_error(&spoof.read_to_close(WAIT), "invalid-from");
+    assert!(alice.quiet_for(Duration::from_millis(300)), "nothing spoofed arrived: {}", alice.received());
+
+    // A certificate for another name does not authenticate the claimed domain.
+    let mut other = raw_peer(&server, "other.test", &cert, &key);
+    assert!(!other.received().contains("EXTERNAL"), "{}", other.received());
+    other.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='EXTERNAL'>b3RoZXIudGVzdA==</auth>");
+    other.read_until("<failure", WAIT);
+
+    // Unknown 'to' in the header: host-unknown.
+    let mut c = Client::connect_port(server.s2s_port.unwrap());
+    c.send(
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='peer.test' \
+         to='elsewhere.test' version='1.0'>",
+    );
+    assert_stream_error(&c.read_to_close(WAIT), "host-unknown");
+    // Stanzas before TLS: policy-violation.
+    let mut c = Client::connect_port(server.s2s_port.unwrap());
+    c.send(
+        "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='peer.test' \
+         to='a.test' version='1.0'><message from='x@peer.test' to='alice@a.test'/>",
+    );
+    assert_stream_error(&c.read_to_close(WAIT), "policy-violation");
+}
+
+#[test]
+fn federation_is_off_by_default() {
+    let server = Server::start();
+    assert!(server.s2s_port.is_none());
+    server.add_user("alice", "pw");
+    let mut alice = server.login("alice", "pw", "r");
+    alice.send("<message to='x@elsewhere.example' id='f1'><body>hi</body></message>");
+    let got = alice.read_until("</message>", WAIT);
+    assert!(got.contains("remote-server-not-found") && got.contains("federation is not enabled"), "{got}");
+}
