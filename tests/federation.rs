@@ -394,3 +394,62 @@ fn federation_is_off_by_default() {
     let got = alice.read_until("</message>", WAIT);
     assert!(got.contains("remote-server-not-found") && got.contains("federation is not enabled"), "{got}");
 }
+
+/// A raw peer that claims `from` and presents no certificate (dialback only).
+fn raw_dialback_peer(server: &Server, from: &str) -> (Client, String) {
+    let mut c = Client::connect_port(server.s2s_port.expect("s2s listener"));
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='{from}' to='{}' version='1.0'>",
+        server.domain
+    );
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c.send(STARTTLS);
+    c.read_until("<proceed", WAIT);
+    c.upgrade_tls_as_server(&server.ca_pem(), &server.domain, None);
+    c.send(&header);
+    let features = c.read_until("</stream:features>", WAIT);
+    assert!(features.contains("urn:xmpp:features:dialback") && !features.contains("EXTERNAL"), "{features}");
+    let id = between(&features, " id='", "'").to_string();
+    (c, id)
+}
+
+#[test]
+fn a_forged_dialback_key_for_a_real_server_is_invalid_and_its_stanzas_refused() {
+    let (a, _b) = pair(false, false, "", "");
+    let mut alice = online(&a, "alice", "wonderland");
+    // Mallory claims to be b.test; a.test asks b.test, which never issued the key.
+    let (mut mallory, _) = raw_dialback_peer(&a, "b.test");
+    mallory.send("<db:result from='b.test' to='a.test'>0123456789abcdef</db:result>");
+    let got = mallory.read_until("/>", WAIT);
+    assert!(got.contains("type='invalid'") && got.contains("to='b.test'"), "{got}");
+    mallory.send("<message from='bob@b.test/x' to='alice@a.test'><body>I am bob</body></message>");
+    assert_stream_error(&mallory.read_to_close(WAIT), "invalid-from");
+    assert!(alice.quiet_for(Duration::from_millis(300)), "{}", alice.received());
+}
+
+#[test]
+fn dialback_for_an_unreachable_authoritative_server_is_an_error() {
+    let closed = free_port();
+    let server = lonely(&format!("[[s2s_route]]\ndomain = 'ghost.test'\naddress = '127.0.0.1:{closed}'\n"));
+    let (mut peer, _) = raw_dialback_peer(&server, "ghost.test");
+    peer.send("<db:result from='ghost.test' to='a.test'>abcdef</db:result>");
+    let got = peer.read_until("</db:result>", WAIT);
+    assert!(got.contains("type='error'") && got.contains("remote-server-not-found"), "{got}");
+    // Addressing errors of dialback itself.
+    peer.send("<db:result from='ghost.test' to='nobody.test'>abcdef</db:result>");
+    assert_stream_error(&peer.read_to_close(WAIT), "host-unknown");
+}
+
+#[test]
+fn idle_links_close_and_the_next_stanza_opens_a_new_one() {
+    let (a, b) = pair(true, false, "s2s_idle_timeout = 1\n", "s2s_idle_timeout = 1\n");
+    let (mut alice, mut bob) = messages_both_ways(&a, &b);
+    a.wait_for_log("s2s link to b.test closed after s2s_idle_timeout", WAIT);
+    alice.send("<message to='bob@b.test' type='chat' id='m3'><body>again</body></message>");
+    let got = bob.read_until("again", WAIT);
+    assert!(got.contains("from='alice@a.test/res'"), "{got}");
+    let established = a.log().matches("s2s link to b.test established").count();
+    assert_eq!(established, 2, "{}", a.log());
+}

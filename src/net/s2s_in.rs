@@ -4,7 +4,7 @@
 
 use super::transport::{ReadOutcome, Transport};
 use super::Idle;
-use crate::s2s::{DialbackWaiter, VerifyRequest};
+use crate::s2s::{DialbackWaiter, SendError, Verdict, VerifyRequest};
 use crate::server::Server;
 use crate::session_pool::SessionLease;
 use crate::stream::s2s_in::{Env, Input, S2sInStream, Step};
@@ -36,8 +36,8 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     let serves = |d: &str| server.serves(d);
     loop {
         let mut step = Step::Continue;
-        for (domain, valid) in waiter.take() {
-            stream.dialback_answer(&domain, valid, &mut out);
+        for (domain, verdict) in waiter.take() {
+            stream.dialback_answer(&domain, verdict, &mut out);
         }
         let wake = if server.is_shutting_down() {
             Some(Wake::Shutdown)
@@ -101,7 +101,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                             };
                             if let Err(e) = s2s.request_verify(&domain, request) {
                                 log::warn!("s2s in: cannot verify {domain}: {e:?}");
-                                stream.dialback_answer(&domain, false, &mut out);
+                                let verdict = match e {
+                                    SendError::QueueFull | SendError::TooManyLinks => Verdict::Overloaded,
+                                };
+                                stream.dialback_answer(&domain, verdict, &mut out);
                             }
                             step = Step::Continue;
                         }

@@ -57,20 +57,31 @@ pub struct VerifyRequest {
     pub waiter: Weak<DialbackWaiter>,
 }
 
-/// Answers to an inbound stream's dialback requests: (originating domain, valid).
+/// What the authoritative server said about a dialback key (XEP-0220 §2.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    /// It could not be asked: no route, no connection, no TLS, or the link ended.
+    Unreachable,
+    /// Too many requests are waiting already.
+    Overloaded,
+}
+
+/// Answers to an inbound stream's dialback requests, by originating domain.
 #[derive(Default)]
 pub struct DialbackWaiter {
-    answers: RefCell<Vec<(Domain, bool)>>,
+    answers: RefCell<Vec<(Domain, Verdict)>>,
     wake: Event,
 }
 
 impl DialbackWaiter {
-    pub fn answer(&self, domain: Domain, valid: bool) {
-        self.answers.borrow_mut().push((domain, valid));
+    pub fn answer(&self, domain: Domain, verdict: Verdict) {
+        self.answers.borrow_mut().push((domain, verdict));
         self.wake.notify(1);
     }
 
-    pub fn take(&self) -> Vec<(Domain, bool)> {
+    pub fn take(&self) -> Vec<(Domain, Verdict)> {
         std::mem::take(&mut *self.answers.borrow_mut())
     }
 
@@ -187,13 +198,13 @@ impl OutLink {
     }
 
     /// The link is gone: everything queued comes back for bouncing, and waiting
-    /// dialback requests are answered "not valid".
+    /// dialback requests are answered "unreachable".
     pub fn close(&self) -> Vec<Bounce> {
         self.closed.set(true);
         self.ready.set(false);
         for v in self.verifies.borrow_mut().drain(..) {
             if let Some(w) = v.waiter.upgrade() {
-                w.answer(self.remote.clone(), false);
+                w.answer(self.remote.clone(), Verdict::Unreachable);
             }
         }
         let mut queue = self.queue.borrow_mut();

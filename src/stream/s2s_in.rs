@@ -15,7 +15,7 @@ pub use super::Input;
 use crate::jid::{Domain, Jid};
 use crate::router::Router;
 use crate::s2s::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
-use crate::s2s::{S2s, NS_SERVER};
+use crate::s2s::{S2s, Verdict, NS_SERVER};
 use crate::sasl::{decode_payload, NS_SASL};
 use crate::stream::c2s::NS_TLS;
 use crate::xml::writer::XmlWriter;
@@ -300,22 +300,7 @@ impl S2sInStream {
             return self.fail(StreamError::with_text(StreamCondition::InvalidFrom, "bad 'from' domain"), out);
         };
         let reply = |kind: &str, out: &mut Vec<u8>, error: Option<&str>| {
-            let mut w = XmlWriter::new(out);
-            w.start("db:result").attr("from", to.as_str()).attr("to", from.as_str()).attr("type", kind);
-            match error {
-                None => {
-                    w.close_empty();
-                }
-                Some(condition) => {
-                    w.open()
-                        .start("error")
-                        .attr("type", "cancel")
-                        .open()
-                        .empty_ns(condition, crate::stanza::NS_STANZAS)
-                        .end("error")
-                        .end("db:result");
-                }
-            }
+            write_dialback_result(out, to.as_str(), from.as_str(), kind, error);
         };
         if self.authenticated.contains(&from) {
             reply("valid", out, None);
@@ -342,24 +327,27 @@ impl S2sInStream {
         Step::Verify(from, el.text().trim().to_string())
     }
 
-    /// The authoritative server answered (or could not be reached: `valid` false).
-    pub fn dialback_answer(&mut self, domain: &Domain, valid: bool, out: &mut Vec<u8>) -> Step {
+    /// The authoritative server answered, or could not be asked (XEP-0220 §2.4:
+    /// then the answer is `type='error'` with the reason).
+    pub fn dialback_answer(&mut self, domain: &Domain, verdict: Verdict, out: &mut Vec<u8>) -> Step {
         let Some(i) = self.pending.iter().position(|(d, _)| d == domain) else { return Step::Continue };
         let (domain, local) = self.pending.remove(i);
         if matches!(self.phase, Phase::Closed) {
             return Step::Close;
         }
-        XmlWriter::new(out)
-            .start("db:result")
-            .attr("from", &local)
-            .attr("to", domain.as_str())
-            .attr("type", if valid { "valid" } else { "invalid" })
-            .close_empty();
-        if valid {
-            log::info!("s2s in: {domain} authenticated by dialback");
-            self.authenticate(domain);
-        } else {
-            log::warn!("s2s in: dialback for {domain} failed");
+        let (kind, error) = match verdict {
+            Verdict::Valid => ("valid", None),
+            Verdict::Invalid => ("invalid", None),
+            Verdict::Unreachable => ("error", Some("remote-server-not-found")),
+            Verdict::Overloaded => ("error", Some("resource-constraint")),
+        };
+        write_dialback_result(out, &local, domain.as_str(), kind, error);
+        match verdict {
+            Verdict::Valid => {
+                log::info!("s2s in: {domain} authenticated by dialback");
+                self.authenticate(domain);
+            }
+            other => log::warn!("s2s in: dialback for {domain} failed ({other:?})"),
         }
         Step::Continue
     }
@@ -443,5 +431,26 @@ impl S2sInStream {
         );
         error.write(out);
         self.close(out)
+    }
+}
+
+/// `<db:result from to type/>`, with an error condition for `type='error'`
+/// (XEP-0220 §2.4).
+fn write_dialback_result(out: &mut Vec<u8>, from: &str, to: &str, kind: &str, error: Option<&str>) {
+    let mut w = XmlWriter::new(out);
+    w.start("db:result").attr("from", from).attr("to", to).attr("type", kind);
+    match error {
+        None => {
+            w.close_empty();
+        }
+        Some(condition) => {
+            w.open()
+                .start("error")
+                .attr("type", "cancel")
+                .open()
+                .empty_ns(condition, crate::stanza::NS_STANZAS)
+                .end("error")
+                .end("db:result");
+        }
     }
 }

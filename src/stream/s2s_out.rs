@@ -9,7 +9,7 @@ use super::header::{Version, NS_STREAMS};
 pub use super::Input;
 use crate::jid::Domain;
 use crate::s2s::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
-use crate::s2s::{DialbackWaiter, VerifyRequest, NS_SERVER};
+use crate::s2s::{DialbackWaiter, Verdict, VerifyRequest, NS_SERVER};
 use crate::sasl::NS_SASL;
 use crate::stream::c2s::NS_TLS;
 use crate::xml::writer::XmlWriter;
@@ -134,7 +134,7 @@ impl S2sOutStream {
     pub fn send_verify(&mut self, request: VerifyRequest, out: &mut Vec<u8>) {
         if self.verifying.len() >= MAX_VERIFYING {
             if let Some(w) = request.waiter.upgrade() {
-                w.answer(self.remote.clone(), false);
+                w.answer(self.remote.clone(), Verdict::Overloaded);
             }
             return;
         }
@@ -153,7 +153,7 @@ impl S2sOutStream {
     pub fn abandon_verifies(&mut self) {
         for (_, waiter) in self.verifying.drain(..) {
             if let Some(w) = waiter.upgrade() {
-                w.answer(self.remote.clone(), false);
+                w.answer(self.remote.clone(), Verdict::Unreachable);
             }
         }
     }
@@ -236,11 +236,12 @@ impl S2sOutStream {
             },
             (_, NS_DIALBACK, "verify") => {
                 let id = el.attr("id").unwrap_or_default();
-                let valid = el.attr("type").as_deref() == Some("valid");
+                let verdict =
+                    if el.attr("type").as_deref() == Some("valid") { Verdict::Valid } else { Verdict::Invalid };
                 if let Some(i) = self.verifying.iter().position(|(v, _)| *v == id) {
                     let (_, waiter) = self.verifying.remove(i);
                     if let Some(w) = waiter.upgrade() {
-                        w.answer(self.remote.clone(), valid);
+                        w.answer(self.remote.clone(), verdict);
                     }
                 }
                 Step::Continue
