@@ -1,0 +1,621 @@
+//! wrenhub-loadgen: the load generator of the benchmarks (`benches/run`). Many
+//! client sessions on one thread, each a real login (STARTTLS, SCRAM-SHA-1, bind)
+//! over wrenhub's own transport and XML framer, against any XMPP server:
+//!
+//! - `sessions`: logs in N sessions and keeps them open until stdin closes;
+//! - `logins`: M complete logins, C at a time, and the rate;
+//! - `messages`: K sender/receiver pairs exchange chat messages for D seconds;
+//!   delivered messages per second and the latency percentiles;
+//! - `wait-login`: retries one login until it succeeds (startup time).
+//!
+//! Results are one JSON object per line on stdout. SCRAM-SHA-1 because Prosody's
+//! hashed storage offers only that; TLS certificates are not verified (both
+//! servers are on loopback and the bench measures the servers, not PKI).
+
+use argh::FromArgs;
+use event_listener::Event as Notify;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::{self, Write as _};
+use std::net::{SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wrenhub::net::transport::{ReadOutcome, Transport};
+use wrenhub::xml::{Event, Framer, Limits};
+
+/// Every network wait of a session is bounded by this.
+const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(FromArgs)]
+/// Load generator for the wrenhub benchmarks.
+struct Args {
+    /// server address (host:port of the client port)
+    #[argh(option, default = "\"127.0.0.1:5222\".parse().unwrap()")]
+    addr: SocketAddr,
+    /// the server's domain
+    #[argh(option, default = "String::from(\"localhost\")")]
+    domain: String,
+    /// accounts are PREFIX0 .. PREFIX{users-1}
+    #[argh(option, default = "String::from(\"u\")")]
+    prefix: String,
+    /// how many accounts exist
+    #[argh(option, default = "10")]
+    users: usize,
+    /// the password of every account
+    #[argh(option, default = "String::from(\"bench\")")]
+    password: String,
+    #[argh(subcommand)]
+    command: Command,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Sessions(SessionsCmd),
+    Logins(LoginsCmd),
+    Messages(MessagesCmd),
+    WaitLogin(WaitLoginCmd),
+}
+
+#[derive(FromArgs)]
+/// log in N sessions, print the result, keep them open until stdin closes
+#[argh(subcommand, name = "sessions")]
+struct SessionsCmd {
+    /// sessions to open
+    #[argh(option)]
+    count: usize,
+    /// logins in progress at once
+    #[argh(option, default = "50")]
+    concurrency: usize,
+}
+
+#[derive(FromArgs)]
+/// M complete logins (connect, STARTTLS, SCRAM, bind, close), C at a time
+#[argh(subcommand, name = "logins")]
+struct LoginsCmd {
+    /// logins in all
+    #[argh(option)]
+    count: usize,
+    /// logins in progress at once (1 = sequential)
+    #[argh(option, default = "1")]
+    concurrency: usize,
+}
+
+#[derive(FromArgs)]
+/// K pairs exchange messages for D seconds
+#[argh(subcommand, name = "messages")]
+struct MessagesCmd {
+    /// sender/receiver pairs
+    #[argh(option)]
+    pairs: usize,
+    /// seconds of sending
+    #[argh(option, default = "10.0")]
+    duration: f64,
+    /// messages a sender may have in flight
+    #[argh(option, default = "16")]
+    window: usize,
+}
+
+#[derive(FromArgs)]
+/// retry one login until it succeeds; print how long that took
+#[argh(subcommand, name = "wait-login")]
+struct WaitLoginCmd {
+    /// give up after this many seconds
+    #[argh(option, default = "30.0")]
+    timeout: f64,
+}
+
+/// SCRAM salted passwords by (user, salt, iterations).
+type SaltedCache = HashMap<(String, Vec<u8>, u32), Vec<u8>>;
+
+/// What a session needs to log in.
+struct Target {
+    addr: SocketAddr,
+    domain: String,
+    password: String,
+    tls: Arc<rustls::ClientConfig>,
+    /// SCRAM salted passwords by (user, salt, iterations): PBKDF2 once per account.
+    salted: RefCell<SaltedCache>,
+}
+
+/// One received top-level event, owned (the framer's view does not outlive a read).
+#[derive(Debug, Default)]
+struct Ev {
+    end: bool,
+    header: bool,
+    name: String,
+    kind: Option<String>,
+    text: String,
+    body: Option<String>,
+}
+
+struct Conn {
+    transport: Transport,
+    framer: Framer,
+}
+
+fn other(text: impl Into<String>) -> io::Error {
+    io::Error::other(text.into())
+}
+
+impl Conn {
+    async fn connect(addr: SocketAddr) -> io::Result<Conn> {
+        let socket = async_io::Async::<TcpStream>::connect(addr).await?;
+        socket.get_ref().set_nodelay(true)?;
+        let limits = Limits { max_stanza_size: 1 << 20, ..Limits::default() };
+        Ok(Conn { transport: Transport::plain(socket), framer: Framer::new(limits) })
+    }
+
+    async fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.transport.write_all(data, IO_TIMEOUT).await
+    }
+
+    /// The next top-level event.
+    async fn next(&mut self) -> io::Result<Ev> {
+        loop {
+            match self.framer.next_event() {
+                Ok(Some(event)) => return Ok(owned(event)),
+                Ok(None) => {}
+                Err(e) => return Err(other(format!("XML: {e:?}"))),
+            }
+            if !self.transport.has_buffered_input() {
+                let ready = futures_lite::future::or(async { Some(self.transport.readable().await) }, async {
+                    async_io::Timer::after(IO_TIMEOUT).await;
+                    None
+                })
+                .await;
+                match ready {
+                    None => return Err(io::ErrorKind::TimedOut.into()),
+                    Some(r) => r?,
+                }
+            }
+            if self.transport.read_into(&mut self.framer)? == ReadOutcome::Eof {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            // TLS handshake records may want an answer.
+            self.send(&[]).await?;
+        }
+    }
+
+    /// The next element, skipping headers; fails on a stream error or the end.
+    async fn element(&mut self) -> io::Result<Ev> {
+        loop {
+            let ev = self.next().await?;
+            if ev.end {
+                return Err(other("the server closed the stream"));
+            }
+            if ev.name == "error" && ev.text.contains("urn:ietf:params:xml:ns:xmpp-streams") {
+                return Err(other(format!("stream error {ev:?}")));
+            }
+            if !ev.header {
+                return Ok(ev);
+            }
+        }
+    }
+
+    async fn open_stream(&mut self, domain: &str) -> io::Result<Ev> {
+        let header = format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' to='{domain}' version='1.0'>"
+        );
+        self.send(header.as_bytes()).await?;
+        let features = self.element().await?;
+        if features.name != "features" {
+            return Err(other(format!("expected features, got {features:?}")));
+        }
+        Ok(features)
+    }
+}
+
+fn owned(event: Event<'_>) -> Ev {
+    match event {
+        Event::StreamEnd => Ev { end: true, ..Ev::default() },
+        Event::Header(_) => Ev { header: true, ..Ev::default() },
+        Event::Element(el) => {
+            let mut text = el.text().into_owned();
+            if el.name() == "error" || el.name() == "failure" {
+                // The condition's namespace and name, for the error message.
+                for c in el.children() {
+                    text.push_str(&format!(" {{{}}}{}", c.ns(), c.name()));
+                }
+            }
+            Ev {
+                end: false,
+                header: false,
+                name: el.name().to_string(),
+                kind: el.attr("type").map(|t| t.into_owned()),
+                body: el.children().find(|c| c.name() == "body").map(|b| b.text().into_owned()),
+                text,
+            }
+        }
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, data)
+}
+
+fn unb64(text: &str) -> io::Result<Vec<u8>> {
+    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, text.trim()).map_err(|e| other(e.to_string()))
+}
+
+fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    ring::hmac::sign(&key, data).as_ref().to_vec()
+}
+
+/// A full login: STARTTLS, SCRAM-SHA-1 (RFC 5802), bind. Returns the bound stream.
+async fn login(target: &Target, user: &str, resource: &str) -> io::Result<Conn> {
+    let mut conn = Conn::connect(target.addr).await?;
+    let features = conn.open_stream(&target.domain).await?;
+    if !features.text.is_empty() && features.name != "features" {
+        return Err(other("no features"));
+    }
+    conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+    let proceed = conn.element().await?;
+    if proceed.name != "proceed" {
+        return Err(other(format!("STARTTLS refused: {proceed:?}")));
+    }
+    conn.framer.discard_buffered();
+    conn.framer.restart();
+    let name = rustls::pki_types::ServerName::try_from(target.domain.clone()).map_err(|e| other(e.to_string()))?;
+    conn.transport.start_client_tls(Arc::clone(&target.tls), name)?;
+    conn.open_stream(&target.domain).await?;
+
+    let mut nonce_bytes = [0u8; 18];
+    getrandom::fill(&mut nonce_bytes).map_err(|e| other(e.to_string()))?;
+    let client_nonce = b64(&nonce_bytes);
+    let first_bare = format!("n={user},r={client_nonce}");
+    let auth = format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{}</auth>",
+        b64(format!("n,,{first_bare}").as_bytes())
+    );
+    conn.send(auth.as_bytes()).await?;
+    let challenge = conn.element().await?;
+    if challenge.name != "challenge" {
+        return Err(other(format!("SASL: {challenge:?}")));
+    }
+    let server_first = String::from_utf8(unb64(&challenge.text)?).map_err(|e| other(e.to_string()))?;
+    let field = |k: &str| server_first.split(',').find_map(|p| p.strip_prefix(k)).map(str::to_string);
+    let (Some(nonce), Some(salt), Some(iterations)) = (field("r="), field("s="), field("i=")) else {
+        return Err(other(format!("bad server-first {server_first}")));
+    };
+    let salt = unb64(&salt)?;
+    let iterations: u32 = iterations.parse().map_err(|_| other("bad iteration count"))?;
+    let key = (user.to_string(), salt.clone(), iterations);
+    let salted = target.salted.borrow().get(&key).cloned();
+    let salted = match salted {
+        Some(s) => s,
+        None => {
+            let mut out = vec![0u8; 20];
+            let rounds = std::num::NonZeroU32::new(iterations).ok_or_else(|| other("zero iterations"))?;
+            ring::pbkdf2::derive(ring::pbkdf2::PBKDF2_HMAC_SHA1, rounds, &salt, target.password.as_bytes(), &mut out);
+            target.salted.borrow_mut().insert(key, out.clone());
+            out
+        }
+    };
+    let client_key = hmac_sha1(&salted, b"Client Key");
+    let stored_key = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &client_key);
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{first_bare},{server_first},{without_proof}");
+    let signature = hmac_sha1(stored_key.as_ref(), auth_message.as_bytes());
+    let proof: Vec<u8> = client_key.iter().zip(signature).map(|(a, b)| a ^ b).collect();
+    let response = format!(
+        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
+        b64(format!("{without_proof},p={}", b64(&proof)).as_bytes())
+    );
+    conn.send(response.as_bytes()).await?;
+    let outcome = conn.element().await?;
+    if outcome.name != "success" {
+        return Err(other(format!("SASL failed for {user}: {outcome:?}")));
+    }
+    conn.framer.restart();
+    conn.open_stream(&target.domain).await?;
+    let bind = format!(
+        "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource>\
+         </bind></iq>"
+    );
+    conn.send(bind.as_bytes()).await?;
+    let bound = conn.element().await?;
+    if bound.name != "iq" || bound.kind.as_deref() != Some("result") {
+        return Err(other(format!("bind failed: {bound:?}")));
+    }
+    Ok(conn)
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("TLS versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(wrenhub::tls::peer::AnyServerCert(provider)))
+        .with_no_client_auth();
+    Arc::new(config)
+}
+
+fn print(json: String) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{json}");
+    let _ = out.flush();
+}
+
+/// Runs `count` jobs, `concurrency` at a time, on the executor.
+async fn run_jobs<F, Fut>(ex: &smol::LocalExecutor<'_>, count: usize, concurrency: usize, job: F)
+where
+    F: Fn(usize) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    let next = Rc::new(Cell::new(0usize));
+    let job = Rc::new(job);
+    let workers: Vec<_> = (0..concurrency.clamp(1, count.max(1)))
+        .map(|_| {
+            let (next, job) = (Rc::clone(&next), Rc::clone(&job));
+            ex.spawn(async move {
+                loop {
+                    let i = next.get();
+                    if i >= count {
+                        break;
+                    }
+                    next.set(i + 1);
+                    job(i).await;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await;
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Args = argh::from_env();
+    let target = Rc::new(Target {
+        addr: args.addr,
+        domain: args.domain.clone(),
+        password: args.password.clone(),
+        tls: tls_config(),
+        salted: RefCell::new(HashMap::new()),
+    });
+    let user = move |i: usize| format!("{}{}", args.prefix, i % args.users.max(1));
+    let ex = smol::LocalExecutor::new();
+    match args.command {
+        Command::WaitLogin(cmd) => {
+            let started = Instant::now();
+            let deadline = started + Duration::from_secs_f64(cmd.timeout);
+            let ok = futures_lite::future::block_on(ex.run(async {
+                loop {
+                    if login(&target, &user(0), "wait").await.is_ok() {
+                        return true;
+                    }
+                    if Instant::now() > deadline {
+                        return false;
+                    }
+                    async_io::Timer::after(Duration::from_millis(5)).await;
+                }
+            }));
+            print(format!("{{\"login_ok\":{ok},\"seconds\":{:.4}}}", started.elapsed().as_secs_f64()));
+            if ok {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Command::Sessions(cmd) => {
+            let started = Instant::now();
+            let kept: Rc<RefCell<Vec<Conn>>> = Rc::new(RefCell::new(Vec::with_capacity(cmd.count)));
+            let failed = Rc::new(Cell::new(0usize));
+            let first_error = Rc::new(RefCell::new(None::<String>));
+            {
+                let (kept, failed, first_error, target) =
+                    (Rc::clone(&kept), Rc::clone(&failed), Rc::clone(&first_error), Rc::clone(&target));
+                futures_lite::future::block_on(ex.run(run_jobs(&ex, cmd.count, cmd.concurrency, move |i| {
+                    let (kept, failed, first_error, target) =
+                        (Rc::clone(&kept), Rc::clone(&failed), Rc::clone(&first_error), Rc::clone(&target));
+                    let name = user(i);
+                    async move {
+                        match login(&target, &name, &format!("s{i}")).await {
+                            Ok(c) => kept.borrow_mut().push(c),
+                            Err(e) => {
+                                failed.set(failed.get() + 1);
+                                first_error.borrow_mut().get_or_insert(e.to_string());
+                            }
+                        }
+                    }
+                })));
+            }
+            print(format!(
+                "{{\"sessions\":{},\"failed\":{},\"seconds\":{:.3},\"error\":{:?}}}",
+                kept.borrow().len(),
+                failed.get(),
+                started.elapsed().as_secs_f64(),
+                first_error.borrow().clone().unwrap_or_default()
+            ));
+            // The sessions stay open (idle, nothing to read) until stdin closes.
+            let _ = io::Read::read_to_end(&mut io::stdin(), &mut Vec::new());
+            drop(kept);
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Logins(cmd) => {
+            let started = Instant::now();
+            let failed = Rc::new(Cell::new(0usize));
+            let first_error = Rc::new(RefCell::new(None::<String>));
+            {
+                let (failed, first_error, target) = (Rc::clone(&failed), Rc::clone(&first_error), Rc::clone(&target));
+                futures_lite::future::block_on(ex.run(run_jobs(&ex, cmd.count, cmd.concurrency, move |i| {
+                    let (failed, first_error, target) =
+                        (Rc::clone(&failed), Rc::clone(&first_error), Rc::clone(&target));
+                    let name = user(i);
+                    async move {
+                        match login(&target, &name, &format!("l{i}")).await {
+                            Ok(mut c) => {
+                                let _ = c.send(b"</stream:stream>").await;
+                            }
+                            Err(e) => {
+                                failed.set(failed.get() + 1);
+                                first_error.borrow_mut().get_or_insert(e.to_string());
+                            }
+                        }
+                    }
+                })));
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let ok = cmd.count - failed.get();
+            print(format!(
+                "{{\"logins\":{ok},\"failed\":{},\"concurrency\":{},\"seconds\":{seconds:.3},\"per_second\":{:.1},\
+                 \"error\":{:?}}}",
+                failed.get(),
+                cmd.concurrency,
+                ok as f64 / seconds,
+                first_error.borrow().clone().unwrap_or_default()
+            ));
+            std::process::ExitCode::SUCCESS
+        }
+        Command::Messages(cmd) => messages(&ex, &target, &user, cmd),
+    }
+}
+
+/// Shared state of one sender/receiver pair.
+#[derive(Default)]
+struct Pair {
+    sent: Cell<u64>,
+    received: Cell<u64>,
+    progress: Notify,
+}
+
+fn messages(
+    ex: &smol::LocalExecutor<'static>,
+    target: &Rc<Target>,
+    user: &dyn Fn(usize) -> String,
+    cmd: MessagesCmd,
+) -> std::process::ExitCode {
+    // Each pair: sender on account 2i, receiver on account 2i+1 (mod users).
+    let mut logins = Vec::new();
+    for i in 0..cmd.pairs {
+        logins.push((user(2 * i), format!("tx{i}"), user(2 * i + 1), format!("rx{i}")));
+    }
+    let conns = futures_lite::future::block_on(ex.run(async {
+        let mut out = Vec::new();
+        for (su, sr, ru, rr) in &logins {
+            let tx = login(target, su, sr).await?;
+            let rx = login(target, ru, rr).await?;
+            out.push((tx, rx, format!("{ru}@{}/{rr}", target.domain)));
+        }
+        Ok::<_, io::Error>(out)
+    }));
+    let conns = match conns {
+        Ok(c) => c,
+        Err(e) => {
+            print(format!("{{\"error\":{:?}}}", e.to_string()));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    print("{\"phase\":\"sending\"}".to_string());
+    let base = Instant::now();
+    let stop_at = base + Duration::from_secs_f64(cmd.duration);
+    let latencies: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::new()));
+    let delivered_in_time = Rc::new(Cell::new(0u64));
+    let window = cmd.window.max(1) as u64;
+    let tasks: Vec<_> = conns
+        .into_iter()
+        .map(|(mut tx, mut rx, to)| {
+            let pair = Rc::new(Pair::default());
+            let sender = {
+                let pair = Rc::clone(&pair);
+                ex.spawn(async move {
+                    let mut seq = 0u64;
+                    while Instant::now() < stop_at {
+                        while pair.sent.get() - pair.received.get() >= window {
+                            let listener = pair.progress.listen();
+                            if pair.sent.get() - pair.received.get() < window {
+                                break;
+                            }
+                            let woke = futures_lite::future::or(
+                                async {
+                                    listener.await;
+                                    true
+                                },
+                                async {
+                                    async_io::Timer::at(stop_at + Duration::from_secs(5)).await;
+                                    false
+                                },
+                            )
+                            .await;
+                            if !woke {
+                                return;
+                            }
+                        }
+                        let micros = base.elapsed().as_micros();
+                        let msg = format!("<message to='{to}' type='chat'><body>{seq} {micros}</body></message>");
+                        if tx.send(msg.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        seq += 1;
+                        pair.sent.set(pair.sent.get() + 1);
+                    }
+                    let _ = tx.send(b"</stream:stream>").await;
+                })
+            };
+            let receiver = {
+                let (latencies, delivered) = (Rc::clone(&latencies), Rc::clone(&delivered_in_time));
+                ex.spawn(async move {
+                    loop {
+                        let done = Instant::now() >= stop_at && pair.received.get() >= pair.sent.get();
+                        if done || Instant::now() > stop_at + Duration::from_secs(5) {
+                            break;
+                        }
+                        let ev = futures_lite::future::or(async { Some(rx.next().await) }, async {
+                            async_io::Timer::after(Duration::from_millis(200)).await;
+                            None
+                        })
+                        .await;
+                        let Some(Ok(ev)) = ev else {
+                            continue;
+                        };
+                        let Some(body) = ev.body else { continue };
+                        let Some(sent_at) = body.split(' ').nth(1).and_then(|m| m.parse::<u128>().ok()) else {
+                            continue;
+                        };
+                        let now = base.elapsed().as_micros();
+                        latencies.borrow_mut().push(now.saturating_sub(sent_at).min(u32::MAX as u128) as u32);
+                        pair.received.set(pair.received.get() + 1);
+                        if Instant::now() <= stop_at {
+                            delivered.set(delivered.get() + 1);
+                        }
+                        pair.progress.notify(1);
+                    }
+                })
+            };
+            (sender, receiver)
+        })
+        .collect();
+    futures_lite::future::block_on(ex.run(async {
+        for (s, r) in tasks {
+            s.await;
+            r.await;
+        }
+    }));
+    let mut l = latencies.borrow_mut();
+    l.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if l.is_empty() {
+            return 0.0;
+        }
+        let i = ((l.len() as f64 - 1.0) * p).round() as usize;
+        l[i] as f64 / 1000.0
+    };
+    print(format!(
+        "{{\"pairs\":{},\"seconds\":{},\"delivered\":{},\"received_total\":{},\"per_second\":{:.1},\
+         \"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
+        cmd.pairs,
+        cmd.duration,
+        delivered_in_time.get(),
+        l.len(),
+        delivered_in_time.get() as f64 / cmd.duration,
+        pct(0.5),
+        pct(0.99),
+        l.last().map_or(0.0, |m| *m as f64 / 1000.0)
+    ));
+    std::process::ExitCode::SUCCESS
+}
