@@ -64,7 +64,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
 
 /// Records that the account's last session ended now.
 pub fn record_logout(services: &Services<'_>, account: &BareJid) {
-    if let Err(e) = services.store.put_account_xml(account, KEY, &crate::clock::now_unix().to_be_bytes(), usize::MAX) {
+    if let Err(e) = services.store.put_account_xml_advisory(account, KEY, &crate::clock::now_unix().to_be_bytes()) {
         log::error!("last activity: {e}");
     }
 }

@@ -23,7 +23,25 @@ impl Store {
     /// Stores a document; `Ok(false)` when the owner already has `max_keys` other
     /// documents. Durable on return.
     pub fn put_account_xml(&self, owner: &BareJid, key: &str, xml: &[u8], max_keys: usize) -> Result<bool, StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        self.put_account_xml_with(owner, key, xml, max_keys, redb::Durability::Immediate)
+    }
+
+    /// Stores an advisory value (e.g. the last logout time): not flushed to disk on
+    /// every write (see [`Store::advisory_durability`]).
+    pub fn put_account_xml_advisory(&self, owner: &BareJid, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        self.put_account_xml_with(owner, key, value, usize::MAX, self.advisory_durability())
+    }
+
+    fn put_account_xml_with(
+        &self,
+        owner: &BareJid,
+        key: &str,
+        xml: &[u8],
+        max_keys: usize,
+        durability: redb::Durability,
+    ) -> Result<bool, StoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        txn.set_durability(durability).map_err(db_err)?;
         {
             let mut table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
             let exists = table.get((owner.as_str(), key)).map_err(db_err)?.is_some();

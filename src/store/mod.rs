@@ -1,6 +1,7 @@
 //! The store: one redb database in the data dir, whose schema this module alone
 //! owns. Every write commits with `Durability::Immediate` before it is
-//! acknowledged, so a kill -9 loses no committed account.
+//! acknowledged, so a kill -9 loses no committed account; the one exception is an
+//! advisory value (the last logout time), flushed with the next durable commit.
 
 pub mod account_xml;
 pub mod blocklist;
@@ -108,7 +109,13 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 /// The open database.
 pub struct Store {
     pub(crate) db: Database,
+    /// Advisory writes since the last one that was made durable (see
+    /// [`Store::put_advisory`]).
+    advisory_since_sync: std::sync::atomic::AtomicU32,
 }
+
+/// Every this many advisory writes, one is committed durably.
+const ADVISORY_SYNC_EVERY: u32 = 64;
 
 impl Store {
     /// Opens (or creates) the database in `data_dir`.
@@ -130,7 +137,22 @@ impl Store {
         Store::create_account_xml_table(&txn)?;
         Store::create_blocklist_table(&txn)?;
         txn.commit().map_err(db_err)?;
-        Ok(Store { db })
+        Ok(Store { db, advisory_since_sync: std::sync::atomic::AtomicU32::new(0) })
+    }
+
+    /// How an advisory write commits: without fsync (redb `Durability::None`), so a
+    /// value nobody loses sleep over (the time of the last logout) costs no disk
+    /// flush on every logout; every [`ADVISORY_SYNC_EVERY`]th is durable, and any
+    /// durable commit persists the ones before it. A crash may lose the latest few.
+    pub(crate) fn advisory_durability(&self) -> redb::Durability {
+        use std::sync::atomic::Ordering;
+        let n = self.advisory_since_sync.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= ADVISORY_SYNC_EVERY {
+            self.advisory_since_sync.store(0, Ordering::Relaxed);
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        }
     }
 
     pub fn account(&self, jid: &BareJid) -> Result<Option<Account>, StoreError> {
