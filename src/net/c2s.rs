@@ -51,8 +51,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         } else if !out.is_empty() {
             None
         } else {
-            // An idle connection keeps no input buffer while it waits.
+            // An idle connection holds no buffer of ours: neither input nor output.
             framer.trim();
+            out = Vec::new();
             if let (None, Some(session)) = (&queue_listener, c2s.session()) {
                 match session.listen_if_idle() {
                     Some(listener) => queue_listener = Some(listener),
@@ -133,9 +134,6 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             break 'conn;
         }
         out.clear();
-        if out.capacity() > 4096 {
-            out = Vec::new();
-        }
         if let Some(s) = c2s.session() {
             acknowledge_offline(&server, s);
         }

@@ -48,7 +48,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         } else if !out.is_empty() {
             None
         } else {
+            // An idle connection holds no buffer of ours: neither input nor output.
             framer.trim();
+            out = Vec::new();
             if let (None, Some(link)) = (&queue_listener, stream.link()) {
                 match link.listen_if_idle() {
                     Some(listener) => queue_listener = Some(listener),
@@ -100,9 +102,6 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             break;
         }
         out.clear();
-        if out.capacity() > 4096 {
-            out = Vec::new();
-        }
         if step == Step::Close {
             if let Some(link) = stream.take_link() {
                 log::info!("component {} disconnected", link.domain);

@@ -46,7 +46,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         } else if !out.is_empty() {
             None
         } else {
+            // An idle connection holds no buffer of ours: neither input nor output.
             framer.trim();
+            out = Vec::new();
             if answers.is_none() {
                 match waiter.listen_if_idle() {
                     Some(l) => answers = Some(l),
@@ -123,9 +125,6 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             break;
         }
         out.clear();
-        if out.capacity() > 4096 {
-            out = Vec::new();
-        }
         match step {
             Step::StartTls => {
                 // RFC 6120 §5.4.3.3: nothing received before the handshake counts.

@@ -166,7 +166,9 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
         } else if !out.is_empty() {
             None
         } else {
+            // An idle connection holds no buffer of ours: neither input nor output.
             framer.trim();
+            out = Vec::new();
             if queue.is_none() {
                 match link.listen_if_idle(stream.established(), stream.can_verify()) {
                     Some(l) => queue = Some(l),
@@ -243,9 +245,6 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
             return Ended::Failed(format!("write failed: {e}"));
         }
         out.clear();
-        if out.capacity() > 4096 {
-            out = Vec::new();
-        }
         match step {
             Step::StartTls => {
                 framer.discard_buffered();
