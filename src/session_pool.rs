@@ -6,6 +6,10 @@
 //! A slot holds only what others need to find the session (the peer, the stream
 //! id); the connection's buffers belong to its task and are bounded by the framer
 //! and output limits, released while idle. Single-threaded: `Rc`, `Cell`, `RefCell`.
+//!
+//! The table's memory is reserved for the full capacity at start (it never grows
+//! or moves), but slots are written only when first used: a pool sized for 10 000
+//! sessions costs its address space, not resident memory, until they come.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -20,8 +24,11 @@ pub struct SlotInfo {
 }
 
 struct Slots {
-    slots: Box<[Option<SlotInfo>]>,
+    /// Slots used so far (the high-water mark); capacity reserved up front.
+    slots: Vec<Option<SlotInfo>>,
+    /// Released slots, reused first; capacity reserved up front.
     free: Vec<u32>,
+    capacity: usize,
 }
 
 /// A fixed number of session slots.
@@ -31,14 +38,14 @@ pub struct SessionPool {
 
 impl SessionPool {
     pub fn new(capacity: usize) -> Rc<Self> {
-        let slots = (0..capacity).map(|_| None).collect::<Vec<_>>().into_boxed_slice();
-        // Hand out low indices first.
-        let free = (0..capacity as u32).rev().collect();
-        Rc::new(SessionPool { inner: RefCell::new(Slots { slots, free }) })
+        let capacity = capacity.min(u32::MAX as usize);
+        let slots = Vec::with_capacity(capacity);
+        let free = Vec::with_capacity(capacity);
+        Rc::new(SessionPool { inner: RefCell::new(Slots { slots, free, capacity }) })
     }
 
     pub fn capacity(&self) -> usize {
-        self.inner.borrow().slots.len()
+        self.inner.borrow().capacity
     }
 
     pub fn in_use(&self) -> usize {
@@ -49,8 +56,19 @@ impl SessionPool {
     /// Takes a free slot, or `None` when the pool is full.
     pub fn try_acquire(self: &Rc<Self>, peer: SocketAddr) -> Option<SessionLease> {
         let mut inner = self.inner.borrow_mut();
-        let index = inner.free.pop()?;
-        inner.slots[index as usize] = Some(SlotInfo { peer, stream_id: heapless::String::new() });
+        let info = Some(SlotInfo { peer, stream_id: heapless::String::new() });
+        let index = match inner.free.pop() {
+            Some(index) => {
+                inner.slots[index as usize] = info;
+                index
+            }
+            None if inner.slots.len() < inner.capacity => {
+                // Within the reserved capacity: no reallocation.
+                inner.slots.push(info);
+                (inner.slots.len() - 1) as u32
+            }
+            None => return None,
+        };
         Some(SessionLease { pool: Rc::clone(self), index })
     }
 
