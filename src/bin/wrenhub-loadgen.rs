@@ -46,6 +46,10 @@ struct Args {
     /// the password of every account
     #[argh(option, default = "String::from(\"bench\")")]
     password: String,
+    /// skip STARTTLS (for a server with c2s_require_encryption = false: shows
+    /// what TLS itself costs)
+    #[argh(switch)]
+    no_tls: bool,
     #[argh(subcommand)]
     command: Command,
 }
@@ -115,7 +119,7 @@ struct Target {
     addr: SocketAddr,
     domain: String,
     password: String,
-    tls: Arc<rustls::ClientConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// SCRAM salted passwords by (user, salt, iterations): PBKDF2 once per account.
     salted: RefCell<SaltedCache>,
 }
@@ -249,20 +253,19 @@ fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// A full login: STARTTLS, SCRAM-SHA-1 (RFC 5802), bind. Returns the bound stream.
 async fn login(target: &Target, user: &str, resource: &str) -> io::Result<Conn> {
     let mut conn = Conn::connect(target.addr).await?;
-    let features = conn.open_stream(&target.domain).await?;
-    if !features.text.is_empty() && features.name != "features" {
-        return Err(other("no features"));
-    }
-    conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
-    let proceed = conn.element().await?;
-    if proceed.name != "proceed" {
-        return Err(other(format!("STARTTLS refused: {proceed:?}")));
-    }
-    conn.framer.discard_buffered();
-    conn.framer.restart();
-    let name = rustls::pki_types::ServerName::try_from(target.domain.clone()).map_err(|e| other(e.to_string()))?;
-    conn.transport.start_client_tls(Arc::clone(&target.tls), name)?;
     conn.open_stream(&target.domain).await?;
+    if let Some(tls) = &target.tls {
+        conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>").await?;
+        let proceed = conn.element().await?;
+        if proceed.name != "proceed" {
+            return Err(other(format!("STARTTLS refused: {proceed:?}")));
+        }
+        conn.framer.discard_buffered();
+        conn.framer.restart();
+        let name = rustls::pki_types::ServerName::try_from(target.domain.clone()).map_err(|e| other(e.to_string()))?;
+        conn.transport.start_client_tls(Arc::clone(tls), name)?;
+        conn.open_stream(&target.domain).await?;
+    }
 
     let mut nonce_bytes = [0u8; 18];
     getrandom::fill(&mut nonce_bytes).map_err(|e| other(e.to_string()))?;
@@ -417,7 +420,7 @@ fn main() -> std::process::ExitCode {
         addr: args.addr,
         domain: args.domain.clone(),
         password: args.password.clone(),
-        tls: tls_config(),
+        tls: (!args.no_tls).then(tls_config),
         salted: RefCell::new(HashMap::new()),
     });
     let user = move |i: usize| format!("{}{}", args.prefix, i % args.users.max(1));
