@@ -13,6 +13,9 @@ use std::time::Duration;
 /// The default s2s port (RFC 6120 §3.2.2).
 pub const DEFAULT_PORT: u16 = 5269;
 
+/// The longest wait for one DNS answer.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// One address to try.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Candidate {
@@ -65,6 +68,8 @@ pub async fn candidates(
     }
     if let Some(server) = dns_server.or_else(super::dns::system_nameserver) {
         let name = domain.as_str();
+        // A DNS server that does not answer costs at most this per query.
+        let timeout = timeout.min(DNS_TIMEOUT);
         let xmpps = lookup_srv(server, &format!("_xmpps-server._tcp.{name}"), timeout).await.unwrap_or_default();
         let xmpp = lookup_srv(server, &format!("_xmpp-server._tcp.{name}"), timeout).await.unwrap_or_default();
         if let Some(records) = order(xmpps, xmpp) {
