@@ -444,7 +444,8 @@ fn dialback_for_an_unreachable_authoritative_server_is_an_error() {
 
 #[test]
 fn idle_links_close_and_the_next_stanza_opens_a_new_one() {
-    let (a, b) = pair(true, false, "s2s_idle_timeout = 1\n", "s2s_idle_timeout = 1\n");
+    // a.test closes its idle outbound link; b.test waits longer on its inbound side.
+    let (a, b) = pair(true, false, "s2s_idle_timeout = 1\n", "s2s_idle_timeout = 60\n");
     let (mut alice, mut bob) = messages_both_ways(&a, &b);
     a.wait_for_log("s2s link to b.test closed after s2s_idle_timeout", WAIT);
     alice.send("<message to='bob@b.test' type='chat' id='m3'><body>again</body></message>");
@@ -452,4 +453,16 @@ fn idle_links_close_and_the_next_stanza_opens_a_new_one() {
     assert!(got.contains("from='alice@a.test/res'"), "{got}");
     let established = a.log().matches("s2s link to b.test established").count();
     assert_eq!(established, 2, "{}", a.log());
+}
+
+#[test]
+fn an_idle_inbound_stream_ends_with_connection_timeout() {
+    // b.test's inbound side times out first: connection-timeout, and a.test's link
+    // ends with it; the next message opens a new link.
+    let (a, b) = pair(true, false, "s2s_idle_timeout = 60\n", "s2s_idle_timeout = 1\n");
+    let (mut alice, mut bob) = messages_both_ways(&a, &b);
+    a.wait_for_log("s2s link to b.test closed: the peer sent the stream error connection-timeout", WAIT);
+    alice.send("<message to='bob@b.test' type='chat' id='m4'><body>once more</body></message>");
+    let got = bob.read_until("once more", WAIT);
+    assert!(got.contains("from='alice@a.test/res'"), "{got}");
 }

@@ -11,17 +11,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("WRENHUB_PYTHON") {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".to_string()
-}
-
 /// Runs wrenhub (hub.test) against Prosody (prosody.test) in `mode`; returns
 /// wrenhub's server for the log checks.
 fn federate(mode: &str) -> Server {

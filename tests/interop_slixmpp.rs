@@ -16,18 +16,6 @@ use std::time::{Duration, Instant};
 /// Longer than any script's own 20 s timeout: only a stuck interpreter hits it.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
-/// `$WRENHUB_PYTHON`, else the venv `./scripts/test` made, else `python3`.
-fn python() -> String {
-    if let Ok(p) = std::env::var("WRENHUB_PYTHON") {
-        return p;
-    }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
-    if venv.exists() {
-        return venv.display().to_string();
-    }
-    "python3".to_string()
-}
-
 /// Panics, saying how to install it, unless `$WRENHUB_PYTHON` can import slixmpp.
 fn require_slixmpp() {
     static VERSION: OnceLock<Result<String, String>> = OnceLock::new();

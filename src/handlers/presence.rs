@@ -388,17 +388,11 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
             let Some(mut item) = mine.filter(|i| i.pending_in) else { return };
             item.pending_in = false;
             item.hidden = false;
-            item.subscription = match item.subscription {
-                Subscription::None | Subscription::From => Subscription::From,
-                Subscription::To | Subscription::Both => Subscription::Both,
-            };
+            item.subscription = item.subscription.with_from();
             save(services, &user, item, sender, out);
             if let Some(mut t) = theirs.filter(|t| t.ask) {
                 t.ask = false;
-                t.subscription = match t.subscription {
-                    Subscription::None | Subscription::To => Subscription::To,
-                    Subscription::From | Subscription::Both => Subscription::Both,
-                };
+                t.subscription = t.subscription.with_to();
                 save(services, &contact, t, sender, out);
             }
             notify_approved(services, sender, &user, &contact, out);
@@ -407,18 +401,12 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
             // §3.3: the user no longer wants the contact's presence.
             if let Some(mut item) = mine.filter(|i| subscribed_to(i.subscription) || i.ask) {
                 item.ask = false;
-                item.subscription = match item.subscription {
-                    Subscription::To | Subscription::None => Subscription::None,
-                    Subscription::Both | Subscription::From => Subscription::From,
-                };
+                item.subscription = item.subscription.without_to();
                 save(services, &user, item, sender, out);
             }
             if let Some(mut t) = theirs.filter(|t| subscribed_from(t.subscription) || t.pending_in) {
                 t.pending_in = false;
-                t.subscription = match t.subscription {
-                    Subscription::From | Subscription::None => Subscription::None,
-                    Subscription::Both | Subscription::To => Subscription::To,
-                };
+                t.subscription = t.subscription.without_from();
                 save(services, &contact, t, sender, out);
             }
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribe"));
@@ -437,18 +425,12 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
             // subscription to the user.
             if let Some(mut item) = mine.filter(|i| subscribed_from(i.subscription) || i.pending_in) {
                 item.pending_in = false;
-                item.subscription = match item.subscription {
-                    Subscription::From | Subscription::None => Subscription::None,
-                    Subscription::Both | Subscription::To => Subscription::To,
-                };
+                item.subscription = item.subscription.without_from();
                 save(services, &user, item, sender, out);
             }
             if let Some(mut t) = theirs.filter(|t| subscribed_to(t.subscription) || t.ask) {
                 t.ask = false;
-                t.subscription = match t.subscription {
-                    Subscription::To | Subscription::None => Subscription::None,
-                    Subscription::Both | Subscription::From => Subscription::From,
-                };
+                t.subscription = t.subscription.without_to();
                 save(services, &contact, t, sender, out);
             }
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribed"));
@@ -470,10 +452,7 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
 fn approve(services: &Services<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
     if let Some(mut item) = item_of(services, requester, approver).filter(|i| i.ask) {
         item.ask = false;
-        item.subscription = match item.subscription {
-            Subscription::None | Subscription::To => Subscription::To,
-            Subscription::From | Subscription::Both => Subscription::Both,
-        };
+        item.subscription = item.subscription.with_to();
         save(services, requester, item, sender, out);
     }
     notify_approved(services, sender, approver, requester, out);
@@ -543,29 +522,20 @@ fn subscription_to_remote(
             let Some(mut item) = mine.filter(|i| i.pending_in) else { return };
             item.pending_in = false;
             item.hidden = false;
-            item.subscription = match item.subscription {
-                Subscription::None | Subscription::From => Subscription::From,
-                Subscription::To | Subscription::Both => Subscription::Both,
-            };
+            item.subscription = item.subscription.with_from();
             save(services, &user, item, sender, out);
         }
         "unsubscribe" => {
             if let Some(mut item) = mine.filter(|i| subscribed_to(i.subscription) || i.ask) {
                 item.ask = false;
-                item.subscription = match item.subscription {
-                    Subscription::To | Subscription::None => Subscription::None,
-                    Subscription::Both | Subscription::From => Subscription::From,
-                };
+                item.subscription = item.subscription.without_to();
                 save(services, &user, item, sender, out);
             }
         }
         _ => {
             if let Some(mut item) = mine.filter(|i| subscribed_from(i.subscription) || i.pending_in) {
                 item.pending_in = false;
-                item.subscription = match item.subscription {
-                    Subscription::From | Subscription::None => Subscription::None,
-                    Subscription::Both | Subscription::To => Subscription::To,
-                };
+                item.subscription = item.subscription.without_from();
                 save(services, &user, item, sender, out);
             }
         }
@@ -654,30 +624,21 @@ pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to
             // §3.1.6: only an outstanding request is completed.
             let Some(mut i) = item.filter(|i| i.ask) else { return };
             i.ask = false;
-            i.subscription = match i.subscription {
-                Subscription::None | Subscription::To => Subscription::To,
-                Subscription::From | Subscription::Both => Subscription::Both,
-            };
+            i.subscription = i.subscription.with_to();
             save_inbound(services, &user, i);
             deliver(&note("subscribed"), None);
         }
         Some("unsubscribe") => {
             let Some(mut i) = item.filter(|i| subscribed_from(i.subscription) || i.pending_in) else { return };
             i.pending_in = false;
-            i.subscription = match i.subscription {
-                Subscription::From | Subscription::None => Subscription::None,
-                Subscription::Both | Subscription::To => Subscription::To,
-            };
+            i.subscription = i.subscription.without_from();
             save_inbound(services, &user, i);
             deliver(&note("unsubscribe"), None);
         }
         Some("unsubscribed") => {
             let Some(mut i) = item.filter(|i| subscribed_to(i.subscription) || i.ask) else { return };
             i.ask = false;
-            i.subscription = match i.subscription {
-                Subscription::To | Subscription::None => Subscription::None,
-                Subscription::Both | Subscription::From => Subscription::From,
-            };
+            i.subscription = i.subscription.without_to();
             save_inbound(services, &user, i);
             deliver(&note("unsubscribed"), None);
         }

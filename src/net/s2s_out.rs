@@ -261,7 +261,11 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
                 transport.close(config.write_timeout).await;
                 return match failure {
                     Some(why) if !established => Ended::Failed(why),
-                    _ => Ended::Cleanly,
+                    Some(why) => {
+                        log::info!("s2s link to {} closed: {why}", link.remote);
+                        Ended::Cleanly
+                    }
+                    None => Ended::Cleanly,
                 };
             }
             _ => {}

@@ -25,6 +25,38 @@ pub enum Subscription {
 }
 
 impl Subscription {
+    /// The state after gaining a subscription to the contact's presence.
+    pub fn with_to(self) -> Subscription {
+        match self {
+            Subscription::None | Subscription::To => Subscription::To,
+            Subscription::From | Subscription::Both => Subscription::Both,
+        }
+    }
+
+    /// The state after losing the subscription to the contact's presence.
+    pub fn without_to(self) -> Subscription {
+        match self {
+            Subscription::None | Subscription::To => Subscription::None,
+            Subscription::From | Subscription::Both => Subscription::From,
+        }
+    }
+
+    /// The state after the contact gains a subscription to the user's presence.
+    pub fn with_from(self) -> Subscription {
+        match self {
+            Subscription::None | Subscription::From => Subscription::From,
+            Subscription::To | Subscription::Both => Subscription::Both,
+        }
+    }
+
+    /// The state after the contact loses its subscription to the user's presence.
+    pub fn without_from(self) -> Subscription {
+        match self {
+            Subscription::None | Subscription::From => Subscription::None,
+            Subscription::To | Subscription::Both => Subscription::To,
+        }
+    }
+
     pub fn wire_name(self) -> &'static str {
         match self {
             Subscription::None => "none",

@@ -697,3 +697,15 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// `$WRENHUB_PYTHON`, else the venv `./scripts/test` made, else `python3`.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("WRENHUB_PYTHON") {
+        return p;
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/interop-venv/bin/python");
+    if venv.exists() {
+        return venv.display().to_string();
+    }
+    "python3".to_string()
+}
