@@ -93,6 +93,35 @@ fn certificates_authenticate_with_sasl_external_both_ways() {
     assert!(!a.log().contains("authenticated by dialback"), "{}", a.log());
 }
 
+/// `AB:CD:…`, the SHA-256 of the certificate in a data dir (what `wrenhub cert show` prints).
+fn fingerprint(dir: &tempfile::TempDir) -> String {
+    use rustls::pki_types::pem::PemObject;
+    let pem = std::fs::read(dir.path().join("data/tls/server.pem")).unwrap();
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(&pem).next().unwrap().unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+#[test]
+fn pinned_fingerprints_authenticate_with_sasl_external() {
+    let (dir_a, _) = prepared_dir("a.test");
+    let (dir_b, _) = prepared_dir("b.test");
+    let pin = |domain: &str, dir: &tempfile::TempDir| {
+        format!("[[s2s_peer]]\ndomain = '{domain}'\nfingerprint = '{}'\n", fingerprint(dir))
+    };
+    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: pin("b.test", &dir_b) };
+    let b = Side { domain: "b.test", s2s_port: free_port(), direct_port: free_port(), extra: pin("a.test", &dir_a) };
+    let (config_a, config_b) = (config(&a, &b, false), config(&b, &a, false));
+    let server_a = Server::start_in(dir_a, &config_a);
+    let server_b = Server::start_in(dir_b, &config_b);
+    server_a.add_user("alice", "wonderland");
+    server_b.add_user("bob", "builder");
+    messages_both_ways(&server_a, &server_b);
+    server_a.wait_for_log("s2s link to b.test established (SASL EXTERNAL", WAIT);
+    server_b.wait_for_log("s2s link to a.test established (SASL EXTERNAL", WAIT);
+    assert!(server_a.log().contains("0 trusted root(s), 1 pinned peer(s)"), "{}", server_a.log());
+}
+
 #[test]
 fn direct_tls_links_authenticate_with_sasl_external() {
     let (a, b) = pair(true, true, "", "");
