@@ -6,8 +6,9 @@
 //!
 //! One outbound link per remote domain, created on demand when the router sends
 //! the first stanza there. Its queue is bounded in bytes (`s2s_queue_size`) and in
-//! time (`s2s_connect_timeout`); a stanza that cannot go out is bounced to its local
-//! sender with `remote-server-not-found`, `remote-server-timeout` or
+//! time: the link must be connected and authenticated within `s2s_connect_timeout`,
+//! after which the queue drains at once; a stanza that cannot go out is bounced to
+//! its local sender with `remote-server-not-found`, `remote-server-timeout` or
 //! `resource-constraint` (RFC 6120 §8.3.3), never dropped silently and never retried
 //! forever.
 
@@ -24,7 +25,6 @@ use event_listener::{Event, EventListener};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant};
 
 /// `jabber:server`
 pub const NS_SERVER: &str = "jabber:server";
@@ -44,7 +44,6 @@ pub struct Bounce {
 
 struct Queued {
     bytes: Box<[u8]>,
-    at: Instant,
     bounce: Option<Bounce>,
 }
 
@@ -150,7 +149,7 @@ impl OutLink {
             return Err(SendError::QueueFull);
         }
         self.queued_bytes.set(total);
-        self.queue.borrow_mut().push_back(Queued { bytes: bytes.into_boxed_slice(), at: Instant::now(), bounce });
+        self.queue.borrow_mut().push_back(Queued { bytes: bytes.into_boxed_slice(), bounce });
         self.wake.notify(1);
         Ok(())
     }
@@ -177,24 +176,6 @@ impl OutLink {
         if queue.capacity() > 16 {
             *queue = VecDeque::new();
         }
-    }
-
-    /// Takes the stanzas that waited longer than `timeout`.
-    pub fn expire(&self, now: Instant, timeout: Duration) -> Vec<Bounce> {
-        let mut queue = self.queue.borrow_mut();
-        let mut bounces = Vec::new();
-        while queue.front().is_some_and(|q| now.duration_since(q.at) >= timeout) {
-            if let Some(q) = queue.pop_front() {
-                self.queued_bytes.set(self.queued_bytes.get().saturating_sub(q.bytes.len()));
-                bounces.extend(q.bounce);
-            }
-        }
-        bounces
-    }
-
-    /// When the oldest queued stanza expires.
-    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
-        self.queue.borrow().front().map(|q| q.at + timeout)
     }
 
     /// The link is gone: everything queued comes back for bouncing, and waiting
@@ -369,17 +350,6 @@ mod tests {
         let bounced = s2s.remove(&new[0]);
         assert_eq!(bounced.len(), 1);
         assert_eq!(s2s.link_count(), 0);
-    }
-
-    #[test]
-    fn stanzas_expire_in_order() {
-        let link = OutLink::new(domain("there"), 100);
-        link.push(b"a".to_vec(), bounce("1")).unwrap();
-        link.push(b"b".to_vec(), None).unwrap();
-        let later = Instant::now() + Duration::from_secs(5);
-        assert!(link.expire(Instant::now(), Duration::from_secs(5)).is_empty());
-        assert_eq!(link.expire(later, Duration::from_secs(5)).len(), 1);
-        assert!(!link.has_queued());
     }
 
     #[test]
