@@ -1,5 +1,11 @@
 //! The `wrenhub` command line (argh): `serve`, `check`, `--version`, `help`.
 
+/// Static musl builds (the boards) allocate with dlmalloc: musl's own allocator
+/// keeps about 7 KiB more per idle TLS session (BENCHMARKS.md, "On the boards").
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+
 use argh::FromArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
