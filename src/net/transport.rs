@@ -131,8 +131,55 @@ impl Transport {
     }
 
     /// Writes `data` (through TLS when active) and any pending TLS records; fails
-    /// if the peer accepts nothing for `timeout`.
+    /// if the peer accepts nothing for `timeout`. What the socket takes at once is
+    /// written without suspending; only a full socket waits, in a boxed future, so
+    /// every connection task stays small while it idles (the wait is rare; the
+    /// task's size is paid by every idle session).
     pub async fn write_all(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
+        let rest = match self.write_now(data)? {
+            None => return Ok(()),
+            Some(rest) => rest,
+        };
+        Box::pin(self.write_waiting(rest, timeout)).await
+    }
+
+    /// Writes without waiting; `None` when everything (and every pending TLS
+    /// record) went out, else the part of `data` not yet taken.
+    fn write_now<'d>(&mut self, data: &'d [u8]) -> io::Result<Option<&'d [u8]>> {
+        let socket = self.socket.get_ref();
+        let mut rest = data;
+        let Some(tls) = self.tls.as_mut() else {
+            while !rest.is_empty() {
+                match (&*socket).write(rest) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => rest = &rest[n..],
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(rest)),
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(None);
+        };
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut &*socket) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Some(rest)),
+                    Err(e) => return Err(e),
+                }
+            }
+            if rest.is_empty() {
+                return Ok(None);
+            }
+            let n = tls.writer().write(rest)?;
+            rest = &rest[n..];
+        }
+    }
+
+    /// The slow path of [`Transport::write_all`]: the socket is full.
+    async fn write_waiting(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
         let Some(tls) = self.tls.as_mut() else {
             return write_socket(&self.socket, data, timeout).await;
         };
@@ -179,8 +226,13 @@ impl Transport {
     }
 
     /// Ends the connection: TLS close_notify, then our side of TCP, then a bounded
-    /// wait for the peer (see [`super::close_gracefully`]).
-    pub async fn close(mut self, timeout: Duration) {
+    /// wait for the peer (see [`super::close_gracefully`]). Boxed: a connection
+    /// closes once, and its task should not carry this future's size while idle.
+    pub async fn close(self, timeout: Duration) {
+        Box::pin(self.close_inner(timeout)).await
+    }
+
+    async fn close_inner(mut self, timeout: Duration) {
         if let Some(tls) = self.tls.as_mut() {
             tls.send_close_notify();
             let _ = self.write_all(&[], timeout).await;
