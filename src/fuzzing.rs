@@ -9,6 +9,31 @@ use crate::xml::XmlErrorKind;
 
 pub use crate::jid::fuzz_roundtrip as jid_roundtrip;
 
+/// Entry point for the `dns` target: an SRV answer from an untrusted DNS server.
+/// The first two bytes are the query id the answer must match; the whole input is
+/// the datagram. Asserts no panic, and that whatever parses re-encodes and parses
+/// back to the same records (names are at most 255 bytes of at most 63-byte labels).
+pub fn dns_srv(data: &[u8]) {
+    use crate::s2s::dns::{parse_srv, query, srv_answer};
+    let id = match data {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    let Ok(records) = parse_srv(data, id) else { return };
+    for r in &records {
+        assert!(r.target.len() <= 255, "target too long: {}", r.target.len());
+    }
+    // Round trip through our own encoder, where the names are representable.
+    let representable =
+        records.iter().all(|r| !r.target.is_empty() && r.target.split('.').all(|l| !l.is_empty() && l.len() <= 63));
+    if representable && !records.is_empty() && records.len() <= 16 {
+        let q = query("_xmpp-server._tcp.example.net", id).expect("a valid name makes a query");
+        if let Some(answer) = srv_answer(&q, &records) {
+            assert_eq!(parse_srv(&answer, id).as_deref(), Ok(&records[..]), "re-encoded answer parses back");
+        }
+    }
+}
+
 /// The default namespace elements are re-emitted into.
 const CONTENT_NS: &str = "jabber:client";
 

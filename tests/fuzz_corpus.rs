@@ -37,7 +37,7 @@ fn run_all(dir: &str, entry: fn(&[u8])) {
 
 #[test]
 fn each_corpus_holds_at_least_ten_inputs() {
-    for dir in ["corpus/framer", "corpus/jid"] {
+    for dir in ["corpus/framer", "corpus/jid", "corpus/dns"] {
         let n = inputs(dir).len();
         assert!(n >= MIN_INPUTS, "fuzz/{dir} holds {n} inputs");
     }
@@ -51,4 +51,9 @@ fn framer_corpus_frames_alike_in_chunks_and_reemits_fixed_points() {
 #[test]
 fn jid_corpus_parses_idempotently() {
     run_all("corpus/jid", wrenhub::fuzzing::jid_roundtrip);
+}
+
+#[test]
+fn dns_corpus_parses_without_panics_and_round_trips() {
+    run_all("corpus/dns", wrenhub::fuzzing::dns_srv);
 }
