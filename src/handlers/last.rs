@@ -5,7 +5,6 @@
 use super::{Handler, IqReply, IqRequest, IqType, Services};
 use crate::jid::BareJid;
 use crate::stanza::{Condition, StanzaError};
-use crate::store::roster::Subscription;
 use crate::xml::writer::XmlWriter;
 
 pub const NS_LAST: &str = "jabber:iq:last";
@@ -38,7 +37,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
     let allowed = *account == asker
         || matches!(
             services.store.roster_item(account, &asker),
-            Ok(Some(item)) if matches!(item.subscription, Subscription::From | Subscription::Both)
+            Ok(Some(item)) if item.subscription.has_from()
         );
     if !allowed {
         return IqReply::Error(StanzaError::new(Condition::Forbidden));

@@ -10,7 +10,7 @@ use super::roster_items::push_to_interested;
 use super::Services;
 use crate::jid::{BareJid, Jid};
 use crate::sessions::{Session, MAX_DIRECTED};
-use crate::store::roster::{RosterItem, Subscription};
+use crate::store::roster::RosterItem;
 use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
@@ -131,7 +131,7 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     let owner = sender.jid.to_bare();
     let items = unblocked(services, sender, roster(services, &owner));
     // To every contact subscribed to the user (from/both), at their available resources.
-    for item in items.iter().filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both)) {
+    for item in items.iter().filter(|i| i.subscription.has_from()) {
         let bytes = stamped(stanza, from, Some(item.jid.as_str()));
         if send_remote(services, item.jid.domain(), &bytes) {
             continue;
@@ -152,7 +152,7 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     }
     // §4.3: probe the contacts the user is subscribed to (to/both), answered here
     // from their last presence.
-    for item in items.iter().filter(|i| matches!(i.subscription, Subscription::To | Subscription::Both)) {
+    for item in items.iter().filter(|i| i.subscription.has_to()) {
         // A contact on another server is probed there (§4.3.1).
         if send_remote(services, item.jid.domain(), &simple(owner.as_str(), item.jid.as_str(), Some("probe"))) {
             continue;
@@ -227,10 +227,7 @@ pub fn unavailable(services: &Services<'_>, sender: &Rc<Session>, stanza: Option
     };
     let owner = sender.jid.to_bare();
     if was_available {
-        for item in roster(services, &owner)
-            .iter()
-            .filter(|i| matches!(i.subscription, Subscription::From | Subscription::Both))
-        {
+        for item in roster(services, &owner).iter().filter(|i| i.subscription.has_from()) {
             let bytes = bytes_for(item.jid.as_str());
             if send_remote(services, item.jid.domain(), &bytes) {
                 continue;
@@ -301,14 +298,6 @@ fn directed(
     deliver_to(services, sender, &to_text, bytes, out);
 }
 
-fn subscribed_to(s: Subscription) -> bool {
-    matches!(s, Subscription::To | Subscription::Both)
-}
-
-fn subscribed_from(s: Subscription) -> bool {
-    matches!(s, Subscription::From | Subscription::Both)
-}
-
 /// Stores a changed item and pushes it to the owner's interested resources.
 fn save(services: &Services<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
     match services.store.put_roster_item(owner, item) {
@@ -354,14 +343,14 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
         "subscribe" => {
             // Outbound (§3.1.2): pending out, unless already subscribed.
             let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
-            if !subscribed_to(item.subscription) && (!item.ask || item.hidden) {
+            if !item.subscription.has_to() && (!item.ask || item.hidden) {
                 item.ask = true;
                 item.hidden = false;
                 save(services, &user, item, sender, out);
             }
             // Inbound (§3.1.3).
             match theirs {
-                Some(t) if subscribed_from(t.subscription) => {
+                Some(t) if t.subscription.has_from() => {
                     // Already approved: the contact's server answers for it.
                     approve(services, sender, &contact, &user, out);
                 }
@@ -385,28 +374,19 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
         "subscribed" => {
             // The user approves the contact's request (§3.1.5); without a pending
             // request there is nothing to approve (pre-approval is not offered).
-            let Some(mut item) = mine.filter(|i| i.pending_in) else { return };
-            item.pending_in = false;
-            item.hidden = false;
-            item.subscription = item.subscription.with_from();
+            let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
             save(services, &user, item, sender, out);
-            if let Some(mut t) = theirs.filter(|t| t.ask) {
-                t.ask = false;
-                t.subscription = t.subscription.with_to();
+            if let Some(t) = theirs.and_then(RosterItem::grant_to) {
                 save(services, &contact, t, sender, out);
             }
             notify_approved(services, sender, &user, &contact, out);
         }
         "unsubscribe" => {
             // §3.3: the user no longer wants the contact's presence.
-            if let Some(mut item) = mine.filter(|i| subscribed_to(i.subscription) || i.ask) {
-                item.ask = false;
-                item.subscription = item.subscription.without_to();
+            if let Some(item) = mine.and_then(RosterItem::cancel_to) {
                 save(services, &user, item, sender, out);
             }
-            if let Some(mut t) = theirs.filter(|t| subscribed_from(t.subscription) || t.pending_in) {
-                t.pending_in = false;
-                t.subscription = t.subscription.without_from();
+            if let Some(t) = theirs.and_then(RosterItem::cancel_from) {
                 save(services, &contact, t, sender, out);
             }
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribe"));
@@ -423,14 +403,10 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
         _ => {
             // "unsubscribed" (§3.2): the user cancels or denies the contact's
             // subscription to the user.
-            if let Some(mut item) = mine.filter(|i| subscribed_from(i.subscription) || i.pending_in) {
-                item.pending_in = false;
-                item.subscription = item.subscription.without_from();
+            if let Some(item) = mine.and_then(RosterItem::cancel_from) {
                 save(services, &user, item, sender, out);
             }
-            if let Some(mut t) = theirs.filter(|t| subscribed_to(t.subscription) || t.ask) {
-                t.ask = false;
-                t.subscription = t.subscription.without_to();
+            if let Some(t) = theirs.and_then(RosterItem::cancel_to) {
                 save(services, &contact, t, sender, out);
             }
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribed"));
@@ -450,9 +426,7 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
 /// `approver` already lets `requester` see its presence: the server says
 /// `subscribed` on the approver's behalf and completes the requester's side.
 fn approve(services: &Services<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
-    if let Some(mut item) = item_of(services, requester, approver).filter(|i| i.ask) {
-        item.ask = false;
-        item.subscription = item.subscription.with_to();
+    if let Some(item) = item_of(services, requester, approver).and_then(RosterItem::grant_to) {
         save(services, requester, item, sender, out);
     }
     notify_approved(services, sender, approver, requester, out);
@@ -511,7 +485,7 @@ fn subscription_to_remote(
     match kind {
         "subscribe" => {
             let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
-            if !subscribed_to(item.subscription) && (!item.ask || item.hidden) {
+            if !item.subscription.has_to() && (!item.ask || item.hidden) {
                 item.ask = true;
                 item.hidden = false;
                 save(services, &user, item, sender, out);
@@ -519,23 +493,16 @@ fn subscription_to_remote(
         }
         "subscribed" => {
             // §3.1.5: approving a request that is pending.
-            let Some(mut item) = mine.filter(|i| i.pending_in) else { return };
-            item.pending_in = false;
-            item.hidden = false;
-            item.subscription = item.subscription.with_from();
+            let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
             save(services, &user, item, sender, out);
         }
         "unsubscribe" => {
-            if let Some(mut item) = mine.filter(|i| subscribed_to(i.subscription) || i.ask) {
-                item.ask = false;
-                item.subscription = item.subscription.without_to();
+            if let Some(item) = mine.and_then(RosterItem::cancel_to) {
                 save(services, &user, item, sender, out);
             }
         }
         _ => {
-            if let Some(mut item) = mine.filter(|i| subscribed_from(i.subscription) || i.pending_in) {
-                item.pending_in = false;
-                item.subscription = item.subscription.without_from();
+            if let Some(item) = mine.and_then(RosterItem::cancel_from) {
                 save(services, &user, item, sender, out);
             }
         }
@@ -598,7 +565,7 @@ pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to
                 return;
             }
             match item {
-                Some(i) if subscribed_from(i.subscription) => {
+                Some(i) if i.subscription.has_from() => {
                     // Already approved: answered on the user's behalf (§3.1.3).
                     send_remote(
                         services,
@@ -622,29 +589,23 @@ pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to
         }
         Some("subscribed") => {
             // §3.1.6: only an outstanding request is completed.
-            let Some(mut i) = item.filter(|i| i.ask) else { return };
-            i.ask = false;
-            i.subscription = i.subscription.with_to();
+            let Some(i) = item.and_then(RosterItem::grant_to) else { return };
             save_inbound(services, &user, i);
             deliver(&note("subscribed"), None);
         }
         Some("unsubscribe") => {
-            let Some(mut i) = item.filter(|i| subscribed_from(i.subscription) || i.pending_in) else { return };
-            i.pending_in = false;
-            i.subscription = i.subscription.without_from();
+            let Some(i) = item.and_then(RosterItem::cancel_from) else { return };
             save_inbound(services, &user, i);
             deliver(&note("unsubscribe"), None);
         }
         Some("unsubscribed") => {
-            let Some(mut i) = item.filter(|i| subscribed_to(i.subscription) || i.ask) else { return };
-            i.ask = false;
-            i.subscription = i.subscription.without_to();
+            let Some(i) = item.and_then(RosterItem::cancel_to) else { return };
             save_inbound(services, &user, i);
             deliver(&note("unsubscribed"), None);
         }
         Some("probe") => {
             // §4.3.2: answered only for a contact with a subscription to the user.
-            if !item.is_some_and(|i| subscribed_from(i.subscription)) {
+            if !item.is_some_and(|i| i.subscription.has_from()) {
                 return;
             }
             if available.is_empty() {

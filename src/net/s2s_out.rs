@@ -131,7 +131,6 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
     let mut last_activity = Instant::now();
     let mut shutdown = server.shutdown.listen();
     let mut queue: Option<EventListener> = None;
-    let mut peer_checked = false;
     loop {
         let mut step = Step::Continue;
         if stream.can_verify() {
@@ -152,12 +151,6 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
                 link.drain_into(&mut out);
                 last_activity = Instant::now();
             }
-        }
-        if !peer_checked && transport.tls_ready() {
-            peer_checked = true;
-            let trusted =
-                transport.peer_certificates().is_some_and(|c| s2s.trust.authenticates(c, link.remote.as_str()));
-            log::debug!("s2s link to {}: certificate {}", link.remote, if trusted { "trusted" } else { "not trusted" });
         }
         let wake = if server.is_shutting_down() {
             Some(Wake::Shutdown)

@@ -178,34 +178,23 @@ impl Transport {
         }
     }
 
-    /// The slow path of [`Transport::write_all`]: the socket is full.
-    async fn write_waiting(&mut self, data: &[u8], timeout: Duration) -> io::Result<()> {
-        let Some(tls) = self.tls.as_mut() else {
-            return write_socket(&self.socket, data, timeout).await;
-        };
-        let mut rest = data;
+    /// The slow path of [`Transport::write_all`]: the socket is full; wait until it
+    /// is writable (at most `timeout` each time) and write what it takes.
+    async fn write_waiting(&mut self, mut rest: &[u8], timeout: Duration) -> io::Result<()> {
         loop {
-            while tls.wants_write() {
-                let socket = &self.socket;
-                let wrote = futures_lite::future::or(
-                    async { socket.write_with(|s| tls.write_tls(&mut &*s)).await.map(Some) },
-                    async {
-                        Timer::after(timeout).await;
-                        Ok(None)
-                    },
-                )
-                .await?;
-                match wrote {
-                    None => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
-                    Some(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Some(_) => {}
-                }
+            let writable = futures_lite::future::or(async { Some(self.socket.writable().await) }, async {
+                Timer::after(timeout).await;
+                None
+            })
+            .await;
+            match writable {
+                None => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+                Some(result) => result?,
             }
-            if rest.is_empty() {
-                return Ok(());
+            match self.write_now(rest)? {
+                None => return Ok(()),
+                Some(left) => rest = left,
             }
-            let n = tls.writer().write(rest)?;
-            rest = &rest[n..];
         }
     }
 
@@ -239,8 +228,4 @@ impl Transport {
         }
         super::close_gracefully(self.socket, super::CLOSE_LINGER).await;
     }
-}
-
-async fn write_socket(socket: &Async<TcpStream>, data: &[u8], timeout: Duration) -> io::Result<()> {
-    super::write_all_timeout(socket, data, timeout).await
 }

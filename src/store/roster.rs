@@ -57,6 +57,16 @@ impl Subscription {
         }
     }
 
+    /// The user receives the contact's presence (`to` or `both`).
+    pub fn has_to(self) -> bool {
+        matches!(self, Subscription::To | Subscription::Both)
+    }
+
+    /// The contact receives the user's presence (`from` or `both`).
+    pub fn has_from(self) -> bool {
+        matches!(self, Subscription::From | Subscription::Both)
+    }
+
     pub fn wire_name(self) -> &'static str {
         match self {
             Subscription::None => "none",
@@ -91,6 +101,47 @@ pub struct RosterItem {
     /// Not in the roster the user sees: a row that only keeps an inbound
     /// subscription request from a contact the user has not added (RFC 6121 §3.1.3).
     pub hidden: bool,
+}
+
+/// RFC 6121 §3 transitions of one item, each `None` when it does not apply (the
+/// item is then left as it is and nothing is pushed).
+impl RosterItem {
+    /// The contact approved the user's request (§3.1.6): pending out → `to`.
+    pub fn grant_to(mut self) -> Option<RosterItem> {
+        self.ask.then(|| {
+            self.ask = false;
+            self.subscription = self.subscription.with_to();
+            self
+        })
+    }
+
+    /// The user approves the contact's request (§3.1.5): pending in → `from`.
+    pub fn grant_from(mut self) -> Option<RosterItem> {
+        self.pending_in.then(|| {
+            self.pending_in = false;
+            self.hidden = false;
+            self.subscription = self.subscription.with_from();
+            self
+        })
+    }
+
+    /// The user's subscription to the contact (or its request) ends (§3.3, §3.2.1).
+    pub fn cancel_to(mut self) -> Option<RosterItem> {
+        (self.subscription.has_to() || self.ask).then(|| {
+            self.ask = false;
+            self.subscription = self.subscription.without_to();
+            self
+        })
+    }
+
+    /// The contact's subscription to the user (or its request) ends (§3.2, §3.3.1).
+    pub fn cancel_from(mut self) -> Option<RosterItem> {
+        (self.subscription.has_from() || self.pending_in).then(|| {
+            self.pending_in = false;
+            self.subscription = self.subscription.without_from();
+            self
+        })
+    }
 }
 
 impl RosterItem {

@@ -72,6 +72,9 @@ pub struct S2sInStream {
     authenticated: Vec<Domain>,
     /// Dialback requests waiting for the authoritative server: (domain, our domain).
     pending: Vec<(Domain, String)>,
+    /// Whether the peer's certificate authenticates a domain, per domain asked
+    /// (the chain is validated once per domain, not at every feature and request).
+    cert_checks: Vec<(Domain, bool)>,
 }
 
 impl S2sInStream {
@@ -86,6 +89,7 @@ impl S2sInStream {
             sasl_done: false,
             authenticated: Vec::new(),
             pending: Vec::new(),
+            cert_checks: Vec::new(),
         }
     }
 
@@ -171,11 +175,21 @@ impl S2sInStream {
     }
 
     /// Does the peer's certificate authenticate `domain`?
-    fn cert_authenticates(&self, env: &Env<'_>, domain: &str) -> bool {
-        self.secure && env.peer_chain.is_some_and(|chain| env.s2s.trust.authenticates(chain, domain))
+    fn cert_authenticates(&mut self, env: &Env<'_>, domain: &Domain) -> bool {
+        if !self.secure {
+            return false;
+        }
+        if let Some((_, known)) = self.cert_checks.iter().find(|(d, _)| d == domain) {
+            return *known;
+        }
+        let ok = env.peer_chain.is_some_and(|chain| env.s2s.trust.authenticates(chain, domain.as_str()));
+        if self.cert_checks.len() < MAX_DOMAINS {
+            self.cert_checks.push((domain.clone(), ok));
+        }
+        ok
     }
 
-    fn write_features(&self, env: &Env<'_>, out: &mut Vec<u8>) {
+    fn write_features(&mut self, env: &Env<'_>, out: &mut Vec<u8>) {
         XmlWriter::new(out).start("stream:features").open();
         if !self.secure {
             XmlWriter::new(out)
@@ -186,8 +200,7 @@ impl S2sInStream {
                 .close_empty()
                 .end("starttls");
         } else {
-            let external =
-                !self.sasl_done && self.peer.as_ref().is_some_and(|p| self.cert_authenticates(env, p.as_str()));
+            let external = !self.sasl_done && self.peer.clone().is_some_and(|p| self.cert_authenticates(env, &p));
             if external {
                 XmlWriter::new(out)
                     .start("mechanisms")
@@ -259,7 +272,7 @@ impl S2sInStream {
         if self.peer.as_ref().is_some_and(|p| *p != domain) {
             return failure("invalid-authzid", out);
         }
-        if !self.cert_authenticates(env, domain.as_str()) {
+        if !self.cert_authenticates(env, &domain) {
             log::info!("s2s in {}: certificate does not authenticate {domain}", self.stream_id);
             return failure("not-authorized", out);
         }
@@ -308,7 +321,7 @@ impl S2sInStream {
         }
         // XEP-0344 §2.4: a certificate that authenticates the domain makes the
         // round trip to the authoritative server unnecessary.
-        if self.cert_authenticates(env, from.as_str()) {
+        if self.cert_authenticates(env, &from) {
             log::info!("s2s in: {from} authenticated by certificate (dialback)");
             reply("valid", out, None);
             self.authenticate(from);

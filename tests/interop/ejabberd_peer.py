@@ -42,7 +42,6 @@ ejabberd openssl` and target/interop-venv with slixmpp, or $WRENHUB_PYTHON).
 Python standard library only.
 """
 
-import atexit
 import glob
 import os
 import re
@@ -59,19 +58,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from prosody_peer import TestCA, _die_with_parent, free_port  # noqa: E402
+import peer_process  # noqa: E402
+from peer_process import PeerProcess, die_with_parent  # noqa: E402
+from prosody_peer import TestCA, free_port  # noqa: E402
 
 __all__ = ["EjabberdPeer", "EjabberdError", "TestCA", "free_port", "sasl_mechanisms"]
-
-_running = set()
-
-
-def _stop_all():
-    for peer in list(_running):
-        peer.stop()
-
-
-atexit.register(_stop_all)
 
 
 class EjabberdError(Exception):
@@ -131,7 +122,7 @@ def sasl_mechanisms(port, domain, ca_file=None, host="127.0.0.1", timeout=10):
     return re.findall(r"<mechanism>([^<]+)</mechanism>", features.decode(errors="replace"))
 
 
-class EjabberdPeer:
+class EjabberdPeer(PeerProcess):
     """One ejabberd node serving `domain`, c2s only (STARTTLS required) on
     127.0.0.1:c2s_port.
 
@@ -145,6 +136,9 @@ class EjabberdPeer:
       YAML appended at top level), die_with_parent (Linux: SIGTERM to beam.smp if the
       starting thread dies).
     """
+
+    # The VM runs init:stop() on SIGTERM, which takes 2-3 s.
+    stop_timeout = 15
 
     DEFAULT_MODULES = {"mod_roster": "{}", "mod_disco": "{}", "mod_ping": "{}"}
 
@@ -325,8 +319,8 @@ class EjabberdPeer:
             self.process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, env=self._env(),
                 cwd=self.spool_dir, start_new_session=True,
-                preexec_fn=_die_with_parent if self.die_with_parent else None)
-        _running.add(self)
+                preexec_fn=die_with_parent if self.die_with_parent else None)
+        self.track()
         deadline = t0 + timeout
         while not _accepts(self.c2s_port):
             code = self.process.poll()
@@ -358,45 +352,6 @@ class EjabberdPeer:
             pass
         return pid
 
-    def stop(self, timeout=15):
-        """SIGTERM (the VM runs init:stop(), ~2-3 s), wait up to `timeout` s, then
-        SIGKILL. No epmd was started, so nothing else is left. Safe to call twice."""
-        process, self.process = self.process, None
-        _running.discard(self)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-    def running(self):
-        return self.process is not None and self.process.poll() is None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    # -- logs --------------------------------------------------------------------
-
-    def log_text(self):
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines=60):
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def console_text(self):
-        try:
-            return self.console_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
 
 # -- self-test -----------------------------------------------------------------------
@@ -522,11 +477,11 @@ def _self_test():
         print(f"epmd processes now: {epmd or 'none'}")
         ok = True
     except Exception:
-        for p in list(_running):
+        for p in list(peer_process.running):
             print(f"--- console ---\n{p.console_text()}\n--- log (tail) ---\n{p.log_tail()}", file=sys.stderr)
         raise
     finally:
-        _stop_all()
+        peer_process.stop_all()
         if keep or not ok:
             print(f"files kept in {tmp}", file=sys.stderr)
         else:

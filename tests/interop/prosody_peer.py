@@ -23,7 +23,6 @@ no CA), and over Direct TLS s2s (XEP-0368). Python standard library only; slixmp
 needed only by the self-test's client script (target/interop-venv or $WRENHUB_PYTHON).
 """
 
-import atexit
 import os
 import re
 import shutil
@@ -35,20 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import peer_process
+from peer_process import PeerProcess, die_with_parent
+
 __all__ = ["ProsodyPeer", "ProsodyError", "TestCA", "free_port", "wait_for_port"]
 
 HERE = Path(__file__).resolve().parent
 PLUGIN_DIR = HERE / "prosody"
-
-_running = set()  # peers to stop at exit, whatever happens
-
-
-def _stop_all():
-    for peer in list(_running):
-        peer.stop()
-
-
-atexit.register(_stop_all)
 
 
 class ProsodyError(Exception):
@@ -76,17 +68,6 @@ def wait_for_port(port, host="127.0.0.1", deadline=None, alive=lambda: True):
         if deadline is not None and time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
-
-
-def _die_with_parent():
-    """In the child before exec: SIGTERM it when the thread that started it dies (Linux
-    prctl PR_SET_PDEATHSIG), so that no Prosody outlives a killed test."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except Exception:  # not Linux: atexit and stop() still apply
-        pass
 
 
 def _run(cmd, timeout=30, **kwargs):
@@ -164,7 +145,7 @@ def _lua(value):
     raise TypeError(f"no Lua literal for {value!r}")
 
 
-class ProsodyPeer:
+class ProsodyPeer(PeerProcess):
     """One Prosody serving `domain`: c2s (STARTTLS, required) on c2s_port, s2s
     (STARTTLS, required) on s2s_port, optionally Direct TLS s2s (XEP-0368) on
     s2s_direct_tls_port; all on 127.0.0.1.
@@ -294,9 +275,9 @@ class ProsodyPeer:
                 [self.prosody, "-F", "--config", str(self.config_file)],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                 cwd=self.work_dir, start_new_session=True,  # a ^C to the tests is not for Prosody
-                preexec_fn=_die_with_parent if self.die_with_parent else None,
+                preexec_fn=die_with_parent if self.die_with_parent else None,
             )
-        _running.add(self)
+        self.track()
         deadline = time.monotonic() + timeout
         alive = lambda: self.process.poll() is None  # noqa: E731
         for port in [self.c2s_port, self.s2s_port] + ([self.s2s_direct_tls_port] if self.s2s_direct_tls_port else []):
@@ -308,45 +289,6 @@ class ProsodyPeer:
                                    f"\n--- log (tail) ---\n{self.log_tail()}")
         return self
 
-    def stop(self, timeout=10):
-        """SIGTERM, wait up to `timeout` s, then SIGKILL. Safe to call twice."""
-        process, self.process = self.process, None
-        _running.discard(self)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-    def running(self):
-        return self.process is not None and self.process.poll() is None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
-    # -- logs --------------------------------------------------------------------
-
-    def log_text(self):
-        """Prosody's debug log ('' before it exists)."""
-        try:
-            return self.log_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines=60):
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def console_text(self):
-        try:
-            return self.console_file.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def wait_for_log(self, pattern, timeout=10):
         """The first match of regex `pattern` in the log, waiting up to `timeout` s; None if none."""
@@ -504,7 +446,7 @@ def _self_test():
                   flush=True)
         ok = True
     finally:
-        _stop_all()
+        peer_process.stop_all()
         if keep or not ok:
             print(f"files kept in {tmp}", file=sys.stderr)
         else:
