@@ -37,9 +37,18 @@ pub struct Config {
     pub c2s_listen_is_default: bool,
     /// Capacity of the session pool: connections served at once.
     pub max_sessions: usize,
+    /// Of those, unauthenticated connections (the oldest gives way to a new one).
+    pub max_unauthenticated: usize,
+    /// Unauthenticated connections from one address (IPv6: one /64).
+    pub max_unauthenticated_per_ip: usize,
+    /// Authenticated inbound server streams.
+    pub max_s2s_in: usize,
     /// Framer limits: `max_stanza_size`, `max_xml_depth`, `max_xml_attributes`,
     /// `max_xml_namespaces`.
     pub xml: Limits,
+    /// Bytes of one element before the peer authenticated (c2s before SASL, s2s
+    /// before a domain is authenticated, components before the handshake).
+    pub max_preauth_stanza_size: usize,
     /// No complete stream header within this time → `connection-timeout`.
     pub c2s_header_timeout: Duration,
     /// Not authenticated within this time → `connection-timeout`.
@@ -201,7 +210,11 @@ const KEYS: &[Key] = &[
     Key { name: "log_level", kind: Kind::Str("info") },
     Key { name: "c2s_listen", kind: Kind::Addrs(&["127.0.0.1:5222", "[::1]:5222"]) },
     Key { name: "max_sessions", kind: Kind::Int { min: 1, max: 1_000_000, default: 1024 } },
+    Key { name: "max_unauthenticated", kind: Kind::Int { min: 1, max: 1_000_000, default: 256 } },
+    Key { name: "max_unauthenticated_per_ip", kind: Kind::Int { min: 1, max: 1_000_000, default: 8 } },
+    Key { name: "max_s2s_in", kind: Kind::Int { min: 1, max: 100_000, default: 64 } },
     Key { name: "max_stanza_size", kind: Kind::Int { min: 4096, max: 16 * 1024 * 1024, default: 256 * 1024 } },
+    Key { name: "max_preauth_stanza_size", kind: Kind::Int { min: 1024, max: 16 * 1024 * 1024, default: 8192 } },
     Key { name: "max_xml_depth", kind: Kind::Int { min: 2, max: 1000, default: 64 } },
     Key { name: "max_xml_attributes", kind: Kind::Int { min: 1, max: 10_000, default: 64 } },
     Key { name: "max_xml_namespaces", kind: Kind::Int { min: 1, max: 10_000, default: 32 } },
@@ -354,6 +367,10 @@ impl Config {
         let c2s_listen_is_default = listen_raw.is_none();
         let c2s_listen = v.addrs(listen_raw, "c2s_listen");
         let max_sessions = v.int(take("max_sessions"), "max_sessions") as usize;
+        let max_unauthenticated = v.int(take("max_unauthenticated"), "max_unauthenticated") as usize;
+        let max_unauthenticated_per_ip =
+            v.int(take("max_unauthenticated_per_ip"), "max_unauthenticated_per_ip") as usize;
+        let max_s2s_in = v.int(take("max_s2s_in"), "max_s2s_in") as usize;
         let direct_raw = take("c2s_direct_tls_listen");
         let c2s_direct_tls_listen_is_default = direct_raw.is_none();
         let c2s_direct_tls_listen = v.addrs_allow_empty(direct_raw, "c2s_direct_tls_listen");
@@ -370,7 +387,11 @@ impl Config {
             c2s_listen,
             c2s_listen_is_default,
             max_sessions,
+            max_unauthenticated,
+            max_unauthenticated_per_ip,
+            max_s2s_in,
             xml,
+            max_preauth_stanza_size: v.int(take("max_preauth_stanza_size"), "max_preauth_stanza_size") as usize,
             c2s_header_timeout: v.secs(take("c2s_header_timeout"), "c2s_header_timeout"),
             c2s_auth_timeout: v.secs(take("c2s_auth_timeout"), "c2s_auth_timeout"),
             c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),

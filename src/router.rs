@@ -434,14 +434,23 @@ impl Router<'_> {
             }
         }
         let sessions = self.registry.sessions(&bare);
+        // A full queue refuses the stanza; the sender hears of it (S5), never the
+        // recipient (for presence, lossy by nature, there is nothing to answer).
+        let refused = std::cell::Cell::new(false);
         let deliver = |s: &Rc<Session>| {
             let mut bytes = Vec::with_capacity(256);
             write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
-            let _ = s.push(bytes);
+            if s.push(bytes).is_err() {
+                refused.set(true);
+            }
         };
+        let not_reading = || StanzaError::with_text(Condition::ResourceConstraint, "the recipient is not reading");
         if let Jid::Full(full) = &to {
             if let Some(s) = sessions.iter().find(|s| s.jid == *full) {
                 deliver(s);
+                if refused.get() && kind != Kind::Presence && (kind == Kind::Message || answerable) {
+                    self.bounce_inbound(&origin, stanza, not_reading(), out);
+                }
                 return;
             }
             if kind != Kind::Message {
@@ -468,6 +477,9 @@ impl Router<'_> {
                     available.into_iter().filter(|s| top.is_some() && s.priority.get() == top).collect();
                 if !targets.is_empty() {
                     targets.iter().for_each(|s| deliver(s));
+                    if refused.get() {
+                        self.bounce_inbound(&origin, stanza, not_reading(), out);
+                    }
                     if carbons::eligible(stanza) {
                         let targets: Vec<&Rc<Session>> = targets.to_vec();
                         carbons::copy_inbound(&sessions, &targets, stanza, &from);

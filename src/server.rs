@@ -174,6 +174,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     // Signals are set up before listening, so a signal right after start is not lost.
     let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
     let store = Store::open(&config.data_dir).map_err(ServeError::Store)?;
+    store.set_max_roster_items(config.max_roster_items);
     let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
     let s2s = if config.federation {
         let trust = crate::tls::peer::PeerTrust::load(
@@ -224,7 +225,12 @@ pub fn run(config: Config) -> Result<(), ServeError> {
             caps_ver: Rc::from(crate::handlers::disco::server_caps_ver()),
         },
         domain,
-        pool: SessionPool::new(config.max_sessions),
+        pool: SessionPool::with_shares(crate::session_pool::Shares {
+            capacity: config.max_sessions,
+            max_unauthenticated: config.max_unauthenticated,
+            max_unauthenticated_per_ip: config.max_unauthenticated_per_ip,
+            max_s2s_in: config.max_s2s_in,
+        }),
         store: Arc::new(store),
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),

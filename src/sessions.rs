@@ -1,7 +1,9 @@
 //! Bound client sessions (RFC 6120 §7): the registry the router looks recipients
 //! up in, and each session's bounded outbound queue. A reader that stops reading
-//! fills only its own queue; past `c2s_queue_size` it is closed with the stream
-//! error `resource-constraint`, and nothing else slows down.
+//! fills only its own queue; past `c2s_queue_size` a new stanza for it is refused
+//! (the sender gets `resource-constraint`, REVIEW S5) while the recipient stays
+//! connected; its connection ends only when a write makes no progress for
+//! `write_timeout`. Nothing else slows down.
 
 use crate::config::ResourceConflict;
 use crate::jid::{BareJid, FullJid};
@@ -48,7 +50,7 @@ pub struct Session {
 /// Directed-presence recipients tracked per session.
 pub const MAX_DIRECTED: usize = 64;
 
-/// The queue is full; the session is being closed.
+/// The queue is full (or its owner is closing): the stanza was not queued.
 #[derive(Debug, PartialEq, Eq)]
 pub struct QueueFull;
 
@@ -63,17 +65,14 @@ impl Outbox {
         }
     }
 
-    /// Queues bytes. Over the limit the owner is told to close.
+    /// Queues bytes; over the limit they are refused and the caller answers for
+    /// them (a bounce), the owner is not disturbed.
     pub fn push(&self, bytes: Vec<u8>) -> Result<(), QueueFull> {
         if self.closing.borrow().is_some() {
             return Err(QueueFull);
         }
         let total = self.queued_bytes.get() + bytes.len();
         if total > self.limit {
-            self.close_with(StreamError::with_text(
-                StreamCondition::ResourceConstraint,
-                "the peer is not reading: its queue exceeded its limit",
-            ));
             return Err(QueueFull);
         }
         self.queued_bytes.set(total);
@@ -284,15 +283,16 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_bounded_and_overflow_closes() {
+    fn a_full_queue_refuses_the_new_stanza_and_keeps_its_owner() {
         let reg = Registry::new(2, ResourceConflict::Takeover, 10);
         let s = reg.bind(jid("u@d/a")).unwrap();
         s.push(b"12345".to_vec()).unwrap();
         s.push(b"67890".to_vec()).unwrap();
         assert_eq!(s.push(b"x".to_vec()), Err(QueueFull));
-        assert_eq!(s.take_close().map(|e| e.condition), Some(StreamCondition::ResourceConstraint));
+        assert_eq!(s.take_close(), None, "the recipient is not closed for it");
         let mut out = Vec::new();
         s.drain_into(&mut out);
         assert_eq!(out, b"1234567890");
+        s.push(b"x".to_vec()).unwrap();
     }
 }

@@ -401,6 +401,51 @@ fn a_client_that_does_not_read_fills_only_its_own_queue() {
     juliet.read_until("id='alive' type='result'", WAIT);
 }
 
+/// `n` of a message `id='m<n>'`.
+fn message_number(stanza: &str) -> Option<usize> {
+    let start = stanza.find("id='m")? + 5;
+    stanza[start..].split('\'').next()?.parse().ok()
+}
+
+#[test]
+fn a_full_queue_bounces_new_stanzas_and_the_slow_reader_stays_connected_with_nothing_lost() {
+    // S5: a sender used to be able to disconnect any recipient, and the stanzas
+    // already queued for it vanished.
+    let server = Server::start_with("c2s_queue_size = 8192\nwrite_timeout = 60");
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let mut romeo = server.login("romeo", "montague", "stalled");
+    let mut juliet = server.login("juliet", "balcony", "home");
+    let body = "x".repeat(1000);
+    let mut sent = 0;
+    'flood: for batch in 0..80 {
+        for i in batch * 500..(batch + 1) * 500 {
+            juliet.send(&format!("<message to='romeo@localhost/stalled' id='m{i}'><body>{body}</body></message>"));
+            sent = i + 1;
+        }
+        juliet.send(&format!("<iq type='get' id='sync{batch}'><ping xmlns='urn:xmpp:ping'/></iq>"));
+        juliet.read_until(&format!("id='sync{batch}'"), WAIT);
+        if juliet.received().contains("<resource-constraint ") {
+            break 'flood;
+        }
+    }
+    let bounced: std::collections::BTreeSet<usize> = juliet
+        .received()
+        .split("<message ")
+        .filter(|m| m.contains("type='error'") && m.contains("<resource-constraint "))
+        .filter_map(message_number)
+        .collect();
+    assert!(!bounced.is_empty(), "no stanza was bounced after {sent} messages");
+    // Romeo was never disconnected: he reads everything queued, then his ping.
+    romeo.send("<iq type='get' id='alive'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let got = romeo.read_until("id='alive'", Duration::from_secs(60));
+    let delivered: std::collections::BTreeSet<usize> = got.split("<message ").filter_map(message_number).collect();
+    for i in 0..sent {
+        assert!(delivered.contains(&i) != bounced.contains(&i), "message m{i}: delivered or bounced, exactly one");
+    }
+    assert!(!got.contains("<stream:error>"), "romeo's stream was ended");
+}
+
 #[test]
 fn deleting_an_account_ends_its_sessions() {
     let server = Server::start();

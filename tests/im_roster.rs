@@ -144,3 +144,41 @@ fn disco_info_version_and_roster_versioning_feature() {
     c.send("<iq type='get' id='i1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
     assert!(c.read_until_any(&["/></iq>", "</iq>"]).contains("id='i1' type='result'"));
 }
+
+#[test]
+fn the_servers_disco_info_lists_blocking_vcard_private_and_offline_storage() {
+    // R2: clients look for these on the server's JID and hide "Block" without it.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let mut c = server.login("juliet", "balcony", "home");
+    c.send("<iq type='get' id='d1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let info = c.read_until("</iq>", WAIT);
+    for f in ["urn:xmpp:blocking", "vcard-temp", "jabber:iq:private", "msgoffline"] {
+        assert!(info.contains(&format!("<feature var='{f}'/>")), "{f}: {info}");
+    }
+}
+
+#[test]
+fn disco_info_on_the_caps_node_answers_like_the_plain_query() {
+    // R6, XEP-0115 §6.2: a client verifying the server's caps asks node#ver.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let mut c = server.login("juliet", "balcony", "home");
+    let features = c.received();
+    let caps = &features[features.find("<c xmlns='http://jabber.org/protocol/caps'").expect("caps in the features")..];
+    let node = between(caps, "node='", "'").to_string();
+    let ver = between(caps, "ver='", "'").to_string();
+    c.send("<iq type='get' id='plain' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let plain = c.read_until("</iq>", WAIT);
+    c.send(&format!(
+        "<iq type='get' id='node' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#{ver}'/></iq>"
+    ));
+    let on_node = c.read_until("</iq>", WAIT);
+    assert!(on_node.contains("type='result'") && on_node.contains(&format!("node='{node}#{ver}'")), "{on_node}");
+    let body = |s: &str| s[s.find("<identity").unwrap()..].to_string();
+    assert_eq!(body(&on_node), body(&plain));
+    c.send(&format!(
+        "<iq type='get' id='other' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info' node='{node}#nope'/></iq>"
+    ));
+    assert!(c.read_until("</iq>", WAIT).contains("<item-not-found "));
+}

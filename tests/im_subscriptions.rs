@@ -161,3 +161,90 @@ fn subscribe_when_both_changes_nothing() {
     ];
     scenario(steps, (Some(("both", false)), Some(("both", false))));
 }
+
+/// Logs both accounts in with initial presence, makes them `both`, returns them.
+fn mutual(server: &Server) -> (Client, Client) {
+    let mut j = server.login("juliet", "pw", "a");
+    let mut r = server.login("romeo", "pw", "b");
+    for c in [&mut j, &mut r] {
+        c.send("<presence/>");
+        c.read_until_any(&["/>", "</presence>"]);
+    }
+    for (who, kind) in
+        [("juliet", "subscribe"), ("romeo", "subscribed"), ("romeo", "subscribe"), ("juliet", "subscribed")]
+    {
+        let (c, to) = if who == "juliet" { (&mut j, "romeo") } else { (&mut r, "juliet") };
+        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
+        c.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+        c.read_until("id='sync' type='result'", WAIT);
+    }
+    (j, r)
+}
+
+#[test]
+fn removing_a_contact_cancels_the_subscription_both_ways() {
+    // R1, RFC 6121 §2.5.2: every client's "remove contact".
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let (mut j, mut r) = mutual(&server);
+    assert_eq!(item_state(&mut r, "juliet"), Some(("both".to_string(), false)));
+    j.send("<iq type='set' id='rm'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' subscription='remove'/></query></iq>");
+    j.read_until("id='rm' type='result'", WAIT);
+    // Past the roster pushes the removal caused.
+    for c in [&mut j, &mut r] {
+        c.send("<iq type='get' id='past'><ping xmlns='urn:xmpp:ping'/></iq>");
+        c.read_until("id='past' type='result'", WAIT);
+    }
+    assert_eq!(item_state(&mut j, "romeo"), None);
+    assert_eq!(item_state(&mut r, "juliet"), Some(("none".to_string(), false)));
+    // Romeo's presence no longer reaches juliet: his update, then a ping from her.
+    r.send("<presence><show>away</show></presence>");
+    r.send("<iq type='get' id='s1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    r.read_until("id='s1' type='result'", WAIT);
+    j.send("<iq type='get' id='s2'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let got = j.read_until("id='s2' type='result'", WAIT);
+    assert!(!got.contains("<show>away</show>"), "{got}");
+}
+
+#[test]
+fn adding_a_contact_who_sent_a_request_makes_it_visible() {
+    // R4: a roster set on an item that only held a pending request.
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut j = server.login("juliet", "pw", "a");
+    let mut r = server.login("romeo", "pw", "b");
+    j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+    j.read_until("id='r0'", WAIT);
+    r.send("<presence to='juliet@localhost' type='subscribe'/>");
+    r.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+    r.read_until("id='sync' type='result'", WAIT);
+    j.send(
+        "<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='R'/></query></iq>",
+    );
+    let got = j.read_until("id='add' type='result'", WAIT);
+    let push = j.read_until("</iq>", WAIT);
+    assert!(push.contains("type='set'") && push.contains("jid='romeo@localhost'"), "no push: {got} {push}");
+    assert_eq!(item_state(&mut j, "romeo"), Some(("none".to_string(), false)));
+}
+
+#[test]
+fn subscription_requests_past_max_roster_items_are_not_kept() {
+    // S6: every subscription from any JID used to add a hidden row, unbounded.
+    let server = Server::start_with("max_roster_items = 3");
+    server.add_user("juliet", "pw");
+    for i in 0..6 {
+        server.add_user(&format!("fan{i}"), "pw");
+        let mut fan = server.login(&format!("fan{i}"), "pw", "x");
+        fan.send("<presence to='juliet@localhost' type='subscribe'/>");
+        fan.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+        fan.read_until("id='sync' type='result'", WAIT);
+    }
+    // Juliet's initial presence brings the pending requests (RFC 6121 §3.1.3).
+    let mut j = server.login("juliet", "pw", "a");
+    j.send("<presence/>");
+    j.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let got = j.read_until("id='s' type='result'", WAIT);
+    assert_eq!(got.matches("type='subscribe'").count(), 3, "{got}");
+}

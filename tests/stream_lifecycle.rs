@@ -85,14 +85,11 @@ fn connection_timeout_when_idle() {
 
 #[test]
 fn resource_constraint_when_the_session_pool_is_full() {
+    // A pool full of logged-in sessions refuses; unauthenticated connections would
+    // give way instead (tests/hostile.rs).
     let server = Server::start_with("max_sessions = 2");
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        let mut c = server.connect();
-        c.send(HEADER);
-        c.read_until("</stream:features>", WAIT);
-        held.push(c);
-    }
+    server.add_user("juliet", "pw");
+    let mut held: Vec<Client> = (0..2).map(|i| server.login("juliet", "pw", &format!("r{i}"))).collect();
     let got = exchange(&server, HEADER);
     assert_eq!(attr(&response_header(&got), "from"), Some("localhost"));
     assert_stream_error(&got, "resource-constraint");

@@ -14,6 +14,7 @@ pub const INFO: Handler = Handler {
     element: "query",
     features: &[NS_INFO, NS_ITEMS],
     for_server: true,
+    advertised_on_server: true,
     for_account: true,
     for_remote: true,
     handle: info,
@@ -24,6 +25,7 @@ pub const ITEMS: Handler = Handler {
     element: "query",
     features: &[],
     for_server: true,
+    advertised_on_server: true,
     for_account: true,
     for_remote: true,
     handle: items,
@@ -33,24 +35,31 @@ fn info(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
-    if req.payload.attr("node").is_some() {
-        return IqReply::Error(StanzaError::new(Condition::ItemNotFound));
+    // XEP-0115 §6.2: the caps node#ver answers like the plain query.
+    let node = req.payload.attr("node");
+    if let Some(node) = &node {
+        let ours = format!("{CAPS_NODE}#{}", server_caps_ver());
+        if req.on_behalf_of.is_some() || **node != *ours {
+            return IqReply::Error(StanzaError::new(Condition::ItemNotFound));
+        }
     }
     let mut p = Vec::new();
     let mut w = XmlWriter::new(&mut p);
-    w.start("query").attr("xmlns", NS_INFO).open();
+    w.start("query").attr("xmlns", NS_INFO).attr_opt("node", node.as_deref()).open();
     if req.on_behalf_of.is_some() {
         w.start("identity").attr("category", "account").attr("type", "registered").close_empty();
     } else {
         w.start("identity").attr("category", "server").attr("type", "im").attr("name", "wrenhub").close_empty();
     }
-    let mut features: Vec<&str> = HANDLERS
-        .iter()
-        .filter(|h| if req.on_behalf_of.is_some() { h.for_account } else { h.for_server })
-        .flat_map(|h| h.features.iter().copied())
-        .collect();
-    features.sort_unstable();
-    features.dedup();
+    let features = if req.on_behalf_of.is_some() {
+        let mut f: Vec<&str> =
+            HANDLERS.iter().filter(|h| h.for_account).flat_map(|h| h.features.iter().copied()).collect();
+        f.sort_unstable();
+        f.dedup();
+        f
+    } else {
+        server_features()
+    };
     for f in features {
         XmlWriter::new(&mut p).start("feature").attr("var", f).close_empty();
     }
@@ -83,17 +92,32 @@ fn items(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRep
 /// `server/im//wrenhub`, then the sorted features), SHA-1, base64.
 pub fn server_caps_ver() -> String {
     use base64::Engine;
-    let mut features: Vec<&str> =
-        HANDLERS.iter().filter(|h| h.for_server).flat_map(|h| h.features.iter().copied()).collect();
-    features.sort_unstable();
-    features.dedup();
     let mut s = String::from("server/im//wrenhub<");
-    for f in features {
+    for f in server_features() {
         s.push_str(f);
         s.push('<');
     }
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(digest.as_ref())
+}
+
+/// Features the server announces that no iq handler stands for.
+const SERVER_ONLY_FEATURES: &[&str] = &[
+    // XEP-0160 §5: messages for an offline account are stored.
+    "msgoffline",
+];
+
+/// The server's disco#info features, sorted (XEP-0115 hashes them in this order).
+fn server_features() -> Vec<&'static str> {
+    let mut features: Vec<&str> = HANDLERS
+        .iter()
+        .filter(|h| h.advertised_on_server)
+        .flat_map(|h| h.features.iter().copied())
+        .chain(SERVER_ONLY_FEATURES.iter().copied())
+        .collect();
+    features.sort_unstable();
+    features.dedup();
+    features
 }
 
 /// `http://jabber.org/protocol/caps`

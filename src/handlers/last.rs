@@ -15,6 +15,7 @@ pub const HANDLER: Handler = Handler {
     element: "query",
     features: &[NS_LAST],
     for_server: true,
+    advertised_on_server: true,
     for_account: true,
     for_remote: true,
     handle,

@@ -82,6 +82,10 @@ pub struct Handler {
     pub features: &'static [&'static str],
     /// Answers on the server's own JID (`to` = domain or absent).
     pub for_server: bool,
+    /// Its features are listed in the server's disco#info. Not the same as
+    /// `for_server`: blocking, vCard and private storage answer on the account's
+    /// behalf but clients look for them on the server (XEP-0191 §2, REVIEW R2).
+    pub advertised_on_server: bool,
     /// Answers on behalf of an account (`to` = the sender's own bare JID).
     pub for_account: bool,
     /// Answers entities of other servers too (over federation); only handlers that

@@ -10,6 +10,7 @@ pub const HANDLER: Handler = Handler {
     element: "ping",
     features: &[NS_PING],
     for_server: true,
+    advertised_on_server: true,
     for_account: true,
     for_remote: true,
     handle,

@@ -11,6 +11,7 @@ use super::Services;
 use crate::jid::{BareJid, Jid};
 use crate::sessions::{Session, MAX_DIRECTED};
 use crate::store::roster::RosterItem;
+use crate::store::StoreError;
 use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
@@ -302,6 +303,7 @@ fn directed(
 fn save(services: &Services<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
     match services.store.put_roster_item(owner, item) {
         Ok(stored) => push_to_interested(services, owner, &stored, Some(current), out),
+        Err(StoreError::RosterFull) => log::debug!("roster of {owner} is full: subscription change not kept"),
         Err(e) => log::error!("roster of {owner}: {e}"),
     }
 }
@@ -311,6 +313,18 @@ fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Optio
         log::error!("roster of {owner}: {e}");
         None
     })
+}
+
+/// RFC 6121 §2.5.2: removing a contact cancels the subscriptions both ways, as if
+/// the user had sent `unsubscribe` and `unsubscribed` (REVIEW R1); called before
+/// the item is removed.
+pub fn cancel_both_ways(services: &Services<'_>, sender: &Rc<Session>, item: &RosterItem, out: &mut Vec<u8>) {
+    if item.subscription.has_to() || item.ask {
+        subscription(services, sender, item.jid.clone(), "unsubscribe", out);
+    }
+    if item.subscription.has_from() || item.pending_in {
+        subscription(services, sender, item.jid.clone(), "unsubscribed", out);
+    }
 }
 
 /// §3: a subscription stanza from `sender`'s account to `contact` (Appendix A's
@@ -532,6 +546,7 @@ fn subscription_to_remote(
 fn save_inbound(services: &Services<'_>, owner: &BareJid, item: RosterItem) {
     match services.store.put_roster_item(owner, item) {
         Ok(stored) => push_to_interested(services, owner, &stored, None, &mut Vec::new()),
+        Err(StoreError::RosterFull) => log::debug!("roster of {owner} is full: subscription change not kept"),
         Err(e) => log::error!("roster of {owner}: {e}"),
     }
 }

@@ -12,6 +12,7 @@ pub const HANDLER: Handler = Handler {
     element: "query",
     features: &[NS_PRIVATE],
     for_server: false,
+    advertised_on_server: true,
     for_account: true,
     for_remote: false,
     handle,

@@ -24,12 +24,16 @@ pub const HANDLER: Handler = Handler {
     element: "query",
     features: &[NS_ROSTER],
     for_server: false,
+    advertised_on_server: false,
     for_account: true,
     for_remote: false,
     handle,
 };
 
 fn store_error(e: crate::store::StoreError) -> IqReply {
+    if matches!(e, crate::store::StoreError::RosterFull) {
+        return IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "the roster is full (max_roster_items)"));
+    }
     log::error!("roster: {e}");
     IqReply::Error(StanzaError::new(Condition::InternalServerError))
 }
@@ -89,7 +93,12 @@ fn set(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut 
         return IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "an account is not its own contact"));
     }
     let stored = match el.attr("subscription").as_deref() {
-        Some("remove") => match services.store.remove_roster_item(owner, &jid) {
+        Some("remove") => match services.store.roster_item(owner, &jid).and_then(|item| {
+            if let Some(item) = item {
+                super::presence::cancel_both_ways(services, req.sender, &item, out);
+            }
+            services.store.remove_roster_item(owner, &jid)
+        }) {
             Ok(Some(tombstone)) => tombstone,
             Ok(None) => return IqReply::Error(StanzaError::new(Condition::ItemNotFound)),
             Err(e) => return store_error(e),
@@ -142,5 +151,8 @@ fn update(services: &Services<'_>, owner: &BareJid, jid: BareJid, el: &Element<'
     let mut item = existing.unwrap_or_else(|| RosterItem::new(jid));
     item.name = name;
     item.groups = groups;
+    // R4: an item that only held a pending request becomes a contact the owner
+    // sees (and gets pushed) once the owner adds it.
+    item.hidden = false;
     services.store.put_roster_item(owner, item).map_err(store_error)
 }

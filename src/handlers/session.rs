@@ -11,6 +11,7 @@ pub const HANDLER: Handler = Handler {
     element: "session",
     features: &[],
     for_server: true,
+    advertised_on_server: true,
     // Clients send it without 'to', which RFC 6120 §10.3.3 reads as "on behalf of the account".
     for_account: true,
     for_remote: false,

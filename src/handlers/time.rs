@@ -11,6 +11,7 @@ pub const HANDLER: Handler = Handler {
     element: "time",
     features: &[NS_TIME],
     for_server: true,
+    advertised_on_server: true,
     for_account: false,
     for_remote: true,
     handle,

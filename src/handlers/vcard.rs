@@ -13,6 +13,7 @@ pub const HANDLER: Handler = Handler {
     element: "vCard",
     features: &[NS_VCARD],
     for_server: false,
+    advertised_on_server: true,
     for_account: true,
     for_remote: true,
     handle,

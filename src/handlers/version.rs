@@ -11,6 +11,7 @@ pub const HANDLER: Handler = Handler {
     element: "query",
     features: &[NS_VERSION],
     for_server: true,
+    advertised_on_server: true,
     for_account: false,
     for_remote: true,
     handle,

@@ -5,7 +5,7 @@
 use super::transport::{ReadOutcome, Transport};
 use super::Idle;
 use crate::server::Server;
-use crate::session_pool::SessionLease;
+use crate::session_pool::{Kind, SessionLease};
 use crate::stream::c2s::{C2sStream, Env, Input, Step};
 use crate::xml::Framer;
 use event_listener::EventListener;
@@ -19,14 +19,17 @@ enum Wake {
     /// Time for a keepalive ping (XEP-0199 §4.2).
     Ping,
     Shutdown,
+    /// The pool gave this connection's slot to a newer one.
+    Evicted,
 }
 
 /// Serves one client connection until it closes.
 pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let config = &server.config;
-    let peer = lease.info().map(|i| i.peer);
+    let peer = lease.peer();
     let peer_ip = peer.map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let mut framer = Framer::new(config.xml);
+    framer.limit_until_authenticated(config.max_preauth_stanza_size);
     let mut c2s = C2sStream::new(server.policy.clone(), transport.is_tls());
     let mut out = Vec::new();
     let started = Instant::now();
@@ -61,10 +64,11 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 }
             }
             let (deadline, why) = deadline(&server, &c2s, started, last_read, ping_sent);
-            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown).await {
+            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown, Some(&lease)).await {
                 Idle::Readable => Wake::Readable,
                 Idle::Queue => Wake::Queue,
                 Idle::Shutdown => Wake::Shutdown,
+                Idle::Evicted => Wake::Evicted,
                 Idle::Deadline => why.map_or(Wake::Ping, Wake::Deadline),
             })
         };
@@ -104,13 +108,17 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         let verified = blocking::unblock(move || check.run()).await;
                         step = c2s.plain_verified(verified, &env, &mut out);
                     }
+                    if !c2s.unauthenticated() {
+                        framer.authenticated();
+                        // The pool's client share has room for every slot it has.
+                        let _ = lease.promote(Kind::Client);
+                    }
                     match step {
                         Step::Continue | Step::Verify(_) => {}
                         Step::Restart => framer.restart(),
                         Step::StartTls | Step::Close => break,
                     }
                 }
-                lease.set_stream_id(c2s.stream_id());
             }
             Some(Wake::Ping) => {
                 // Any data from the client counts as the answer (the iq result is
@@ -128,6 +136,14 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 step = c2s.handle(Input::Timeout(why), &env(&server, &bindings, peer_ip), &mut out)
             }
             Some(Wake::Shutdown) => step = c2s.handle(Input::Shutdown, &env(&server, &bindings, peer_ip), &mut out),
+            Some(Wake::Evicted) => {
+                step = c2s.handle(Input::Kill(super::evicted_error()), &env(&server, &bindings, peer_ip), &mut out)
+            }
+        }
+        if lease.evicted() {
+            // One of a flood, most likely: no waiting on it.
+            transport.abandon(&out);
+            return;
         }
         if let Err(e) = transport.write_all(&out, config.write_timeout).await {
             log::debug!("{peer:?}: write failed: {e}");

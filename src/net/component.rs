@@ -5,7 +5,7 @@
 use super::transport::{ReadOutcome, Transport};
 use super::Idle;
 use crate::server::Server;
-use crate::session_pool::SessionLease;
+use crate::session_pool::{Kind, SessionLease};
 use crate::stream::component::{ComponentStream, Env, Input, Step};
 use crate::xml::Framer;
 use event_listener::EventListener;
@@ -17,6 +17,8 @@ enum Wake {
     Queue,
     Deadline(&'static str),
     Shutdown,
+    /// The pool gave this connection's slot to a newer one.
+    Evicted,
 }
 
 fn env(server: &Server) -> Env<'_> {
@@ -26,8 +28,9 @@ fn env(server: &Server) -> Env<'_> {
 /// Serves one component connection until it closes.
 pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let config = &server.config;
-    let peer = lease.info().map(|i| i.peer);
+    let peer = lease.peer();
     let mut framer = Framer::new(config.xml);
+    framer.limit_until_authenticated(config.max_preauth_stanza_size);
     let mut stream = ComponentStream::default();
     let mut out = Vec::new();
     let started = Instant::now();
@@ -62,10 +65,11 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             } else {
                 (started + config.c2s_auth_timeout, "no handshake within c2s_auth_timeout")
             };
-            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown).await {
+            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown, Some(&lease)).await {
                 Idle::Readable => Wake::Readable,
                 Idle::Queue => Wake::Queue,
                 Idle::Shutdown => Wake::Shutdown,
+                Idle::Evicted => Wake::Evicted,
                 Idle::Deadline => Wake::Deadline(why),
             })
         };
@@ -89,6 +93,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Ok(None) => break,
                         Err(e) => stream.handle(Input::XmlError(e), &env(&server), &mut out),
                     };
+                    if stream.established() {
+                        framer.authenticated();
+                        let _ = lease.promote(Kind::Component);
+                    }
                     if step == Step::Close {
                         break;
                     }
@@ -96,6 +104,12 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             }
             Some(Wake::Deadline(why)) => step = stream.handle(Input::Timeout(why), &env(&server), &mut out),
             Some(Wake::Shutdown) => step = stream.handle(Input::Shutdown, &env(&server), &mut out),
+            Some(Wake::Evicted) => step = stream.handle(Input::Kill(super::evicted_error()), &env(&server), &mut out),
+        }
+        if lease.evicted() {
+            // One of a flood, most likely: no waiting on it.
+            transport.abandon(&out);
+            return;
         }
         if let Err(e) = transport.write_all(&out, config.write_timeout).await {
             log::debug!("component {peer:?}: write failed: {e}");

@@ -28,15 +28,18 @@ pub enum Idle {
     Deadline,
     /// The server is shutting down.
     Shutdown,
+    /// The pool gave the connection's slot to a newer one.
+    Evicted,
 }
 
 /// Waits, holding no buffer, for the first of: input, the queue, the deadline,
-/// shutdown. The one wait loop of every connection task.
+/// shutdown, eviction from the pool. The one wait loop of every connection task.
 pub async fn wait_idle(
     transport: &transport::Transport,
     queue: &mut Option<event_listener::EventListener>,
     deadline: Instant,
     shutdown: &mut event_listener::EventListener,
+    lease: Option<&crate::session_pool::SessionLease>,
 ) -> Idle {
     let queue = async {
         match queue.as_mut() {
@@ -58,8 +61,25 @@ pub async fn wait_idle(
         shutdown.await;
         Idle::Shutdown
     };
+    let evicted = async {
+        match lease {
+            Some(lease) => lease.wait_evicted().await,
+            None => std::future::pending::<()>().await,
+        }
+        Idle::Evicted
+    };
+    let shutdown = futures_lite::future::or(shutdown, evicted);
     futures_lite::future::or(futures_lite::future::or(readable, queue), futures_lite::future::or(deadline, shutdown))
         .await
+}
+
+/// The stream error of a connection that gave way to a newer one (the pool's
+/// unauthenticated share was full, REVIEW S4).
+pub fn evicted_error() -> crate::stream::StreamError {
+    crate::stream::StreamError::with_text(
+        crate::stream::StreamCondition::ResourceConstraint,
+        "too many unauthenticated connections: the oldest gives way to a newer one",
+    )
 }
 
 /// Writes all of `out` or fails after `timeout` without progress.

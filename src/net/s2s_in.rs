@@ -6,7 +6,7 @@ use super::transport::{ReadOutcome, Transport};
 use super::Idle;
 use crate::s2s::{DialbackWaiter, SendError, Verdict, VerifyRequest};
 use crate::server::Server;
-use crate::session_pool::SessionLease;
+use crate::session_pool::{Kind, SessionLease};
 use crate::stream::s2s_in::{Env, Input, S2sInStream, Step};
 use crate::xml::Framer;
 use event_listener::EventListener;
@@ -18,14 +18,18 @@ enum Wake {
     Answers,
     Deadline(&'static str),
     Shutdown,
+    /// The pool gave this connection's slot to a newer one.
+    Evicted,
 }
 
 /// Serves one inbound s2s connection until it closes.
 pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let Some(s2s) = server.s2s.as_ref() else { return };
     let config = &server.config;
-    let peer = lease.info().map(|i| i.peer);
+    let peer = lease.peer();
     let mut framer = Framer::new(config.xml);
+    framer.limit_until_authenticated(config.max_preauth_stanza_size);
+    let mut framer_lifted = false;
     let mut stream = S2sInStream::new(transport.is_tls());
     let waiter = Rc::new(DialbackWaiter::default());
     let mut out = Vec::new();
@@ -60,10 +64,11 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             } else {
                 (started + config.c2s_auth_timeout, "not authenticated within c2s_auth_timeout")
             };
-            Some(match super::wait_idle(&transport, &mut answers, deadline, &mut shutdown).await {
+            Some(match super::wait_idle(&transport, &mut answers, deadline, &mut shutdown, Some(&lease)).await {
                 Idle::Readable => Wake::Readable,
                 Idle::Queue => Wake::Answers,
                 Idle::Shutdown => Wake::Shutdown,
+                Idle::Evicted => Wake::Evicted,
                 Idle::Deadline => Wake::Deadline(why),
             })
         };
@@ -94,6 +99,17 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Ok(None) => break,
                         Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
                     };
+                    if stream.authenticated() && !framer_lifted {
+                        framer_lifted = true;
+                        framer.authenticated();
+                        if lease.promote(Kind::S2sIn).is_err() {
+                            let error = crate::stream::StreamError::with_text(
+                                crate::stream::StreamCondition::ResourceConstraint,
+                                "too many server connections (max_s2s_in)",
+                            );
+                            step = stream.handle(Input::Kill(error), &env, &mut out);
+                        }
+                    }
                     match step {
                         Step::Verify(domain, key) => {
                             let request = VerifyRequest {
@@ -115,10 +131,17 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Step::Continue => {}
                     }
                 }
-                lease.set_stream_id(stream.stream_id());
             }
             Some(Wake::Deadline(why)) => step = handle_other(&server, &mut stream, Input::Timeout(why), &mut out),
             Some(Wake::Shutdown) => step = handle_other(&server, &mut stream, Input::Shutdown, &mut out),
+            Some(Wake::Evicted) => {
+                step = handle_other(&server, &mut stream, Input::Kill(super::evicted_error()), &mut out)
+            }
+        }
+        if lease.evicted() {
+            // One of a flood, most likely: no waiting on it.
+            transport.abandon(&out);
+            return;
         }
         if let Err(e) = transport.write_all(&out, config.write_timeout).await {
             log::debug!("s2s in {peer:?}: write failed: {e}");

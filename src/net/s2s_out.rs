@@ -9,7 +9,7 @@ use super::Idle;
 use crate::s2s::resolve::{candidates, Candidate};
 use crate::s2s::{deliver_bounces, OutLink};
 use crate::server::Server;
-use crate::session_pool::SessionLease;
+use crate::session_pool::{Kind, SessionLease};
 use crate::stanza::Condition;
 use crate::stream::s2s_out::{Env, Input, S2sOutStream, Step};
 use crate::xml::Framer;
@@ -115,7 +115,9 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let Some(_lease): Option<SessionLease> = server.pool.try_acquire(candidate.addr) else { return Ended::NoSlot };
+    let Ok(_lease): Result<SessionLease, _> = server.pool.acquire(candidate.addr, Kind::S2sOut) else {
+        return Ended::NoSlot;
+    };
     let name = server_name(link.remote.as_str(), candidate.addr);
     let mut transport = Transport::plain(socket);
     if candidate.direct_tls {
@@ -169,10 +171,10 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
                 }
             }
             let deadline = if stream.established() { last_activity + config.s2s_idle_timeout } else { auth_deadline };
-            Some(match super::wait_idle(&transport, &mut queue, deadline, &mut shutdown).await {
+            Some(match super::wait_idle(&transport, &mut queue, deadline, &mut shutdown, None).await {
                 Idle::Readable => Wake::Readable,
                 Idle::Queue => Wake::Queue,
-                Idle::Shutdown => Wake::Shutdown,
+                Idle::Shutdown | Idle::Evicted => Wake::Shutdown,
                 Idle::Deadline => Wake::Deadline,
             })
         };

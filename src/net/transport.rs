@@ -214,6 +214,19 @@ impl Transport {
         ChannelBindings { tls_exporter, tls_server_end_point }
     }
 
+    /// Ends the connection at once: what the socket takes of `data` now (and a TLS
+    /// close_notify), then the socket is dropped, with no wait for the peer. For a
+    /// connection evicted from the pool, which must not linger (it is likely one of
+    /// a flood).
+    pub fn abandon(mut self, data: &[u8]) {
+        let _ = self.write_now(data);
+        if let Some(tls) = self.tls.as_mut() {
+            tls.send_close_notify();
+            let _ = self.write_now(&[]);
+        }
+        let _ = self.socket.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+
     /// Ends the connection: TLS close_notify, then our side of TCP, then a bounded
     /// wait for the peer (see [`super::close_gracefully`]). Boxed: a connection
     /// closes once, and its task should not carry this future's size while idle.

@@ -31,6 +31,8 @@ pub enum StoreError {
     InUse(PathBuf),
     Db(String),
     Corrupt(&'static str),
+    /// A new roster row would pass `max_roster_items` (REVIEW S6).
+    RosterFull,
 }
 
 impl fmt::Display for StoreError {
@@ -39,6 +41,7 @@ impl fmt::Display for StoreError {
             StoreError::InUse(p) => write!(f, "{} is in use by another process", p.display()),
             StoreError::Db(e) => write!(f, "database error: {e}"),
             StoreError::Corrupt(what) => write!(f, "corrupt record: {what}"),
+            StoreError::RosterFull => write!(f, "the roster is full (max_roster_items)"),
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct Store {
     /// Advisory writes since the last one that was made durable (see
     /// [`Store::put_advisory`]).
     advisory_since_sync: std::sync::atomic::AtomicU32,
+    /// Rows one roster may hold, hidden ones included (`max_roster_items`).
+    max_roster_items: std::sync::atomic::AtomicUsize,
 }
 
 /// Every this many advisory writes, one is committed durably.
@@ -137,7 +142,16 @@ impl Store {
         Store::create_account_xml_table(&txn)?;
         Store::create_blocklist_table(&txn)?;
         txn.commit().map_err(db_err)?;
-        Ok(Store { db, advisory_since_sync: std::sync::atomic::AtomicU32::new(0) })
+        Ok(Store {
+            db,
+            advisory_since_sync: std::sync::atomic::AtomicU32::new(0),
+            max_roster_items: std::sync::atomic::AtomicUsize::new(usize::MAX),
+        })
+    }
+
+    /// Sets the bound every roster write enforces (`max_roster_items`).
+    pub fn set_max_roster_items(&self, max: usize) {
+        self.max_roster_items.store(max, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How an advisory write commits: without fsync (redb `Durability::None`), so a

@@ -312,7 +312,15 @@ impl Store {
     }
 
     /// Stores an item (a new version); returns it as stored. Durable on return.
+    /// A new live row past `max_roster_items` is refused on every path (a roster
+    /// set, a subscription from a local or remote JID: REVIEW S6).
     pub fn put_roster_item(&self, owner: &BareJid, mut item: RosterItem) -> Result<RosterItem, StoreError> {
+        if !item.removed && self.roster_item(owner, &item.jid)?.is_none() {
+            let max = self.max_roster_items.load(std::sync::atomic::Ordering::Relaxed);
+            if self.roster_len(owner)? >= max {
+                return Err(StoreError::RosterFull);
+            }
+        }
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;

@@ -14,6 +14,11 @@ pub enum Limit {
     Attributes,
     /// `max_xml_namespaces`: namespace declarations in scope in one top-level element.
     Namespaces,
+    /// `max_preauth_stanza_size`: bytes of one element before the peer authenticated.
+    PreAuthStanzaSize,
+    /// The parsed tables of one element (nodes, attributes, decoded text) may hold
+    /// as many bytes as the stanza limit: a run of `<a/>` costs ten times its source.
+    Tree,
 }
 
 impl Limit {
@@ -24,6 +29,8 @@ impl Limit {
             Limit::Depth => "max_xml_depth",
             Limit::Attributes => "max_xml_attributes",
             Limit::Namespaces => "max_xml_namespaces",
+            Limit::PreAuthStanzaSize => "max_preauth_stanza_size",
+            Limit::Tree => "max_stanza_size",
         }
     }
 }
@@ -66,6 +73,8 @@ impl XmlError {
             Limit::Depth => "element nesting exceeds max_xml_depth",
             Limit::Attributes => "element has more attributes than max_xml_attributes",
             Limit::Namespaces => "more namespace declarations than max_xml_namespaces",
+            Limit::PreAuthStanzaSize => "element exceeds the limit before authentication",
+            Limit::Tree => "element has too many parts for its size limit",
         };
         XmlError { kind: XmlErrorKind::LimitExceeded(limit), detail }
     }

@@ -2,8 +2,12 @@
 //! stream header, then one complete top-level element at a time, then the end of
 //! the stream. Sans-I/O: the caller reads the socket; the framer never does.
 //!
-//! - Bounded: the input buffer never holds more than `max_stanza_size` plus one
-//!   read chunk, and it is released while the connection is idle ([`Framer::trim`]).
+//! - Bounded: the input buffer never holds more than the stanza limit plus one
+//!   read chunk; the element's parsed tables hold at most the stanza limit in
+//!   entries (a run of `<a/>` costs ten times its bytes as nodes) and twice it in
+//!   capacity; both are released while the connection is idle ([`Framer::trim`]).
+//!   Until the stream layer lifts it, a smaller pre-authentication limit applies
+//!   ([`Framer::limit_until_authenticated`]).
 //! - Incremental: a cheap byte scanner finds where the next tag, text run or CDATA
 //!   section ends (tracking quotes inside tags), and only complete pieces are
 //!   tokenized by `xmlparser`, so a byte-at-a-time sender costs O(n), not O(n²).
@@ -115,6 +119,8 @@ pub struct Framer {
     /// A self-closing stream header yields the header, then the end of the stream.
     pending_end: bool,
     failed: Option<XmlError>,
+    /// The stanza limit before authentication, while it applies.
+    preauth_limit: Option<usize>,
 }
 
 impl Framer {
@@ -133,6 +139,7 @@ impl Framer {
             delivered: None,
             pending_end: false,
             failed: None,
+            preauth_limit: None,
         }
     }
 
@@ -140,12 +147,46 @@ impl Framer {
         self.limits
     }
 
+    /// Applies a smaller stanza limit until [`Framer::authenticated`] (S1: an
+    /// unauthenticated peer needs a few KiB for a header, features and SASL).
+    pub fn limit_until_authenticated(&mut self, max: usize) {
+        self.preauth_limit = Some(max.min(self.limits.max_stanza_size));
+    }
+
+    /// The peer authenticated: the configured stanza limit applies from now on.
+    pub fn authenticated(&mut self) {
+        self.preauth_limit = None;
+    }
+
+    /// The stanza limit in force now.
+    pub fn stanza_limit(&self) -> usize {
+        self.preauth_limit.unwrap_or(self.limits.max_stanza_size)
+    }
+
+    /// The error for an element over [`Framer::stanza_limit`].
+    fn too_big(&self) -> XmlError {
+        XmlError::limit(if self.preauth_limit.is_some() { Limit::PreAuthStanzaSize } else { Limit::StanzaSize })
+    }
+
+    /// Bytes of memory this framer holds now (input buffer and parsed tables), for
+    /// the process-wide budget and the memory tests.
+    pub fn memory(&self) -> usize {
+        self.buf.capacity() + self.tree.bytes()
+    }
+
     /// Reads into the buffer through `read` (given at most one chunk of free space,
     /// never past the buffer's limit); returns what `read` returned.
     pub fn fill_with<E>(&mut self, read: impl FnOnce(&mut [u8]) -> Result<usize, E>) -> Result<usize, E> {
         self.compact();
         let len = self.buf.len();
-        let room = (self.limits.max_stanza_size + READ_CHUNK).saturating_sub(len).min(READ_CHUNK);
+        let most = self.stanza_limit() + READ_CHUNK;
+        let room = most.saturating_sub(len).min(READ_CHUNK);
+        if len + room > self.buf.capacity() {
+            // Grow by doubling, but never past the limit (plain `resize` could
+            // double a buffer that is nearly at its limit).
+            let target = (self.buf.capacity() * 2).max(len + room).min(most);
+            self.buf.reserve_exact(target - len);
+        }
         self.buf.resize(len + room, 0);
         let result = read(&mut self.buf[len..]);
         let got = match &result {
@@ -208,9 +249,14 @@ impl Framer {
         self.compact();
         if self.buf.is_empty() {
             self.buf = Vec::new();
+        } else {
+            // A partial element waits (a slow sender): keep its bytes, not the chunk.
+            self.buf.shrink_to_fit();
         }
         if self.tree.open.is_empty() {
             self.tree = Tree::default();
+        } else {
+            self.tree.shrink();
         }
     }
 
@@ -231,7 +277,11 @@ impl Framer {
         }
         let complete = match self.scan() {
             Ok(c) => c,
-            Err(e) => {
+            Err(mut e) => {
+                if e.kind == XmlErrorKind::LimitExceeded(Limit::Tree) && self.preauth_limit.is_some() {
+                    // Before authentication the one limit to name is the small one.
+                    e = self.too_big();
+                }
                 self.failed = Some(e.clone());
                 return Err(e);
             }
@@ -296,8 +346,8 @@ impl Framer {
     }
 
     fn need_more(&self) -> Result<Option<Complete>, XmlError> {
-        if self.buf.len() - self.consumed > self.limits.max_stanza_size {
-            return Err(XmlError::limit(Limit::StanzaSize));
+        if self.buf.len() - self.consumed > self.stanza_limit() {
+            return Err(self.too_big());
         }
         Ok(None)
     }
@@ -308,9 +358,10 @@ impl Framer {
     /// error a stream gets never depends on how its bytes were split into reads.
     fn scan(&mut self) -> Result<Option<Complete>, XmlError> {
         loop {
-            let limit = self.consumed + self.limits.max_stanza_size;
+            let limit = self.consumed + self.stanza_limit();
             let len = self.buf.len().min(limit + 1);
-            let fits = |end: usize| if end > limit { Err(XmlError::limit(Limit::StanzaSize)) } else { Ok(()) };
+            let too_big = self.too_big();
+            let fits = |end: usize| if end > limit { Err(too_big.clone()) } else { Ok(()) };
             match self.scan {
                 Scan::Idle => {
                     if self.pos >= len {
@@ -357,9 +408,8 @@ impl Framer {
                         // An empty section adds nothing (and would re-emit as an
                         // open/close pair that frames back as an empty element).
                         if end - 3 > start + 9 {
-                            self.tree
-                                .nodes
-                                .push(Node::CData(Span::new(start + 9 - self.origin, end - 3 - self.origin)));
+                            let node = Node::CData(Span::new(start + 9 - self.origin, end - 3 - self.origin));
+                            self.tree.push_node(node, self.stanza_limit())?;
                         }
                     }
                     None => {
@@ -509,17 +559,19 @@ impl Framer {
                 return Ok(());
             }
         }
-        self.tree.nodes.push(Node::Text(Span::new(s, e)));
-        Ok(())
+        self.tree.push_node(Node::Text(Span::new(s, e)), self.stanza_limit())
     }
 
     /// Handles one complete tag `buf[start..end]`.
     fn on_tag(&mut self, start: usize, end: usize) -> Result<Option<Complete>, XmlError> {
         let header = matches!(self.phase, Phase::Prolog { .. });
+        let too_big = self.too_big();
+        let stanza_limit = self.stanza_limit();
         let ctx = TagContext {
             src: &self.buf[self.origin..end],
             tag_start: start - self.origin,
             limits: &self.limits,
+            stanza_limit,
             stream_ns: &self.stream_ns,
             stream_name: &self.stream_name,
             header,
@@ -528,10 +580,8 @@ impl Framer {
         match outcome {
             TagOutcome::Open => Ok(None),
             TagOutcome::Closed { top_level: false } => Ok(None),
-            TagOutcome::Closed { top_level: true } | TagOutcome::Header { .. }
-                if end - self.origin > self.limits.max_stanza_size =>
-            {
-                Err(XmlError::limit(Limit::StanzaSize))
+            TagOutcome::Closed { top_level: true } | TagOutcome::Header { .. } if end - self.origin > stanza_limit => {
+                Err(too_big)
             }
             TagOutcome::Closed { top_level: true } => Ok(Some(Complete::Element { end })),
             TagOutcome::StreamEnd => Ok(Some(Complete::StreamEnd { end })),
@@ -554,6 +604,8 @@ struct TagContext<'c> {
     /// Where this tag starts in `src`.
     tag_start: usize,
     limits: &'c Limits,
+    /// The stanza limit in force (also the budget of the parsed tables).
+    stanza_limit: usize,
     stream_ns: &'c [StreamNs],
     stream_name: &'c str,
     /// The tag is the stream header.
@@ -584,8 +636,67 @@ struct Tree {
     decoded: String,
 }
 
+/// Makes room for one more entry in `table`. What the tables hold (`used` bytes
+/// of entries, not of capacity, so the answer never depends on how the input was
+/// split into reads) may not pass `budget`; growth doubles, but never reserves
+/// more than the budget leaves, so the capacity stays within twice the budget.
+fn room_for_one<T>(table: &mut Vec<T>, used: usize, budget: usize) -> Result<(), XmlError> {
+    let size = std::mem::size_of::<T>().max(1);
+    if used + size > budget {
+        return Err(XmlError::limit(Limit::Tree));
+    }
+    if table.len() == table.capacity() {
+        table.reserve_exact(table.capacity().max(8).min((budget - used) / size).max(1));
+    }
+    Ok(())
+}
+
+/// Tables bigger than this are given back between elements, not kept for the next.
+const KEEP_TREE: usize = 16 * 1024;
+
 impl Tree {
+    /// Bytes the tables hold (their capacity, which is what they cost).
+    fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.nodes.capacity() * size_of::<Node>()
+            + self.attrs.capacity() * size_of::<AttrNode>()
+            + self.open.capacity() * size_of::<Open>()
+            + self.ns_decls.capacity() * size_of::<NsDecl>()
+            + self.decoded.capacity()
+    }
+
+    /// Bytes of the entries in the tables (what the budget counts).
+    fn used(&self) -> usize {
+        use std::mem::size_of;
+        self.nodes.len() * size_of::<Node>()
+            + self.attrs.len() * size_of::<AttrNode>()
+            + self.open.len() * size_of::<Open>()
+            + self.ns_decls.len() * size_of::<NsDecl>()
+            + self.decoded.len()
+    }
+
+    /// Gives back what a partial element does not use.
+    fn shrink(&mut self) {
+        self.nodes.shrink_to_fit();
+        self.attrs.shrink_to_fit();
+        self.open.shrink_to_fit();
+        self.ns_decls.shrink_to_fit();
+        self.decoded.shrink_to_fit();
+    }
+
+    /// Appends a node within the tree budget (the stanza limit).
+    fn push_node(&mut self, node: Node, stanza_limit: usize) -> Result<(), XmlError> {
+        let used = self.used();
+        room_for_one(&mut self.nodes, used, stanza_limit)?;
+        self.nodes.push(node);
+        Ok(())
+    }
+
     fn clear(&mut self) {
+        if self.bytes() > KEEP_TREE {
+            *self = Tree::default();
+            return;
+        }
         self.nodes.clear();
         self.attrs.clear();
         self.open.clear();
@@ -652,13 +763,18 @@ impl Tree {
         }
         self.check_duplicate_attributes(ctx, attr_from)?;
         let index = self.nodes.len() as u32;
-        self.nodes.push(Node::Element {
-            name: Span::new(base + qname_start(&prefix, &local), base + local.end()),
-            local: (local.start() - qname_start(&prefix, &local)) as u16,
-            ns,
-            attrs: (attr_from as u32, self.attrs.len() as u32),
-            end: index + 1,
-        });
+        let used = self.used();
+        room_for_one(&mut self.open, used, ctx.stanza_limit)?;
+        self.push_node(
+            Node::Element {
+                name: Span::new(base + qname_start(&prefix, &local), base + local.end()),
+                local: (local.start() - qname_start(&prefix, &local)) as u16,
+                ns,
+                attrs: (attr_from as u32, self.attrs.len() as u32),
+                end: index + 1,
+            },
+            ctx.stanza_limit,
+        )?;
         if ctx.header {
             return Ok(TagOutcome::Header { empty });
         }
@@ -696,6 +812,8 @@ impl Tree {
             if self.attrs.len() - attr_from >= ctx.limits.max_attributes {
                 return Err(XmlError::limit(Limit::Attributes));
             }
+            let used = self.used();
+            room_for_one(&mut self.attrs, used, ctx.stanza_limit)?;
             self.attrs.push(AttrNode {
                 name: Span::new(start, end),
                 local: (local_start - start) as u16,
@@ -721,6 +839,9 @@ impl Tree {
         let uri = if uri.is_empty() {
             NsRef::None
         } else if raw.contains('&') {
+            if self.used() + uri.len() > ctx.stanza_limit {
+                return Err(XmlError::limit(Limit::Tree));
+            }
             let from = self.decoded.len();
             self.decoded.push_str(&uri);
             NsRef::Decoded(Span::new(from, self.decoded.len()))
@@ -728,6 +849,8 @@ impl Tree {
             NsRef::Local(value)
         };
         let prefix = decl_prefix.map(|_| Span::new(local_start, end));
+        let used = self.used();
+        room_for_one(&mut self.ns_decls, used, ctx.stanza_limit)?;
         self.ns_decls.push(NsDecl { prefix, uri });
         Ok(())
     }

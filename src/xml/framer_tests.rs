@@ -241,3 +241,68 @@ fn a_stream_header_inside_the_stream_is_reported_as_a_header() {
     let (events, _) = run(&format!("{HEADER}<stream:features/>"));
     assert_eq!(events[1], "<features xmlns='http://etherx.jabber.org/streams'/>");
 }
+
+/// Feeds `input` in reads of `chunk` bytes until the framer fails or the input
+/// ends; returns the error and the most memory the framer held between reads.
+fn peak_memory(framer: &mut Framer, input: &[u8], chunk: usize) -> (Option<XmlError>, usize) {
+    let mut peak = 0;
+    let mut rest = input;
+    loop {
+        loop {
+            match framer.next_event() {
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(e) => return (Some(e), peak.max(framer.memory())),
+            }
+        }
+        peak = peak.max(framer.memory());
+        if rest.is_empty() {
+            return (None, peak);
+        }
+        let n = framer.feed(&rest[..chunk.min(rest.len())]);
+        rest = &rest[n..];
+    }
+}
+
+#[test]
+fn a_stanza_of_empty_elements_costs_at_most_three_times_the_limit() {
+    // S1: 65 000 × `<a/>` is 256 KiB of input and was ~2.6 MiB of nodes.
+    let limits = Limits::default();
+    let input = format!("{HEADER}<message>{}</message>", "<a/>".repeat(65_000));
+    let mut framer = Framer::new(limits);
+    let (err, peak) = peak_memory(&mut framer, input.as_bytes(), 4096);
+    assert_eq!(err.map(|e| e.kind), Some(XmlErrorKind::LimitExceeded(super::Limit::Tree)));
+    let bound = 3 * limits.max_stanza_size + super::framer::READ_CHUNK;
+    assert!(peak <= bound, "framer held {peak} bytes, bound {bound}");
+    // Real stanzas of many small parts still pass: a 1000-item roster push.
+    let items: String =
+        (0..1000).map(|i| format!("<item jid='contact{i}@example.org' name='C {i}' subscription='both'/>")).collect();
+    let roster = format!("{HEADER}<iq type='set' id='p'><query xmlns='jabber:iq:roster'>{items}</query></iq>");
+    let (err, _) = peak_memory(&mut Framer::new(limits), roster.as_bytes(), 4096);
+    assert_eq!(err, None);
+}
+
+#[test]
+fn before_authentication_a_smaller_limit_applies_until_lifted() {
+    let limits = Limits::default();
+    let stanza = format!("<message><body>{}</body></message>", "x".repeat(10_000));
+    let mut framer = Framer::new(limits);
+    framer.limit_until_authenticated(8192);
+    let (err, peak) = peak_memory(&mut framer, format!("{HEADER}{stanza}").as_bytes(), 4096);
+    assert_eq!(err.map(|e| e.kind), Some(XmlErrorKind::LimitExceeded(super::Limit::PreAuthStanzaSize)));
+    assert!(peak <= 3 * 8192 + super::framer::READ_CHUNK, "{peak}");
+    let mut framer = Framer::new(limits);
+    framer.limit_until_authenticated(8192);
+    framer.authenticated();
+    let (err, _) = peak_memory(&mut framer, format!("{HEADER}{stanza}").as_bytes(), 4096);
+    assert_eq!(err, None);
+}
+
+#[test]
+fn a_slow_partial_header_holds_its_bytes_not_a_read_chunk() {
+    let mut framer = Framer::new(Limits::default());
+    framer.feed(&HEADER.as_bytes()[..40]);
+    assert!(framer.next_event().unwrap().is_none());
+    framer.trim();
+    assert!(framer.memory() <= 64, "{}", framer.memory());
+}

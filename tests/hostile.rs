@@ -1,0 +1,129 @@
+//! Hostile peers on the LAN, on the wire: floods of idle and oversized
+//! unauthenticated connections (REVIEW S1, S4). Bounded in count and time.
+
+mod common;
+use common::*;
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+/// VmHWM (peak RSS) of the server in KiB.
+fn peak_rss_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// A TCP connection to the server's client port from a chosen loopback address.
+fn connect_from(source: &str, port: u16) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let source: SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&source.into()).expect("bind a loopback source address");
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect(&to.into()).expect("connect");
+    let stream: TcpStream = socket.into();
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Holds `count` connections that sent only a stream header, from `sources` in
+/// turn, then logs in and returns how long the login took.
+fn login_during_idle_flood(config: &str, sources: &[String], count: usize) -> Duration {
+    use std::io::Write;
+    let server = Server::start_with(config);
+    server.add_user("alice", "pw");
+    let mut flood = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut s = connect_from(&sources[i % sources.len()], server.port);
+        // A peer the server already let go may refuse the write: that is the point.
+        let _ = s.write_all(HEADER.as_bytes());
+        flood.push(s);
+    }
+    let started = Instant::now();
+    let mut alice = server.login("alice", "pw", "phone");
+    let took = started.elapsed();
+    // The session works: a ping through it is answered.
+    alice.send("<iq type='get' id='p1'><ping xmlns='urn:xmpp:ping'/></iq>");
+    alice.read_until("id='p1'", WAIT);
+    drop(flood);
+    took
+}
+
+#[test]
+fn a_login_succeeds_within_a_second_while_2000_idle_connections_from_one_address_are_held() {
+    let took = login_during_idle_flood("", &["127.0.0.1".to_string()], 2000);
+    assert!(took < Duration::from_secs(1), "login took {took:?}");
+}
+
+#[test]
+fn a_login_succeeds_within_a_second_while_2000_idle_connections_from_199_addresses_are_held() {
+    // 10 from each address: past `max_unauthenticated_per_ip` (8) each address's
+    // oldest gives way, and past `max_unauthenticated` (256) the oldest of all.
+    let sources: Vec<String> = (2..=200).map(|i| format!("127.0.0.{i}")).collect();
+    let took = login_during_idle_flood("", &sources, 2000);
+    assert!(took < Duration::from_secs(1), "login took {took:?}");
+}
+
+#[test]
+fn the_oldest_unauthenticated_connection_gives_way_with_resource_constraint() {
+    let server = Server::start_with("max_unauthenticated = 2");
+    let mut first = server.connect();
+    first.send(HEADER);
+    first.read_until("</stream:features>", WAIT);
+    let mut second = server.connect();
+    second.send(HEADER);
+    second.read_until("</stream:features>", WAIT);
+    let mut third = server.connect();
+    third.send(HEADER);
+    third.read_until("</stream:features>", WAIT);
+    let got = first.read_to_close(WAIT);
+    assert_stream_error(&got, "resource-constraint");
+    assert!(got.contains("gives way"), "{got}");
+    // The newer ones are untouched: each still answers on its stream.
+    for c in [&mut second, &mut third] {
+        c.send(STARTTLS);
+        c.read_until("<proceed", WAIT);
+    }
+}
+
+#[test]
+fn a_preauth_stanza_of_empty_elements_is_refused_and_costs_little_memory() {
+    // S1: 100 connections each sending `<message>` with 65 000 `<a/>` (256 KiB) took
+    // the server from 4.6 MiB to 257 MiB (2.6 MiB each).
+    let server = Server::start();
+    let before = server.rss_kib();
+    let stanza = format!("<message>{}</message>", "<a/>".repeat(65_000));
+    let mut clients: Vec<Client> = (0..100).map(|_| server.connect()).collect();
+    for c in &mut clients {
+        c.send(HEADER);
+        // The server may stop reading once the limit is passed.
+        c.try_send(stanza.as_bytes());
+    }
+    for c in &mut clients {
+        let got = c.read_to_close(WAIT);
+        assert_stream_error(&got, "policy-violation");
+        assert!(got.contains("max_preauth_stanza_size"), "{got}");
+    }
+    let grew = peak_rss_kib(&server).saturating_sub(before);
+    eprintln!("peak RSS grew by {grew} KiB for 100 connections");
+    assert!(grew < 100 * 64, "peak RSS grew by {grew} KiB for 100 connections");
+}
+
+#[test]
+fn after_authentication_a_stanza_of_empty_elements_is_refused_by_its_tree_size() {
+    let server = Server::start();
+    server.add_user("alice", "pw");
+    let mut alice = server.login("alice", "pw", "r");
+    let before = server.rss_kib();
+    let stanza = format!("<message to='alice@localhost'>{}</message>", "<a/>".repeat(65_000));
+    alice.try_send(stanza.as_bytes());
+    let got = alice.read_to_close(WAIT);
+    assert_stream_error(&got, "policy-violation");
+    assert!(got.contains("too many parts"), "{got}");
+    let grew = peak_rss_kib(&server).saturating_sub(before);
+    // The input buffer, at most the limit in parsed entries (twice in capacity).
+    assert!(grew < 1024, "peak RSS grew by {grew} KiB for one stanza");
+}
