@@ -9,6 +9,8 @@ pub mod handlers;
 pub mod jid;
 pub mod logger;
 pub mod net;
+pub mod os;
+pub mod random;
 pub mod router;
 pub mod s2s;
 pub mod sasl;

@@ -168,12 +168,25 @@ pub enum ListenerKind {
 }
 
 /// Runs the server until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<(), ServeError> {
+pub fn run(mut config: Config) -> Result<(), ServeError> {
     crate::clock::mark_started();
+    crate::os::private_umask();
+    crate::random::check().map_err(|e| ServeError::DataDir(config.data_dir.clone(), std::io::Error::other(e)))?;
+    if let Some(fit) = crate::os::raise_fd_limit() {
+        if (config.max_sessions as u64) > fit {
+            log::warn!(
+                "max_sessions {} is more than the open-file limit allows; the pool is cut to {fit} (raise LimitNOFILE)",
+                config.max_sessions
+            );
+            config.max_sessions = fit.max(1) as usize;
+        }
+    }
     create_data_dir(&config.data_dir)?;
     // Signals are set up before listening, so a signal right after start is not lost.
     let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Hup]).map_err(ServeError::Signals)?;
     let store = Store::open(&config.data_dir).map_err(ServeError::Store)?;
+    crate::os::make_private(&config.data_dir, &crate::store::Store::file(&config.data_dir))
+        .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
     store.set_max_roster_items(config.max_roster_items);
     let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
     let s2s = if config.federation {

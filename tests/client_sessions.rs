@@ -508,7 +508,7 @@ fn cert_show_and_export_ca() {
     let server = Server::start();
     let (ok, text) = server.cli(&["cert", "show"], "");
     assert!(ok, "{text}");
-    assert!(text.contains("names: localhost, *.localhost") && text.contains("SHA-256 "), "{text}");
+    assert!(text.contains("names: localhost, conference.localhost") && text.contains("SHA-256 "), "{text}");
     assert!(text.contains("local CA: wrenhub local CA"), "{text}");
     let out = server.dir.path().join("ca-export.pem");
     let (ok, text) = server.cli(&["cert", "export-ca", "--out", out.to_str().unwrap()], "");

@@ -81,7 +81,7 @@ impl ScramRecord {
     /// A record with a fresh random salt.
     pub fn new(password: &str) -> ScramRecord {
         let mut salt = vec![0u8; 16];
-        let _ = getrandom::fill(&mut salt);
+        crate::random::fill(&mut salt);
         ScramRecord::derive(password, salt, DEFAULT_ITERATIONS)
     }
 
@@ -262,7 +262,7 @@ impl ScramServer {
             (_, false) => Vec::new(),
         };
         let mut server_nonce = [0u8; 18];
-        let _ = getrandom::fill(&mut server_nonce);
+        crate::random::fill(&mut server_nonce);
         let nonce = format!("{}{}", first.client_nonce, B64.encode(server_nonce));
         let (known, iterations, salt, keys) = match record {
             Some(r) => (true, r.iterations, r.salt.clone(), r.keys(hash).clone()),

@@ -123,6 +123,11 @@ pub struct Store {
 const ADVISORY_SYNC_EVERY: u32 = 64;
 
 impl Store {
+    /// The database file in a data dir.
+    pub fn file(data_dir: &Path) -> PathBuf {
+        data_dir.join(FILE_NAME)
+    }
+
     /// Opens (or creates) the database in `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         create_private_dir(data_dir).map_err(db_err)?;
@@ -222,7 +227,7 @@ impl Store {
             }
         }
         let mut secret = vec![0u8; 32];
-        let _ = getrandom::fill(&mut secret);
+        crate::random::fill(&mut secret);
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(META).map_err(db_err)?;

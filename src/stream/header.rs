@@ -70,16 +70,7 @@ pub fn negotiate(client: Option<Version>) -> Negotiated {
 /// A fresh stream id: 128 random bits, hex (§4.7.3: unique and unpredictable).
 pub fn new_stream_id() -> String {
     let mut bytes = [0u8; 16];
-    // The OS generator does not fail on Linux once booted; should it ever, std's
-    // randomly seeded hasher over the time still gives unique, hard-to-guess ids.
-    if getrandom::fill(&mut bytes).is_err() {
-        use std::hash::{BuildHasher, Hasher};
-        for half in bytes.chunks_mut(8) {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u128(std::time::UNIX_EPOCH.elapsed().map(|d| d.as_nanos()).unwrap_or(0));
-            half.copy_from_slice(&h.finish().to_le_bytes());
-        }
-    }
+    crate::random::fill(&mut bytes);
     let mut id = String::with_capacity(32);
     for b in bytes {
         id.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));

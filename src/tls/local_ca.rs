@@ -1,9 +1,11 @@
 //! The local CA for a LAN hub with no public domain: on first start wrenhub makes a
 //! small CA and a server certificate it signs for the served domain and its service
-//! subdomains (`*.domain`), ECDSA P-256 (fast handshakes on small CPUs). Keys are
-//! written with mode 0600. The CA stays; the server certificate is re-issued by the
-//! same CA when the domain changes or it nears expiry, so phones that trust the CA
-//! keep trusting the hub.
+//! subdomains (`conference.domain`, ...), ECDSA P-256 (fast handshakes on small CPUs). Keys are
+//! written with mode 0600. The CA carries Name Constraints for the hub's domain
+//! (RFC 5280 §4.2.1.10), so a stolen CA key cannot mint certificates for other
+//! sites. The CA stays while the domain does; the server certificate is re-issued
+//! by the same CA when it nears expiry, so phones that trust the CA keep trusting
+//! the hub. A new domain gets a new CA.
 
 use super::der::summarize;
 use super::TlsError;
@@ -50,9 +52,27 @@ impl LocalCa {
         crate::store::create_private_dir(dir).map_err(|e| TlsError::Io(dir.to_path_buf(), e))?;
 
         let mut created = false;
-        if !self.ca_cert.exists() || !self.ca_key.exists() {
-            self.create_ca()?;
+        // The CA is constrained to the domain it was made for (S7): a new domain
+        // needs a new CA. A CA made before constraints existed is kept (phones trust
+        // it), with a warning.
+        let ca_domain = std::fs::read_to_string(self.ca_domain_file()).ok();
+        let other_domain = ca_domain.as_deref().is_some_and(|d| d.trim() != domain.as_str());
+        if !self.ca_cert.exists() || !self.ca_key.exists() || other_domain {
+            if other_domain {
+                log::warn!(
+                    "the domain changed to {domain}: a new local CA is made for it; install the new CA on every device \
+                     and remove the old one"
+                );
+            }
+            self.create_ca(domain)?;
             created = true;
+        } else if ca_domain.is_none() {
+            log::warn!(
+                "the local CA in {} has no name constraints (made by an older wrenhub): devices that trust it would \
+                 trust any certificate it signs; to replace it, stop the server, delete tls/ca.pem and tls/ca.key, \
+                 start it, and install the new CA",
+                self.ca_cert.display()
+            );
         }
         if created || self.server_needs_renewal(domain) {
             self.create_server_cert(domain)?;
@@ -61,15 +81,22 @@ impl LocalCa {
         Ok(created)
     }
 
-    fn create_ca(&self) -> Result<(), TlsError> {
+    /// Where the domain the CA is constrained to is recorded.
+    fn ca_domain_file(&self) -> PathBuf {
+        self.ca_cert.with_file_name("ca.domain")
+    }
+
+    fn create_ca(&self, domain: &Domain) -> Result<(), TlsError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err)?;
         let mut tag = [0u8; 4];
-        let _ = getrandom::fill(&mut tag);
+        getrandom::fill(&mut tag).map_err(gen_err)?;
         let cn = format!("wrenhub local CA {:02x}{:02x}{:02x}{:02x}", tag[0], tag[1], tag[2], tag[3]);
-        let params = ca_params(&cn, CA_DAYS)?;
+        let mut params = ca_params(&cn, CA_DAYS)?;
+        params.name_constraints = Some(name_constraints(domain));
         let cert = params.self_signed(&key).map_err(gen_err)?;
         write_file(&self.ca_key, key.serialize_pem().as_bytes(), 0o600)?;
         write_file(&self.ca_cert, cert.pem().as_bytes(), 0o644)?;
+        write_file(&self.ca_domain_file(), domain.as_str().as_bytes(), 0o644)?;
         log::info!("created a local CA in {}", self.ca_cert.display());
         Ok(())
     }
@@ -127,8 +154,13 @@ impl LocalCa {
     }
 }
 
+/// The subdomains the hub's own services use (group chat, upload, proxy, pubsub).
+pub const SERVICE_SUBDOMAINS: &[&str] = &["conference", "upload", "proxy", "pubsub"];
+
 /// The names a server certificate for `domain` must carry: the domain, and for a
-/// host name its service subdomains (group chat, components) as `*.domain`.
+/// host name its service subdomains, named one by one: a wildcard under a
+/// name-constrained CA is refused by rustls' verifier (webpki), so `*.domain` would
+/// lock out rustls-based peers.
 pub fn subject_names(domain: &Domain) -> Vec<String> {
     let d = domain.as_str();
     if let Some(ip) = d.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
@@ -137,7 +169,22 @@ pub fn subject_names(domain: &Domain) -> Vec<String> {
     if d.parse::<std::net::Ipv4Addr>().is_ok() {
         return vec![d.to_string()];
     }
-    vec![d.to_string(), format!("*.{d}")]
+    std::iter::once(d.to_string()).chain(SERVICE_SUBDOMAINS.iter().map(|s| format!("{s}.{d}"))).collect()
+}
+
+/// RFC 5280 §4.2.1.10: the CA may sign only for the hub's domain and the names
+/// below it (a DNS constraint `hub.lan` covers `*.hub.lan`), or its IP address.
+fn name_constraints(domain: &Domain) -> rcgen::NameConstraints {
+    let d = domain.as_str();
+    let ip = d.strip_prefix('[').and_then(|d| d.strip_suffix(']')).unwrap_or(d).parse::<std::net::IpAddr>();
+    let permitted = match ip {
+        Ok(ip) => rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::from_addr_prefix(
+            ip,
+            if ip.is_ipv4() { 32 } else { 128 },
+        )),
+        Err(_) => rcgen::GeneralSubtree::DnsName(d.to_string()),
+    };
+    rcgen::NameConstraints { permitted_subtrees: vec![permitted], excluded_subtrees: Vec::new() }
 }
 
 fn ca_params(cn: &str, days: u64) -> Result<CertificateParams, TlsError> {
@@ -184,4 +231,33 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<(), TlsError> {
         .and_then(|mut f| f.write_all(data).and_then(|_| f.sync_all()))
         .and_then(|_| std::fs::rename(&tmp, path));
     result.map_err(|e| TlsError::Io(path.to_path_buf(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The DER of the first certificate in a PEM file.
+    fn der(path: &Path) -> Vec<u8> {
+        crate::tls::first_cert_der(&std::fs::read(path).unwrap()).unwrap().to_vec()
+    }
+
+    #[test]
+    fn the_local_ca_is_constrained_to_the_hubs_domain_and_renewed_with_it() {
+        // S7: without Name Constraints the CA on the board could sign for any site.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = LocalCa::in_data_dir(dir.path());
+        ca.ensure(&Domain::parse("hub.lan").unwrap()).unwrap();
+        let first = der(&ca.ca_cert);
+        // id-ce-nameConstraints (2.5.29.30), then the permitted dNSName "hub.lan".
+        let oid = [0x06, 0x03, 0x55, 0x1d, 0x1e];
+        assert!(first.windows(oid.len()).any(|w| w == oid), "no nameConstraints extension");
+        assert!(first.windows(7).any(|w| w == b"hub.lan"));
+        ca.ensure(&Domain::parse("hub.lan").unwrap()).unwrap();
+        assert_eq!(der(&ca.ca_cert), first, "the same domain keeps its CA");
+        ca.ensure(&Domain::parse("home.arpa").unwrap()).unwrap();
+        let second = der(&ca.ca_cert);
+        assert_ne!(second, first, "another domain gets a CA of its own");
+        assert!(second.windows(9).any(|w| w == b"home.arpa"));
+    }
 }
