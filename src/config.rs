@@ -85,6 +85,9 @@ pub struct Config {
     /// Offline messages kept per account, and in all (XEP-0160).
     pub max_offline_per_account: usize,
     pub max_offline_total: usize,
+    /// Bytes of offline messages kept per account, and in all.
+    pub max_offline_bytes_per_account: usize,
+    pub max_offline_bytes_total: usize,
     /// XEP-0049 private XML documents per account.
     pub max_private_items: usize,
     /// External component listeners (XEP-0114, port 5347), plain and Direct TLS.
@@ -113,6 +116,8 @@ pub struct Config {
     pub s2s_system_roots: bool,
     /// Server Dialback (XEP-0220) when a certificate does not authenticate a peer.
     pub s2s_dialback: bool,
+    /// Every peer server must be authenticated by its certificate, both ways.
+    pub s2s_secure_auth: bool,
     /// Bytes waiting for one remote domain before stanzas bounce.
     pub s2s_queue_size: usize,
     /// A stanza waiting this long for its link bounces with `remote-server-timeout`;
@@ -236,6 +241,8 @@ const KEYS: &[Key] = &[
     Key { name: "max_roster_items", kind: Kind::Int { min: 1, max: 100_000, default: 1000 } },
     Key { name: "max_offline_per_account", kind: Kind::Int { min: 0, max: 100_000, default: 200 } },
     Key { name: "max_offline_total", kind: Kind::Int { min: 0, max: 10_000_000, default: 20_000 } },
+    Key { name: "max_offline_bytes_per_account", kind: Kind::Int { min: 0, max: 1 << 40, default: 1 << 20 } },
+    Key { name: "max_offline_bytes_total", kind: Kind::Int { min: 0, max: 1 << 40, default: 64 << 20 } },
     Key { name: "max_private_items", kind: Kind::Int { min: 0, max: 10_000, default: 64 } },
     Key { name: "component_listen", kind: Kind::Addrs(&["127.0.0.1:5347"]) },
     Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
@@ -252,6 +259,7 @@ const KEYS: &[Key] = &[
     Key { name: "s2s_ca_file", kind: Kind::Path },
     Key { name: "s2s_system_roots", kind: Kind::Bool(true) },
     Key { name: "s2s_dialback", kind: Kind::Bool(true) },
+    Key { name: "s2s_secure_auth", kind: Kind::Bool(false) },
     Key { name: "s2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 256 * 1024 } },
     Key { name: "s2s_connect_timeout", kind: Kind::Secs { max: 600, default: 30 } },
     Key { name: "s2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 600 } },
@@ -414,6 +422,9 @@ impl Config {
             max_roster_items: v.int(take("max_roster_items"), "max_roster_items") as usize,
             max_offline_per_account: v.int(take("max_offline_per_account"), "max_offline_per_account") as usize,
             max_offline_total: v.int(take("max_offline_total"), "max_offline_total") as usize,
+            max_offline_bytes_per_account: v.int(take("max_offline_bytes_per_account"), "max_offline_bytes_per_account")
+                as usize,
+            max_offline_bytes_total: v.int(take("max_offline_bytes_total"), "max_offline_bytes_total") as usize,
             max_private_items: v.int(take("max_private_items"), "max_private_items") as usize,
             component_listen: v.addrs_allow_empty(take("component_listen"), "component_listen"),
             component_tls_listen: v.addrs_allow_empty(take("component_tls_listen"), "component_tls_listen"),
@@ -432,6 +443,7 @@ impl Config {
             s2s_ca_file: v.path(take("s2s_ca_file"), "s2s_ca_file"),
             s2s_system_roots: v.bool(take("s2s_system_roots"), "s2s_system_roots"),
             s2s_dialback: v.bool(take("s2s_dialback"), "s2s_dialback"),
+            s2s_secure_auth: v.bool(take("s2s_secure_auth"), "s2s_secure_auth"),
             s2s_queue_size: v.int(take("s2s_queue_size"), "s2s_queue_size") as usize,
             s2s_connect_timeout: v.secs(take("s2s_connect_timeout"), "s2s_connect_timeout"),
             s2s_idle_timeout: v.secs(take("s2s_idle_timeout"), "s2s_idle_timeout"),

@@ -184,6 +184,13 @@ impl Router<'_> {
         let iq_type = match iq.attr("type").as_deref() {
             Some("get") => IqType::Get,
             Some("set") => IqType::Set,
+            // The client has the offline batch it was sent (XEP-0160, D2).
+            Some("result") if on_behalf_of.is_none() => {
+                if let Some(id) = iq.attr("id") {
+                    handlers::offline::acknowledged(&self.services(), sender, &id, out);
+                }
+                return;
+            }
             // Answers to nothing the server asked: dropped (§8.2.3).
             _ => return,
         };
@@ -281,10 +288,11 @@ impl Router<'_> {
                     }
                 };
                 if targets.is_empty() {
-                    if stanza_type != Some("headline") {
+                    // §8.5.2.2.1: a headline for nobody is dropped silently, and so is
+                    // what offline storage does not keep (chat states, receipts: R8).
+                    if stanza_type != Some("headline") && handlers::offline::eligible(stanza) {
                         self.store_offline(stanza, sender, bare, to, out);
                     }
-                    // §8.5.2.2.1: a headline for nobody is dropped silently.
                     return;
                 }
                 for s in &targets {
@@ -310,13 +318,7 @@ impl Router<'_> {
     ) {
         let mut bytes = Vec::with_capacity(256);
         write_element(&mut bytes, stanza, NS_CLIENT, None, &[Override::Set("from", sender.jid.as_str())]);
-        let stored = self.store.store_offline(
-            owner,
-            crate::clock::now_unix(),
-            &bytes,
-            self.limits.offline_per_account,
-            self.limits.offline_total,
-        );
+        let stored = self.store.store_offline(owner, crate::clock::now_unix(), &bytes, self.limits.offline);
         let text = match stored {
             Ok(()) => return,
             Err(OfflineRefused::AccountQuota) => "the recipient is offline and its offline storage is full",
@@ -486,7 +488,9 @@ impl Router<'_> {
                     }
                     return;
                 }
-                if matches!(stanza_type.as_deref(), Some("error") | Some("headline") | Some("groupchat")) {
+                if matches!(stanza_type.as_deref(), Some("error") | Some("headline") | Some("groupchat"))
+                    || !handlers::offline::eligible(stanza)
+                {
                     return;
                 }
                 let exists = matches!(self.store.account(&bare), Ok(Some(_)));
@@ -496,13 +500,7 @@ impl Router<'_> {
                 }
                 let mut bytes = Vec::with_capacity(256);
                 write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
-                let stored = self.store.store_offline(
-                    &bare,
-                    crate::clock::now_unix(),
-                    &bytes,
-                    self.limits.offline_per_account,
-                    self.limits.offline_total,
-                );
+                let stored = self.store.store_offline(&bare, crate::clock::now_unix(), &bytes, self.limits.offline);
                 if stored.is_err() {
                     let e = StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline");
                     self.bounce_inbound(&origin, stanza, e, out);

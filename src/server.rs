@@ -99,9 +99,10 @@ impl Server {
         domain == self.domain.as_str() || self.config.components.iter().any(|c| c.domain.as_str() == domain)
     }
 
-    /// The current end-entity certificate (DER).
-    pub fn tls_end_entity(&self) -> Vec<u8> {
-        self.tls.borrow().end_entity.to_vec()
+    /// The current TLS setup: a connection keeps the one its handshake used, so a
+    /// SIGHUP reload cannot change the certificate its channel binding hashes.
+    pub fn tls_setup(&self) -> Rc<crate::tls::TlsSetup> {
+        Rc::clone(&self.tls.borrow())
     }
 
     /// SIGHUP: loads the certificate again; sessions keep their connections.
@@ -194,6 +195,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             config.s2s_ca_file.as_deref(),
             config.s2s_system_roots,
             &config.s2s_peers,
+            config.s2s_secure_auth,
         )
         .map_err(ServeError::Tls)?;
         log::info!(
@@ -231,8 +233,13 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             max_auth_attempts: config.c2s_max_auth_attempts,
             im: crate::handlers::ImLimits {
                 max_roster_items: config.max_roster_items,
-                offline_per_account: config.max_offline_per_account,
-                offline_total: config.max_offline_total,
+                offline: crate::store::offline::OfflineQuota {
+                    per_account: config.max_offline_per_account,
+                    total: config.max_offline_total,
+                    bytes_per_account: config.max_offline_bytes_per_account,
+                    bytes_total: config.max_offline_bytes_total,
+                },
+                offline_batch_bytes: config.c2s_queue_size / 2,
                 max_private_items: config.max_private_items,
             },
             caps_ver: Rc::from(crate::handlers::disco::server_caps_ver()),

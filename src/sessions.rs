@@ -38,13 +38,22 @@ pub struct Session {
     /// Who got directed presence from it and must get unavailable presence when it
     /// goes offline (RFC 6121 §4.6.3); at most [`MAX_DIRECTED`] entries.
     pub directed: RefCell<Vec<Box<str>>>,
-    /// Offline messages written to this session's output, removed from the store
-    /// once that output has been written to the socket (XEP-0160).
-    pub offline_delivered: RefCell<Vec<u64>>,
+    /// The offline batch sent to this session and not yet acknowledged (XEP-0160).
+    pub offline_batch: RefCell<Option<OfflineBatch>>,
     /// XEP-0280 carbons are enabled.
     pub carbons: Cell<bool>,
     /// The session requested the blocklist: it gets blocklist pushes (XEP-0191).
     pub blocklist_interested: Cell<bool>,
+}
+
+/// Offline messages sent to a session, waiting for the answer to the ping after
+/// them (`id`) before they leave the store.
+#[derive(Debug)]
+pub struct OfflineBatch {
+    pub id: String,
+    pub seqs: Vec<u64>,
+    /// The last sequence number of the batch: the next batch starts after it.
+    pub last: u64,
 }
 
 /// Directed-presence recipients tracked per session.
@@ -153,7 +162,7 @@ impl Session {
             roster_interested: Cell::new(false),
             last_presence: RefCell::new(None),
             directed: RefCell::new(Vec::new()),
-            offline_delivered: RefCell::new(Vec::new()),
+            offline_batch: RefCell::new(None),
             carbons: Cell::new(false),
             blocklist_interested: Cell::new(false),
         }

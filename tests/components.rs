@@ -171,3 +171,26 @@ fn a_component_stanza_without_to_is_improper_addressing() {
     gw.send("<message from='bot@gw.localhost'><body>to nobody</body></message>");
     assert_stream_error(&gw.read_to_close(WAIT), "improper-addressing");
 }
+
+#[test]
+fn a_quiet_component_is_pinged_and_kept_and_a_dead_one_times_out() {
+    // R5: an established component used to be dropped after c2s_idle_timeout.
+    let config = format!("c2s_ping_interval = 1\nc2s_ping_timeout = 2\nc2s_idle_timeout = 2\n{GW}");
+    let server = Server::start_with(&config);
+    let mut gw = connect(&server);
+    // Past c2s_idle_timeout: each ping answered, the component stays.
+    for _ in 0..3 {
+        let ping = gw.read_until("</iq>", WAIT);
+        assert!(ping.contains("<ping xmlns='urn:xmpp:ping'/>") && ping.contains("to='gw.localhost'"), "{ping}");
+        let id = between(&ping, "id='", "'").to_string();
+        gw.send(&format!("<iq type='result' id='{id}' from='gw.localhost' to='localhost'/>"));
+    }
+    // Still routed to: a client's message reaches it.
+    server.add_user("juliet", "pw");
+    let mut juliet = server.login("juliet", "pw", "r");
+    juliet.send("<message to='sms@gw.localhost' id='m'><body>still there?</body></message>");
+    gw.read_until("still there?", WAIT);
+    // A component that stops answering is closed after the ping timeout.
+    let got = gw.read_to_close(Duration::from_secs(15));
+    assert_stream_error(&got, "connection-timeout");
+}

@@ -123,6 +123,42 @@ fn pinned_fingerprints_authenticate_with_sasl_external() {
 }
 
 #[test]
+fn an_outbound_link_to_a_pinned_domain_refuses_a_peer_with_another_certificate() {
+    // S2: outbound links accepted any certificate, so whoever answered b.test's
+    // address (ARP or DNS spoofing) got alice's traffic, pin or not.
+    let (dir_a, _) = prepared_dir("a.test");
+    let (dir_b, _) = prepared_dir("b.test");
+    let (dir_impostor, _) = prepared_dir("b.test");
+    let pin = format!("[[s2s_peer]]\ndomain = 'b.test'\nfingerprint = '{}'\n", fingerprint(&dir_b));
+    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: pin };
+    // The impostor is a real server for b.test, with dialback on: it would pass.
+    let b = Side { domain: "b.test", s2s_port: free_port(), direct_port: free_port(), extra: String::new() };
+    let server_a = Server::start_in(dir_a, &config(&a, &b, false));
+    let impostor = Server::start_in(dir_impostor, &config(&b, &a, false));
+    server_a.add_user("alice", "wonderland");
+    impostor.add_user("bob", "builder");
+    let mut bob = online(&impostor, "bob", "builder");
+    let mut alice = online(&server_a, "alice", "wonderland");
+    alice.send("<message to='bob@b.test' id='p1' type='chat'><body>for the real bob</body></message>");
+    let got = alice.read_until("</message>", WAIT);
+    assert!(
+        got.contains("type='error'") && got.contains("id='p1'") && got.contains("remote-server-not-found"),
+        "{got}"
+    );
+    server_a.wait_for_log("does not authenticate it", WAIT);
+    // Nothing reached the impostor's bob: his ping comes back with no message before it.
+    bob.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert!(!bob.read_until("id='s' type='result'", WAIT).contains("for the real bob"));
+    // Inbound, the impostor cannot use dialback for the pinned domain either.
+    let mut bob_to_alice = bob;
+    bob_to_alice.send("<message to='alice@a.test' id='p2' type='chat'><body>from the impostor</body></message>");
+    let got = bob_to_alice.read_until("</message>", WAIT);
+    assert!(got.contains("id='p2'") && got.contains("type='error'"), "{got}");
+    alice.send("<iq type='get' id='s2'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert!(!alice.read_until("id='s2' type='result'", WAIT).contains("from the impostor"));
+}
+
+#[test]
 fn direct_tls_links_authenticate_with_sasl_external() {
     let (a, b) = pair(true, true, "", "");
     messages_both_ways(&a, &b);

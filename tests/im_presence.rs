@@ -152,3 +152,20 @@ fn directed_presence_is_followed_by_unavailable_when_the_sender_leaves() {
     let gone = romeo.read_until("type='unavailable'/>", WAIT);
     assert!(gone.contains("from='juliet@localhost/balcony' to='romeo@localhost/garden' type='unavailable'"), "{gone}");
 }
+
+#[test]
+fn a_new_resource_gets_the_presence_of_the_accounts_other_resources() {
+    // R7: only the other resources learned of the new one, never the reverse.
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    let mut phone = server.login("juliet", "pw", "phone");
+    phone.send("<presence><show>away</show></presence>");
+    phone.read_until("</presence>", WAIT);
+    let mut laptop = server.login("juliet", "pw", "laptop");
+    laptop.send("<presence/>");
+    laptop.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
+    let got = laptop.read_until("id='s' type='result'", WAIT);
+    let from_phone = got.split("<presence").find(|p| p.contains("from='juliet@localhost/phone'"));
+    let from_phone = from_phone.unwrap_or_else(|| panic!("no presence of the phone: {got}"));
+    assert!(from_phone.contains("to='juliet@localhost/laptop'") && from_phone.contains("<show>away</show>"), "{got}");
+}

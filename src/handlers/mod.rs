@@ -7,6 +7,7 @@ pub mod blocking;
 pub mod carbons;
 pub mod disco;
 pub mod last;
+pub mod offline;
 pub mod ping;
 pub mod presence;
 pub mod private;
@@ -29,10 +30,10 @@ use std::rc::Rc;
 #[derive(Clone, Copy, Debug)]
 pub struct ImLimits {
     pub max_roster_items: usize,
-    /// Offline messages kept per account (`max_offline_per_account`).
-    pub offline_per_account: usize,
-    /// Offline messages kept in all (`max_offline_total`).
-    pub offline_total: usize,
+    /// Offline storage quotas (`max_offline_*`).
+    pub offline: crate::store::offline::OfflineQuota,
+    /// Bytes of offline messages sent to a session at once (half its queue).
+    pub offline_batch_bytes: usize,
     /// XEP-0049 documents per account (`max_private_items`).
     pub max_private_items: usize,
 }

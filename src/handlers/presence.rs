@@ -146,10 +146,16 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
         send(s, sender, stamped(stanza, from, Some(s.jid.as_str())), out);
     }
     if offline_target {
-        deliver_offline(services, sender, &owner, out);
+        super::offline::deliver(services, sender, out);
     }
     if !initial {
         return;
+    }
+    // R7: a new resource learns of the account's other available resources.
+    for s in services.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
+        if let Some(last) = s.last_presence.borrow().as_deref() {
+            out.extend_from_slice(&with_to(last, from));
+        }
     }
     // §4.3: probe the contacts the user is subscribed to (to/both), answered here
     // from their last presence.
@@ -172,46 +178,6 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     // §3.1.3: subscription requests that waited for an available resource.
     for item in items.iter().filter(|i| i.pending_in) {
         out.extend_from_slice(&simple(item.jid.as_str(), owner.as_str(), Some("subscribe")));
-    }
-}
-
-/// XEP-0160: stored messages go to the first resource that becomes available with
-/// a non-negative priority, each with a XEP-0203 `<delay/>`. They leave the store
-/// only once the connection wrote them (`Session::offline_delivered`).
-fn deliver_offline(services: &Services<'_>, sender: &Rc<Session>, owner: &BareJid, out: &mut Vec<u8>) {
-    let messages = match services.store.offline_messages(owner) {
-        Ok(m) => m,
-        Err(e) => {
-            log::error!("offline messages of {owner}: {e}");
-            return;
-        }
-    };
-    let mut delivered = sender.offline_delivered.borrow_mut();
-    let fresh: Vec<_> = messages.into_iter().filter(|m| !delivered.contains(&m.seq)).collect();
-    for m in fresh {
-        let stamp = crate::clock::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(m.stamp));
-        let mut delay = Vec::with_capacity(120);
-        XmlWriter::new(&mut delay)
-            .start("delay")
-            .attr("xmlns", "urn:xmpp:delay")
-            .attr("from", services.domain.as_str())
-            .attr("stamp", &stamp)
-            .close_empty();
-        // The stanza was re-emitted by wrenhub: it ends in `</message>` or `/>`.
-        let s = &m.stanza;
-        if let Some(body) = s.strip_suffix(b"</message>") {
-            out.extend_from_slice(body);
-            out.extend_from_slice(&delay);
-            out.extend_from_slice(b"</message>");
-        } else if let Some(open) = s.strip_suffix(b"/>") {
-            out.extend_from_slice(open);
-            out.push(b'>');
-            out.extend_from_slice(&delay);
-            out.extend_from_slice(b"</message>");
-        } else {
-            continue;
-        }
-        delivered.push(m.seq);
     }
 }
 

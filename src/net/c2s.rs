@@ -39,6 +39,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     let mut queue_listener: Option<EventListener> = None;
     let mut bindings = Default::default();
     let mut bindings_ready = false;
+    // The certificate this connection's handshake presents (Direct TLS started it
+    // in the listener, in the same turn of the executor).
+    let mut tls_setup = transport.is_tls().then(|| server.tls_setup());
     'conn: loop {
         let mut step = Step::Continue;
         // Routed stanzas and kill requests for the bound session.
@@ -94,7 +97,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     }
                 }
                 if !bindings_ready && transport.tls_ready() {
-                    bindings = transport.channel_bindings(&server.tls_end_entity());
+                    if let Some(setup) = &tls_setup {
+                        bindings = transport.channel_bindings(&setup.end_entity);
+                    }
                     bindings_ready = true;
                 }
                 loop {
@@ -150,16 +155,16 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             break 'conn;
         }
         out.clear();
-        if let Some(s) = c2s.session() {
-            acknowledge_offline(&server, s);
-        }
         match step {
             Step::Continue | Step::Restart | Step::Verify(_) => {}
             Step::StartTls => {
                 // RFC 6120 §5.4.3.3: nothing received before the handshake is processed.
                 framer.discard_buffered();
                 framer.restart();
-                if let Err(e) = transport.start_tls(server.tls_config(false)) {
+                let setup = server.tls_setup();
+                let config = std::sync::Arc::clone(&setup.starttls);
+                tls_setup = Some(setup);
+                if let Err(e) = transport.start_tls(config) {
                     log::warn!("{peer:?}: cannot start TLS: {e}");
                     break 'conn;
                 }
@@ -177,18 +182,6 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     }
     if let Some(s) = c2s.take_session() {
         end_session(&server, &s);
-    }
-}
-
-/// Offline messages the connection has written leave the store (XEP-0160).
-fn acknowledge_offline(server: &Server, session: &crate::sessions::Session) {
-    let seqs = std::mem::take(&mut *session.offline_delivered.borrow_mut());
-    if seqs.is_empty() {
-        return;
-    }
-    if let Err(e) = server.store.remove_offline(&session.jid.to_bare(), &seqs) {
-        // They stay stored and come again later: a duplicate, never a loss.
-        log::error!("removing delivered offline messages: {e}");
     }
 }
 

@@ -16,6 +16,8 @@ enum Wake {
     Readable,
     Queue,
     Deadline(&'static str),
+    /// Time for a keepalive ping (XEP-0199 §4.2).
+    Ping,
     Shutdown,
     /// The pool gave this connection's slot to a newer one.
     Evicted,
@@ -35,6 +37,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     let mut out = Vec::new();
     let started = Instant::now();
     let mut last_read = started;
+    let mut ping_sent: Option<Instant> = None;
     let mut shutdown = server.shutdown.listen();
     let mut queue_listener: Option<EventListener> = None;
     loop {
@@ -60,17 +63,21 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     None => continue,
                 }
             }
-            let (deadline, why) = if stream.established() {
-                (last_read + config.c2s_idle_timeout, "no data received within c2s_idle_timeout")
-            } else {
-                (started + config.c2s_auth_timeout, "no handshake within c2s_auth_timeout")
+            // R5: an established component is pinned when quiet (XEP-0199), like a
+            // client, instead of being dropped after c2s_idle_timeout.
+            let (deadline, why) = match (stream.established(), ping_sent) {
+                (false, _) => (started + config.c2s_auth_timeout, Some("no handshake within c2s_auth_timeout")),
+                (true, None) => (last_read + config.c2s_ping_interval, None),
+                (true, Some(at)) => {
+                    (at + config.c2s_ping_timeout, Some("no answer to the keepalive ping within c2s_ping_timeout"))
+                }
             };
             Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown, Some(&lease)).await {
                 Idle::Readable => Wake::Readable,
                 Idle::Queue => Wake::Queue,
                 Idle::Shutdown => Wake::Shutdown,
                 Idle::Evicted => Wake::Evicted,
-                Idle::Deadline => Wake::Deadline(why),
+                Idle::Deadline => why.map_or(Wake::Ping, Wake::Deadline),
             })
         };
         match wake {
@@ -80,7 +87,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 match transport.read_into(&mut framer) {
                     Ok(ReadOutcome::Eof) => break,
                     Ok(ReadOutcome::WouldBlock) => {}
-                    Ok(ReadOutcome::Data) => last_read = Instant::now(),
+                    Ok(ReadOutcome::Data) => {
+                        last_read = Instant::now();
+                        ping_sent = None;
+                    }
                     Err(e) => {
                         log::debug!("component {peer:?}: read failed: {e}");
                         let _ = transport.write_all(&[], config.write_timeout).await;
@@ -103,6 +113,20 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 }
             }
             Some(Wake::Deadline(why)) => step = stream.handle(Input::Timeout(why), &env(&server), &mut out),
+            Some(Wake::Ping) => {
+                if let Some(link) = stream.link() {
+                    crate::xml::writer::XmlWriter::new(&mut out)
+                        .start("iq")
+                        .attr("type", "get")
+                        .attr("id", "wrenhub-keepalive")
+                        .attr("from", server.domain.as_str())
+                        .attr("to", link.domain.as_str())
+                        .open()
+                        .empty_ns("ping", crate::handlers::ping::NS_PING)
+                        .end("iq");
+                }
+                ping_sent = Some(Instant::now());
+            }
             Some(Wake::Shutdown) => step = stream.handle(Input::Shutdown, &env(&server), &mut out),
             Some(Wake::Evicted) => step = stream.handle(Input::Kill(super::evicted_error()), &env(&server), &mut out),
         }

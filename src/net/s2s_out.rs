@@ -133,6 +133,7 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
     let mut last_activity = Instant::now();
     let mut shutdown = server.shutdown.listen();
     let mut queue: Option<EventListener> = None;
+    let mut peer_checked = false;
     loop {
         let mut step = Step::Continue;
         if stream.can_verify() {
@@ -199,6 +200,23 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
                         let _ = transport.write_all(&[], config.write_timeout).await;
                         stream.abandon_verifies();
                         return Ended::Failed(format!("read failed: {e}"));
+                    }
+                }
+                // S2: once TLS is up, a peer that must be authenticated by its
+                // certificate and is not gets nothing more from us.
+                if !peer_checked && transport.tls_ready() {
+                    peer_checked = true;
+                    let remote = link.remote.as_str();
+                    if s2s.trust.must_authenticate(remote)
+                        && !transport.peer_certificates().is_some_and(|chain| s2s.trust.authenticates(chain, remote))
+                    {
+                        stream.abandon_verifies();
+                        drop(framer);
+                        transport.abandon(&[]);
+                        return Ended::Failed(format!(
+                            "the certificate of {} at {} does not authenticate it (pinned, or s2s_secure_auth)",
+                            remote, candidate.addr
+                        ));
                     }
                 }
                 loop {

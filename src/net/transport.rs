@@ -174,6 +174,12 @@ impl Transport {
                 return Ok(None);
             }
             let n = tls.writer().write(rest)?;
+            if n == 0 && !tls.wants_write() {
+                // rustls takes no more plaintext (its buffer before the handshake
+                // ends is full) and has nothing to send: waiting for the socket would
+                // spin on the one thread (REVIEW S21). The caller closes instead.
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "TLS accepts no more data before its handshake"));
+            }
             rest = &rest[n..];
         }
     }
@@ -208,9 +214,13 @@ impl Transport {
             .then(|| tls.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None).ok())
             .flatten()
             .map(|k| k.to_vec());
-        // RFC 5929 §4.1: the certificate's signature hash, SHA-256 for MD5/SHA-1/SHA-256
-        // (wrenhub's own certificates are ECDSA with SHA-256).
-        let tls_server_end_point = Some(ring::digest::digest(&ring::digest::SHA256, end_entity_cert).as_ref().to_vec());
+        // RFC 5929 §4.1: the hash of the certificate's signature algorithm (S14).
+        let algorithm = match crate::tls::der::end_point_hash(end_entity_cert) {
+            crate::tls::der::EndPointHash::Sha256 => &ring::digest::SHA256,
+            crate::tls::der::EndPointHash::Sha384 => &ring::digest::SHA384,
+            crate::tls::der::EndPointHash::Sha512 => &ring::digest::SHA512,
+        };
+        let tls_server_end_point = Some(ring::digest::digest(algorithm, end_entity_cert).as_ref().to_vec());
         ChannelBindings { tls_exporter, tls_server_end_point }
     }
 

@@ -315,6 +315,11 @@ impl S2sInStream {
         let reply = |kind: &str, out: &mut Vec<u8>, error: Option<&str>| {
             write_dialback_result(out, to.as_str(), from.as_str(), kind, error);
         };
+        // S11: nobody else speaks for a domain this server serves.
+        if (env.serves)(from.as_str()) {
+            reply("error", out, Some("not-authorized"));
+            return Step::Continue;
+        }
         if self.authenticated.contains(&from) {
             reply("valid", out, None);
             return Step::Continue;
@@ -327,7 +332,8 @@ impl S2sInStream {
             self.authenticate(from);
             return Step::Continue;
         }
-        if !env.dialback {
+        // S2: a pinned domain (or any, under s2s_secure_auth) needs its certificate.
+        if !env.dialback || env.s2s.trust.must_authenticate(from.as_str()) {
             reply("error", out, Some("policy-violation"));
             return Step::Continue;
         }

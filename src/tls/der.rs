@@ -48,6 +48,38 @@ pub struct CertSummary {
     pub not_after_unix: i64,
 }
 
+/// The hash `tls-server-end-point` uses for a certificate (RFC 5929 §4.1): that of
+/// its signature algorithm, SHA-256 for MD5, SHA-1 and SHA-256, and for algorithms
+/// this does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndPointHash {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+/// Reads the certificate's outer `signatureAlgorithm` (REVIEW S14: Let's Encrypt's
+/// ECDSA chain signs leaves with ecdsa-with-SHA384).
+pub fn end_point_hash(der: &[u8]) -> EndPointHash {
+    const ECDSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    const ECDSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    const RSA_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+    const RSA_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+    let oid = (|| {
+        let (SEQUENCE, cert, _) = tlv(der)? else { return None };
+        let mut parts = items(cert);
+        let _tbs = parts.next()?;
+        let (SEQUENCE, algorithm) = parts.next()? else { return None };
+        let (0x06, oid) = items(algorithm).next()? else { return None };
+        Some(oid)
+    })();
+    match oid {
+        Some(ECDSA_SHA384) | Some(RSA_SHA384) => EndPointHash::Sha384,
+        Some(ECDSA_SHA512) | Some(RSA_SHA512) => EndPointHash::Sha512,
+        _ => EndPointHash::Sha256,
+    }
+}
+
 /// Summarises a DER certificate.
 pub fn summarize(der: &[u8]) -> Option<CertSummary> {
     let (SEQUENCE, cert, _) = tlv(der)? else {
@@ -170,6 +202,22 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_end_point_hash_follows_the_signature_algorithm() {
+        // S14: SHA-256 was used whatever signed the certificate.
+        for (alg, want) in [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, EndPointHash::Sha256),
+            (&rcgen::PKCS_ECDSA_P384_SHA384, EndPointHash::Sha384),
+            (&rcgen::PKCS_ED25519, EndPointHash::Sha256),
+        ] {
+            let key = rcgen::KeyPair::generate_for(alg).unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["hub.lan".to_string()]).unwrap().self_signed(&key).unwrap();
+            assert_eq!(end_point_hash(cert.der()), want);
+        }
+        assert_eq!(end_point_hash(b"not a certificate"), EndPointHash::Sha256);
+    }
+
     use super::*;
 
     #[test]

@@ -5,7 +5,10 @@
 //! to drop the link: Server Dialback (XEP-0220) can still authenticate the domain.
 //! Whether the certificate *authenticates* a domain is decided afterwards, here:
 //! a pinned SHA-256 fingerprint for that domain, or a chain to a trusted root (the
-//! configured LAN CA, the system roots) that names the domain.
+//! configured LAN CA, the system roots) that names the domain. Where a domain is
+//! pinned, or `s2s_secure_auth` is on, nothing else will do, in both directions
+//! (REVIEW S2): an outbound link whose peer's certificate does not authenticate it
+//! is closed before any stanza goes out, and inbound dialback is refused.
 
 use crate::config::S2sPeer;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -28,11 +31,18 @@ pub struct PeerTrust {
     pins: Vec<S2sPeer>,
     /// How many roots were loaded (for the log).
     pub roots: usize,
+    /// Every peer must be authenticated by its certificate (`s2s_secure_auth`).
+    secure_auth: bool,
 }
 
 impl PeerTrust {
     /// Roots from `ca_file` (a LAN CA) and, if asked, the system bundle.
-    pub fn load(ca_file: Option<&Path>, system_roots: bool, pins: &[S2sPeer]) -> Result<PeerTrust, super::TlsError> {
+    pub fn load(
+        ca_file: Option<&Path>,
+        system_roots: bool,
+        pins: &[S2sPeer],
+        secure_auth: bool,
+    ) -> Result<PeerTrust, super::TlsError> {
         let mut roots = RootCertStore::empty();
         if let Some(path) = ca_file {
             for cert in super::read_chain(path)? {
@@ -53,12 +63,18 @@ impl PeerTrust {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().ok()
         };
-        Ok(PeerTrust { verifier, pins: pins.to_vec(), roots: count })
+        Ok(PeerTrust { verifier, pins: pins.to_vec(), roots: count, secure_auth })
     }
 
     /// Trusts nothing (certificates never authenticate; dialback only).
     pub fn none() -> PeerTrust {
-        PeerTrust { verifier: None, pins: Vec::new(), roots: 0 }
+        PeerTrust { verifier: None, pins: Vec::new(), roots: 0, secure_auth: false }
+    }
+
+    /// Must `domain` be authenticated by its certificate (pinned, or every peer
+    /// under `s2s_secure_auth`)? Then dialback does not count for it.
+    pub fn must_authenticate(&self, domain: &str) -> bool {
+        self.secure_auth || self.pins.iter().any(|p| p.domain.as_str() == domain)
     }
 
     /// Does this chain (end entity first) authenticate `domain`?
