@@ -74,8 +74,8 @@ impl Request {
         match self {
             Request::Put(j, a) => store.put_account(&j, &a).map(|_| format!("stored {j}")).map_err(|e| e.to_string()),
             Request::Del(j) => match store.delete_account(&j) {
-                Ok(true) => Ok(format!("deleted {j}")),
-                Ok(false) => Err(format!("no account {j}")),
+                Ok(Some(_)) => Ok(format!("deleted {j}")),
+                Ok(None) => Err(format!("no account {j}")),
                 Err(e) => Err(e.to_string()),
             },
             Request::Get(j) => match store.account(&j) {

@@ -392,8 +392,22 @@ async fn serve_control(
                         }
                         _ => None,
                     };
+                    // R3: contacts learn that a deleted account is gone: its sessions
+                    // go unavailable while its roster still says who to tell.
+                    let contacts = match &request {
+                        crate::control::Request::Del(j) => {
+                            for s in server.registry.sessions(j) {
+                                crate::handlers::presence::session_ended(&server.services(), &s);
+                            }
+                            server.store.roster_items(j).unwrap_or_default()
+                        }
+                        _ => Vec::new(),
+                    };
                     let store = Arc::clone(&server.store);
                     let result = blocking::unblock(move || request.apply(&store)).await;
+                    if let (Ok(_), Some(jid)) = (&result, &deleted) {
+                        crate::handlers::presence::account_deleted(&server.services(), jid, &contacts);
+                    }
                     if let (Ok(_), Some(jid)) = (&result, deleted) {
                         let ended = server.registry.close_account(
                             &jid,

@@ -459,6 +459,45 @@ fn deleting_an_account_ends_its_sessions() {
 }
 
 #[test]
+fn deleting_an_account_removes_all_its_data_and_tells_its_contacts() {
+    // R3: a re-created account inherited the old roster, offline messages, vCard;
+    // contacts kept `both` with an account that no longer existed.
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut j = server.login("juliet", "pw", "a");
+    let mut r = server.login("romeo", "pw", "b");
+    j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+    j.read_until("id='r0'", WAIT);
+    for (c, to, kind) in [("j", "romeo", "subscribe"), ("r", "juliet", "subscribed")] {
+        let c = if c == "j" { &mut j } else { &mut r };
+        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
+        c.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
+        c.read_until("id='sync' type='result'", WAIT);
+    }
+    r.send("<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard></iq>");
+    r.read_until("id='v'", WAIT);
+    j.send("<iq type='get' id='past'><ping xmlns='urn:xmpp:ping'/></iq>");
+    j.read_until("id='past' type='result'", WAIT);
+    let (ok, text) = server.cli(&["user", "del", "romeo"], "");
+    assert!(ok, "{text}");
+    assert_stream_error(&r.read_to_close(WAIT), "not-authorized");
+    // Juliet's item for romeo lost its subscription, and she was told.
+    let push = j.read_until("</iq>", WAIT);
+    assert!(push.contains("jid='romeo@localhost'") && push.contains("subscription='none'"), "{push}");
+    // A new romeo starts with nothing of the old one's.
+    server.add_user("romeo", "new");
+    let mut r2 = server.login("romeo", "new", "c");
+    r2.send("<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>");
+    let roster = r2.read_until_any(&["</query></iq>", "/></iq>"]);
+    assert!(!roster.contains("juliet@localhost"), "{roster}");
+    r2.send("<iq type='get' id='v2'><vCard xmlns='vcard-temp'/></iq>");
+    let vcard = r2.read_until("id='v2'", WAIT);
+    let vcard = vcard + &r2.read_until_any(&["</iq>", "/>"]);
+    assert!(!vcard.contains("<FN>Romeo</FN>"), "{vcard}");
+}
+
+#[test]
 fn accounts_survive_kill_9() {
     let mut server = Server::start();
     server.add_user("juliet", "balcony");

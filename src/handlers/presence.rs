@@ -265,6 +265,27 @@ fn directed(
     deliver_to(services, sender, &to_text, bytes, out);
 }
 
+/// Stores the two halves of a local subscription change in one transaction (D3),
+/// then pushes each to its owner's interested resources.
+fn save_both(
+    services: &Services<'_>,
+    changes: [Option<(BareJid, RosterItem)>; 2],
+    current: &Rc<Session>,
+    out: &mut Vec<u8>,
+) {
+    let changes: Vec<(BareJid, RosterItem)> = changes.into_iter().flatten().collect();
+    let owners: Vec<BareJid> = changes.iter().map(|(o, _)| o.clone()).collect();
+    match services.store.put_roster_items(changes) {
+        Ok(stored) => {
+            for (owner, item) in owners.iter().zip(&stored) {
+                push_to_interested(services, owner, item, Some(current), out);
+            }
+        }
+        Err(StoreError::RosterFull) => log::debug!("a roster is full: subscription change not kept"),
+        Err(e) => log::error!("rosters of {owners:?}: {e}"),
+    }
+}
+
 /// Stores a changed item and pushes it to the owner's interested resources.
 fn save(services: &Services<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
     match services.store.put_roster_item(owner, item) {
@@ -279,6 +300,24 @@ fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Optio
         log::error!("roster of {owner}: {e}");
         None
     })
+}
+
+/// R3: an account was deleted (its rows are gone, the other local rosters updated
+/// in the same transaction): local contacts get the roster push of their changed
+/// item, remote ones `unsubscribe` and `unsubscribed` from it.
+pub fn account_deleted(services: &Services<'_>, gone: &BareJid, items: &[RosterItem]) {
+    for item in items {
+        let contact = &item.jid;
+        if contact.domain() != services.domain.as_str() {
+            for kind in ["unsubscribe", "unsubscribed"] {
+                send_remote(services, contact.domain(), &simple(gone.as_str(), contact.as_str(), Some(kind)));
+            }
+            continue;
+        }
+        if let Some(theirs) = services.store.roster_item(contact, gone).ok().flatten() {
+            push_to_interested(services, contact, &theirs, None, &mut Vec::new());
+        }
+    }
 }
 
 /// RFC 6121 §2.5.2: removing a contact cancels the subscriptions both ways, as if
@@ -355,20 +394,17 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
             // The user approves the contact's request (§3.1.5); without a pending
             // request there is nothing to approve (pre-approval is not offered).
             let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
-            save(services, &user, item, sender, out);
-            if let Some(t) = theirs.and_then(RosterItem::grant_to) {
-                save(services, &contact, t, sender, out);
-            }
+            let t = theirs.and_then(RosterItem::grant_to);
+            save_both(services, [Some((user.clone(), item)), t.map(|t| (contact.clone(), t))], sender, out);
             notify_approved(services, sender, &user, &contact, out);
         }
         "unsubscribe" => {
             // §3.3: the user no longer wants the contact's presence.
-            if let Some(item) = mine.and_then(RosterItem::cancel_to) {
-                save(services, &user, item, sender, out);
-            }
-            if let Some(t) = theirs.and_then(RosterItem::cancel_from) {
-                save(services, &contact, t, sender, out);
-            }
+            let changes = [
+                mine.and_then(RosterItem::cancel_to).map(|i| (user.clone(), i)),
+                theirs.and_then(RosterItem::cancel_from).map(|t| (contact.clone(), t)),
+            ];
+            save_both(services, changes, sender, out);
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribe"));
             for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
                 send(s, sender, note.clone(), out);
@@ -383,12 +419,11 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
         _ => {
             // "unsubscribed" (§3.2): the user cancels or denies the contact's
             // subscription to the user.
-            if let Some(item) = mine.and_then(RosterItem::cancel_from) {
-                save(services, &user, item, sender, out);
-            }
-            if let Some(t) = theirs.and_then(RosterItem::cancel_to) {
-                save(services, &contact, t, sender, out);
-            }
+            let changes = [
+                mine.and_then(RosterItem::cancel_from).map(|i| (user.clone(), i)),
+                theirs.and_then(RosterItem::cancel_to).map(|t| (contact.clone(), t)),
+            ];
+            save_both(services, changes, sender, out);
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribed"));
             for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
                 send(s, sender, note.clone(), out);

@@ -14,6 +14,16 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every document of an owner (account deletion).
+    pub(super) fn delete_account_xml_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
+        let mut table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
+        let keys = super::keys_of(&table, owner)?;
+        for key in keys {
+            table.remove((owner.as_str(), key.as_str())).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
     pub fn account_xml(&self, owner: &BareJid, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;

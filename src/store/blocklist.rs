@@ -13,6 +13,16 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes an owner's blocklist (account deletion).
+    pub(super) fn delete_blocklist_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
+        let mut table = txn.open_table(BLOCKLIST).map_err(db_err)?;
+        let keys = super::keys_of(&table, owner)?;
+        for key in keys {
+            table.remove((owner.as_str(), key.as_str())).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
     /// The blocked JIDs of an account, sorted.
     pub fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;

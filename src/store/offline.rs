@@ -68,6 +68,24 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes an owner's offline messages and their usage (account deletion).
+    pub(super) fn delete_offline_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
+        let mut table = txn.open_table(OFFLINE).map_err(db_err)?;
+        let mut seqs = Vec::new();
+        for row in table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)? {
+            seqs.push(row.map_err(db_err)?.0.value().1);
+        }
+        for seq in seqs {
+            table.remove((owner.as_str(), seq)).map_err(db_err)?;
+        }
+        let mut usage = txn.open_table(OFFLINE_USAGE).map_err(db_err)?;
+        let mine = usage.remove(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+        let total = usage.get(TOTAL).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+        usage.insert(TOTAL, (total.0.saturating_sub(mine.0), total.1.saturating_sub(mine.1))).map_err(db_err)?;
+        txn.open_table(OFFLINE_SEQ).map_err(db_err)?.remove(owner.as_str()).map_err(db_err)?;
+        Ok(())
+    }
+
     /// Stores a message within the quotas; durable when this returns.
     pub fn store_offline(
         &self,

@@ -314,24 +314,78 @@ impl Store {
     /// Stores an item (a new version); returns it as stored. Durable on return.
     /// A new live row past `max_roster_items` is refused on every path (a roster
     /// set, a subscription from a local or remote JID: REVIEW S6).
-    pub fn put_roster_item(&self, owner: &BareJid, mut item: RosterItem) -> Result<RosterItem, StoreError> {
-        if !item.removed && self.roster_item(owner, &item.jid)?.is_none() {
-            let max = self.max_roster_items.load(std::sync::atomic::Ordering::Relaxed);
-            if self.roster_len(owner)? >= max {
+    pub fn put_roster_item(&self, owner: &BareJid, item: RosterItem) -> Result<RosterItem, StoreError> {
+        let mut stored = self.put_roster_items(vec![(owner.clone(), item)])?;
+        stored.pop().ok_or(StoreError::Corrupt("roster write"))
+    }
+
+    /// Stores items of several rosters in one transaction: both halves of a local
+    /// subscription change commit together or not at all (REVIEW D3). Refused as a
+    /// whole when one new row would pass `max_roster_items`.
+    pub fn put_roster_items(&self, items: Vec<(BareJid, RosterItem)>) -> Result<Vec<RosterItem>, StoreError> {
+        let max = self.max_roster_items.load(std::sync::atomic::Ordering::Relaxed);
+        for (owner, item) in &items {
+            if !item.removed && self.roster_item(owner, &item.jid)?.is_none() && self.roster_len(owner)? >= max {
                 return Err(StoreError::RosterFull);
             }
         }
         let txn = self.db.begin_write().map_err(db_err)?;
+        let mut stored = Vec::with_capacity(items.len());
         {
             let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
-            let (ver, min_ver) = versions.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
-            item.ver = ver + 1;
-            versions.insert(owner.as_str(), (ver + 1, min_ver)).map_err(db_err)?;
             let mut table = txn.open_table(ROSTER).map_err(db_err)?;
-            table.insert((owner.as_str(), item.jid.as_str()), item.encode().as_slice()).map_err(db_err)?;
+            for (owner, mut item) in items {
+                let (ver, min_ver) = versions.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+                item.ver = ver + 1;
+                versions.insert(owner.as_str(), (ver + 1, min_ver)).map_err(db_err)?;
+                table.insert((owner.as_str(), item.jid.as_str()), item.encode().as_slice()).map_err(db_err)?;
+                stored.push(item);
+            }
         }
         txn.commit().map_err(db_err)?;
-        Ok(item)
+        Ok(stored)
+    }
+
+    /// Deletes an owner's roster rows and version (account deletion), and ends the
+    /// subscriptions other local rosters hold with it; returns the owner's contacts.
+    pub(super) fn delete_roster_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<Vec<BareJid>, StoreError> {
+        let mut table = txn.open_table(ROSTER).map_err(db_err)?;
+        let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
+        let mut contacts = Vec::new();
+        let mut rows = Vec::new();
+        for row in table.range((owner.as_str(), "")..).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let (o, contact) = k.value();
+            if o != owner.as_str() {
+                break;
+            }
+            rows.push(contact.to_string());
+            let Ok(jid) = contact.parse::<BareJid>() else { continue };
+            if !RosterItem::decode(jid.clone(), v.value())?.removed {
+                contacts.push(jid);
+            }
+        }
+        for contact in &rows {
+            table.remove((owner.as_str(), contact.as_str())).map_err(db_err)?;
+        }
+        versions.remove(owner.as_str()).map_err(db_err)?;
+        // The other side of each subscription (local contacts only have a row).
+        for c in &contacts {
+            let existing = table.get((c.as_str(), owner.as_str())).map_err(db_err)?.map(|v| v.value().to_vec());
+            let Some(bytes) = existing else { continue };
+            let mut theirs = RosterItem::decode(owner.clone(), &bytes)?;
+            if theirs.removed {
+                continue;
+            }
+            theirs.subscription = Subscription::None;
+            theirs.ask = false;
+            theirs.pending_in = false;
+            let (ver, min_ver) = versions.get(c.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+            theirs.ver = ver + 1;
+            versions.insert(c.as_str(), (ver + 1, min_ver)).map_err(db_err)?;
+            table.insert((c.as_str(), owner.as_str()), theirs.encode().as_slice()).map_err(db_err)?;
+        }
+        Ok(contacts)
     }
 
     /// Removes an item, leaving a tombstone; `None` if there was no item.
@@ -369,6 +423,26 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn both_halves_of_a_subscription_commit_together_or_not_at_all() {
+        // D3: the two rosters were written in two transactions.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_max_roster_items(1);
+        let (a, b, c): (BareJid, BareJid, BareJid) =
+            ("a@d".parse().unwrap(), "b@d".parse().unwrap(), "c@d".parse().unwrap());
+        store.put_roster_item(&b, RosterItem::new(c.clone())).unwrap();
+        // b's roster is full: the pair a→b / b→a is refused as a whole.
+        let pair = vec![(a.clone(), RosterItem::new(b.clone())), (b.clone(), RosterItem::new(a.clone()))];
+        assert!(matches!(store.put_roster_items(pair), Err(StoreError::RosterFull)));
+        assert_eq!(store.roster_item(&a, &b).unwrap(), None, "the first half was not kept alone");
+        let pair = vec![(a.clone(), RosterItem::new(c.clone())), (c.clone(), RosterItem::new(a.clone()))];
+        let stored = store.put_roster_items(pair).unwrap();
+        assert_eq!(stored.len(), 2);
+        assert!(store.roster_item(&c, &a).unwrap().is_some());
+    }
+
     use super::*;
 
     fn jid(s: &str) -> BareJid {
