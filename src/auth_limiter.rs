@@ -1,6 +1,9 @@
-//! Failed logins per source IP, with bounded memory: a fixed number of entries,
-//! each counting the failures of one address in the current one-minute window.
-//! When the table is full the entry with the oldest window is reused.
+//! Failed logins per source address, with bounded memory: a fixed number of
+//! entries, each counting the failures of one address in the current one-minute
+//! window. IPv6 addresses count per /64 (one host owns a whole /64, REVIEW S12).
+//! When the table is full, the entry reused is the oldest one that is not
+//! blocking its address now, so a flood of fresh addresses cannot evict the entry
+//! that stops an attacker. Used for SASL and for component handshakes (S19).
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -22,6 +25,20 @@ pub struct AuthLimiter {
     per_window: u32,
 }
 
+/// IPv4 as is (and IPv4-mapped IPv6 as IPv4), other IPv6 by its /64.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 impl AuthLimiter {
     pub fn new(per_window: u32) -> AuthLimiter {
         AuthLimiter { entries: RefCell::new(Vec::new()), per_window }
@@ -29,6 +46,7 @@ impl AuthLimiter {
 
     /// May this address try to log in now?
     pub fn allowed(&self, ip: IpAddr, now: Instant) -> bool {
+        let ip = key(ip);
         self.entries
             .borrow()
             .iter()
@@ -37,6 +55,8 @@ impl AuthLimiter {
     }
 
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {
+        let ip = key(ip);
+        let per_window = self.per_window;
         let mut entries = self.entries.borrow_mut();
         if let Some(e) = entries.iter_mut().find(|e| e.ip == ip) {
             if now.duration_since(e.window_start) >= WINDOW {
@@ -49,15 +69,58 @@ impl AuthLimiter {
         let fresh = Entry { ip, window_start: now, failures: 1 };
         if entries.len() < CAPACITY {
             entries.push(fresh);
-        } else if let Some(oldest) = entries.iter_mut().min_by_key(|e| e.window_start) {
+        } else if let Some(oldest) = entries
+            .iter_mut()
+            .min_by_key(|e| (now.duration_since(e.window_start) < WINDOW && e.failures >= per_window, e.window_start))
+        {
             *oldest = fresh;
         }
+    }
+}
+
+/// At most this many password checks (PBKDF2 for SASL PLAIN, tens of ms each on a
+/// small board) run at once, one per core: a thousand connections sending PLAIN
+/// at once wait their turn instead of starting a thousand threads (REVIEW S12).
+pub struct CheckPermits {
+    free: std::cell::Cell<usize>,
+    returned: event_listener::Event,
+}
+
+/// A running check; dropping it lets the next one start.
+pub struct CheckPermit<'a>(&'a CheckPermits);
+
+impl CheckPermits {
+    pub fn new(at_once: usize) -> CheckPermits {
+        CheckPermits { free: std::cell::Cell::new(at_once.max(1)), returned: event_listener::Event::new() }
+    }
+
+    /// Waits for a turn.
+    pub async fn acquire(&self) -> CheckPermit<'_> {
+        loop {
+            if self.free.get() > 0 {
+                self.free.set(self.free.get() - 1);
+                return CheckPermit(self);
+            }
+            let listener = self.returned.listen();
+            if self.free.get() > 0 {
+                continue;
+            }
+            listener.await;
+        }
+    }
+}
+
+impl Drop for CheckPermit<'_> {
+    fn drop(&mut self) {
+        self.0.free.set(self.0.free.get() + 1);
+        self.0.returned.notify(1);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     #[test]
     fn failures_are_limited_per_ip_per_window_with_bounded_memory() {
@@ -74,5 +137,32 @@ mod tests {
             limiter.record_failure(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_millis(u64::from(i)));
         }
         assert_eq!(limiter.entries.borrow().len(), CAPACITY);
+    }
+
+    #[test]
+    fn password_checks_wait_for_a_permit() {
+        let permits = CheckPermits::new(1);
+        let first = futures_lite::future::block_on(permits.acquire());
+        let mut second = Box::pin(permits.acquire());
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(second.as_mut().poll(&mut cx).is_pending(), "one at a time");
+        drop(first);
+        assert!(second.as_mut().poll(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_a_flood_of_addresses_does_not_unblock_an_attacker() {
+        let limiter = AuthLimiter::new(2);
+        let t0 = Instant::now();
+        limiter.record_failure("2001:db8::1".parse().unwrap(), t0);
+        limiter.record_failure("2001:db8::ffff:2".parse().unwrap(), t0);
+        assert!(!limiter.allowed("2001:db8::3".parse().unwrap(), t0), "the same /64");
+        assert!(limiter.allowed("2001:db8:0:1::3".parse().unwrap(), t0));
+        // 2000 other addresses fail once each: the blocked /64 stays blocked.
+        for i in 0..2000u32 {
+            limiter.record_failure(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_millis(u64::from(i)));
+        }
+        assert!(!limiter.allowed("2001:db8::4".parse().unwrap(), t0 + Duration::from_secs(2)));
     }
 }

@@ -36,6 +36,8 @@ pub struct Server {
     /// Federation (`federation = true`).
     pub s2s: Option<crate::s2s::S2s>,
     pub limiter: AuthLimiter,
+    /// Password checks (PBKDF2) running at once: one per core.
+    pub password_checks: crate::auth_limiter::CheckPermits,
     /// The secret behind fake SCRAM salts for unknown users.
     pub secret: Vec<u8>,
     tls: RefCell<Rc<TlsSetup>>,
@@ -256,6 +258,9 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         s2s,
         limiter: AuthLimiter::new(config.auth_failures_per_ip),
+        password_checks: crate::auth_limiter::CheckPermits::new(
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        ),
         secret,
         tls: RefCell::new(Rc::new(tls)),
         config,

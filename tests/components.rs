@@ -194,3 +194,20 @@ fn a_quiet_component_is_pinged_and_kept_and_a_dead_one_times_out() {
     let got = gw.read_to_close(Duration::from_secs(15));
     assert_stream_error(&got, "connection-timeout");
 }
+
+#[test]
+fn wrong_component_handshakes_are_limited_per_address() {
+    // S19: nothing counted them; with component_tls_listen that is a brute force.
+    let server = Server::start_with(&format!("auth_failures_per_ip = 2\n{GW}"));
+    for _ in 0..2 {
+        let (mut bad, _) = open(&server, "gw.localhost");
+        bad.send("<handshake>0000000000000000000000000000000000000000</handshake>");
+        assert_stream_error(&bad.read_to_close(WAIT), "not-authorized");
+    }
+    // Now even the right secret is refused from this address for the window.
+    let (mut c, id) = open(&server, "gw.localhost");
+    c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}s3cret"))));
+    let got = c.read_to_close(WAIT);
+    assert_stream_error(&got, "policy-violation");
+    assert!(got.contains("too many wrong handshakes"), "{got}");
+}

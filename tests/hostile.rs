@@ -127,3 +127,26 @@ fn after_authentication_a_stanza_of_empty_elements_is_refused_by_its_tree_size()
     // The input buffer, at most the limit in parsed entries (twice in capacity).
     assert!(grew < 1024, "peak RSS grew by {grew} KiB for one stanza");
 }
+
+#[test]
+fn answers_to_one_read_are_bounded_and_all_arrive() {
+    // S8: 60 vCard gets in one read against a 200 KB vCard were 12 MB in one buffer.
+    let server = Server::start_with("c2s_queue_size = 262144");
+    server.add_user("alice", "pw");
+    let mut alice = server.login("alice", "pw", "r");
+    let photo = "A".repeat(200_000);
+    alice.send(&format!(
+        "<iq type='set' id='v'><vCard xmlns='vcard-temp'><PHOTO><BINVAL>{photo}</BINVAL></PHOTO></vCard></iq>"
+    ));
+    alice.read_until("id='v'", WAIT);
+    let before = server.rss_kib();
+    let gets: String = (0..60).map(|i| format!("<iq type='get' id='g{i}'><vCard xmlns='vcard-temp'/></iq>")).collect();
+    alice.send(&gets);
+    for i in 0..60 {
+        alice.read_until(&format!("id='g{i}'"), WAIT);
+        alice.read_until("</iq>", WAIT);
+    }
+    let grew = peak_rss_kib(&server).saturating_sub(before);
+    eprintln!("peak RSS grew by {grew} KiB");
+    assert!(grew < 4 * 1024, "peak RSS grew by {grew} KiB answering 60 gets of a 200 KB vCard");
+}

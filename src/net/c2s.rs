@@ -32,6 +32,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     framer.limit_until_authenticated(config.max_preauth_stanza_size);
     let mut c2s = C2sStream::new(server.policy.clone(), transport.is_tls());
     let mut out = Vec::new();
+    let mut backlogged = false;
     let started = Instant::now();
     let mut last_read = started;
     let mut ping_sent: Option<Instant> = None;
@@ -52,7 +53,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             None
         } else if server.is_shutting_down() {
             Some(Wake::Shutdown)
-        } else if transport.has_buffered_input() {
+        } else if transport.has_buffered_input() || std::mem::take(&mut backlogged) {
             Some(Wake::Readable)
         } else if !out.is_empty() {
             None
@@ -110,7 +111,15 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Err(e) => c2s.handle(Input::XmlError(e), &env, &mut out),
                     };
                     if let Step::Verify(check) = step {
-                        let verified = blocking::unblock(move || check.run()).await;
+                        // One check per core at a time (S12); an address that failed
+                        // too often while it waited gets no check at all.
+                        let permit = server.password_checks.acquire().await;
+                        let verified = if server.limiter.allowed(peer_ip, Instant::now()) {
+                            blocking::unblock(move || check.run()).await
+                        } else {
+                            false
+                        };
+                        drop(permit);
                         step = c2s.plain_verified(verified, &env, &mut out);
                     }
                     if !c2s.unauthenticated() {
@@ -122,6 +131,12 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Step::Continue | Step::Verify(_) => {}
                         Step::Restart => framer.restart(),
                         Step::StartTls | Step::Close => break,
+                    }
+                    // S8: answers to one read wait at most `c2s_queue_size` bytes;
+                    // the rest of the input is handled after they are written.
+                    if out.len() >= config.c2s_queue_size {
+                        backlogged = true;
+                        break;
                     }
                 }
             }

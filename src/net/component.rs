@@ -23,18 +23,26 @@ enum Wake {
     Evicted,
 }
 
-fn env(server: &Server) -> Env<'_> {
-    Env { configured: &server.config.components, components: &server.components, router: server.router() }
+fn env(server: &Server, peer: std::net::IpAddr) -> Env<'_> {
+    Env {
+        configured: &server.config.components,
+        components: &server.components,
+        router: server.router(),
+        limiter: &server.limiter,
+        peer,
+    }
 }
 
 /// Serves one component connection until it closes.
 pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let config = &server.config;
     let peer = lease.peer();
+    let peer_ip = peer.map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let mut framer = Framer::new(config.xml);
     framer.limit_until_authenticated(config.max_preauth_stanza_size);
     let mut stream = ComponentStream::default();
     let mut out = Vec::new();
+    let mut backlogged = false;
     let started = Instant::now();
     let mut last_read = started;
     let mut ping_sent: Option<Instant> = None;
@@ -43,13 +51,13 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     loop {
         let mut step = Step::Continue;
         if let Some(error) = stream.link().and_then(|l| l.take_close_or_drain(&mut out)) {
-            step = stream.handle(Input::Kill(error), &env(&server), &mut out);
+            step = stream.handle(Input::Kill(error), &env(&server, peer_ip), &mut out);
         }
         let wake = if step == Step::Close {
             None
         } else if server.is_shutting_down() {
             Some(Wake::Shutdown)
-        } else if transport.has_buffered_input() {
+        } else if transport.has_buffered_input() || std::mem::take(&mut backlogged) {
             Some(Wake::Readable)
         } else if !out.is_empty() {
             None
@@ -99,9 +107,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 }
                 loop {
                     step = match framer.next_event() {
-                        Ok(Some(event)) => stream.handle(Input::Xml(event), &env(&server), &mut out),
+                        Ok(Some(event)) => stream.handle(Input::Xml(event), &env(&server, peer_ip), &mut out),
                         Ok(None) => break,
-                        Err(e) => stream.handle(Input::XmlError(e), &env(&server), &mut out),
+                        Err(e) => stream.handle(Input::XmlError(e), &env(&server, peer_ip), &mut out),
                     };
                     if stream.established() {
                         framer.authenticated();
@@ -110,9 +118,15 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     if step == Step::Close {
                         break;
                     }
+                    // S8: answers to one read wait at most `c2s_queue_size` bytes;
+                    // the rest of the input is handled after they are written.
+                    if out.len() >= config.c2s_queue_size {
+                        backlogged = true;
+                        break;
+                    }
                 }
             }
-            Some(Wake::Deadline(why)) => step = stream.handle(Input::Timeout(why), &env(&server), &mut out),
+            Some(Wake::Deadline(why)) => step = stream.handle(Input::Timeout(why), &env(&server, peer_ip), &mut out),
             Some(Wake::Ping) => {
                 if let Some(link) = stream.link() {
                     crate::xml::writer::XmlWriter::new(&mut out)
@@ -127,8 +141,10 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 }
                 ping_sent = Some(Instant::now());
             }
-            Some(Wake::Shutdown) => step = stream.handle(Input::Shutdown, &env(&server), &mut out),
-            Some(Wake::Evicted) => step = stream.handle(Input::Kill(super::evicted_error()), &env(&server), &mut out),
+            Some(Wake::Shutdown) => step = stream.handle(Input::Shutdown, &env(&server, peer_ip), &mut out),
+            Some(Wake::Evicted) => {
+                step = stream.handle(Input::Kill(super::evicted_error()), &env(&server, peer_ip), &mut out)
+            }
         }
         if lease.evicted() {
             // One of a flood, most likely: no waiting on it.

@@ -33,6 +33,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     let mut stream = S2sInStream::new(transport.is_tls());
     let waiter = Rc::new(DialbackWaiter::default());
     let mut out = Vec::new();
+    let mut backlogged = false;
     let started = Instant::now();
     let mut last_read = started;
     let mut shutdown = server.shutdown.listen();
@@ -45,7 +46,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         }
         let wake = if server.is_shutting_down() {
             Some(Wake::Shutdown)
-        } else if transport.has_buffered_input() {
+        } else if transport.has_buffered_input() || std::mem::take(&mut backlogged) {
             Some(Wake::Readable)
         } else if !out.is_empty() {
             None
@@ -129,6 +130,12 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         Step::Restart => framer.restart(),
                         Step::StartTls | Step::Close => break,
                         Step::Continue => {}
+                    }
+                    // S8: answers to one read wait at most `c2s_queue_size` bytes;
+                    // the rest of the input is handled after they are written.
+                    if out.len() >= config.c2s_queue_size {
+                        backlogged = true;
+                        break;
                     }
                 }
             }

@@ -24,6 +24,9 @@ pub struct Env<'a> {
     pub configured: &'a [ComponentConfig],
     pub components: &'a ComponentRegistry,
     pub router: Router<'a>,
+    /// Wrong handshakes count per source address, like failed logins (S19).
+    pub limiter: &'a crate::auth_limiter::AuthLimiter,
+    pub peer: std::net::IpAddr,
 }
 
 enum Phase {
@@ -153,7 +156,18 @@ impl ComponentStream {
                 let config = &env.configured[*i];
                 let expected = hex_sha1(&format!("{}{}", self.stream_id, config.secret));
                 let given = el.text().trim().to_ascii_lowercase();
+                let now = std::time::Instant::now();
+                if !env.limiter.allowed(env.peer, now) {
+                    return self.fail(
+                        StreamError::with_text(
+                            StreamCondition::PolicyViolation,
+                            "too many wrong handshakes from this address; wait a minute",
+                        ),
+                        out,
+                    );
+                }
                 if !ct_eq(given.as_bytes(), expected.as_bytes()) {
+                    env.limiter.record_failure(env.peer, now);
                     return self.fail(StreamError::with_text(StreamCondition::NotAuthorized, "wrong handshake"), out);
                 }
                 match env.components.connect(config.domain.clone()) {
