@@ -127,6 +127,8 @@ pub struct Config {
     pub s2s_idle_timeout: Duration,
     /// Outbound links open at once.
     pub max_s2s_links: usize,
+    /// DNS answers may point at loopback/private/link-local addresses.
+    pub s2s_private_targets: bool,
     /// The DNS server for SRV lookups ("" = the first `nameserver` of /etc/resolv.conf).
     pub s2s_dns_server: Option<SocketAddr>,
 }
@@ -265,6 +267,7 @@ const KEYS: &[Key] = &[
     Key { name: "s2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 600 } },
     Key { name: "max_s2s_links", kind: Kind::Int { min: 1, max: 100_000, default: 32 } },
     Key { name: "s2s_dns_server", kind: Kind::Str("") },
+    Key { name: "s2s_private_targets", kind: Kind::Bool(false) },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -449,6 +452,7 @@ impl Config {
             s2s_idle_timeout: v.secs(take("s2s_idle_timeout"), "s2s_idle_timeout"),
             max_s2s_links: v.int(take("max_s2s_links"), "max_s2s_links") as usize,
             s2s_dns_server: v.dns_server(take("s2s_dns_server")),
+            s2s_private_targets: v.bool(take("s2s_private_targets"), "s2s_private_targets"),
         };
         if config.tls_cert.is_some() != config.tls_key.is_some() {
             problems.push(Problem {

@@ -272,7 +272,7 @@ fn srv_records_from_dns_locate_the_peer() {
         dir_a,
         &format!(
             "domain = 'a.test'\nfederation = true\ns2s_listen = ['127.0.0.1:{a_port}']\ns2s_system_roots = false\n\
-             s2s_dns_server = '127.0.0.1:{dns_port}'\ns2s_connect_timeout = 5\n"
+             s2s_dns_server = '127.0.0.1:{dns_port}'\ns2s_connect_timeout = 5\ns2s_private_targets = true\n"
         ),
     );
     // b.test reaches a.test by a static route (only one direction is under test).
@@ -287,6 +287,13 @@ fn srv_records_from_dns_locate_the_peer() {
     b.add_user("bob", "builder");
     messages_both_ways(&a, &b);
     a.wait_for_log(&format!("s2s link to b.test established (dialback, via 127.0.0.1:{b_port})"), WAIT);
+    // S18: by default a DNS answer into loopback or the LAN is not followed.
+    let strict = lonely(&format!("s2s_dns_server = '127.0.0.1:{dns_port}'\ns2s_connect_timeout = 5\n"));
+    let mut carol = strict.login("alice", "wonderland", "c");
+    carol.send("<message to='bob@b.test' id='dns1' type='chat'><body>probe</body></message>");
+    let got = carol.read_until("</message>", WAIT);
+    assert!(got.contains("id='dns1'") && got.contains("remote-server-not-found"), "{got}");
+    strict.wait_for_log("DNS points at private address(es)", WAIT);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     responder.join().unwrap();
     assert!(asked.lock().unwrap().iter().any(|q| q.contains("xmpps-server")), "Direct TLS SRV was asked first");
@@ -406,6 +413,12 @@ fn inbound_streams_check_authentication_and_addresses() {
     peer.send("<message from='carol@peer.test/x' to='alice@a.test' type='chat'><body>via peer</body></message>");
     let got = alice.read_until("via peer", WAIT);
     assert!(got.contains("from='carol@peer.test/x'") && !got.contains("jabber:server"), "{got}");
+    // R9: a stanza to an unserved subdomain gets a stanza error (on the link back),
+    // and the stream with everything else on it goes on.
+    peer.send("<presence from='carol@peer.test/x' to='room@conference.a.test/carol'/>");
+    peer.send("<message from='carol@peer.test/x' to='alice@a.test' type='chat'><body>still here</body></message>");
+    alice.read_until("still here", WAIT);
+    assert!(!peer.received().contains("host-unknown"), "{}", peer.received());
     // A forged dialback key is not ours.
     peer.send("<db:verify xmlns:db='jabber:server:dialback' from='peer.test' to='a.test' id='abc'>00ff</db:verify>");
     let got = peer.read_until("/>", WAIT);

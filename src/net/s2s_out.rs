@@ -63,7 +63,18 @@ async fn connect(server: &Server, link: &OutLink, deadline: Instant) -> Result<(
     let config = &server.config;
     let remaining = deadline.saturating_duration_since(Instant::now());
     let found = futures_lite::future::or(
-        async { Some(candidates(&config.s2s_routes, config.s2s_dns_server, &link.remote, remaining).await) },
+        async {
+            Some(
+                candidates(
+                    &config.s2s_routes,
+                    config.s2s_dns_server,
+                    &link.remote,
+                    remaining,
+                    config.s2s_private_targets,
+                )
+                .await,
+            )
+        },
         async {
             Timer::at(deadline).await;
             None
@@ -72,7 +83,9 @@ async fn connect(server: &Server, link: &OutLink, deadline: Instant) -> Result<(
     .await;
     let Some(found) = found else { return Err(Ended::TimedOut) };
     if found.is_empty() {
-        return Err(Ended::Failed("no address found (no s2s_route, SRV or A/AAAA record)".into()));
+        return Err(Ended::Failed(
+            "no address found (no s2s_route, SRV or A/AAAA record; private ones need s2s_private_targets)".into(),
+        ));
     }
     let mut last_error = String::new();
     for candidate in found {

@@ -3,6 +3,12 @@
 //! `_xmpps-server._tcp` (Direct TLS) and `_xmpp-server._tcp` (STARTTLS) merged by
 //! priority and weight; else the domain's A/AAAA records on port 5269. Host names
 //! are resolved on a blocking thread, never on the event loop.
+//!
+//! Addresses that come from DNS (SRV targets, A/AAAA) in loopback, private,
+//! link-local or unspecified ranges are dropped unless `s2s_private_targets` is
+//! on: otherwise any remote could name a domain whose records point into the
+//! hub's own LAN, and the dialback answer would tell it which ports are open
+//! (REVIEW S18). Static routes and IP-literal domains are taken as given.
 
 use super::dns::{lookup_srv, Srv};
 use crate::config::S2sRoute;
@@ -52,19 +58,63 @@ fn order(xmpps: Vec<Srv>, xmpp: Vec<Srv>) -> Option<Vec<(Srv, bool)>> {
     Some(all)
 }
 
+/// An address only a LAN (or the host itself) reaches.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast()
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00 // unique local, fc00::/7
+                    || (first & 0xffc0) == 0xfe80 // link-local, fe80::/10
+            }
+        },
+    }
+}
+
 /// Every address to try for `domain`, best first.
 pub async fn candidates(
     routes: &[S2sRoute],
     dns_server: Option<SocketAddr>,
     domain: &Domain,
     timeout: Duration,
+    private_targets: bool,
 ) -> Vec<Candidate> {
+    let from_dns = candidates_unfiltered(routes, dns_server, domain, timeout).await;
+    match from_dns {
+        (found, false) => found,
+        (found, true) if private_targets => found,
+        (found, true) => {
+            let (private, public): (Vec<_>, Vec<_>) = found.into_iter().partition(|c| is_private(c.addr.ip()));
+            if !private.is_empty() {
+                log::warn!(
+                    "s2s to {domain}: DNS points at private address(es) {:?}, not used (s2s_private_targets = false)",
+                    private.iter().map(|c| c.addr).collect::<Vec<_>>()
+                );
+            }
+            public
+        }
+    }
+}
+
+/// The candidates, and whether they came from DNS.
+async fn candidates_unfiltered(
+    routes: &[S2sRoute],
+    dns_server: Option<SocketAddr>,
+    domain: &Domain,
+    timeout: Duration,
+) -> (Vec<Candidate>, bool) {
     if let Some(route) = routes.iter().find(|r| r.domain == *domain) {
         let addrs = host_addrs(&route.host, route.port).await;
-        return addrs.into_iter().map(|addr| Candidate { addr, direct_tls: route.direct_tls }).collect();
+        return (addrs.into_iter().map(|addr| Candidate { addr, direct_tls: route.direct_tls }).collect(), false);
     }
     if let Some(ip) = ip_literal(domain.as_str()) {
-        return vec![Candidate { addr: SocketAddr::new(ip, DEFAULT_PORT), direct_tls: false }];
+        return (vec![Candidate { addr: SocketAddr::new(ip, DEFAULT_PORT), direct_tls: false }], false);
     }
     if let Some(server) = dns_server.or_else(super::dns::system_nameserver) {
         let name = domain.as_str();
@@ -79,14 +129,11 @@ pub async fn candidates(
                     out.push(Candidate { addr, direct_tls });
                 }
             }
-            return out;
+            return (out, true);
         }
     }
-    host_addrs(domain.as_str(), DEFAULT_PORT)
-        .await
-        .into_iter()
-        .map(|addr| Candidate { addr, direct_tls: false })
-        .collect()
+    let found = host_addrs(domain.as_str(), DEFAULT_PORT).await;
+    (found.into_iter().map(|addr| Candidate { addr, direct_tls: false }).collect(), true)
 }
 
 #[cfg(test)]
@@ -105,6 +152,27 @@ mod tests {
         assert_eq!(names, [("first", true), ("heavy", false), ("tls", true), ("plain", false)]);
         assert_eq!(order(vec![], vec![]), None);
         assert_eq!(order(vec![], vec![srv(0, 0, "")]), Some(vec![]), "'.' means no service");
+    }
+
+    #[test]
+    fn lan_and_loopback_addresses_are_private() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.1.1",
+            "172.16.0.1",
+            "169.254.1.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::2",
+            "fe80::1",
+            "::ffff:192.168.1.1",
+        ] {
+            assert!(is_private(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2001:db8::1", "8.8.8.8"] {
+            assert!(!is_private(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

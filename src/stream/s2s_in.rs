@@ -412,7 +412,20 @@ impl S2sInStream {
                 out,
             );
         };
-        let to_ok = to.parse::<Jid>().is_ok_and(|t| (env.serves)(t.domain()));
+        // R9: a `to` under a served domain (an unserved subdomain such as a group
+        // chat service this hub lacks) is the router's stanza error, not the end of
+        // the whole stream with everything else in flight.
+        let under_served = |d: &str| {
+            let mut rest = d;
+            while let Some((_, parent)) = rest.split_once('.') {
+                if (env.serves)(parent) {
+                    return true;
+                }
+                rest = parent;
+            }
+            false
+        };
+        let to_ok = to.parse::<Jid>().is_ok_and(|t| (env.serves)(t.domain()) || under_served(t.domain()));
         if !to_ok {
             return self.fail(
                 StreamError::with_text(StreamCondition::HostUnknown, "this server does not serve the 'to' domain"),
