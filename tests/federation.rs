@@ -254,7 +254,7 @@ fn srv_records_from_dns_locate_the_peer() {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok((n, from)) = dns.recv_from(&mut buf) else { continue };
                 let q = &buf[..n];
-                let name = String::from_utf8_lossy(q).to_string();
+                let name = String::from_utf8_lossy(q).to_ascii_lowercase(); // the hub randomises the case (0x20)
                 asked.lock().unwrap().push(name.clone());
                 let records = if name.contains("xmpp-server") && name.contains("b") && !name.contains("xmpps") {
                     vec![wrenhub::s2s::dns::Srv { priority: 0, weight: 0, port: b_port, target: "127.0.0.1".into() }]

@@ -26,6 +26,8 @@ pub enum DnsError {
     Malformed,
     /// The server answered with this RCODE (2 SERVFAIL, 5 REFUSED...).
     Rcode(u8),
+    /// The answer was truncated (TC): not taken as complete (no TCP retry).
+    Truncated,
 }
 
 const TYPE_SRV: u16 = 33;
@@ -92,8 +94,16 @@ fn read_name(msg: &[u8], mut at: usize) -> Option<(String, usize)> {
     None
 }
 
-/// Parses the SRV records of an answer to query `id`.
-pub fn parse_srv(msg: &[u8], id: u16) -> Result<Vec<Srv>, DnsError> {
+/// The name of the first question of a message.
+pub fn question_name(msg: &[u8]) -> Option<String> {
+    read_name(msg, 12).map(|(name, _)| name)
+}
+
+/// Parses the SRV records of an answer to query `id` for `name` (as sent, with its
+/// letters' case randomised, RFC-draft 0x20): the question must come back exactly
+/// as asked, each record must be owned by that name, and a truncated answer is not
+/// taken as complete (REVIEW S17). Spoofing then needs the port, the id and the case.
+pub fn parse_srv(msg: &[u8], id: u16, name: &str) -> Result<Vec<Srv>, DnsError> {
     let malformed = || DnsError::Malformed;
     if u16_at(msg, 0).ok_or_else(malformed)? != id {
         return Err(DnsError::Malformed);
@@ -102,6 +112,9 @@ pub fn parse_srv(msg: &[u8], id: u16) -> Result<Vec<Srv>, DnsError> {
     if flags & 0x8000 == 0 {
         return Err(DnsError::Malformed);
     }
+    if flags & 0x0200 != 0 {
+        return Err(DnsError::Truncated);
+    }
     match (flags & 0x000F) as u8 {
         0 => {}
         3 => return Ok(Vec::new()), // NXDOMAIN: no records
@@ -109,20 +122,24 @@ pub fn parse_srv(msg: &[u8], id: u16) -> Result<Vec<Srv>, DnsError> {
     }
     let questions = u16_at(msg, 4).ok_or_else(malformed)?;
     let answers = u16_at(msg, 6).ok_or_else(malformed)?;
-    let mut at = 12;
-    for _ in 0..questions {
-        at = read_name(msg, at).ok_or_else(malformed)?.1 + 4;
+    if questions != 1 {
+        return Err(DnsError::Malformed);
     }
+    let (question, after_question) = read_name(msg, 12).ok_or_else(malformed)?;
+    if question != name.trim_end_matches('.') {
+        return Err(DnsError::Malformed);
+    }
+    let mut at = after_question + 4;
     let mut records = Vec::new();
     for _ in 0..answers.min(64) {
-        let (_, after) = read_name(msg, at).ok_or_else(malformed)?;
+        let (owner, after) = read_name(msg, at).ok_or_else(malformed)?;
         let rtype = u16_at(msg, after).ok_or_else(malformed)?;
         let rdlength = u16_at(msg, after + 8).ok_or_else(malformed)? as usize;
         let rdata = after + 10;
         if msg.len() < rdata + rdlength {
             return Err(DnsError::Malformed);
         }
-        if rtype == TYPE_SRV {
+        if rtype == TYPE_SRV && owner.eq_ignore_ascii_case(&question) {
             let priority = u16_at(msg, rdata).ok_or_else(malformed)?;
             let weight = u16_at(msg, rdata + 2).ok_or_else(malformed)?;
             let port = u16_at(msg, rdata + 4).ok_or_else(malformed)?;
@@ -139,7 +156,8 @@ pub async fn lookup_srv(server: SocketAddr, name: &str, timeout: Duration) -> Re
     let mut id_bytes = [0u8; 2];
     getrandom::fill(&mut id_bytes).map_err(|e| DnsError::Io(e.to_string()))?;
     let id = u16::from_be_bytes(id_bytes);
-    let q = query(name, id).ok_or(DnsError::Malformed)?;
+    let name = random_case(name);
+    let q = query(&name, id).ok_or(DnsError::Malformed)?;
     let local: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
     let socket = Async::<UdpSocket>::bind(local).map_err(|e| DnsError::Io(e.to_string()))?;
     socket.get_ref().connect(server).map_err(|e| DnsError::Io(e.to_string()))?;
@@ -156,12 +174,31 @@ pub async fn lookup_srv(server: SocketAddr, name: &str, timeout: Duration) -> Re
             None => return Err(DnsError::Timeout),
             Some(Err(e)) => return Err(DnsError::Io(e.to_string())),
             // A stray datagram with another id is ignored; ours may still come.
-            Some(Ok(n)) => match parse_srv(&buf[..n], id) {
+            Some(Ok(n)) => match parse_srv(&buf[..n], id, &name) {
                 Err(DnsError::Malformed) if u16_at(&buf[..n], 0) != Some(id) => continue,
                 other => return other,
             },
         }
     }
+}
+
+/// The name with each letter's case chosen at random (a DNS server echoes the
+/// question as asked; a blind spoofer has to guess the case too).
+fn random_case(name: &str) -> String {
+    let mut bits = [0u8; 32];
+    crate::random::fill(&mut bits);
+    name.chars()
+        .enumerate()
+        .map(
+            |(i, c)| {
+                if bits[(i / 8) % 32] >> (i % 8) & 1 == 1 {
+                    c.to_ascii_uppercase()
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            },
+        )
+        .collect()
 }
 
 /// An SRV answer, as a test DNS server sends it (also used by the unit tests).
@@ -198,6 +235,31 @@ pub fn srv_answer(query: &[u8], records: &[Srv]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    const NAME: &str = "_xmpp-server._tcp.example.net";
+
+    #[test]
+    fn the_question_must_come_back_as_asked_and_truncation_is_not_complete() {
+        // S17: question and owner names were not compared, TC was ignored.
+        let asked = random_case(NAME);
+        assert!(asked.eq_ignore_ascii_case(NAME));
+        let q = query(&asked, 5).unwrap();
+        let records = vec![Srv { priority: 1, weight: 1, port: 5269, target: "xmpp.example.net".into() }];
+        let a = srv_answer(&q, &records).unwrap();
+        assert_eq!(parse_srv(&a, 5, &asked).unwrap(), records);
+        let other_case: String = asked
+            .chars()
+            .map(|c| if c.is_ascii_lowercase() { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+            .collect();
+        if other_case != asked {
+            assert_eq!(parse_srv(&a, 5, &other_case), Err(DnsError::Malformed), "a spoofer guessing the case wrong");
+        }
+        let other = srv_answer(&query("_xmpp-server._tcp.evil.example", 5).unwrap(), &records).unwrap();
+        assert_eq!(parse_srv(&other, 5, &asked), Err(DnsError::Malformed), "an answer to another question");
+        let mut truncated = a.clone();
+        truncated[2] |= 0x02;
+        assert_eq!(parse_srv(&truncated, 5, &asked), Err(DnsError::Truncated));
+    }
+
     #[test]
     fn query_and_answer_round_trip() {
         let q = query("_xmpp-server._tcp.example.net", 0x1234).unwrap();
@@ -206,10 +268,10 @@ mod tests {
             Srv { priority: 20, weight: 0, port: 5270, target: "backup.example.net".into() },
         ];
         let a = srv_answer(&q, &records).unwrap();
-        assert_eq!(parse_srv(&a, 0x1234).unwrap(), records);
-        assert_eq!(parse_srv(&a, 0x9999), Err(DnsError::Malformed));
+        assert_eq!(parse_srv(&a, 0x1234, NAME).unwrap(), records);
+        assert_eq!(parse_srv(&a, 0x9999, NAME), Err(DnsError::Malformed));
         let none = srv_answer(&q, &[]).unwrap();
-        assert_eq!(parse_srv(&none, 0x1234).unwrap(), vec![]);
+        assert_eq!(parse_srv(&none, 0x1234, NAME).unwrap(), vec![]);
     }
 
     #[test]
@@ -217,14 +279,14 @@ mod tests {
         let q = query("_xmpp-server._tcp.example.net", 7).unwrap();
         let a = srv_answer(&q, &[Srv { priority: 1, weight: 1, port: 1, target: "t.example".into() }]).unwrap();
         for cut in 0..a.len() {
-            assert!(parse_srv(&a[..cut], 7).is_err(), "cut at {cut}");
+            assert!(parse_srv(&a[..cut], 7, NAME).is_err(), "cut at {cut}");
         }
         let mut looping = a.clone();
         let n = looping.len();
         // The target name points at itself.
         looping[n - 11] = 0xC0;
         looping[n - 10] = (n - 11) as u8;
-        assert!(parse_srv(&looping, 7).is_err());
+        assert!(parse_srv(&looping, 7, NAME).is_err());
     }
 
     #[test]
