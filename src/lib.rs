@@ -9,6 +9,7 @@ pub mod handlers;
 pub mod jid;
 pub mod logger;
 pub mod net;
+pub mod ns;
 pub mod os;
 pub mod random;
 pub mod router;

@@ -2,11 +2,9 @@
 //! defined condition in one enum with its wire name and default error type, written
 //! from one place.
 
+use crate::ns::NS_STANZAS;
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
-
-/// `urn:ietf:params:xml:ns:xmpp-stanzas`
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// The three stanza kinds (§8.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

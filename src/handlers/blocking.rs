@@ -5,12 +5,10 @@
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
 use crate::jid::{BareJid, Jid};
+use crate::ns::{NS_BLOCKING, NS_BLOCKING_ERRORS};
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
 use std::rc::Rc;
-
-pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
-pub const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 
 pub const BLOCKLIST: Handler = Handler {
     namespace: NS_BLOCKING,

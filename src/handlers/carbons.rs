@@ -3,16 +3,13 @@
 //! delivered to other resources (`<received/>`), wrapped per XEP-0297.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_CLIENT;
+use crate::ns::{NS_CARBONS, NS_FORWARD, NS_HINTS};
 use crate::sessions::Session;
 use crate::stanza::{Condition, StanzaError};
-use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
 use std::rc::Rc;
-
-pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
-pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
-pub const NS_HINTS: &str = "urn:xmpp:hints";
 
 pub const ENABLE: Handler = Handler {
     namespace: NS_CARBONS,

@@ -3,11 +3,9 @@
 //! identity. disco#items on the server lists the connected components.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services, HANDLERS};
+use crate::ns::{NS_INFO, NS_ITEMS};
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
-
-pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
-pub const NS_ITEMS: &str = "http://jabber.org/protocol/disco#items";
 
 pub const INFO: Handler = Handler {
     namespace: NS_INFO,
@@ -120,7 +118,5 @@ fn server_features() -> Vec<&'static str> {
     features
 }
 
-/// `http://jabber.org/protocol/caps`
-pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 /// The node wrenhub names in its caps.
 pub const CAPS_NODE: &str = "https://wrenhub.invalid/caps";

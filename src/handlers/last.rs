@@ -4,10 +4,10 @@
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
 use crate::jid::BareJid;
+use crate::ns::NS_LAST;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
 
-pub const NS_LAST: &str = "jabber:iq:last";
 const KEY: &str = "last-logout";
 
 pub const HANDLER: Handler = Handler {

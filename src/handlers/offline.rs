@@ -7,17 +7,15 @@
 
 use super::Services;
 use crate::jid::BareJid;
+use crate::ns::NS_CLIENT;
+use crate::ns::NS_HINTS;
 use crate::sessions::{OfflineBatch, Session};
-use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
 use std::rc::Rc;
 
 /// The id prefix of the ping that follows a batch.
 const ACK_PREFIX: &str = "wrenhub-offline-";
-
-/// XEP-0334 hints that keep a message out of storage.
-const NS_HINTS: &str = "urn:xmpp:hints";
 
 /// Whether a message for an offline account is kept: it has a body (or asks to be
 /// stored, XEP-0334 `<store/>`), and does not ask not to be (`<no-store/>`,
@@ -88,7 +86,7 @@ fn deliver_after(
         .attr("from", services.domain.as_str())
         .attr("to", session.jid.as_str())
         .open()
-        .empty_ns("ping", super::ping::NS_PING)
+        .empty_ns("ping", crate::ns::NS_PING)
         .end("iq");
     *session.offline_batch.borrow_mut() = Some(OfflineBatch { id, seqs, last });
 }

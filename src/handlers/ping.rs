@@ -1,9 +1,8 @@
 //! XEP-0199: XMPP Ping — the server answers pings to itself.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_PING;
 use crate::stanza::{Condition, StanzaError};
-
-pub const NS_PING: &str = "urn:xmpp:ping";
 
 pub const HANDLER: Handler = Handler {
     namespace: NS_PING,

@@ -9,10 +9,10 @@ use super::blocking;
 use super::roster_items::push_to_interested;
 use super::Services;
 use crate::jid::{BareJid, Jid};
+use crate::ns::NS_CLIENT;
 use crate::sessions::{Session, MAX_DIRECTED};
 use crate::store::roster::RosterItem;
 use crate::store::StoreError;
-use crate::stream::header::NS_CLIENT;
 use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
 use std::rc::Rc;
@@ -28,8 +28,8 @@ pub fn route(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
             write_element(
                 &mut bytes,
                 stanza,
-                crate::stream::component::NS_COMPONENT,
-                Some(crate::stream::component::NS_COMPONENT),
+                crate::ns::NS_COMPONENT,
+                Some(crate::ns::NS_COMPONENT),
                 &[Override::Set("from", sender.jid.as_str())],
             );
             let _ = link.push(bytes);

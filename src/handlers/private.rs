@@ -2,10 +2,9 @@
 //! server, one per `{namespace}name`, at most `max_private_items`.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_PRIVATE;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
-
-pub const NS_PRIVATE: &str = "jabber:iq:private";
 
 pub const HANDLER: Handler = Handler {
     namespace: NS_PRIVATE,

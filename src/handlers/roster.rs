@@ -7,14 +7,11 @@
 use super::roster_items::{push_bytes, push_to_interested, write_item};
 use super::{Handler, IqReply, IqRequest, IqType, Services};
 use crate::jid::BareJid;
+use crate::ns::NS_ROSTER;
 use crate::stanza::{Condition, StanzaError};
 use crate::store::roster::{RosterItem, RosterRead};
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
-
-pub const NS_ROSTER: &str = "jabber:iq:roster";
-/// Advertised as a stream feature per RFC 6121 §2.6.2.
-pub const NS_ROSTER_VER: &str = "urn:xmpp:features:rosterver";
 
 /// Names and group names are limited to the size of a JID part.
 const MAX_TEXT: usize = 1023;

@@ -2,9 +2,9 @@
 //! pushes (§2.1.6), shared by the roster and presence handlers (a subscription
 //! change is a roster change).
 
-use super::roster::NS_ROSTER;
 use super::Services;
 use crate::jid::BareJid;
+use crate::ns::NS_ROSTER;
 use crate::sessions::Session;
 use crate::store::roster::RosterItem;
 use crate::xml::writer::XmlWriter;

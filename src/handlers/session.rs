@@ -2,9 +2,8 @@
 //! offered as optional, and answered with a result.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_SESSION;
 use crate::stanza::{Condition, StanzaError};
-
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 
 pub const HANDLER: Handler = Handler {
     namespace: NS_SESSION,

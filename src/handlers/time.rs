@@ -1,10 +1,9 @@
 //! XEP-0202: Entity Time of the server (UTC).
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_TIME;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
-
-pub const NS_TIME: &str = "urn:xmpp:time";
 
 pub const HANDLER: Handler = Handler {
     namespace: NS_TIME,

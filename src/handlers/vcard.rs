@@ -2,10 +2,10 @@
 //! read it (clients show nicknames and avatars from it, XEP-0153).
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_VCARD;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
 
-pub const NS_VCARD: &str = "vcard-temp";
 const KEY: &str = "vcard";
 
 pub const HANDLER: Handler = Handler {

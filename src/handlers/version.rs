@@ -1,10 +1,9 @@
 //! XEP-0092: Software Version of the server.
 
 use super::{Handler, IqReply, IqRequest, IqType, Services};
+use crate::ns::NS_VERSION;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
-
-pub const NS_VERSION: &str = "jabber:iq:version";
 
 pub const HANDLER: Handler = Handler {
     namespace: NS_VERSION,

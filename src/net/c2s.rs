@@ -148,7 +148,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                     .attr("type", "get")
                     .attr("id", "wrenhub-keepalive")
                     .open()
-                    .empty_ns("ping", crate::handlers::ping::NS_PING)
+                    .empty_ns("ping", crate::ns::NS_PING)
                     .end("iq");
                 ping_sent = Some(Instant::now());
             }

@@ -136,7 +136,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         .attr("from", server.domain.as_str())
                         .attr("to", link.domain.as_str())
                         .open()
-                        .empty_ns("ping", crate::handlers::ping::NS_PING)
+                        .empty_ns("ping", crate::ns::NS_PING)
                         .end("iq");
                 }
                 ping_sent = Some(Instant::now());

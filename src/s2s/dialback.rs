@@ -3,11 +3,6 @@
 //! can verify a key it issued:
 //! `hex(HMAC-SHA256(hex(SHA-256(secret)), "Receiving Originating StreamID"))`.
 
-/// `jabber:server:dialback` (the `db:` prefix).
-pub const NS_DIALBACK: &str = "jabber:server:dialback";
-/// The stream feature announcing dialback with error support (XEP-0220 §2.4).
-pub const NS_DIALBACK_FEATURE: &str = "urn:xmpp:features:dialback";
-
 /// The key the originating server sends in `<db:result/>`, and that the
 /// authoritative server recomputes for `<db:verify/>`.
 pub fn key(secret: &[u8], receiving: &str, originating: &str, stream_id: &str) -> String {

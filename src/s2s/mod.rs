@@ -26,9 +26,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
-/// `jabber:server`
-pub const NS_SERVER: &str = "jabber:server";
-
 /// Dialback requests one link carries at once.
 const MAX_VERIFIES: usize = 32;
 

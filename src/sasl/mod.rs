@@ -4,13 +4,11 @@
 
 pub mod scram;
 
+use crate::ns::NS_SASL;
 use crate::xml::writer::XmlWriter;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use scram::ScramHash;
-
-/// `urn:ietf:params:xml:ns:xmpp-sasl`
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 
 /// A SASL failure condition (RFC 6120 §6.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,13 +7,14 @@
 //! (RFC 6120 §4.3.2 / the product's spec §3.1: `not-authorized`, not processed).
 
 use super::error::{StreamCondition, StreamError};
-use super::header::{negotiate, new_stream_id, ResponseHeader, Version, NS_CLIENT, NS_STREAMS};
+use super::header::{negotiate, new_stream_id, ResponseHeader, Version};
 pub use super::Input;
 use crate::auth_limiter::AuthLimiter;
 use crate::jid::{BareJid, Domain, FullJid};
+use crate::ns::{NS_BIND, NS_CLIENT, NS_SASL, NS_SASL_CB, NS_STREAMS, NS_TLS};
 use crate::router::Router;
 use crate::sasl::scram::{fake_salt, parse_client_first, ChannelBindings, ScramHash, ScramRecord, ScramServer};
-use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism, NS_SASL};
+use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism};
 use crate::sessions::{BindError, Registry, Session};
 use crate::stanza::{Condition, StanzaError};
 use crate::store::{Account, Store};
@@ -22,13 +23,6 @@ use crate::xml::{Element, Event};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
-
-/// `urn:ietf:params:xml:ns:xmpp-tls`
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-/// `urn:ietf:params:xml:ns:xmpp-bind`
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-/// XEP-0440: SASL channel-binding type capability.
-pub const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 
 /// Client-stream policy from the configuration.
 #[derive(Clone, Debug)]
@@ -251,12 +245,12 @@ impl C2sStream {
             XmlWriter::new(out)
                 .empty_ns("bind", NS_BIND)
                 .start("session")
-                .attr("xmlns", crate::handlers::session::NS_SESSION)
+                .attr("xmlns", crate::ns::NS_SESSION)
                 .open()
                 .start("optional")
                 .close_empty()
                 .end("session")
-                .empty_ns("ver", crate::handlers::roster::NS_ROSTER_VER);
+                .empty_ns("ver", crate::ns::NS_ROSTER_VER);
         } else {
             if !self.secure {
                 let mut w = XmlWriter::new(out);
@@ -291,7 +285,7 @@ impl C2sStream {
         if self.secure {
             XmlWriter::new(out)
                 .start("c")
-                .attr("xmlns", crate::handlers::disco::NS_CAPS)
+                .attr("xmlns", crate::ns::NS_CAPS)
                 .attr("hash", "sha-1")
                 .attr("node", crate::handlers::disco::CAPS_NODE)
                 .attr("ver", &self.policy.caps_ver)

@@ -5,19 +5,17 @@
 //! `from` must lie within its domain.
 
 use super::error::{StreamCondition, StreamError};
-use super::header::{new_stream_id, NS_STREAMS};
+use super::header::new_stream_id;
 pub use super::Input;
 use crate::components::{ComponentRegistry, Link};
 use crate::config::ComponentConfig;
 use crate::jid::{Domain, Jid};
+use crate::ns::{NS_COMPONENT, NS_STREAMS};
 use crate::router::Router;
 use crate::sasl::scram::ct_eq;
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event};
 use std::rc::Rc;
-
-/// `jabber:component:accept`
-pub const NS_COMPONENT: &str = "jabber:component:accept";
 
 /// What the component stream needs from the rest of the server.
 pub struct Env<'a> {

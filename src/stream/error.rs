@@ -7,12 +7,10 @@
 //! `unsupported-feature`. wrenhub sends the RFC 6120 names and recognises the RFC
 //! 3920 ones from peers ([`StreamCondition::from_wire`]).
 
+use crate::ns::NS_STREAMS_ERRORS;
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Limit, XmlError, XmlErrorKind};
 use std::borrow::Cow;
-
-/// `urn:ietf:params:xml:ns:xmpp-streams`
-pub const NS_STREAMS_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 
 macro_rules! conditions {
     ($($(#[$doc:meta])* $variant:ident => $wire:literal,)*) => {

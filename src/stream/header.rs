@@ -1,16 +1,10 @@
 //! RFC 6120 §4.7: stream attributes, version negotiation (§4.7.5) and the
 //! response header the receiving entity sends (§4.2).
 
+use crate::ns::NS_STREAMS;
 use crate::xml::writer::XmlWriter;
 use core::cmp::Ordering;
 use core::fmt;
-
-/// `http://etherx.jabber.org/streams`
-pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
-/// The client-to-server content namespace (§4.8.2).
-pub const NS_CLIENT: &str = "jabber:client";
-/// The server-to-server content namespace (§4.8.2).
-pub const NS_SERVER: &str = "jabber:server";
 
 /// An XMPP version `major.minor` (§4.7.5): each part an integer, compared
 /// numerically ("1.10" > "1.9", "01.0" == "1.0").

@@ -10,14 +10,15 @@
 //! link to the sender's domain.
 
 use super::error::{StreamCondition, StreamError};
-use super::header::{new_stream_id, Version, NS_STREAMS};
+use super::header::{new_stream_id, Version};
 pub use super::Input;
 use crate::jid::{Domain, Jid};
+use crate::ns::NS_TLS;
+use crate::ns::{NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_STREAMS};
 use crate::router::Router;
-use crate::s2s::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
-use crate::s2s::{S2s, Verdict, NS_SERVER};
-use crate::sasl::{decode_payload, NS_SASL};
-use crate::stream::c2s::NS_TLS;
+use crate::s2s::dialback::{self};
+use crate::s2s::{S2s, Verdict};
+use crate::sasl::decode_payload;
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event};
 use rustls::pki_types::CertificateDer;
@@ -480,7 +481,7 @@ fn write_dialback_result(out: &mut Vec<u8>, from: &str, to: &str, kind: &str, er
                 .start("error")
                 .attr("type", "cancel")
                 .open()
-                .empty_ns(condition, crate::stanza::NS_STANZAS)
+                .empty_ns(condition, crate::ns::NS_STANZAS)
                 .end("error")
                 .end("db:result");
         }

@@ -5,13 +5,14 @@
 //! streams (the receiving role asks the authoritative server).
 
 use super::error::{StreamCondition, StreamError};
-use super::header::{Version, NS_STREAMS};
+use super::header::Version;
 pub use super::Input;
 use crate::jid::Domain;
-use crate::s2s::dialback::{self, NS_DIALBACK, NS_DIALBACK_FEATURE};
-use crate::s2s::{DialbackWaiter, Verdict, VerifyRequest, NS_SERVER};
-use crate::sasl::NS_SASL;
-use crate::stream::c2s::NS_TLS;
+use crate::ns::NS_SASL;
+use crate::ns::NS_TLS;
+use crate::ns::{NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SERVER, NS_STREAMS};
+use crate::s2s::dialback::{self};
+use crate::s2s::{DialbackWaiter, Verdict, VerifyRequest};
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event};
 use std::rc::Weak;
