@@ -59,6 +59,10 @@ pub struct Config {
     pub c2s_ping_interval: Duration,
     /// No data this long after a keepalive ping → `connection-timeout`.
     pub c2s_ping_timeout: Duration,
+    /// Bytes per second one client / one inbound server stream may send (a token
+    /// bucket with a burst of one maximal stanza); `None` = no limit.
+    pub c2s_read_rate: Option<u32>,
+    pub s2s_read_rate: Option<u32>,
     /// A write that makes no progress for this time closes the connection.
     pub write_timeout: Duration,
     /// On SIGTERM/SIGINT, streams get this long to close before the process exits.
@@ -230,6 +234,8 @@ const KEYS: &[Key] = &[
     Key { name: "c2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 900 } },
     Key { name: "c2s_ping_interval", kind: Kind::Secs { max: 86400, default: 300 } },
     Key { name: "c2s_ping_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
+    Key { name: "c2s_read_rate", kind: Kind::Int { min: 0, max: 1 << 30, default: 1 << 20 } },
+    Key { name: "s2s_read_rate", kind: Kind::Int { min: 0, max: 1 << 30, default: 4 << 20 } },
     Key { name: "write_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
     Key { name: "shutdown_timeout", kind: Kind::Secs { max: 600, default: 5 } },
     Key { name: "c2s_direct_tls_listen", kind: Kind::Addrs(&["127.0.0.1:5223", "[::1]:5223"]) },
@@ -408,6 +414,8 @@ impl Config {
             c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),
             c2s_ping_interval: v.secs(take("c2s_ping_interval"), "c2s_ping_interval"),
             c2s_ping_timeout: v.secs(take("c2s_ping_timeout"), "c2s_ping_timeout"),
+            c2s_read_rate: Some(v.int(take("c2s_read_rate"), "c2s_read_rate") as u32).filter(|r| *r > 0),
+            s2s_read_rate: Some(v.int(take("s2s_read_rate"), "s2s_read_rate") as u32).filter(|r| *r > 0),
             write_timeout: v.secs(take("write_timeout"), "write_timeout"),
             shutdown_timeout: v.secs(take("shutdown_timeout"), "shutdown_timeout"),
             c2s_direct_tls_listen,

@@ -17,12 +17,6 @@ fn take_batch(c: &mut Client) -> String {
     got[..start].to_string()
 }
 
-/// A ping from `c` and its answer: everything `c` was sent before is in `c`'s input.
-fn sync(c: &mut Client, id: &str) -> String {
-    c.send(&format!("<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"));
-    c.read_until(&format!("id='{id}' type='result'"), WAIT)
-}
-
 #[test]
 fn messages_wait_for_the_next_available_presence_with_a_delay_stamp() {
     let server = Server::start();
@@ -35,13 +29,13 @@ fn messages_wait_for_the_next_available_presence_with_a_delay_stamp() {
         ));
     }
     romeo.send("<message to='juliet@localhost' type='headline'><body>news</body></message>");
-    let answers = sync(&mut romeo, "r1");
+    let answers = romeo.sync("r1");
     assert!(!answers.contains("type='error'"), "no error for stored messages: {answers}");
     let mut juliet = server.login("juliet", "pw", "balcony");
     // Negative priority: not a delivery target (XEP-0160 §3).
     juliet.send("<presence><priority>-1</priority></presence>");
     juliet.read_until("</presence>", WAIT);
-    assert!(!sync(&mut juliet, "j1").contains("<message"));
+    assert!(!juliet.sync("j1").contains("<message"));
     juliet.send("<presence/>");
     let batch = take_batch(&mut juliet);
     let messages: Vec<&str> = batch.split("<message ").skip(1).collect();
@@ -52,12 +46,12 @@ fn messages_wait_for_the_next_available_presence_with_a_delay_stamp() {
         assert!(m.contains("<delay xmlns='urn:xmpp:delay' from='localhost' stamp='"), "{m}");
     }
     assert!(!batch.contains("news"), "a headline is not stored");
-    sync(&mut juliet, "j2");
+    juliet.sync("j2");
     drop(juliet);
     // Acknowledged once: the next login gets nothing.
     let mut again = server.login("juliet", "pw", "phone");
     again.send("<presence/>");
-    assert!(!sync(&mut again, "a1").contains("<message"), "{}", again.received());
+    assert!(!again.sync("a1").contains("<message"), "{}", again.received());
 }
 
 #[test]
@@ -69,7 +63,7 @@ fn a_batch_the_client_did_not_acknowledge_comes_again_at_the_next_login() {
     server.add_user("romeo", "pw");
     let mut romeo = server.login("romeo", "pw", "garden");
     romeo.send("<message to='juliet@localhost' id='k'><body>keep me</body></message>");
-    sync(&mut romeo, "r1");
+    romeo.sync("r1");
     let mut phone = server.login("juliet", "pw", "phone");
     phone.send("<presence/>");
     phone.read_until("<ping xmlns='urn:xmpp:ping'/></iq>", WAIT);
@@ -78,11 +72,11 @@ fn a_batch_the_client_did_not_acknowledge_comes_again_at_the_next_login() {
     let mut again = server.login("juliet", "pw", "phone2");
     again.send("<presence/>");
     assert!(take_batch(&mut again).contains("<body>keep me</body>"));
-    sync(&mut again, "a1");
+    again.sync("a1");
     drop(again);
     let mut third = server.login("juliet", "pw", "phone3");
     third.send("<presence/>");
-    assert!(!sync(&mut third, "t1").contains("<message"));
+    assert!(!third.sync("t1").contains("<message"));
 }
 
 #[test]
@@ -96,7 +90,7 @@ fn a_large_backlog_arrives_in_batches_that_fit_the_queue() {
     for i in 0..10 {
         romeo.send(&format!("<message to='juliet@localhost' id='b{i}'><body>{i} {body}</body></message>"));
     }
-    assert!(!sync(&mut romeo, "r1").contains("type='error'"));
+    assert!(!romeo.sync("r1").contains("type='error'"));
     let mut juliet = server.login("juliet", "pw", "balcony");
     juliet.send("<presence/>");
     let mut received = 0;
@@ -110,7 +104,7 @@ fn a_large_backlog_arrives_in_batches_that_fit_the_queue() {
         batches += 1;
     }
     assert_eq!((received, batches), (10, 5));
-    assert!(!sync(&mut juliet, "j1").contains("<message"));
+    assert!(!juliet.sync("j1").contains("<message"));
 }
 
 #[test]
@@ -125,7 +119,7 @@ fn bodiless_messages_and_no_store_hints_are_not_kept_offline() {
     );
     romeo.send("<message to='juliet@localhost'><body>secret</body><no-store xmlns='urn:xmpp:hints'/></message>");
     romeo.send("<message to='juliet@localhost' id='real'><body>kept</body></message>");
-    let answers = sync(&mut romeo, "r1");
+    let answers = romeo.sync("r1");
     assert!(!answers.contains("type='error'"), "the one real message fits the quota of one: {answers}");
     let mut juliet = server.login("juliet", "pw", "balcony");
     juliet.send("<presence/>");
@@ -144,7 +138,7 @@ fn offline_bytes_per_account_are_bounded() {
     for i in 0..3 {
         romeo.send(&format!("<message to='juliet@localhost' id='q{i}'><body>{body}</body></message>"));
     }
-    let answers = sync(&mut romeo, "r1");
+    let answers = romeo.sync("r1");
     assert!(answers.contains("id='q2'") && answers.contains("<service-unavailable "), "{answers}");
     assert!(!answers.contains("id='q1' type='error'"), "{answers}");
 }
@@ -174,8 +168,7 @@ fn stored_messages_survive_kill_9() {
     let mut romeo = server.login("romeo", "pw", "garden");
     romeo.send("<message to='juliet@localhost' id='k'><body>before the crash</body></message>");
     // The ping's answer comes after the message was handled (and committed).
-    romeo.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
-    romeo.read_until("id='sync' type='result'", WAIT);
+    romeo.sync("sync");
     server.signal("KILL");
     server.wait_exit(WAIT).expect("killed");
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());

@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::time::Duration;
 
 /// Logs in, asks for the roster and sends initial presence; returns the client with
 /// everything up to its own presence echo consumed.
@@ -62,7 +61,9 @@ fn subscription_handshake_updates_both_rosters_and_starts_presence() {
     juliet.send("<presence><show>dnd</show></presence>");
     juliet.read_until("</presence>", WAIT); // her own echo
     romeo.read_until("</presence>", WAIT); // his own echo of "away"
-    assert!(romeo.quiet_for(Duration::from_millis(300)), "romeo got juliet's presence: {}", romeo.received());
+    juliet.sync("j1");
+    let got = romeo.sync("r1");
+    assert!(!got.contains("<show>dnd</show>"), "romeo got juliet's presence: {got}");
 }
 
 #[test]
@@ -128,7 +129,9 @@ fn unsubscribe_and_unsubscribed_end_the_subscription_on_both_sides() {
     juliet.read_until("type='unavailable'/>", WAIT);
     romeo.send("<presence><show>xa</show></presence>");
     romeo.read_until("</presence>", WAIT);
-    assert!(juliet.quiet_for(Duration::from_millis(300)), "{}", juliet.received());
+    romeo.sync("r2");
+    let got = juliet.sync("j2");
+    assert!(!got.contains("<show>xa</show>"), "{got}");
     // A denied request (unsubscribed instead of subscribed) clears the pending state.
     juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
     juliet.read_until("ask='subscribe'", WAIT);
@@ -163,8 +166,7 @@ fn a_new_resource_gets_the_presence_of_the_accounts_other_resources() {
     phone.read_until("</presence>", WAIT);
     let mut laptop = server.login("juliet", "pw", "laptop");
     laptop.send("<presence/>");
-    laptop.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
-    let got = laptop.read_until("id='s' type='result'", WAIT);
+    let got = laptop.sync("s");
     let from_phone = got.split("<presence").find(|p| p.contains("from='juliet@localhost/phone'"));
     let from_phone = from_phone.unwrap_or_else(|| panic!("no presence of the phone: {got}"));
     assert!(from_phone.contains("to='juliet@localhost/laptop'") && from_phone.contains("<show>away</show>"), "{got}");

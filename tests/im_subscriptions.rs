@@ -35,8 +35,7 @@ fn scenario(steps: &[(&str, &str)], expected: Rosters) {
         let (c, to) = if *who == "juliet" { (&mut j, "romeo") } else { (&mut r, "juliet") };
         c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
         // A ping's answer means the stanza before it was handled.
-        c.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
-        c.read_until("id='sync' type='result'", WAIT);
+        c.sync("sync");
     }
     std::thread::sleep(Duration::from_millis(50));
     let got_j = item_state(&mut j, "romeo");
@@ -175,8 +174,7 @@ fn mutual(server: &Server) -> (Client, Client) {
     {
         let (c, to) = if who == "juliet" { (&mut j, "romeo") } else { (&mut r, "juliet") };
         c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
-        c.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
-        c.read_until("id='sync' type='result'", WAIT);
+        c.sync("sync");
     }
     (j, r)
 }
@@ -193,17 +191,14 @@ fn removing_a_contact_cancels_the_subscription_both_ways() {
     j.read_until("id='rm' type='result'", WAIT);
     // Past the roster pushes the removal caused.
     for c in [&mut j, &mut r] {
-        c.send("<iq type='get' id='past'><ping xmlns='urn:xmpp:ping'/></iq>");
-        c.read_until("id='past' type='result'", WAIT);
+        c.sync("past");
     }
     assert_eq!(item_state(&mut j, "romeo"), None);
     assert_eq!(item_state(&mut r, "juliet"), Some(("none".to_string(), false)));
     // Romeo's presence no longer reaches juliet: his update, then a ping from her.
     r.send("<presence><show>away</show></presence>");
-    r.send("<iq type='get' id='s1'><ping xmlns='urn:xmpp:ping'/></iq>");
-    r.read_until("id='s1' type='result'", WAIT);
-    j.send("<iq type='get' id='s2'><ping xmlns='urn:xmpp:ping'/></iq>");
-    let got = j.read_until("id='s2' type='result'", WAIT);
+    r.sync("s1");
+    let got = j.sync("s2");
     assert!(!got.contains("<show>away</show>"), "{got}");
 }
 
@@ -218,8 +213,7 @@ fn adding_a_contact_who_sent_a_request_makes_it_visible() {
     j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
     j.read_until("id='r0'", WAIT);
     r.send("<presence to='juliet@localhost' type='subscribe'/>");
-    r.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
-    r.read_until("id='sync' type='result'", WAIT);
+    r.sync("sync");
     j.send(
         "<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='R'/></query></iq>",
     );
@@ -238,13 +232,11 @@ fn subscription_requests_past_max_roster_items_are_not_kept() {
         server.add_user(&format!("fan{i}"), "pw");
         let mut fan = server.login(&format!("fan{i}"), "pw", "x");
         fan.send("<presence to='juliet@localhost' type='subscribe'/>");
-        fan.send("<iq type='get' id='sync'><ping xmlns='urn:xmpp:ping'/></iq>");
-        fan.read_until("id='sync' type='result'", WAIT);
+        fan.sync("sync");
     }
     // Juliet's initial presence brings the pending requests (RFC 6121 §3.1.3).
     let mut j = server.login("juliet", "pw", "a");
     j.send("<presence/>");
-    j.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
-    let got = j.read_until("id='s' type='result'", WAIT);
+    let got = j.sync("s");
     assert_eq!(got.matches("type='subscribe'").count(), 3, "{got}");
 }

@@ -44,8 +44,8 @@ fn two_hundred_clients_log_in_and_exchange_messages_without_loss() {
         .collect();
     done.wait();
     let rss_loaded = server.rss_kib();
-    let clients: Vec<Client> = threads.into_iter().map(|t| t.join().expect("client thread")).collect();
-    assert_eq!(clients.len(), CLIENTS);
+    // Each thread checked its own five messages; the sessions stay open until here.
+    let _clients: Vec<Client> = threads.into_iter().map(|t| t.join().expect("client thread")).collect();
     // The pool's budget: generous for a debug build, far below "unbounded".
     let per_session = (rss_loaded.saturating_sub(rss_before)) / CLIENTS as u64;
     assert!(per_session < 96, "{per_session} KiB per session (before {rss_before} KiB, loaded {rss_loaded} KiB)");

@@ -1,202 +1,147 @@
-//! The task of one client connection: read → framer → [`C2sStream`] → write, with
-//! TLS, the header/authentication/idle deadlines, the session's queue of routed
-//! stanzas, and the shutdown signal.
+//! A client connection (RFC 6120 c2s) for the [driver](super::driver): the
+//! [`C2sStream`] core, the bound session's queue of routed stanzas, the header,
+//! authentication and idle deadlines, keepalive pings, channel bindings.
 
-use super::transport::{ReadOutcome, Transport};
-use super::Idle;
+use super::driver::{drive, ping_deadline, write_ping, Action, Clock, Conn, Due, Exit, Queue};
+use super::transport::Transport;
 use crate::server::Server;
 use crate::session_pool::{Kind, SessionLease};
 use crate::stream::c2s::{C2sStream, Env, Input, Step};
-use crate::xml::Framer;
-use event_listener::EventListener;
 use std::rc::Rc;
 use std::time::Instant;
 
-enum Wake {
-    Readable,
-    Queue,
-    Deadline(&'static str),
-    /// Time for a keepalive ping (XEP-0199 §4.2).
-    Ping,
-    Shutdown,
-    /// The pool gave this connection's slot to a newer one.
-    Evicted,
+/// A client connection: the [`C2sStream`] core, the session's queue once bound,
+/// the channel bindings of its TLS session.
+struct Client {
+    c2s: C2sStream,
+    peer: std::net::IpAddr,
+    bindings: crate::sasl::scram::ChannelBindings,
+    /// The certificate this connection's handshake presents (Direct TLS started it
+    /// in the listener, in the same turn of the executor).
+    tls_setup: Option<Rc<crate::tls::TlsSetup>>,
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
-    let config = &server.config;
-    let peer = lease.peer();
-    let peer_ip = peer.map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    let mut framer = Framer::new(config.xml);
-    framer.limit_until_authenticated(config.max_preauth_stanza_size);
-    let mut c2s = C2sStream::new(server.policy.clone(), transport.is_tls());
-    let mut out = Vec::new();
-    let mut backlogged = false;
-    let started = Instant::now();
-    let mut last_read = started;
-    let mut ping_sent: Option<Instant> = None;
-    let mut shutdown = server.shutdown.listen();
-    let mut queue_listener: Option<EventListener> = None;
-    let mut bindings = Default::default();
-    let mut bindings_ready = false;
-    // The certificate this connection's handshake presents (Direct TLS started it
-    // in the listener, in the same turn of the executor).
-    let mut tls_setup = transport.is_tls().then(|| server.tls_setup());
-    'conn: loop {
-        let mut step = Step::Continue;
-        // Routed stanzas and kill requests for the bound session.
-        if let Some(error) = c2s.session().and_then(|s| s.take_close_or_drain(&mut out)) {
-            step = c2s.handle(Input::Kill(error), &env(&server, &bindings, peer_ip), &mut out);
-        }
-        let wake = if matches!(step, Step::Close) {
-            None
-        } else if server.is_shutting_down() {
-            Some(Wake::Shutdown)
-        } else if transport.has_buffered_input() || std::mem::take(&mut backlogged) {
-            Some(Wake::Readable)
-        } else if !out.is_empty() {
-            None
-        } else {
-            // An idle connection holds no buffer of ours: neither input nor output.
-            framer.trim();
-            out = Vec::new();
-            if let (None, Some(session)) = (&queue_listener, c2s.session()) {
-                match session.listen_if_idle() {
-                    Some(listener) => queue_listener = Some(listener),
-                    None => continue 'conn,
-                }
-            }
-            let (deadline, why) = deadline(&server, &c2s, started, last_read, ping_sent);
-            Some(match super::wait_idle(&transport, &mut queue_listener, deadline, &mut shutdown, Some(&lease)).await {
-                Idle::Readable => Wake::Readable,
-                Idle::Queue => Wake::Queue,
-                Idle::Shutdown => Wake::Shutdown,
-                Idle::Evicted => Wake::Evicted,
-                Idle::Deadline => why.map_or(Wake::Ping, Wake::Deadline),
-            })
-        };
-        match wake {
-            None => {}
-            Some(Wake::Queue) => queue_listener = None,
-            Some(Wake::Readable) => {
-                match transport.read_into(&mut framer) {
-                    Ok(ReadOutcome::Eof) => {
-                        log::debug!("{peer:?}: connection closed by the client");
-                        break 'conn;
-                    }
-                    Ok(ReadOutcome::WouldBlock) => {}
-                    Ok(ReadOutcome::Data) => {
-                        last_read = Instant::now();
-                        ping_sent = None;
-                    }
-                    Err(e) => {
-                        log::debug!("{peer:?}: read failed: {e}");
-                        // A TLS alert may be waiting to go out.
-                        let _ = transport.write_all(&[], config.write_timeout).await;
-                        break 'conn;
-                    }
-                }
-                if !bindings_ready && transport.tls_ready() {
-                    if let Some(setup) = &tls_setup {
-                        bindings = transport.channel_bindings(&setup.end_entity);
-                    }
-                    bindings_ready = true;
-                }
-                loop {
-                    let env = env(&server, &bindings, peer_ip);
-                    step = match framer.next_event() {
-                        Ok(Some(event)) => c2s.handle(Input::Xml(event), &env, &mut out),
-                        Ok(None) => break,
-                        Err(e) => c2s.handle(Input::XmlError(e), &env, &mut out),
-                    };
-                    if let Step::Verify(check) = step {
-                        // One check per core at a time (S12); an address that failed
-                        // too often while it waited gets no check at all.
-                        let permit = server.password_checks.acquire().await;
-                        let verified = if server.limiter.allowed(peer_ip, Instant::now()) {
-                            blocking::unblock(move || check.run()).await
-                        } else {
-                            false
-                        };
-                        drop(permit);
-                        step = c2s.plain_verified(verified, &env, &mut out);
-                    }
-                    if !c2s.unauthenticated() {
-                        framer.authenticated();
-                        // The pool's client share has room for every slot it has.
-                        let _ = lease.promote(Kind::Client);
-                    }
-                    match step {
-                        Step::Continue | Step::Verify(_) => {}
-                        Step::Restart => framer.restart(),
-                        Step::StartTls | Step::Close => break,
-                    }
-                    // S8: answers to one read wait at most `c2s_queue_size` bytes;
-                    // the rest of the input is handled after they are written.
-                    if out.len() >= config.c2s_queue_size {
-                        backlogged = true;
-                        break;
-                    }
-                }
-            }
-            Some(Wake::Ping) => {
-                // Any data from the client counts as the answer (the iq result is
-                // dropped by the router like every unsolicited result).
-                crate::xml::writer::XmlWriter::new(&mut out)
-                    .start("iq")
-                    .attr("type", "get")
-                    .attr("id", "wrenhub-keepalive")
-                    .open()
-                    .empty_ns("ping", crate::ns::NS_PING)
-                    .end("iq");
-                ping_sent = Some(Instant::now());
-            }
-            Some(Wake::Deadline(why)) => {
-                step = c2s.handle(Input::Timeout(why), &env(&server, &bindings, peer_ip), &mut out)
-            }
-            Some(Wake::Shutdown) => step = c2s.handle(Input::Shutdown, &env(&server, &bindings, peer_ip), &mut out),
-            Some(Wake::Evicted) => {
-                step = c2s.handle(Input::Kill(super::evicted_error()), &env(&server, &bindings, peer_ip), &mut out)
-            }
-        }
-        if lease.evicted() {
-            // One of a flood, most likely: no waiting on it.
-            transport.abandon(&out);
-            return;
-        }
-        if let Err(e) = transport.write_all(&out, config.write_timeout).await {
-            log::debug!("{peer:?}: write failed: {e}");
-            break 'conn;
-        }
-        out.clear();
+pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease) {
+    let peer = lease.peer().map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let client = Client {
+        c2s: C2sStream::new(server.policy.clone(), transport.is_tls()),
+        peer,
+        bindings: Default::default(),
+        tls_setup: transport.is_tls().then(|| server.tls_setup()),
+    };
+    drive(&server, transport, client, &lease).await;
+}
+
+impl Client {
+    fn step(step: Step) -> Action {
         match step {
-            Step::Continue | Step::Restart | Step::Verify(_) => {}
-            Step::StartTls => {
-                // RFC 6120 §5.4.3.3: nothing received before the handshake is processed.
-                framer.discard_buffered();
-                framer.restart();
-                let setup = server.tls_setup();
-                let config = std::sync::Arc::clone(&setup.starttls);
-                tls_setup = Some(setup);
-                if let Err(e) = transport.start_tls(config) {
-                    log::warn!("{peer:?}: cannot start TLS: {e}");
-                    break 'conn;
-                }
-                c2s.set_secure();
-            }
-            Step::Close => {
-                if let Some(s) = c2s.take_session() {
-                    end_session(&server, &s);
-                }
-                drop(framer);
-                transport.close(config.write_timeout).await;
-                return;
-            }
+            Step::Continue => Action::Continue,
+            Step::Restart => Action::Restart,
+            Step::StartTls => Action::StartTls,
+            Step::Close => Action::Close,
+            Step::Verify(check) => Action::CheckPassword(check),
         }
     }
-    if let Some(s) = c2s.take_session() {
-        end_session(&server, &s);
+}
+
+impl Conn for Client {
+    type Outcome = ();
+
+    fn label(&self) -> &'static str {
+        "client"
+    }
+
+    fn take_queued(&mut self, server: &Server, _: &mut Clock, out: &mut Vec<u8>) -> Action {
+        // Routed stanzas and kill requests for the bound session.
+        match self.c2s.session().and_then(|s| s.take_close_or_drain(out)) {
+            Some(error) => {
+                Self::step(self.c2s.handle(Input::Kill(error), &env(server, &self.bindings, self.peer), out))
+            }
+            None => Action::Continue,
+        }
+    }
+
+    fn listen_queue(&self) -> Queue {
+        match self.c2s.session().map(|s| s.listen_if_idle()) {
+            None => Queue::None,
+            Some(Some(listener)) => Queue::Listen(listener),
+            Some(None) => Queue::Ready,
+        }
+    }
+
+    fn input(&mut self, server: &Server, _: &Transport, input: Input<'_>, out: &mut Vec<u8>) -> Action {
+        Self::step(self.c2s.handle(input, &env(server, &self.bindings, self.peer), out))
+    }
+
+    fn password_checked(&mut self, server: &Server, verified: bool, out: &mut Vec<u8>) -> Action {
+        Self::step(self.c2s.plain_verified(verified, &env(server, &self.bindings, self.peer), out))
+    }
+
+    fn deadline(&self, server: &Server, clock: &Clock) -> (Instant, Due) {
+        let config = &server.config;
+        let idle =
+            (clock.last_activity + config.c2s_idle_timeout, Due::Timeout("no data received within c2s_idle_timeout"));
+        let mut best = idle;
+        let mut consider = |at: Instant, due: Due| {
+            if at < best.0 {
+                best = (at, due);
+            }
+        };
+        // The header deadline covers the first header only (defeats slowloris);
+        // restarts after STARTTLS and SASL fall under the authentication deadline.
+        if self.c2s.stream_id().is_empty() {
+            consider(
+                clock.started + config.c2s_header_timeout,
+                Due::Timeout("no stream header within c2s_header_timeout"),
+            );
+        }
+        if self.c2s.unauthenticated() {
+            consider(
+                clock.started + config.c2s_auth_timeout,
+                Due::Timeout("not authenticated within c2s_auth_timeout"),
+            );
+        } else {
+            // XEP-0199: a silent bound client is pinged; no answer in time ends it.
+            let (at, due) = ping_deadline(server, clock);
+            consider(at, due);
+        }
+        best
+    }
+
+    fn due(&mut self, _: &Server, _: Due, clock: &mut Clock, out: &mut Vec<u8>) -> Action {
+        write_ping(out, None, None, clock);
+        Action::Continue
+    }
+
+    fn authenticated(&self) -> Option<Kind> {
+        (!self.c2s.unauthenticated()).then_some(Kind::Client)
+    }
+
+    fn read_rate(&self, server: &Server) -> Option<u32> {
+        server.config.c2s_read_rate
+    }
+
+    fn start_tls(&mut self, server: &Server, transport: &mut Transport, _: &mut Vec<u8>) -> std::io::Result<()> {
+        let setup = server.tls_setup();
+        let config = std::sync::Arc::clone(&setup.starttls);
+        self.tls_setup = Some(setup);
+        transport.start_tls(config)?;
+        self.c2s.set_secure();
+        Ok(())
+    }
+
+    fn tls_ready(&mut self, _: &Server, transport: &Transport) -> Result<(), String> {
+        if let Some(setup) = &self.tls_setup {
+            self.bindings = transport.channel_bindings(&setup.end_entity);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, server: &Server, _: Exit) {
+        if let Some(s) = self.c2s.take_session() {
+            end_session(server, &s);
+        }
     }
 }
 
@@ -228,39 +173,4 @@ fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings
         configured_components: &server.config.components,
         s2s: server.s2s.as_ref(),
     }
-}
-
-/// The earliest deadline that applies now, with the text of its timeout error
-/// (`None`: the keepalive ping is due).
-fn deadline(
-    server: &Server,
-    c2s: &C2sStream,
-    started: Instant,
-    last_read: Instant,
-    ping_sent: Option<Instant>,
-) -> (Instant, Option<&'static str>) {
-    let config = &server.config;
-    let mut best = (last_read + config.c2s_idle_timeout, Some("no data received within c2s_idle_timeout"));
-    let mut consider = |at: Instant, why: Option<&'static str>| {
-        if at < best.0 {
-            best = (at, why);
-        }
-    };
-    // The header deadline covers the first header only (defeats slowloris); restarts
-    // after STARTTLS and SASL fall under the authentication deadline.
-    if c2s.stream_id().is_empty() {
-        consider(started + config.c2s_header_timeout, Some("no stream header within c2s_header_timeout"));
-    }
-    if c2s.unauthenticated() {
-        consider(started + config.c2s_auth_timeout, Some("not authenticated within c2s_auth_timeout"));
-    } else {
-        // XEP-0199: a silent bound client is pinged; no answer in time ends it.
-        match ping_sent {
-            None => consider(last_read + config.c2s_ping_interval, None),
-            Some(at) => {
-                consider(at + config.c2s_ping_timeout, Some("no answer to the keepalive ping within c2s_ping_timeout"))
-            }
-        }
-    }
-    best
 }

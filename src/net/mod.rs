@@ -3,6 +3,7 @@
 
 pub mod c2s;
 pub mod component;
+pub mod driver;
 pub mod listener;
 pub mod s2s_in;
 pub mod s2s_out;
@@ -36,6 +37,7 @@ pub enum Idle {
 /// shutdown, eviction from the pool. The one wait loop of every connection task.
 pub async fn wait_idle(
     transport: &transport::Transport,
+    read: bool,
     queue: &mut Option<event_listener::EventListener>,
     deadline: Instant,
     shutdown: &mut event_listener::EventListener,
@@ -49,6 +51,10 @@ pub async fn wait_idle(
         Idle::Queue
     };
     let readable = async {
+        if !read {
+            // Reading is paused (the read rate): the deadline resumes it.
+            std::future::pending::<()>().await;
+        }
         // An error here shows up again on the read that follows.
         let _ = transport.readable().await;
         Idle::Readable
@@ -69,7 +75,10 @@ pub async fn wait_idle(
         Idle::Evicted
     };
     let shutdown = futures_lite::future::or(shutdown, evicted);
-    futures_lite::future::or(futures_lite::future::or(readable, queue), futures_lite::future::or(deadline, shutdown))
+    // The queue first: when a routed stanza and new input are both waiting, the
+    // stanza goes out before the answers to the input, so an answer (a ping's) is
+    // proof that everything routed to the connection earlier was written.
+    futures_lite::future::or(futures_lite::future::or(queue, readable), futures_lite::future::or(deadline, shutdown))
         .await
 }
 

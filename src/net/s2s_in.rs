@@ -1,186 +1,120 @@
-//! The task of one inbound server-to-server connection: read → framer →
-//! [`S2sInStream`] → write, with STARTTLS, dialback verifications waiting for the
-//! authoritative server, the authentication and idle deadlines, and shutdown.
+//! An inbound server-to-server connection for the [driver](super::driver): the
+//! [`S2sInStream`] core, STARTTLS, dialback verifications waiting for the
+//! authoritative server, the authentication and idle deadlines.
 
-use super::transport::{ReadOutcome, Transport};
-use super::Idle;
+use super::driver::{drive, Action, Clock, Conn, Due, Exit, Queue};
+use super::transport::Transport;
 use crate::s2s::{DialbackWaiter, SendError, Verdict, VerifyRequest};
 use crate::server::Server;
 use crate::session_pool::{Kind, SessionLease};
 use crate::stream::s2s_in::{Env, Input, S2sInStream, Step};
-use crate::xml::Framer;
-use event_listener::EventListener;
 use std::rc::Rc;
 use std::time::Instant;
 
-enum Wake {
-    Readable,
-    Answers,
-    Deadline(&'static str),
-    Shutdown,
-    /// The pool gave this connection's slot to a newer one.
-    Evicted,
+/// An inbound server stream: the [`S2sInStream`] core and the dialback answers
+/// it waits for from authoritative servers.
+struct Inbound {
+    stream: S2sInStream,
+    waiter: Rc<DialbackWaiter>,
 }
 
 /// Serves one inbound s2s connection until it closes.
-pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
-    let Some(s2s) = server.s2s.as_ref() else { return };
-    let config = &server.config;
-    let peer = lease.peer();
-    let mut framer = Framer::new(config.xml);
-    framer.limit_until_authenticated(config.max_preauth_stanza_size);
-    let mut framer_lifted = false;
-    let mut stream = S2sInStream::new(transport.is_tls());
-    let waiter = Rc::new(DialbackWaiter::default());
-    let mut out = Vec::new();
-    let mut backlogged = false;
-    let started = Instant::now();
-    let mut last_read = started;
-    let mut shutdown = server.shutdown.listen();
-    let mut answers: Option<EventListener> = None;
-    let serves = |d: &str| server.serves(d);
-    loop {
-        let mut step = Step::Continue;
-        for (domain, verdict) in waiter.take() {
-            stream.dialback_answer(&domain, verdict, &mut out);
-        }
-        let wake = if server.is_shutting_down() {
-            Some(Wake::Shutdown)
-        } else if transport.has_buffered_input() || std::mem::take(&mut backlogged) {
-            Some(Wake::Readable)
-        } else if !out.is_empty() {
-            None
-        } else {
-            // An idle connection holds no buffer of ours: neither input nor output.
-            framer.trim();
-            out = Vec::new();
-            if answers.is_none() {
-                match waiter.listen_if_idle() {
-                    Some(l) => answers = Some(l),
-                    None => continue,
-                }
-            }
-            let (deadline, why) = if stream.authenticated() {
-                (last_read + config.s2s_idle_timeout, "no data received within s2s_idle_timeout")
-            } else {
-                (started + config.c2s_auth_timeout, "not authenticated within c2s_auth_timeout")
-            };
-            Some(match super::wait_idle(&transport, &mut answers, deadline, &mut shutdown, Some(&lease)).await {
-                Idle::Readable => Wake::Readable,
-                Idle::Queue => Wake::Answers,
-                Idle::Shutdown => Wake::Shutdown,
-                Idle::Evicted => Wake::Evicted,
-                Idle::Deadline => Wake::Deadline(why),
-            })
-        };
-        match wake {
-            None => {}
-            Some(Wake::Answers) => answers = None,
-            Some(Wake::Readable) => {
-                match transport.read_into(&mut framer) {
-                    Ok(ReadOutcome::Eof) => break,
-                    Ok(ReadOutcome::WouldBlock) => {}
-                    Ok(ReadOutcome::Data) => last_read = Instant::now(),
-                    Err(e) => {
-                        log::debug!("s2s in {peer:?}: read failed: {e}");
-                        let _ = transport.write_all(&[], config.write_timeout).await;
-                        break;
-                    }
-                }
-                let env = Env {
-                    s2s,
-                    dialback: config.s2s_dialback,
-                    peer_chain: transport.peer_certificates(),
-                    serves: &serves,
-                    router: server.router(),
-                };
-                loop {
-                    step = match framer.next_event() {
-                        Ok(Some(event)) => stream.handle(Input::Xml(event), &env, &mut out),
-                        Ok(None) => break,
-                        Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
-                    };
-                    if stream.authenticated() && !framer_lifted {
-                        framer_lifted = true;
-                        framer.authenticated();
-                        if lease.promote(Kind::S2sIn).is_err() {
-                            let error = crate::stream::StreamError::with_text(
-                                crate::stream::StreamCondition::ResourceConstraint,
-                                "too many server connections (max_s2s_in)",
-                            );
-                            step = stream.handle(Input::Kill(error), &env, &mut out);
-                        }
-                    }
-                    match step {
-                        Step::Verify(domain, key) => {
-                            let request = VerifyRequest {
-                                stream_id: stream.stream_id().to_string(),
-                                key,
-                                waiter: Rc::downgrade(&waiter),
-                            };
-                            if let Err(e) = s2s.request_verify(&domain, request) {
-                                log::warn!("s2s in: cannot verify {domain}: {e:?}");
-                                let verdict = match e {
-                                    SendError::QueueFull | SendError::TooManyLinks => Verdict::Overloaded,
-                                };
-                                stream.dialback_answer(&domain, verdict, &mut out);
-                            }
-                            step = Step::Continue;
-                        }
-                        Step::Restart => framer.restart(),
-                        Step::StartTls | Step::Close => break,
-                        Step::Continue => {}
-                    }
-                    // S8: answers to one read wait at most `c2s_queue_size` bytes;
-                    // the rest of the input is handled after they are written.
-                    if out.len() >= config.c2s_queue_size {
-                        backlogged = true;
-                        break;
-                    }
-                }
-            }
-            Some(Wake::Deadline(why)) => step = handle_other(&server, &mut stream, Input::Timeout(why), &mut out),
-            Some(Wake::Shutdown) => step = handle_other(&server, &mut stream, Input::Shutdown, &mut out),
-            Some(Wake::Evicted) => {
-                step = handle_other(&server, &mut stream, Input::Kill(super::evicted_error()), &mut out)
-            }
-        }
-        if lease.evicted() {
-            // One of a flood, most likely: no waiting on it.
-            transport.abandon(&out);
-            return;
-        }
-        if let Err(e) = transport.write_all(&out, config.write_timeout).await {
-            log::debug!("s2s in {peer:?}: write failed: {e}");
-            break;
-        }
-        out.clear();
+pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease) {
+    if server.s2s.is_none() {
+        return;
+    }
+    let inbound = Inbound { stream: S2sInStream::new(transport.is_tls()), waiter: Rc::new(DialbackWaiter::default()) };
+    drive(&server, transport, inbound, &lease).await;
+}
+
+impl Inbound {
+    fn action(&mut self, server: &Server, step: Step, out: &mut Vec<u8>) -> Action {
         match step {
-            Step::StartTls => {
-                // RFC 6120 §5.4.3.3: nothing received before the handshake counts.
-                framer.discard_buffered();
-                framer.restart();
-                if let Err(e) = transport.start_tls(server.s2s_server_config(false)) {
-                    log::warn!("s2s in {peer:?}: cannot start TLS: {e}");
-                    break;
+            Step::Continue => Action::Continue,
+            Step::Restart => Action::Restart,
+            Step::StartTls => Action::StartTls,
+            Step::Close => Action::Close,
+            Step::Verify(domain, key) => {
+                let Some(s2s) = server.s2s.as_ref() else { return Action::Close };
+                let request = VerifyRequest {
+                    stream_id: self.stream.stream_id().to_string(),
+                    key,
+                    waiter: Rc::downgrade(&self.waiter),
+                };
+                if let Err(e) = s2s.request_verify(&domain, request) {
+                    log::warn!("s2s in: cannot verify {domain}: {e:?}");
+                    let verdict = match e {
+                        SendError::QueueFull | SendError::TooManyLinks => Verdict::Overloaded,
+                    };
+                    self.stream.dialback_answer(&domain, verdict, out);
                 }
-                stream.set_secure();
+                Action::Continue
             }
-            Step::Close => {
-                drop(framer);
-                transport.close(config.write_timeout).await;
-                return;
-            }
-            _ => {}
         }
     }
 }
 
-/// Inputs that are not XML (deadline, shutdown) need no peer certificate.
-fn handle_other(server: &Server, stream: &mut S2sInStream, input: Input<'_>, out: &mut Vec<u8>) -> Step {
-    let Some(s2s) = server.s2s.as_ref() else { return Step::Close };
-    let serves = |d: &str| server.serves(d);
-    let env =
-        Env { s2s, dialback: server.config.s2s_dialback, peer_chain: None, serves: &serves, router: server.router() };
-    stream.handle(input, &env, out)
+impl Conn for Inbound {
+    type Outcome = ();
+
+    fn label(&self) -> &'static str {
+        "s2s in"
+    }
+
+    fn take_queued(&mut self, _: &Server, _: &mut Clock, out: &mut Vec<u8>) -> Action {
+        for (domain, verdict) in self.waiter.take() {
+            self.stream.dialback_answer(&domain, verdict, out);
+        }
+        Action::Continue
+    }
+
+    fn listen_queue(&self) -> Queue {
+        match self.waiter.listen_if_idle() {
+            Some(listener) => Queue::Listen(listener),
+            None => Queue::Ready,
+        }
+    }
+
+    fn input(&mut self, server: &Server, transport: &Transport, input: Input<'_>, out: &mut Vec<u8>) -> Action {
+        let Some(s2s) = server.s2s.as_ref() else { return Action::Close };
+        let serves = |d: &str| server.serves(d);
+        let env = Env {
+            s2s,
+            dialback: server.config.s2s_dialback,
+            peer_chain: transport.peer_certificates(),
+            serves: &serves,
+            router: server.router(),
+        };
+        let step = self.stream.handle(input, &env, out);
+        self.action(server, step, out)
+    }
+
+    fn deadline(&self, server: &Server, clock: &Clock) -> (Instant, Due) {
+        let config = &server.config;
+        if self.stream.authenticated() {
+            (clock.last_activity + config.s2s_idle_timeout, Due::Timeout("no data received within s2s_idle_timeout"))
+        } else {
+            (clock.started + config.c2s_auth_timeout, Due::Timeout("not authenticated within c2s_auth_timeout"))
+        }
+    }
+
+    fn due(&mut self, _: &Server, _: Due, _: &mut Clock, _: &mut Vec<u8>) -> Action {
+        Action::Continue
+    }
+
+    fn authenticated(&self) -> Option<Kind> {
+        self.stream.authenticated().then_some(Kind::S2sIn)
+    }
+
+    fn read_rate(&self, server: &Server) -> Option<u32> {
+        server.config.s2s_read_rate
+    }
+
+    fn start_tls(&mut self, server: &Server, transport: &mut Transport, _: &mut Vec<u8>) -> std::io::Result<()> {
+        transport.start_tls(server.s2s_server_config(false))?;
+        self.stream.set_secure();
+        Ok(())
+    }
+
+    fn finish(self, _: &Server, _: Exit) {}
 }

@@ -4,17 +4,15 @@
 //! until the link is idle for `s2s_idle_timeout`. Whatever could not be sent is
 //! bounced to its local sender when the task ends.
 
-use super::transport::{ReadOutcome, Transport};
-use super::Idle;
+use super::driver::{drive, Action, Clock, Conn, Due, Exit, Queue};
+use super::transport::Transport;
 use crate::s2s::resolve::{candidates, Candidate};
 use crate::s2s::{deliver_bounces, OutLink};
 use crate::server::Server;
 use crate::session_pool::{Kind, SessionLease};
 use crate::stanza::Condition;
 use crate::stream::s2s_out::{Env, Input, S2sOutStream, Step};
-use crate::xml::Framer;
 use async_io::{Async, Timer};
-use event_listener::EventListener;
 use rustls::pki_types::ServerName;
 use std::net::TcpStream;
 use std::rc::Rc;
@@ -112,23 +110,30 @@ async fn connect(server: &Server, link: &OutLink, deadline: Instant) -> Result<(
     Err(Ended::Failed(last_error))
 }
 
-enum Wake {
-    Readable,
-    Queue,
-    Deadline,
-    Shutdown,
+/// An outbound link once connected: the [`S2sOutStream`] core, the link's queue of
+/// stanzas and dialback verifications, the peer's certificate check.
+struct Outbound<'l> {
+    link: &'l OutLink,
+    stream: S2sOutStream,
+    candidate: Candidate,
+    name: ServerName<'static>,
+    /// Connected and authenticated by then, or the link times out.
+    auth_deadline: Instant,
+    timed_out: bool,
 }
 
 async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
     let config = &server.config;
-    let Some(s2s) = server.s2s.as_ref() else { return Ended::Failed("federation is off".into()) };
+    if server.s2s.is_none() {
+        return Ended::Failed("federation is off".into());
+    }
     let started = Instant::now();
     let auth_deadline = started + config.s2s_connect_timeout;
     let (socket, candidate) = match connect(server, link, auth_deadline).await {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let Ok(_lease): Result<SessionLease, _> = server.pool.acquire(candidate.addr, Kind::S2sOut) else {
+    let Ok(lease): Result<SessionLease, _> = server.pool.acquire(candidate.addr, Kind::S2sOut) else {
         return Ended::NoSlot;
     };
     let name = server_name(link.remote.as_str(), candidate.addr);
@@ -139,19 +144,41 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
         }
     }
     log::debug!("s2s link to {}: connected to {}", link.remote, candidate.addr);
-    let env = Env { secret: &s2s.secret, dialback: config.s2s_dialback };
-    let mut framer = Framer::new(config.xml);
-    let mut out = Vec::new();
-    let mut stream = S2sOutStream::new((*server.domain).clone(), link.remote.clone(), candidate.direct_tls, &mut out);
-    let mut last_activity = Instant::now();
-    let mut shutdown = server.shutdown.listen();
-    let mut queue: Option<EventListener> = None;
-    let mut peer_checked = false;
-    loop {
-        let mut step = Step::Continue;
+    // The stream's header is its first output, written before anything is read.
+    let mut header = Vec::new();
+    let stream = S2sOutStream::new((*server.domain).clone(), link.remote.clone(), candidate.direct_tls, &mut header);
+    if let Err(e) = transport.write_all(&header, config.write_timeout).await {
+        return Ended::Failed(format!("write failed: {e}"));
+    }
+    let outbound = Outbound { link, stream, candidate, name, auth_deadline, timed_out: false };
+    drive(server, transport, outbound, &lease).await
+}
+
+impl Outbound<'_> {
+    fn action(step: Step) -> Action {
+        match step {
+            Step::Continue => Action::Continue,
+            Step::Restart => Action::Restart,
+            Step::StartTls => Action::StartTls,
+            Step::Close => Action::Close,
+        }
+    }
+}
+
+impl Conn for Outbound<'_> {
+    type Outcome = Ended;
+    /// Our own link: the peer's features come before it is authenticated.
+    const PREAUTH_LIMIT: bool = false;
+
+    fn label(&self) -> &'static str {
+        "s2s out"
+    }
+
+    fn take_queued(&mut self, _: &Server, clock: &mut Clock, out: &mut Vec<u8>) -> Action {
+        let (link, stream) = (self.link, &mut self.stream);
         if stream.can_verify() {
             for request in link.take_verifies() {
-                stream.send_verify(request, &mut out);
+                stream.send_verify(request, out);
             }
         }
         if stream.established() {
@@ -161,140 +188,102 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
                     Some(crate::stream::s2s_out::AuthMethod::SaslExternal) => "SASL EXTERNAL",
                     _ => "dialback",
                 };
-                log::info!("s2s link to {} established ({how}, via {})", link.remote, candidate.addr);
+                log::info!("s2s link to {} established ({how}, via {})", link.remote, self.candidate.addr);
             }
             if link.has_queued() {
-                link.drain_into(&mut out);
-                last_activity = Instant::now();
+                link.drain_into(out);
+                clock.last_activity = Instant::now();
             }
         }
-        let wake = if server.is_shutting_down() {
-            Some(Wake::Shutdown)
-        } else if transport.has_buffered_input() {
-            Some(Wake::Readable)
-        } else if !out.is_empty() {
-            None
+        Action::Continue
+    }
+
+    fn listen_queue(&self) -> Queue {
+        match self.link.listen_if_idle(self.stream.established(), self.stream.can_verify()) {
+            Some(listener) => Queue::Listen(listener),
+            None => Queue::Ready,
+        }
+    }
+
+    fn input(&mut self, server: &Server, _: &Transport, input: Input<'_>, out: &mut Vec<u8>) -> Action {
+        let Some(s2s) = server.s2s.as_ref() else { return Action::Close };
+        let env = Env { secret: &s2s.secret, dialback: server.config.s2s_dialback };
+        Self::action(self.stream.handle(input, &env, out))
+    }
+
+    fn deadline(&self, server: &Server, clock: &Clock) -> (Instant, Due) {
+        if self.stream.established() {
+            (clock.last_activity + server.config.s2s_idle_timeout, Due::Idle)
         } else {
-            // An idle connection holds no buffer of ours: neither input nor output.
-            framer.trim();
-            out = Vec::new();
-            if queue.is_none() {
-                match link.listen_if_idle(stream.established(), stream.can_verify()) {
-                    Some(l) => queue = Some(l),
-                    None => continue,
-                }
-            }
-            let deadline = if stream.established() { last_activity + config.s2s_idle_timeout } else { auth_deadline };
-            Some(match super::wait_idle(&transport, &mut queue, deadline, &mut shutdown, None).await {
-                Idle::Readable => Wake::Readable,
-                Idle::Queue => Wake::Queue,
-                Idle::Shutdown | Idle::Evicted => Wake::Shutdown,
-                Idle::Deadline => Wake::Deadline,
-            })
-        };
-        match wake {
-            None => {}
-            Some(Wake::Queue) => queue = None,
-            Some(Wake::Readable) => {
-                match transport.read_into(&mut framer) {
-                    Ok(ReadOutcome::Eof) => {
-                        stream.abandon_verifies();
-                        return if stream.established() {
-                            Ended::Cleanly
-                        } else {
-                            Ended::Failed(
-                                stream.failure.take().unwrap_or_else(|| "the peer closed the connection".into()),
-                            )
-                        };
-                    }
-                    Ok(ReadOutcome::WouldBlock) => {}
-                    Ok(ReadOutcome::Data) => last_activity = Instant::now(),
-                    Err(e) => {
-                        let _ = transport.write_all(&[], config.write_timeout).await;
-                        stream.abandon_verifies();
-                        return Ended::Failed(format!("read failed: {e}"));
-                    }
-                }
-                // S2: once TLS is up, a peer that must be authenticated by its
-                // certificate and is not gets nothing more from us.
-                if !peer_checked && transport.tls_ready() {
-                    peer_checked = true;
-                    let remote = link.remote.as_str();
-                    if s2s.trust.must_authenticate(remote)
-                        && !transport.peer_certificates().is_some_and(|chain| s2s.trust.authenticates(chain, remote))
-                    {
-                        stream.abandon_verifies();
-                        drop(framer);
-                        transport.abandon(&[]);
-                        return Ended::Failed(format!(
-                            "the certificate of {} at {} does not authenticate it (pinned, or s2s_secure_auth)",
-                            remote, candidate.addr
-                        ));
-                    }
-                }
-                loop {
-                    step = match framer.next_event() {
-                        Ok(Some(event)) => stream.handle(Input::Xml(event), &env, &mut out),
-                        Ok(None) => break,
-                        Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
-                    };
-                    match step {
-                        Step::Continue => {}
-                        Step::Restart => framer.restart(),
-                        Step::StartTls | Step::Close => break,
-                    }
-                }
-            }
-            Some(Wake::Deadline) if stream.established() => {
-                // Idle: the link closes; the next stanza opens a new one. It leaves
-                // the table first, so nothing more is queued on it.
-                if link.has_queued() || link.has_verifies() {
-                    last_activity = Instant::now();
-                    continue;
-                }
-                log::info!("s2s link to {} closed after s2s_idle_timeout", link.remote);
-                s2s.remove_idle(link);
-                out.extend_from_slice(b"</stream:stream>");
-                step = Step::Close;
-            }
-            Some(Wake::Deadline) => {
-                stream.abandon_verifies();
-                let _ = transport.write_all(b"</stream:stream>", config.write_timeout).await;
-                return Ended::TimedOut;
-            }
-            Some(Wake::Shutdown) => {
-                step = stream.handle(Input::Shutdown, &env, &mut out);
-            }
+            (self.auth_deadline, Due::Idle)
         }
-        if let Err(e) = transport.write_all(&out, config.write_timeout).await {
-            stream.abandon_verifies();
-            return Ended::Failed(format!("write failed: {e}"));
+    }
+
+    fn due(&mut self, server: &Server, _: Due, clock: &mut Clock, out: &mut Vec<u8>) -> Action {
+        if !self.stream.established() {
+            self.timed_out = true;
+            out.extend_from_slice(b"</stream:stream>");
+            return Action::Close;
         }
-        out.clear();
-        match step {
-            Step::StartTls => {
-                framer.discard_buffered();
-                framer.restart();
-                if let Err(e) = transport.start_client_tls(server.s2s_client_config(false), name.clone()) {
-                    return Ended::Failed(format!("TLS: {e}"));
+        // Idle: the link closes; the next stanza opens a new one. It leaves the
+        // table first, so nothing more is queued on it.
+        if self.link.has_queued() || self.link.has_verifies() {
+            clock.last_activity = Instant::now();
+            return Action::Continue;
+        }
+        log::info!("s2s link to {} closed after s2s_idle_timeout", self.link.remote);
+        if let Some(s2s) = server.s2s.as_ref() {
+            s2s.remove_idle(self.link);
+        }
+        out.extend_from_slice(b"</stream:stream>");
+        Action::Close
+    }
+
+    fn authenticated(&self) -> Option<Kind> {
+        self.stream.established().then_some(Kind::S2sOut)
+    }
+
+    fn start_tls(&mut self, server: &Server, transport: &mut Transport, out: &mut Vec<u8>) -> std::io::Result<()> {
+        transport.start_client_tls(server.s2s_client_config(false), self.name.clone())?;
+        self.stream.restart(out);
+        Ok(())
+    }
+
+    /// S2: once TLS is up, a peer that must be authenticated by its certificate
+    /// and is not gets nothing more from us.
+    fn tls_ready(&mut self, server: &Server, transport: &Transport) -> Result<(), String> {
+        let Some(s2s) = server.s2s.as_ref() else { return Ok(()) };
+        let remote = self.link.remote.as_str();
+        if s2s.trust.must_authenticate(remote)
+            && !transport.peer_certificates().is_some_and(|chain| s2s.trust.authenticates(chain, remote))
+        {
+            return Err(format!(
+                "the certificate of {remote} at {} does not authenticate it (pinned, or s2s_secure_auth)",
+                self.candidate.addr
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, _: &Server, exit: Exit) -> Ended {
+        self.stream.abandon_verifies();
+        let established = self.stream.established() || self.link.is_ready();
+        let failure = self.stream.failure.take();
+        match exit {
+            Exit::Closed if self.timed_out => Ended::TimedOut,
+            Exit::Closed | Exit::PeerClosed => match failure {
+                Some(why) if !established => Ended::Failed(why),
+                None if !established => Ended::Failed("the peer closed the connection".into()),
+                Some(why) => {
+                    log::info!("s2s link to {} closed: {why}", self.link.remote);
+                    Ended::Cleanly
                 }
-                stream.restart(&mut out);
-            }
-            Step::Close => {
-                let established = stream.established() || link.is_ready();
-                let failure = stream.failure.take();
-                drop(framer);
-                transport.close(config.write_timeout).await;
-                return match failure {
-                    Some(why) if !established => Ended::Failed(why),
-                    Some(why) => {
-                        log::info!("s2s link to {} closed: {why}", link.remote);
-                        Ended::Cleanly
-                    }
-                    None => Ended::Cleanly,
-                };
-            }
-            _ => {}
+                None => Ended::Cleanly,
+            },
+            Exit::ReadFailed(e) => Ended::Failed(format!("read failed: {e}")),
+            Exit::WriteFailed(e) => Ended::Failed(format!("write failed: {e}")),
+            Exit::Tls(e) => Ended::Failed(format!("TLS: {e}")),
+            Exit::Evicted => Ended::NoSlot,
         }
     }
 }

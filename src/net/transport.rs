@@ -17,8 +17,8 @@ use std::time::Duration;
 /// What a read produced.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// Bytes went into the framer.
-    Data,
+    /// This many bytes went into the framer (0: TLS records only).
+    Data(usize),
     /// Nothing to read now.
     WouldBlock,
     /// The peer closed the connection (or sent TLS close_notify).
@@ -93,7 +93,7 @@ impl Transport {
         let Some(tls) = self.tls.as_mut() else {
             return match framer.fill_with(|buf| (&*socket).read(buf)) {
                 Ok(0) => Ok(ReadOutcome::Eof),
-                Ok(_) => Ok(ReadOutcome::Data),
+                Ok(n) => Ok(ReadOutcome::Data(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(ReadOutcome::WouldBlock),
                 Err(e) => Err(e),
@@ -113,18 +113,18 @@ impl Transport {
             }
             if self.plaintext_left == 0 {
                 // Handshake records only; the caller flushes our answer.
-                return Ok(ReadOutcome::Data);
+                return Ok(ReadOutcome::Data(0));
             }
         }
         match framer.fill_with(|buf| tls.reader().read(buf)) {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
                 self.plaintext_left = self.plaintext_left.saturating_sub(n);
-                Ok(ReadOutcome::Data)
+                Ok(ReadOutcome::Data(n))
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.plaintext_left = 0;
-                Ok(ReadOutcome::Data)
+                Ok(ReadOutcome::Data(0))
             }
             Err(e) => Err(e),
         }

@@ -452,11 +452,13 @@ impl Client {
         }
     }
 
-    /// True if nothing arrives within `wait` (and the connection stays open).
-    pub fn quiet_for(&mut self, wait: Duration) -> bool {
-        let before = self.received.len();
-        let n = self.read_some(wait);
-        n == usize::MAX && self.received.len() == before
+    /// A ping through this connection and its answer; returns everything that came
+    /// before the answer. The server handles one connection's input in order and
+    /// routes synchronously, so whatever an earlier stanza caused for this client
+    /// is in what this returns: negative checks look there, not at a silence.
+    pub fn sync(&mut self, id: &str) -> String {
+        self.send(&format!("<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>"));
+        self.read_until(&format!("id='{id}' type='result'"), WAIT)
     }
 
     fn read_some(&mut self, timeout: Duration) -> usize {
