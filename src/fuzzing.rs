@@ -134,3 +134,112 @@ fn run(input: &[u8], chunk: usize, limits: Limits) -> Outcome {
         framer.trim();
     }
 }
+
+/// Entry point for the `c2s` target: the bytes a client sends after TLS, through
+/// the framer, the client stream state machine (SASL, bind) and the router, into an
+/// in-memory store with two accounts (`juliet`/`balcony`, `romeo`/`montague`,
+/// romeo bound as `romeo@localhost/phone`). No sockets, no disk. Asserts that no
+/// input panics and that once the stream is closed it stays closed.
+pub fn c2s_stream(data: &[u8]) {
+    use crate::auth_limiter::AuthLimiter;
+    use crate::components::ComponentRegistry;
+    use crate::config::ResourceConflict;
+    use crate::sessions::Registry;
+    use crate::store::{Account, Store};
+    use crate::stream::c2s::{C2sStream, Env, Input, Policy, Step};
+    use std::rc::Rc;
+
+    let Ok(store) = Store::in_memory() else { return };
+    for (user, password) in [("juliet", "balcony"), ("romeo", "montague")] {
+        let Ok(jid) = format!("{user}@localhost").parse() else { return };
+        // Few PBKDF2 iterations: a fuzz run should try many inputs a second.
+        let scram = crate::sasl::scram::ScramRecord::derive(password, b"fuzz-salt".to_vec(), 16);
+        if store.put_account(&jid, &Account { scram, disabled: false }).is_err() {
+            return;
+        }
+    }
+    store.set_max_roster_items(8);
+    let registry = Registry::new(4, ResourceConflict::Takeover, 16 * 1024);
+    let Ok(romeo) = "romeo@localhost/phone".parse() else { return };
+    let Ok(romeo) = registry.bind(romeo) else { return };
+    romeo.priority.set(Some(0));
+    let components = ComponentRegistry::new(ResourceConflict::Refuse, 16 * 1024);
+    let limiter = AuthLimiter::new(1000);
+    let Ok(domain) = crate::jid::Domain::parse("localhost") else { return };
+    let policy = Policy {
+        domain: Rc::new(domain),
+        require_encryption: true,
+        sasl_plain: true,
+        max_auth_attempts: 3,
+        im: crate::handlers::ImLimits {
+            max_roster_items: 8,
+            offline: crate::store::offline::OfflineQuota {
+                per_account: 4,
+                total: 8,
+                bytes_per_account: 8192,
+                bytes_total: 16384,
+            },
+            offline_batch_bytes: 2048,
+            max_private_items: 4,
+        },
+        caps_ver: Rc::from("fuzz"),
+    };
+    let bindings = Default::default();
+    let env = Env {
+        store: &store,
+        registry: &registry,
+        limiter: &limiter,
+        secret: b"fuzz-secret",
+        bindings: &bindings,
+        peer: std::net::Ipv4Addr::LOCALHOST.into(),
+        components: &components,
+        configured_components: &[],
+        s2s: None,
+    };
+    let limits = Limits { max_stanza_size: 8192, max_depth: 16, max_attributes: 16, max_namespaces: 16 };
+    let mut framer = Framer::new(limits);
+    let mut stream = C2sStream::new(policy, true);
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut closed = false;
+    while !rest.is_empty() && !closed {
+        let n = framer.feed(&rest[..rest.len().min(512)]);
+        rest = &rest[n..];
+        loop {
+            let step = match framer.next_event() {
+                Ok(Some(event)) => stream.handle(Input::Xml(event), &env, &mut out),
+                Ok(None) => break,
+                Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
+            };
+            let step = match step {
+                Step::Verify(check) => stream.plain_verified(check.run(), &env, &mut out),
+                other => other,
+            };
+            match step {
+                Step::Continue | Step::Verify(_) => {}
+                Step::Restart => framer.restart(),
+                Step::StartTls => {
+                    framer.discard_buffered();
+                    framer.restart();
+                    stream.set_secure();
+                }
+                Step::Close => {
+                    closed = true;
+                    break;
+                }
+            }
+            // Romeo's queue is read as a client would, and cannot grow past its limit.
+            let mut routed = Vec::new();
+            let _ = romeo.take_close_or_drain(&mut routed);
+            out.clear();
+        }
+        if n == 0 && !closed {
+            break;
+        }
+    }
+    if closed {
+        // A closed stream stays closed: more input changes nothing.
+        let step = stream.handle(Input::Shutdown, &env, &mut out);
+        assert!(matches!(step, Step::Close), "input after the close reopened the stream");
+    }
+}

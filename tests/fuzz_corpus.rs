@@ -37,7 +37,7 @@ fn run_all(dir: &str, entry: fn(&[u8])) {
 
 #[test]
 fn each_corpus_holds_at_least_ten_inputs() {
-    for dir in ["corpus/framer", "corpus/jid", "corpus/dns"] {
+    for dir in ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s"] {
         let n = inputs(dir).len();
         assert!(n >= MIN_INPUTS, "fuzz/{dir} holds {n} inputs");
     }
@@ -56,4 +56,9 @@ fn jid_corpus_parses_idempotently() {
 #[test]
 fn dns_corpus_parses_without_panics_and_round_trips() {
     run_all("corpus/dns", wrenhub::fuzzing::dns_srv);
+}
+
+#[test]
+fn c2s_corpus_runs_the_stream_state_machine_and_router_without_panics() {
+    run_all("corpus/c2s", wrenhub::fuzzing::c2s_stream);
 }

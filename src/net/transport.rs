@@ -89,6 +89,11 @@ impl Transport {
 
     /// Reads what is available into the framer, without blocking.
     pub fn read_into(&mut self, framer: &mut Framer) -> io::Result<ReadOutcome> {
+        if framer.room() == 0 {
+            // Complete elements wait in the framer (the answers to one read were
+            // capped): a read into no room would look like the end of the stream.
+            return Ok(ReadOutcome::WouldBlock);
+        }
         let socket = self.socket.get_ref();
         let Some(tls) = self.tls.as_mut() else {
             return match framer.fill_with(|buf| (&*socket).read(buf)) {

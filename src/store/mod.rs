@@ -156,6 +156,17 @@ impl Store {
             }
             e => db_err(e),
         })?;
+        Store::init(db)
+    }
+
+    /// A store that lives in memory only: for the protocol cores' tests and fuzz
+    /// targets, which need no disk.
+    pub fn in_memory() -> Result<Store, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db_err)?;
+        Store::init(db)
+    }
+
+    fn init(db: Database) -> Result<Store, StoreError> {
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(ACCOUNTS).map_err(db_err)?;
         txn.open_table(META).map_err(db_err)?;

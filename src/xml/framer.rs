@@ -197,6 +197,13 @@ impl Framer {
         result
     }
 
+    /// Bytes the next [`Framer::fill_with`] may take (0: the buffer is at its limit
+    /// until the caller takes events out).
+    pub fn room(&self) -> usize {
+        let held = self.buf.len() - self.consumed.max(self.delivered.unwrap_or(0)).min(self.buf.len());
+        (self.stanza_limit() + READ_CHUNK).saturating_sub(held).min(READ_CHUNK)
+    }
+
     /// Appends as much of `data` as fits; returns how many bytes were taken.
     pub fn feed(&mut self, data: &[u8]) -> usize {
         self.fill_with(|room| {
