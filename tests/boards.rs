@@ -41,6 +41,95 @@ fn fill_pool(board: &str, sessions: usize) {
     assert_stream_error(&got, "resource-constraint");
 }
 
+/// VmHWM (peak RSS) of the server in KiB.
+fn peak_rss_kib(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// T3, the worst case before authentication: the profile's whole unauthenticated
+/// share, each connection holding the largest partial stanza of empty elements its
+/// limits allow, stays within the board's memory; and a real login still works.
+fn unauthenticated_share_full_of_partial_stanzas(board: &str) {
+    let budget_kib = board_value(board, "memory_budget_mib") * 1024;
+    let server = Server::start_with(&format!("board = '{board}'\n"));
+    server.add_user("real", "pw");
+    let profile: toml::Table = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards").join(board).join("wrenhub.toml"),
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    let share = profile["max_unauthenticated"].as_integer().unwrap() as usize;
+    let limit = profile.get("max_preauth_stanza_size").and_then(|v| v.as_integer()).unwrap_or(8192) as usize;
+    // As many `<a/>` as the parsed-table budget (the limit, ~40 bytes a node) allows.
+    let partial = format!("<message>{}", "<a/>".repeat(limit / 48));
+    let mut held: Vec<Client> = (0..share).map(|_| server.connect()).collect();
+    for c in &mut held {
+        c.send(HEADER);
+        c.send(&partial);
+    }
+    // Each stanza completed: the server read every partial one (the answer is
+    // not-authorized, a stanza before authentication).
+    for c in &mut held {
+        c.send("</message>");
+        assert_stream_error(&c.read_to_close(WAIT), "not-authorized");
+    }
+    let peak = peak_rss_kib(&server);
+    eprintln!("{board}: {share} unauthenticated connections × {limit} B partial stanzas, peak RSS {peak} KiB");
+    assert!(peak < budget_kib, "{board}: peak RSS {peak} KiB over the budget of {budget_kib} KiB");
+    let mut real = server.login("real", "pw", "r");
+    real.sync("alive");
+}
+
+#[test]
+fn openwrt_router_unauthenticated_share_full_of_partial_stanzas_stays_within_budget() {
+    unauthenticated_share_full_of_partial_stanzas("openwrt-router");
+}
+
+#[test]
+fn raspberry_pi_zero_unauthenticated_share_full_of_partial_stanzas_stays_within_budget() {
+    unauthenticated_share_full_of_partial_stanzas("raspberry-pi-zero");
+}
+
+/// T3: one login with the fullest offline backlog the profile keeps stays within
+/// the budget (the backlog comes in batches of half the session's queue).
+#[test]
+fn openwrt_router_login_with_a_full_offline_backlog_stays_within_budget() {
+    let budget_kib = board_value("openwrt-router", "memory_budget_mib") * 1024;
+    let server = Server::start_with("board = 'openwrt-router'\n");
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "r");
+    let body = "x".repeat(2500);
+    let mut stored = 0;
+    for i in 0..200 {
+        romeo.send(&format!("<message to='juliet@localhost' id='o{i}'><body>{body}</body></message>"));
+        if romeo.sync(&format!("s{i}")).contains("<service-unavailable ") {
+            break;
+        }
+        stored += 1;
+    }
+    assert!(stored >= 40, "the profile keeps 128 KiB per account: {stored} messages of 2.5 KB");
+    let mut juliet = server.login("juliet", "pw", "r");
+    juliet.send("<presence/>");
+    let mut received = 0;
+    while received < stored {
+        let got = juliet.read_until("<ping xmlns='urn:xmpp:ping'/></iq>", WAIT);
+        received += got.matches("<body>").count();
+        let start = got.rfind("<iq ").unwrap();
+        let id = between(&got[start..], "id='", "'").to_string();
+        juliet.send(&format!("<iq type='result' id='{id}' to='localhost'/>"));
+    }
+    assert_eq!(received, stored);
+    let peak = peak_rss_kib(&server);
+    assert!(peak < budget_kib, "peak RSS {peak} KiB over the budget of {budget_kib} KiB");
+}
+
 #[test]
 fn openwrt_router_full_pool_stays_within_its_memory_budget() {
     fill_pool("openwrt-router", 128);
