@@ -40,6 +40,9 @@ enum Origin<'l> {
     Component(&'l Rc<Link>),
     /// A remote server (the authenticated domain of the inbound stream).
     Remote(&'l Domain),
+    /// A stanza that was queued for a session that ended before writing it: routed
+    /// again as if it had just arrived (REVIEW D1).
+    Redelivery,
 }
 
 /// Where a stanza is addressed.
@@ -361,6 +364,15 @@ impl Router<'_> {
         self.route_inbound(Origin::Remote(origin), stanza, &mut unused);
     }
 
+    /// A stanza queued for a session that closed before writing it: delivered to
+    /// another resource, else kept offline, else bounced to its sender, as RFC 6121
+    /// §8.5.3.2 says for a resource that is gone (REVIEW D1). Never dropped, but
+    /// for what RFC 6121 drops anyway (presence, errors, headlines).
+    pub fn redeliver(&self, stanza: &Element<'_>) {
+        let mut unused = Vec::new();
+        self.route_inbound(Origin::Redelivery, stanza, &mut unused);
+    }
+
     /// Sends a stanza error back to where an inbound stanza came from.
     fn bounce_inbound(&self, origin: &Origin<'_>, stanza: &Element<'_>, mut e: StanzaError, out: &mut Vec<u8>) {
         let from = stanza.attr("from").map(|f| f.into_owned()).unwrap_or_default();
@@ -376,6 +388,25 @@ impl Router<'_> {
                     if let Some(s2s) = self.s2s {
                         let _ = s2s.send(domain, bytes, None);
                     }
+                }
+            }
+            Origin::Redelivery => {
+                e.by = Some(self.domain.as_str().to_string());
+                let mut bytes = Vec::with_capacity(300);
+                if !e.write_reply(stanza, &from, to.as_deref(), &mut bytes) {
+                    return;
+                }
+                let Ok(sender) = from.parse::<Jid>() else { return };
+                if sender.domain() == self.domain.as_str() {
+                    if let Jid::Full(full) = &sender {
+                        if let Some(s) = self.registry.get(full) {
+                            let _ = s.push(bytes);
+                        }
+                    }
+                } else if let Some(link) = self.components.serving(sender.domain()) {
+                    let _ = link.push(bytes);
+                } else if let (Some(s2s), Ok(domain)) = (self.s2s, sender.domain().parse::<Domain>()) {
+                    let _ = s2s.send(&domain, bytes, None);
                 }
             }
         }
@@ -483,7 +514,8 @@ impl Router<'_> {
                     if refused.get() {
                         self.bounce_inbound(&origin, stanza, not_reading(), out);
                     }
-                    if carbons::eligible(stanza) {
+                    // A redelivered message had its carbons when it first arrived.
+                    if carbons::eligible(stanza) && !matches!(origin, Origin::Redelivery) {
                         let targets: Vec<&Rc<Session>> = targets.to_vec();
                         carbons::copy_inbound(&sessions, &targets, stanza, &from);
                     }

@@ -102,6 +102,12 @@ impl Outbox {
         }
     }
 
+    /// Takes every queued item (a session that ends re-routes them, D1).
+    pub fn take_all(&self) -> Vec<Box<[u8]>> {
+        self.queued_bytes.set(0);
+        std::mem::take(&mut *self.queue.borrow_mut()).into()
+    }
+
     pub fn has_queued(&self) -> bool {
         !self.queue.borrow().is_empty()
     }

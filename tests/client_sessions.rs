@@ -646,3 +646,43 @@ fn a_session_that_closes_its_stream_leaves_the_registry() {
     assert_stream_error(&romeo.read_to_close(WAIT), "unsupported-stanza-type");
     let _back = server.login("romeo", "montague", "phone");
 }
+
+#[test]
+fn stanzas_queued_for_a_session_that_is_taken_over_go_to_the_new_session() {
+    // D1: a closing session's queue was dropped with it.
+    let server = Server::start_with("c2s_queue_size = 65536\nwrite_timeout = 2");
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut old = server.login("romeo", "pw", "phone");
+    old.send("<presence/>");
+    old.sync("o1");
+    let mut juliet = server.login("juliet", "pw", "home");
+    // The old session stops reading: its socket fills, then its queue.
+    let body = "y".repeat(10_000);
+    let mut last_accepted = None;
+    for i in 0..2000 {
+        juliet
+            .send(&format!("<message to='romeo@localhost/phone' id='m{i}' type='chat'><body>{body}</body></message>"));
+        if i % 50 == 49 {
+            let got = juliet.sync(&format!("s{i}"));
+            if got.contains("<resource-constraint ") {
+                break;
+            }
+        }
+        last_accepted = Some(i);
+    }
+    let bounced: Vec<usize> = juliet
+        .received()
+        .split("<message ")
+        .filter(|m| m.contains("type='error'"))
+        .filter_map(|m| m.find("id='m").and_then(|i| m[i + 5..].split('\'').next()?.parse().ok()))
+        .collect();
+    let last = (0..=last_accepted.expect("some accepted")).rev().find(|i| !bounced.contains(i)).expect("one accepted");
+    // A new connection takes the resource over; the old one is closed once its
+    // write makes no progress, and what was still queued comes to the new one.
+    let mut new = server.login("romeo", "pw", "phone");
+    new.send("<presence/>");
+    let got = new.read_until(&format!("id='m{last}'"), Duration::from_secs(20));
+    assert!(got.contains("<body>yyyy"), "{}", &got[..got.len().min(300)]);
+    drop(old);
+}

@@ -155,10 +155,49 @@ fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
         crate::handlers::presence::session_ended(&server.services(), session);
     }
     server.registry.unbind(session);
+    redeliver_queued(server, session);
     let account = session.jid.to_bare();
     if server.registry.sessions(&account).is_empty() {
         crate::handlers::last::record_logout(&server.services(), &account);
     }
+}
+
+/// D1: what was routed to the session and not written (a takeover, a disabled
+/// account, a dropped connection) is routed again: to another resource, else
+/// offline storage, else back to its sender. The items are wrenhub's own
+/// re-emitted stanzas, framed again under a client stream header.
+fn redeliver_queued(server: &Server, session: &crate::sessions::Session) {
+    let items = session.take_all();
+    if items.is_empty() {
+        return;
+    }
+    let header = format!("<stream:stream xmlns='{}' xmlns:stream='{}'>", crate::ns::NS_CLIENT, crate::ns::NS_STREAMS);
+    let limits = crate::xml::Limits { max_stanza_size: 1 << 24, ..server.config.xml };
+    let router = server.router();
+    let mut redelivered = 0;
+    for item in items {
+        let mut framer = crate::xml::Framer::new(limits);
+        framer.feed(header.as_bytes());
+        let mut rest: &[u8] = &item;
+        while !rest.is_empty() {
+            let n = framer.feed(rest);
+            if n == 0 {
+                break;
+            }
+            rest = &rest[n..];
+        }
+        loop {
+            match framer.next_event() {
+                Ok(Some(crate::xml::Event::Element(e))) => {
+                    router.redeliver(&e);
+                    redelivered += 1;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+    log::debug!("{}: {redelivered} queued stanza(s) routed again", session.jid);
 }
 
 fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {
