@@ -179,3 +179,33 @@ fn entity_caps_in_stream_features_match_disco_info() {
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes());
     assert_eq!(ver, base64::engine::general_purpose::STANDARD.encode(digest.as_ref()));
 }
+
+#[test]
+fn unblocking_a_contact_shares_presence_again_both_ways() {
+    // XEP-0191 §3.3: blocking hid presence; unblocking never brought it back.
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut j = server.login("juliet", "pw", "a");
+    let mut r = server.login("romeo", "pw", "b");
+    for (who, kind) in [("j", "subscribe"), ("r", "subscribed"), ("r", "subscribe"), ("j", "subscribed")] {
+        let (c, to) = if who == "j" { (&mut j, "romeo") } else { (&mut r, "juliet") };
+        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
+        c.sync("s");
+    }
+    j.send("<presence><show>chat</show></presence>");
+    j.sync("j0");
+    r.send("<presence><show>away</show></presence>");
+    r.sync("r0");
+    j.sync("j1");
+    j.send("<iq type='set' id='bl'><block xmlns='urn:xmpp:blocking'><item jid='romeo@localhost'/></block></iq>");
+    j.read_until("id='bl' type='result'", WAIT);
+    let got = r.sync("r1");
+    assert!(got.contains("from='juliet@localhost/a' to='romeo@localhost/b' type='unavailable'"), "{got}");
+    j.send("<iq type='set' id='ub'><unblock xmlns='urn:xmpp:blocking'/></iq>");
+    let mine = j.read_until("id='ub' type='result'", WAIT);
+    let got = r.sync("r2");
+    assert!(got.contains("from='juliet@localhost/a'") && got.contains("<show>chat</show>"), "romeo sees juliet: {got}");
+    let mine = mine + &j.sync("j2");
+    assert!(mine.contains("from='romeo@localhost/b'") && mine.contains("<show>away</show>"), "juliet sees romeo: {mine}");
+}

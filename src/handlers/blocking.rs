@@ -91,6 +91,12 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> Iq
                 "block" => (&items, &[], false),
                 _ => (&[], &items, items.is_empty()),
             };
+            // Unblocking everything unblocks what the list held.
+            let unblocked = match (name, all) {
+                ("unblock", true) => services.store.blocklist(&owner).unwrap_or_default(),
+                ("unblock", false) => items.clone(),
+                _ => Vec::new(),
+            };
             match services.store.update_blocklist(&owner, add, remove, all, services.limits.max_roster_items) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -115,38 +121,11 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> Iq
                     let _ = s.push(iq);
                 }
             }
-            if name == "block" {
-                hide_from(services, &owner, &items, req, out);
-            }
+            let blocked: &[String] = if name == "block" { &items } else { &[] };
+            super::presence::blocklist_changed(services, req.sender, blocked, &unblocked, out);
             IqReply::Result(None)
         }
         _ => IqReply::Error(StanzaError::new(Condition::BadRequest)),
-    }
-}
-
-/// §3.3: a blocked contact sees the account's resources go unavailable.
-fn hide_from(services: &Services<'_>, owner: &BareJid, blocked: &[String], req: &IqRequest<'_>, out: &mut Vec<u8>) {
-    let mine: Vec<_> = services.registry.sessions(owner).into_iter().filter(|s| s.available()).collect();
-    for jid in blocked.iter().filter_map(|b| b.parse::<Jid>().ok()) {
-        if jid.domain() != services.domain.as_str() || jid.local().is_none() {
-            continue;
-        }
-        for peer in services.registry.sessions(&jid.to_bare()).iter().filter(|p| p.available()) {
-            for s in &mine {
-                let mut p = Vec::new();
-                XmlWriter::new(&mut p)
-                    .start("presence")
-                    .attr("from", s.jid.as_str())
-                    .attr("to", peer.jid.as_str())
-                    .attr("type", "unavailable")
-                    .close_empty();
-                if Rc::ptr_eq(peer, req.sender) {
-                    out.extend_from_slice(&p);
-                } else {
-                    let _ = peer.push(p);
-                }
-            }
-        }
     }
 }
 

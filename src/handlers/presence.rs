@@ -302,6 +302,64 @@ fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Optio
     })
 }
 
+/// XEP-0191 §3.3: presence follows the blocklist. A blocked JID (local or remote,
+/// full or bare) sees the user's available resources go unavailable; an unblocked
+/// contact the user's presence is shared with gets it again, and the user gets the
+/// contact's (from its last presence here, or a probe for a remote contact).
+pub fn blocklist_changed(
+    services: &Services<'_>,
+    sender: &Rc<Session>,
+    blocked: &[String],
+    unblocked: &[String],
+    out: &mut Vec<u8>,
+) {
+    let owner = sender.jid.to_bare();
+    let mine: Vec<Rc<Session>> = services.registry.sessions(&owner).into_iter().filter(|s| s.available()).collect();
+    let local = |jid: &Jid| jid.domain() == services.domain.as_str();
+    for jid in blocked.iter().filter_map(|b| b.parse::<Jid>().ok()).filter(|j| j.local().is_some()) {
+        for s in &mine {
+            if local(&jid) {
+                for peer in services.registry.sessions(&jid.to_bare()).iter().filter(|p| p.available()) {
+                    if matches!(&jid, Jid::Full(f) if *f != peer.jid) {
+                        continue;
+                    }
+                    send(peer, sender, simple(s.jid.as_str(), peer.jid.as_str(), Some("unavailable")), out);
+                }
+            } else {
+                send_remote(services, jid.domain(), &simple(s.jid.as_str(), jid.as_str(), Some("unavailable")));
+            }
+        }
+    }
+    for jid in unblocked.iter().filter_map(|b| b.parse::<Jid>().ok()).filter(|j| j.local().is_some()) {
+        let contact = jid.to_bare();
+        let Some(item) = item_of(services, &owner, &contact) else { continue };
+        if item.subscription.has_from() {
+            for s in &mine {
+                let Some(last) = s.last_presence.borrow().clone() else { continue };
+                if local(&jid) {
+                    for peer in services.registry.sessions(&contact).iter().filter(|p| p.available()) {
+                        send(peer, sender, with_to(&last, peer.jid.as_str()), out);
+                    }
+                } else {
+                    send_remote(services, jid.domain(), &with_to(&last, contact.as_str()));
+                }
+            }
+        }
+        if item.subscription.has_to() {
+            if local(&jid) {
+                for peer in services.registry.sessions(&contact).iter().filter(|p| p.available()) {
+                    let Some(last) = peer.last_presence.borrow().clone() else { continue };
+                    for m in &mine {
+                        send(m, sender, with_to(&last, m.jid.as_str()), out);
+                    }
+                }
+            } else {
+                send_remote(services, jid.domain(), &simple(owner.as_str(), contact.as_str(), Some("probe")));
+            }
+        }
+    }
+}
+
 /// R3: an account was deleted (its rows are gone, the other local rosters updated
 /// in the same transaction): local contacts get the roster push of their changed
 /// item, remote ones `unsubscribe` and `unsubscribed` from it.
