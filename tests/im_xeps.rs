@@ -207,5 +207,8 @@ fn unblocking_a_contact_shares_presence_again_both_ways() {
     let got = r.sync("r2");
     assert!(got.contains("from='juliet@localhost/a'") && got.contains("<show>chat</show>"), "romeo sees juliet: {got}");
     let mine = mine + &j.sync("j2");
-    assert!(mine.contains("from='romeo@localhost/b'") && mine.contains("<show>away</show>"), "juliet sees romeo: {mine}");
+    assert!(
+        mine.contains("from='romeo@localhost/b'") && mine.contains("<show>away</show>"),
+        "juliet sees romeo: {mine}"
+    );
 }

@@ -111,11 +111,21 @@ fn roster(services: &Services<'_>, owner: &BareJid) -> Vec<RosterItem> {
 /// The roster without contacts the user blocks or who block the user (XEP-0191):
 /// they neither get its presence nor are probed.
 fn unblocked(services: &Services<'_>, sender: &Session, items: Vec<RosterItem>) -> Vec<RosterItem> {
-    let mine = services.store.blocklist(&sender.jid.to_bare()).unwrap_or_default();
+    // One read transaction for the user's list and every local contact's (S10);
+    // a remote contact's list is on its own server.
+    let mut owners = vec![sender.jid.to_bare()];
+    owners.extend(items.iter().filter(|i| i.jid.domain() == services.domain.as_str()).map(|i| i.jid.clone()));
+    let mut lists = services.store.blocklists(&owners).unwrap_or_default().into_iter();
+    let mine = lists.next().unwrap_or_default();
+    let theirs: std::collections::HashMap<BareJid, Vec<String>> =
+        owners.into_iter().skip(1).zip(lists).filter(|(_, l)| !l.is_empty()).collect();
     let me = Jid::Full(sender.jid.clone());
     items
         .into_iter()
-        .filter(|i| !blocking::matches(&mine, &Jid::Bare(i.jid.clone())) && !blocking::blocked(services, &i.jid, &me))
+        .filter(|i| {
+            !blocking::matches(&mine, &Jid::Bare(i.jid.clone()))
+                && !theirs.get(&i.jid).is_some_and(|list| blocking::matches(list, &me))
+        })
         .collect()
 }
 

@@ -25,8 +25,18 @@ impl Store {
 
     /// The blocked JIDs of an account, sorted.
     pub fn blocklist(&self, owner: &BareJid) -> Result<Vec<String>, StoreError> {
+        Ok(self.blocklists(std::slice::from_ref(owner))?.pop().unwrap_or_default())
+    }
+
+    /// The blocklists of several accounts, read in one transaction (a presence
+    /// update checks every contact's: REVIEW S10).
+    pub fn blocklists(&self, owners: &[BareJid]) -> Result<Vec<Vec<String>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(BLOCKLIST).map_err(db_err)?;
+        owners.iter().map(|owner| Self::blocklist_in(&table, owner)).collect()
+    }
+
+    fn blocklist_in(table: &redb::ReadOnlyTable<(&str, &str), ()>, owner: &BareJid) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
         for row in table.range((owner.as_str(), "")..).map_err(db_err)? {
             let (k, _) = row.map_err(db_err)?;
