@@ -34,6 +34,15 @@ fn the_benchmark_runs_and_measures_every_figure_for_both_servers() {
     {
         assert_eq!(json.matches(&format!("\"{figure}\":")).count(), 5, "{figure}:\n{json}");
     }
+    // The hostile and offline figures (a memory delta may be 0 and then has no ratio).
+    for figure in ["kib_per_unauth_partial", "kib_per_unauth_header", "peak_kib_100_stanzas"].into_iter().chain([
+        "offline_per_s_1",
+        "offline_per_s_2",
+        "offline_ping_p99_ms_1",
+        "offline_ping_p99_ms_2",
+    ]) {
+        assert!(json.matches(&format!("\"{figure}\":")).count() >= 4, "{figure}:\n{json}");
+    }
     assert!(text.contains("| messages/s, 2 pairs |"), "the table is printed:\n{text}");
     println!("{text}");
 }

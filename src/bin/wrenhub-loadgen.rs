@@ -60,7 +60,28 @@ enum Command {
     Sessions(SessionsCmd),
     Logins(LoginsCmd),
     Messages(MessagesCmd),
+    Offline(OfflineCmd),
     WaitLogin(WaitLoginCmd),
+}
+
+#[derive(FromArgs)]
+/// K senders store messages for accounts that are offline, each waiting for the
+/// server's answer to a ping after every window (so what is counted is stored);
+/// meanwhile one more session pings the server and records the round trips
+#[argh(subcommand, name = "offline")]
+struct OfflineCmd {
+    /// sessions sending at once
+    #[argh(option)]
+    senders: usize,
+    /// messages per sender
+    #[argh(option)]
+    count: usize,
+    /// offline accounts the messages go to (the last TARGETS accounts)
+    #[argh(option, default = "40")]
+    targets: usize,
+    /// messages per window (one ping after each)
+    #[argh(option, default = "16")]
+    window: usize,
 }
 
 #[derive(FromArgs)]
@@ -423,6 +444,7 @@ fn main() -> std::process::ExitCode {
         tls: (!args.no_tls).then(tls_config),
         salted: RefCell::new(HashMap::new()),
     });
+    let users = args.users.max(1);
     let user = move |i: usize| format!("{}{}", args.prefix, i % args.users.max(1));
     let ex = smol::LocalExecutor::new();
     match args.command {
@@ -518,7 +540,121 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Command::Messages(cmd) => messages(&ex, &target, &user, cmd),
+        Command::Offline(cmd) => offline(&ex, &target, &user, users, cmd),
     }
+}
+
+/// Waits for the answer to the ping just sent; counts error messages before it.
+async fn await_pong(conn: &mut Conn, errors: &Cell<u64>) -> io::Result<()> {
+    loop {
+        let ev = conn.next().await?;
+        if ev.end {
+            return Err(other("stream closed"));
+        }
+        if ev.name == "iq" && ev.kind.as_deref() == Some("result") {
+            return Ok(());
+        }
+        if ev.name == "message" && ev.kind.as_deref() == Some("error") {
+            errors.set(errors.get() + 1);
+        }
+    }
+}
+
+fn offline(
+    ex: &smol::LocalExecutor<'static>,
+    target: &Rc<Target>,
+    user: &dyn Fn(usize) -> String,
+    users: usize,
+    cmd: OfflineCmd,
+) -> std::process::ExitCode {
+    const PING: &[u8] = b"<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>";
+    let targets: Vec<String> =
+        (0..cmd.targets.max(1)).map(|j| format!("{}@{}", user(users - 1 - j), target.domain)).collect();
+    let logged_in = futures_lite::future::block_on(ex.run(async {
+        let mut senders = Vec::new();
+        for i in 0..cmd.senders {
+            senders.push(login(target, &user(i), &format!("off{i}")).await?);
+        }
+        let prober = login(target, &user(cmd.senders), "probe").await?;
+        Ok::<_, io::Error>((senders, prober))
+    }));
+    let (senders, mut prober) = match logged_in {
+        Ok(c) => c,
+        Err(e) => {
+            print(format!("{{\"error\":{:?}}}", e.to_string()));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let errors = Rc::new(Cell::new(0u64));
+    let stored = Rc::new(Cell::new(0u64));
+    let running = Rc::new(Cell::new(cmd.senders));
+    let started = Instant::now();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut tx)| {
+            let (errors, stored, running, targets) =
+                (Rc::clone(&errors), Rc::clone(&stored), Rc::clone(&running), targets.clone());
+            let window = cmd.window.max(1);
+            let count = cmd.count;
+            ex.spawn(async move {
+                let mut sent = 0;
+                let mut batch = Vec::new();
+                while sent < count {
+                    batch.clear();
+                    let n = window.min(count - sent);
+                    for k in 0..n {
+                        let to = &targets[(i + sent + k) % targets.len()];
+                        batch.extend_from_slice(
+                            format!("<message to='{to}' type='chat'><body>offline {i} {}</body></message>", sent + k)
+                                .as_bytes(),
+                        );
+                    }
+                    batch.extend_from_slice(PING);
+                    if tx.send(&batch).await.is_err() || await_pong(&mut tx, &errors).await.is_err() {
+                        break;
+                    }
+                    sent += n;
+                    stored.set(stored.get() + n as u64);
+                }
+                running.set(running.get() - 1);
+            })
+        })
+        .collect();
+    let rtts: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::new()));
+    let probe = {
+        let (rtts, running, errors) = (Rc::clone(&rtts), Rc::clone(&running), Rc::clone(&errors));
+        ex.spawn(async move {
+            while running.get() > 0 {
+                let t = Instant::now();
+                if prober.send(PING).await.is_err() || await_pong(&mut prober, &errors).await.is_err() {
+                    break;
+                }
+                rtts.borrow_mut().push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                async_io::Timer::after(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    futures_lite::future::block_on(ex.run(async {
+        for t in tasks {
+            t.await;
+        }
+        probe.await;
+    }));
+    let seconds = started.elapsed().as_secs_f64();
+    let mut r = rtts.borrow_mut();
+    r.sort_unstable();
+    let p99 = if r.is_empty() { 0.0 } else { r[((r.len() as f64 - 1.0) * 0.99).round() as usize] as f64 / 1000.0 };
+    print(format!(
+        "{{\"senders\":{},\"stored\":{},\"errors\":{},\"seconds\":{seconds:.3},\"per_second\":{:.1},\
+         \"ping_p99_ms\":{p99:.3},\"pings\":{}}}",
+        cmd.senders,
+        stored.get(),
+        errors.get(),
+        stored.get() as f64 / seconds,
+        r.len()
+    ));
+    std::process::ExitCode::SUCCESS
 }
 
 /// Shared state of one sender/receiver pair.
