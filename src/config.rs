@@ -37,6 +37,8 @@ pub struct Config {
     pub c2s_listen_is_default: bool,
     /// Capacity of the session pool: connections served at once.
     pub max_sessions: usize,
+    /// Bytes of connection buffers (input and parsed tables) in all.
+    pub max_buffer_memory: usize,
     /// Of those, unauthenticated connections (the oldest gives way to a new one).
     pub max_unauthenticated: usize,
     /// Unauthenticated connections from one address (IPv6: one /64).
@@ -221,6 +223,7 @@ const KEYS: &[Key] = &[
     Key { name: "log_level", kind: Kind::Str("info") },
     Key { name: "c2s_listen", kind: Kind::Addrs(&["127.0.0.1:5222", "[::1]:5222"]) },
     Key { name: "max_sessions", kind: Kind::Int { min: 1, max: 1_000_000, default: 1024 } },
+    Key { name: "max_buffer_memory", kind: Kind::Int { min: 65536, max: 1 << 40, default: 64 << 20 } },
     Key { name: "max_unauthenticated", kind: Kind::Int { min: 1, max: 1_000_000, default: 256 } },
     Key { name: "max_unauthenticated_per_ip", kind: Kind::Int { min: 1, max: 1_000_000, default: 8 } },
     Key { name: "max_s2s_in", kind: Kind::Int { min: 1, max: 100_000, default: 64 } },
@@ -404,6 +407,7 @@ impl Config {
             c2s_listen,
             c2s_listen_is_default,
             max_sessions,
+            max_buffer_memory: v.int(take("max_buffer_memory"), "max_buffer_memory") as usize,
             max_unauthenticated,
             max_unauthenticated_per_ip,
             max_s2s_in,

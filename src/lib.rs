@@ -1,5 +1,6 @@
 pub mod auth_limiter;
 pub mod boards;
+pub mod budget;
 pub mod clock;
 pub mod components;
 pub mod config;

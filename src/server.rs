@@ -36,6 +36,8 @@ pub struct Server {
     /// Federation (`federation = true`).
     pub s2s: Option<crate::s2s::S2s>,
     pub limiter: AuthLimiter,
+    /// Connection buffers in all (`max_buffer_memory`).
+    pub buffers: crate::budget::MemoryBudget,
     /// Password checks (PBKDF2) running at once: one per core.
     pub password_checks: crate::auth_limiter::CheckPermits,
     /// The secret behind fake SCRAM salts for unknown users.
@@ -258,6 +260,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         s2s,
         limiter: AuthLimiter::new(config.auth_failures_per_ip),
+        buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         ),

@@ -177,3 +177,43 @@ fn a_fast_sender_is_slowed_to_its_read_rate_and_loses_nothing() {
     let got = bob.read_until("id='f199'", WAIT);
     assert_eq!(got.matches("<message ").count(), 200, "every message arrived");
 }
+
+#[test]
+fn past_the_buffer_budget_new_connections_get_resource_constraint_until_memory_is_free() {
+    // S1: nothing bounded the sum of all connections' buffers.
+    let server = Server::start_with("max_buffer_memory = 262144\nmax_preauth_stanza_size = 65536");
+    let partial = format!("<message><body>{}", "x".repeat(40_000));
+    let mut held: Vec<Client> = (0..8).map(|_| server.connect()).collect();
+    for c in &mut held {
+        c.send(HEADER);
+        c.read_until("</stream:features>", WAIT);
+        c.send(&partial);
+    }
+    let probe = || {
+        let mut c = server.connect();
+        c.send(HEADER);
+        c.read_until_any(&["</stream:error>", "</stream:features>"])
+    };
+    // Once the server holds them all, a newcomer is refused (poll until it is).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = probe();
+        if got.contains("<resource-constraint ") {
+            assert!(got.contains("max_buffer_memory"), "{got}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(held);
+    // Their memory is given back: connections are served again.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got = probe();
+        if got.contains("</stream:features>") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still refused: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

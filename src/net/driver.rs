@@ -5,7 +5,8 @@
 //!
 //! - the wait: input, the connection's queue, the earliest deadline, shutdown,
 //!   eviction from the pool; an idle connection holds no buffer of ours;
-//! - bounds: the pre-authentication stanza limit until the core authenticates,
+//! - bounds: the process-wide buffer budget (S1: past it an unauthenticated peer
+//!   that sends more is let go), the pre-authentication stanza limit until the core authenticates,
 //!   then promotion in the pool (its kind's share); answers to one read held to
 //!   `c2s_queue_size` before the rest of the input is handled (S8); a token-bucket
 //!   read rate (S5: reading pauses, nothing is dropped);
@@ -175,6 +176,7 @@ pub async fn drive<C: Conn>(
     let mut tls_noticed = false;
     let mut shutdown = server.shutdown.listen();
     let mut queue: Option<EventListener> = None;
+    let mut charge = server.buffers.charge();
     let exit = 'conn: loop {
         let mut action = conn.take_queued(server, &mut clock, &mut out);
         let wake = if matches!(action, Action::Close) {
@@ -189,6 +191,7 @@ pub async fn drive<C: Conn>(
             // An idle connection holds no buffer of ours: neither input nor output.
             framer.trim();
             out = Vec::new();
+            charge.set(framer.memory());
             if queue.is_none() {
                 match conn.listen_queue() {
                     Queue::Ready => continue 'conn,
@@ -219,6 +222,16 @@ pub async fn drive<C: Conn>(
             Some(Wake::Resume) => {
                 paused_until = None;
                 backlogged = true;
+            }
+            Some(Wake::Readable) if !promoted && server.buffers.exceeded() => {
+                // S1: past the buffer budget, an unauthenticated peer that sends
+                // more is let go (its buffers are what fills the budget); the
+                // authenticated go on, each within its own limits.
+                let error = crate::stream::StreamError::with_text(
+                    crate::stream::StreamCondition::ResourceConstraint,
+                    "the server's buffer memory is in use (max_buffer_memory)",
+                );
+                action = conn.input(server, &transport, Input::Kill(error), &mut out);
             }
             Some(Wake::Readable) => {
                 match transport.read_into(&mut framer) {
@@ -270,6 +283,7 @@ pub async fn drive<C: Conn>(
                         Action::StartTls | Action::Close => break,
                         Action::Continue | Action::CheckPassword(_) => {}
                     }
+                    charge.set(framer.memory() + out.capacity());
                     // S8: answers to one read wait at most `c2s_queue_size` bytes;
                     // the rest of the input is handled after they are written.
                     if out.len() >= config.c2s_queue_size {

@@ -43,6 +43,11 @@ pub async fn accept_clients(
         if let Err(e) = stream.get_ref().set_nodelay(true) {
             log::debug!("{peer}: TCP_NODELAY failed: {e}");
         }
+        if server.buffers.exceeded() {
+            // S1: the buffers of the connections there are take the memory share.
+            refuse(&server, &ex, stream, peer, kind, "the server's buffer memory is in use (max_buffer_memory)");
+            continue;
+        }
         match server.pool.try_acquire(peer) {
             Some(lease) => {
                 log::debug!("{peer}: connected (slot {})", lease.index());
@@ -77,7 +82,7 @@ pub async fn accept_clients(
                     }
                 }
             }
-            None => refuse(&server, &ex, stream, peer, kind),
+            None => refuse(&server, &ex, stream, peer, kind, "the server is serving its maximum number of sessions"),
         }
     }
 }
@@ -90,6 +95,7 @@ fn refuse(
     stream: Async<TcpStream>,
     peer: std::net::SocketAddr,
     kind: ListenerKind,
+    why: &'static str,
 ) {
     // A Direct TLS peer expects a handshake first: an answer would cost a TLS
     // session, which is exactly what the pool has no room for.
@@ -99,16 +105,13 @@ fn refuse(
             ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls | ListenerKind::ServerDirectTls
         )
     {
-        log::warn!("{peer}: session pool full (max_sessions = {}), closed", server.pool.capacity());
+        log::warn!("{peer}: refused ({why}), closed");
         return;
     }
-    log::warn!("{peer}: session pool full (max_sessions = {}), refused", server.pool.capacity());
+    log::warn!("{peer}: refused ({why})");
     server.refusing.set(server.refusing.get() + 1);
     let mut out = Vec::with_capacity(400);
-    let error = StreamError::with_text(
-        StreamCondition::ResourceConstraint,
-        "the server is serving its maximum number of sessions",
-    );
+    let error = StreamError::with_text(StreamCondition::ResourceConstraint, why);
     if kind == ListenerKind::Component {
         crate::stream::component::ComponentStream::default().fail(error, &mut out);
     } else if kind == ListenerKind::Server {
