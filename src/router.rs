@@ -17,7 +17,7 @@ use crate::ns::NS_SERVER;
 use crate::s2s::{Bounce, S2s};
 use crate::sessions::{QueueFull, Registry, Session};
 use crate::stanza::{Condition, Kind, StanzaError};
-use crate::store::offline::OfflineRefused;
+use crate::store::writer::Refusal;
 use crate::store::Store;
 use crate::xml::writer::{write_element, Override};
 use crate::xml::Element;
@@ -295,7 +295,7 @@ impl Router<'_> {
                     // §8.5.2.2.1: a headline for nobody is dropped silently, and so is
                     // what offline storage does not keep (chat states, receipts: R8).
                     if stanza_type != Some("headline") && handlers::offline::eligible(stanza) {
-                        self.store_offline(stanza, sender, bare, to, out);
+                        self.store_offline(stanza, sender, bare, to);
                     }
                     return;
                 }
@@ -310,29 +310,19 @@ impl Router<'_> {
     }
 
     /// XEP-0160: keeps a chat/normal message for an account with no available
-    /// resource, durably before anything else happens on this stream; when the
-    /// quota is reached the sender gets `service-unavailable`, never silence.
-    fn store_offline(
-        &self,
-        stanza: &Element<'_>,
-        sender: &Rc<Session>,
-        owner: &BareJid,
-        to: Option<&str>,
-        out: &mut Vec<u8>,
-    ) {
+    /// resource, durably before anything else happens on this stream (the stream
+    /// waits for the store writer's batch); when the quota is reached the sender
+    /// gets `service-unavailable`, never silence.
+    fn store_offline(&self, stanza: &Element<'_>, sender: &Rc<Session>, owner: &BareJid, to: Option<&str>) {
         let mut bytes = Vec::with_capacity(256);
         write_element(&mut bytes, stanza, NS_CLIENT, None, &[Override::Set("from", sender.jid.as_str())]);
-        let stored = self.store.store_offline(owner, crate::clock::now_unix(), &bytes, self.limits.offline);
-        let text = match stored {
-            Ok(()) => return,
-            Err(OfflineRefused::AccountQuota) => "the recipient is offline and its offline storage is full",
-            Err(OfflineRefused::GlobalQuota) => "the recipient is offline and the server's offline storage is full",
-            Err(OfflineRefused::Store(e)) => {
-                log::error!("offline storage: {e}");
-                "the recipient is offline and the message could not be stored"
-            }
-        };
-        self.error(stanza, sender, to, StanzaError::with_text(Condition::ServiceUnavailable, text), out);
+        // The store writer commits it with others (S9); this stream reads on only
+        // once it is durable, and writes this answer should the quota refuse it.
+        let text = "the recipient is offline and its offline storage is full";
+        let mut refusal = Vec::new();
+        self.error(stanza, sender, to, StanzaError::with_text(Condition::ServiceUnavailable, text), &mut refusal);
+        let now = crate::clock::now_unix();
+        self.store.queue_offline(owner, now, bytes, self.limits.offline, Refusal::Out(refusal), true);
     }
 
     /// Is a domain (or a parent of it) configured for a component?
@@ -371,6 +361,31 @@ impl Router<'_> {
     pub fn redeliver(&self, stanza: &Element<'_>) {
         let mut unused = Vec::new();
         self.route_inbound(Origin::Redelivery, stanza, &mut unused);
+    }
+
+    /// The answer to an inbound message the offline quota refuses, addressed the
+    /// way [`Router::bounce_inbound`] would send it.
+    fn inbound_refusal(&self, origin: &Origin<'_>, stanza: &Element<'_>) -> Refusal {
+        let from = stanza.attr("from").map(|f| f.into_owned()).unwrap_or_default();
+        let to = stanza.attr("to").map(|t| t.into_owned());
+        let mut e = StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline");
+        e.by = Some(self.domain.as_str().to_string());
+        let mut bytes = Vec::with_capacity(300);
+        if !e.write_reply(stanza, &from, to.as_deref(), &mut bytes) {
+            return Refusal::Out(Vec::new());
+        }
+        match origin {
+            Origin::Component(_) => Refusal::Out(bytes),
+            Origin::Remote(domain) => Refusal::Remote((*domain).clone(), bytes),
+            Origin::Redelivery => match from.parse::<Jid>() {
+                Ok(Jid::Full(full)) if full.domain() == self.domain.as_str() => Refusal::Local(full, bytes),
+                Ok(sender) => match sender.domain().parse::<Domain>() {
+                    Ok(domain) => Refusal::Remote(domain, bytes),
+                    Err(_) => Refusal::Out(Vec::new()),
+                },
+                Err(_) => Refusal::Out(Vec::new()),
+            },
+        }
     }
 
     /// Sends a stanza error back to where an inbound stanza came from.
@@ -533,11 +548,10 @@ impl Router<'_> {
                 }
                 let mut bytes = Vec::with_capacity(256);
                 write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
-                let stored = self.store.store_offline(&bare, crate::clock::now_unix(), &bytes, self.limits.offline);
-                if stored.is_err() {
-                    let e = StanzaError::with_text(Condition::ServiceUnavailable, "the recipient is offline");
-                    self.bounce_inbound(&origin, stanza, e, out);
-                }
+                let refusal = self.inbound_refusal(&origin, stanza);
+                let wait = !matches!(origin, Origin::Redelivery);
+                let now = crate::clock::now_unix();
+                self.store.queue_offline(&bare, now, bytes, self.limits.offline, refusal, wait);
             }
         }
     }

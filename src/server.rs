@@ -123,6 +123,41 @@ impl Server {
     }
 }
 
+/// The store writer (S9): commits the offline messages queued since its last
+/// batch in one transaction on a blocking thread, then tells refused senders.
+async fn run_store_writer(server: Rc<Server>) {
+    loop {
+        if let Some(listener) = server.store.listen_offline_queue() {
+            listener.await;
+        }
+        let store = Arc::clone(&server.store);
+        let done = blocking::unblock(move || store.commit_offline_queue()).await;
+        log::debug!("store writer: {} offline message(s) committed, {} refused", done.stored, done.refused.len());
+        for refusal in done.refused {
+            deliver_refusal(&server, refusal);
+        }
+    }
+}
+
+/// An offline message the quota refused: its sender hears of it.
+fn deliver_refusal(server: &Server, refusal: crate::store::writer::Refusal) {
+    use crate::store::writer::Refusal;
+    match refusal {
+        // Written by the stream that waited for it.
+        Refusal::Out(_) => {}
+        Refusal::Local(jid, bytes) => {
+            if let Some(s) = server.registry.get(&jid) {
+                let _ = s.push(bytes);
+            }
+        }
+        Refusal::Remote(domain, bytes) => {
+            if let Some(s2s) = server.s2s.as_ref() {
+                let _ = s2s.send(&domain, bytes, None);
+            }
+        }
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug)]
 pub enum ServeError {
@@ -291,6 +326,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         .map(|(kind, l)| ex.spawn(crate::net::listener::accept_clients(Rc::clone(&server), Rc::clone(&ex), l, kind)))
         .collect();
     let spawner = server.s2s.is_some().then(|| ex.spawn(spawn_links(Rc::clone(&server), Rc::clone(&ex))));
+    let writer = ex.spawn(run_store_writer(Rc::clone(&server)));
     futures_lite::future::block_on(ex.run(async {
         let signal = loop {
             match signals.next().await {
@@ -337,6 +373,12 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             }
         }
     }));
+    drop(writer);
+    // Whatever was queued last is committed before the process ends.
+    let done = server.store.commit_offline_queue();
+    if done.stored > 0 {
+        log::info!("{} queued offline message(s) committed at exit", done.stored);
+    }
     log::info!("stopped");
     Ok(())
 }

@@ -177,3 +177,43 @@ fn stored_messages_survive_kill_9() {
     juliet.send("<presence/>");
     assert!(juliet.read_until("</message>", WAIT).contains("<body>before the crash</body>"));
 }
+
+#[test]
+fn messages_stored_by_many_senders_at_once_are_all_durable_when_each_sender_is_answered() {
+    // S9: the store writer commits the messages of many streams in one batch; a
+    // stream reads on (and answers its ping) only once its messages are on disk.
+    let mut server = Server::start();
+    for i in 0..10 {
+        server.add_user(&format!("s{i}"), "pw");
+    }
+    for r in 0..4 {
+        server.add_user(&format!("r{r}"), "pw");
+    }
+    let threads: Vec<_> = (0..10)
+        .map(|i| {
+            let mut c = server.login(&format!("s{i}"), "pw", "x");
+            std::thread::spawn(move || {
+                for n in 0..20 {
+                    c.send(&format!("<message to='r{}@localhost' id='m{i}-{n}'><body>{i} {n}</body></message>", n % 4));
+                }
+                let answers = c.sync("stored");
+                assert!(!answers.contains("type='error'"), "{answers}");
+                c
+            })
+        })
+        .collect();
+    let _senders: Vec<Client> = threads.into_iter().map(|t| t.join().expect("sender")).collect();
+    server.signal("KILL");
+    server.wait_exit(WAIT).expect("killed");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, "");
+    let mut got = 0;
+    for r in 0..4 {
+        let mut c = restarted.login(&format!("r{r}"), "pw", "x");
+        c.send("<presence/>");
+        while got < (r + 1) * 50 {
+            got += take_batch(&mut c).matches("<message ").count();
+        }
+    }
+    assert_eq!(got, 200, "every acknowledged message survived the kill");
+}

@@ -265,6 +265,15 @@ pub async fn drive<C: Conn>(
                     if let Action::CheckPassword(check) = action {
                         action = check_password(server, &mut conn, check, lease, &mut out).await;
                     }
+                    // S9: what this stanza queued for the store writer is durable
+                    // before the stream's next stanza is read (other connections
+                    // run on meanwhile).
+                    for ticket in server.store.take_fresh_tickets() {
+                        ticket.wait().await;
+                        if let Some(bounce) = ticket.take_bounce() {
+                            out.extend_from_slice(&bounce);
+                        }
+                    }
                     if !promoted {
                         if let Some(kind) = conn.authenticated() {
                             promoted = true;

@@ -7,6 +7,7 @@ pub mod account_xml;
 pub mod blocklist;
 pub mod offline;
 pub mod roster;
+pub mod writer;
 
 use crate::jid::BareJid;
 use crate::sasl::scram::{ScramKeys, ScramRecord};
@@ -25,7 +26,7 @@ pub const FILE_NAME: &str = "wrenhub.redb";
 /// redb's page cache; small boards have little RAM.
 const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum StoreError {
     /// Another process (a running server) has the database open.
     InUse(PathBuf),
@@ -134,6 +135,8 @@ pub struct Store {
     advisory_since_sync: std::sync::atomic::AtomicU32,
     /// Rows one roster may hold, hidden ones included (`max_roster_items`).
     max_roster_items: std::sync::atomic::AtomicUsize,
+    /// Offline messages waiting for the writer's next batch.
+    pub(crate) writer: writer::OfflineQueue,
 }
 
 /// Every this many advisory writes, one is committed durably.
@@ -179,6 +182,7 @@ impl Store {
             db,
             advisory_since_sync: std::sync::atomic::AtomicU32::new(0),
             max_roster_items: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            writer: writer::OfflineQueue::default(),
         })
     }
 

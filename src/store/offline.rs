@@ -94,33 +94,44 @@ impl Store {
         stanza: &[u8],
         quota: OfflineQuota,
     ) -> Result<(), OfflineRefused> {
+        let txn = self.db.begin_write().map_err(|e| OfflineRefused::Store(db_err(e)))?;
+        Store::store_offline_in(&txn, owner, stamp, stanza, quota)?;
+        txn.commit().map_err(|e| OfflineRefused::Store(db_err(e)))
+    }
+
+    /// Stores a message within the quotas inside a write transaction (nothing is
+    /// written when it is refused).
+    pub(super) fn store_offline_in(
+        txn: &redb::WriteTransaction,
+        owner: &BareJid,
+        stamp: u64,
+        stanza: &[u8],
+        quota: OfflineQuota,
+    ) -> Result<(), OfflineRefused> {
         let err = |e: redb::Error| OfflineRefused::Store(db_err(e));
-        let txn = self.db.begin_write().map_err(|e| err(e.into()))?;
-        {
-            let mut usage = txn.open_table(OFFLINE_USAGE).map_err(|e| err(e.into()))?;
-            let size = 8 + stanza.len() as u64;
-            let used = |key: &str| -> Result<(u64, u64), OfflineRefused> {
-                Ok(usage.get(key).map_err(|e| err(e.into()))?.map(|v| v.value()).unwrap_or((0, 0)))
-            };
-            let (total, total_bytes) = used(TOTAL)?;
-            if total as usize >= quota.total || (total_bytes + size) as usize > quota.bytes_total {
-                return Err(OfflineRefused::GlobalQuota);
-            }
-            let (mine, mine_bytes) = used(owner.as_str())?;
-            if mine as usize >= quota.per_account || (mine_bytes + size) as usize > quota.bytes_per_account {
-                return Err(OfflineRefused::AccountQuota);
-            }
-            usage.insert(TOTAL, (total + 1, total_bytes + size)).map_err(|e| err(e.into()))?;
-            usage.insert(owner.as_str(), (mine + 1, mine_bytes + size)).map_err(|e| err(e.into()))?;
-            let mut seqs = txn.open_table(OFFLINE_SEQ).map_err(|e| err(e.into()))?;
-            let seq = seqs.get(owner.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value()).unwrap_or(0);
-            seqs.insert(owner.as_str(), seq + 1).map_err(|e| err(e.into()))?;
-            let mut value = stamp.to_be_bytes().to_vec();
-            value.extend_from_slice(stanza);
-            let mut table = txn.open_table(OFFLINE).map_err(|e| err(e.into()))?;
-            table.insert((owner.as_str(), seq), value.as_slice()).map_err(|e| err(e.into()))?;
+        let mut usage = txn.open_table(OFFLINE_USAGE).map_err(|e| err(e.into()))?;
+        let size = 8 + stanza.len() as u64;
+        let used = |key: &str| -> Result<(u64, u64), OfflineRefused> {
+            Ok(usage.get(key).map_err(|e| err(e.into()))?.map(|v| v.value()).unwrap_or((0, 0)))
+        };
+        let (total, total_bytes) = used(TOTAL)?;
+        if total as usize >= quota.total || (total_bytes + size) as usize > quota.bytes_total {
+            return Err(OfflineRefused::GlobalQuota);
         }
-        txn.commit().map_err(|e| err(e.into()))
+        let (mine, mine_bytes) = used(owner.as_str())?;
+        if mine as usize >= quota.per_account || (mine_bytes + size) as usize > quota.bytes_per_account {
+            return Err(OfflineRefused::AccountQuota);
+        }
+        usage.insert(TOTAL, (total + 1, total_bytes + size)).map_err(|e| err(e.into()))?;
+        usage.insert(owner.as_str(), (mine + 1, mine_bytes + size)).map_err(|e| err(e.into()))?;
+        let mut seqs = txn.open_table(OFFLINE_SEQ).map_err(|e| err(e.into()))?;
+        let seq = seqs.get(owner.as_str()).map_err(|e| err(e.into()))?.map(|v| v.value()).unwrap_or(0);
+        seqs.insert(owner.as_str(), seq + 1).map_err(|e| err(e.into()))?;
+        let mut value = stamp.to_be_bytes().to_vec();
+        value.extend_from_slice(stanza);
+        let mut table = txn.open_table(OFFLINE).map_err(|e| err(e.into()))?;
+        table.insert((owner.as_str(), seq), value.as_slice()).map_err(|e| err(e.into()))?;
+        Ok(())
     }
 
     /// The oldest stored messages after `after` (a sequence number; `None`: from
