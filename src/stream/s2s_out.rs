@@ -340,3 +340,55 @@ impl S2sOutStream {
         self.close(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The outbound core without sockets: CVE-2012-3525's class (dialback answers
+    //! nobody asked for) cannot authenticate a link (REVIEW T4).
+    use super::*;
+    use crate::xml::{Framer, Limits};
+
+    const HEADER: &str = "<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' \
+         xmlns:db='jabber:server:dialback' from='b.test' to='a.test' id='peer-stream' version='1.0'>";
+    const FEATURES: &str = "<stream:features><dialback xmlns='urn:xmpp:features:dialback'/></stream:features>";
+
+    /// Feeds the peer's bytes; returns the last step.
+    fn feed(stream: &mut S2sOutStream, framer: &mut Framer, bytes: &str, out: &mut Vec<u8>) -> Step {
+        let env = Env { secret: b"secret", dialback: true };
+        framer.feed(bytes.as_bytes());
+        let mut last = Step::Continue;
+        while let Ok(Some(event)) = framer.next_event() {
+            last = stream.handle(Input::Xml(event), &env, out);
+        }
+        last
+    }
+
+    fn secure_stream() -> (S2sOutStream, Framer, Vec<u8>) {
+        let mut out = Vec::new();
+        let stream =
+            S2sOutStream::new(Domain::parse("a.test").unwrap(), Domain::parse("b.test").unwrap(), true, &mut out);
+        (stream, Framer::new(Limits::default()), out)
+    }
+
+    #[test]
+    fn a_dialback_result_nobody_asked_for_does_not_authenticate_the_link() {
+        let (mut stream, mut framer, mut out) = secure_stream();
+        feed(&mut stream, &mut framer, HEADER, &mut out);
+        let step = feed(&mut stream, &mut framer, "<db:result from='b.test' to='a.test' type='valid'/>", &mut out);
+        assert!(matches!(step, Step::Close), "an unsolicited result ends the stream");
+        assert!(!stream.established());
+    }
+
+    #[test]
+    fn a_dialback_verify_for_an_id_we_never_sent_changes_nothing_and_only_our_result_counts() {
+        let (mut stream, mut framer, mut out) = secure_stream();
+        feed(&mut stream, &mut framer, HEADER, &mut out);
+        feed(&mut stream, &mut framer, FEATURES, &mut out);
+        assert!(String::from_utf8_lossy(&out).contains("<db:result from='a.test' to='b.test'>"), "we asked");
+        let forged = "<db:verify from='b.test' to='a.test' id='never-sent' type='valid'/>";
+        assert!(matches!(feed(&mut stream, &mut framer, forged, &mut out), Step::Continue));
+        assert!(!stream.established(), "a verify is not a result");
+        feed(&mut stream, &mut framer, "<db:result from='b.test' to='a.test' type='valid'/>", &mut out);
+        assert!(stream.established(), "the answer to our own result does");
+    }
+}
