@@ -207,7 +207,10 @@ pub async fn drive<C: Conn>(
                 }
             }
             let read = paused_until.is_none();
-            Some(match super::wait_idle(&transport, read, &mut queue, deadline, &mut shutdown, Some(lease)).await {
+            // Only an unauthenticated connection can be evicted: the others do
+            // not listen for it (a listener per wait is an allocation per wake).
+            let evictable = (!promoted).then_some(lease);
+            Some(match super::wait_idle(&transport, read, &mut queue, deadline, &mut shutdown, evictable).await {
                 Idle::Readable => Wake::Readable,
                 Idle::Queue => Wake::Queue,
                 Idle::Shutdown => Wake::Shutdown,
@@ -263,15 +266,19 @@ pub async fn drive<C: Conn>(
                         Err(e) => conn.input(server, &transport, Input::XmlError(e), &mut out),
                     };
                     if let Action::CheckPassword(check) = action {
-                        action = check_password(server, &mut conn, check, lease, &mut out).await;
+                        // Boxed, like every rare wait: an idle connection's task keeps
+                        // the size of its largest wait.
+                        action = Box::pin(check_password(server, &mut conn, check, lease, &mut out)).await;
                     }
                     // S9: what this stanza queued for the store writer is durable
                     // before the stream's next stanza is read (other connections
                     // run on meanwhile).
-                    for ticket in server.store.take_fresh_tickets() {
-                        ticket.wait().await;
-                        if let Some(bounce) = ticket.take_bounce() {
-                            out.extend_from_slice(&bounce);
+                    if server.store.has_fresh_tickets() {
+                        for ticket in server.store.take_fresh_tickets() {
+                            Box::pin(ticket.wait()).await;
+                            if let Some(bounce) = ticket.take_bounce() {
+                                out.extend_from_slice(&bounce);
+                            }
                         }
                     }
                     if !promoted {
@@ -292,7 +299,6 @@ pub async fn drive<C: Conn>(
                         Action::StartTls | Action::Close => break,
                         Action::Continue | Action::CheckPassword(_) => {}
                     }
-                    charge.set(framer.memory() + out.capacity());
                     // S8: answers to one read wait at most `c2s_queue_size` bytes;
                     // the rest of the input is handled after they are written.
                     if out.len() >= config.c2s_queue_size {
@@ -300,6 +306,7 @@ pub async fn drive<C: Conn>(
                         break;
                     }
                 }
+                charge.set(framer.memory() + out.capacity());
             }
             Some(Wake::Due(Due::Timeout(why))) => {
                 action = conn.input(server, &transport, Input::Timeout(why), &mut out)

@@ -83,6 +83,8 @@ pub struct OfflineQueue {
     wake: Event,
     /// Tickets of the stanza being handled, for its stream to wait on.
     fresh: Mutex<Vec<(Ticket, bool)>>,
+    /// `fresh` is not empty (checked after every stanza without the lock).
+    any_fresh: std::sync::atomic::AtomicBool,
 }
 
 /// A committed batch: each message's outcome, with what to tell whom.
@@ -111,14 +113,21 @@ impl Store {
         }
         if let Ok(mut fresh) = self.writer.fresh.lock() {
             fresh.push((Ticket(state), wait));
+            self.writer.any_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         self.writer.wake.notify(1);
+    }
+
+    /// Something was queued since the last [`Store::take_fresh_tickets`].
+    pub fn has_fresh_tickets(&self) -> bool {
+        self.writer.any_fresh.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tickets queued while the current stanza was handled that its stream
     /// must wait for.
     pub fn take_fresh_tickets(&self) -> Vec<Ticket> {
         let Ok(mut fresh) = self.writer.fresh.lock() else { return Vec::new() };
+        self.writer.any_fresh.store(false, std::sync::atomic::Ordering::Relaxed);
         std::mem::take(&mut *fresh).into_iter().filter(|(_, wait)| *wait).map(|(t, _)| t).collect()
     }
 
