@@ -686,3 +686,38 @@ fn stanzas_queued_for_a_session_that_is_taken_over_go_to_the_new_session() {
     assert!(got.contains("<body>yyyy"), "{}", &got[..got.len().min(300)]);
     drop(old);
 }
+
+#[test]
+fn scram_plus_with_tls_server_end_point_of_a_sha384_signed_certificate() {
+    // S14: the binding hashed every certificate with SHA-256; RFC 5929 §4.1 wants
+    // the hash of its signature (Let's Encrypt's ECDSA chain signs with SHA-384).
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "P-384 test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "localhost");
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (files.path().join("chain.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.pem() + &ca_cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let server =
+        Server::start_with(&format!("tls_cert = '{}'\ntls_key = '{}'\n", cert_path.display(), key_path.display()));
+    server.add_user("juliet", "balcony");
+    let mut c = server.connect();
+    let header = c.header();
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c.send(STARTTLS);
+    c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
+    c.upgrade_tls(ca_cert.pem().as_bytes(), &[]);
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    let cb = ring::digest::digest(&ring::digest::SHA384, cert.der()).as_ref().to_vec();
+    assert!(c.scram_cb(ScramKind::Sha256, "juliet", "balcony", Some(("tls-server-end-point", cb))), "{}", c.received());
+}
