@@ -56,10 +56,14 @@ impl Store {
             let mut table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
             let exists = table.get((owner.as_str(), key)).map_err(db_err)?.is_some();
             if !exists {
+                // Only documents of the same kind count (`private {ns}name` keys
+                // against max_private_items; not the vCard or the last logout).
+                let kind = key.split(' ').next().unwrap_or(key);
                 let count = table
                     .range((owner.as_str(), "")..)
                     .map_err(db_err)?
-                    .take_while(|r| r.as_ref().is_ok_and(|(k, _)| k.value().0 == owner.as_str()));
+                    .take_while(|r| r.as_ref().is_ok_and(|(k, _)| k.value().0 == owner.as_str()))
+                    .filter(|r| r.as_ref().is_ok_and(|(k, _)| k.value().1.split(' ').next() == Some(kind)));
                 if count.count() >= max_keys {
                     return Ok(false);
                 }
@@ -68,5 +72,22 @@ impl Store {
         }
         txn.commit().map_err(db_err)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_private_storage_limit_counts_private_documents_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let owner: BareJid = "juliet@localhost".parse().unwrap();
+        assert!(store.put_account_xml(&owner, "vcard", b"<vCard/>", usize::MAX).unwrap());
+        assert!(store.put_account_xml_advisory(&owner, "last-logout", b"1").unwrap());
+        assert!(store.put_account_xml(&owner, "private {a}x", b"<x/>", 1).unwrap(), "the vCard does not count");
+        assert!(!store.put_account_xml(&owner, "private {b}y", b"<y/>", 1).unwrap(), "a second private one does");
+        assert!(store.put_account_xml(&owner, "private {a}x", b"<x2/>", 1).unwrap(), "replacing is fine");
     }
 }
