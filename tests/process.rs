@@ -45,3 +45,22 @@ fn a_low_soft_open_file_limit_is_raised_to_the_hard_one() {
     assert!(serving.contains("max_sessions 1024"), "{serving}");
     assert!(!server.log().contains("open-file limit allows"), "{}", server.log());
 }
+
+#[test]
+fn more_connections_than_file_descriptors_do_not_lock_out_a_login() {
+    // S20 on the wire: 400 connections against 256 descriptors. The pool is cut to
+    // what fits, the unauthenticated ones give way, and a login still gets in.
+    let server = start_with_ulimit("-n 256");
+    server.add_user("alice", "pw");
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", server.port)) {
+            use std::io::Write;
+            let _ = s.write_all(HEADER.as_bytes());
+            flood.push(s);
+        }
+    }
+    let mut alice = server.login("alice", "pw", "r");
+    alice.sync("alive");
+    drop(flood);
+}

@@ -27,13 +27,19 @@ pub async fn accept_clients(
     listener: Async<TcpListener>,
     kind: ListenerKind,
 ) {
+    let mut last_warning: Option<std::time::Instant> = None;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                log::warn!("accept failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
+                // EMFILE and friends: back off instead of spinning (connections
+                // that gave way are closing meanwhile), and say so once a second.
+                let now = std::time::Instant::now();
+                if last_warning.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1)) {
+                    log::warn!("accept failed: {e}");
+                    last_warning = Some(now);
+                }
+                Timer::after(Duration::from_millis(20)).await;
                 continue;
             }
         };
