@@ -124,6 +124,16 @@ pub struct OutLink {
     limit: usize,
     verifies: RefCell<Vec<VerifyRequest>>,
     wake: Event,
+    /// Stanzas were queued on it: it counts against `max_s2s_links`. A link made
+    /// only to verify dialback keys counts against its own small budget (S11).
+    carries_stanzas: Cell<bool>,
+}
+
+/// Links made only to verify dialback keys others claimed: an unauthenticated
+/// peer names the domains, so they get their own budget and cannot crowd out the
+/// links that carry stanzas (REVIEW S11).
+pub fn max_verify_links(max_links: usize) -> usize {
+    (max_links / 4).max(4)
 }
 
 impl OutLink {
@@ -137,6 +147,7 @@ impl OutLink {
             limit,
             verifies: RefCell::new(Vec::new()),
             wake: Event::new(),
+            carries_stanzas: Cell::new(false),
         }
     }
 
@@ -234,16 +245,30 @@ impl S2s {
         }
     }
 
-    /// The link to a domain, created (and handed to the spawner) if there is none.
-    fn link(&self, remote: &Domain) -> Result<Rc<OutLink>, SendError> {
+    /// The link to a domain, created (and handed to the spawner) if there is none,
+    /// within the budget of its purpose: stanzas, or only dialback verification.
+    fn link(&self, remote: &Domain, for_stanzas: bool) -> Result<Rc<OutLink>, SendError> {
         let mut links = self.links.borrow_mut();
+        let carrying = links.iter().filter(|l| l.carries_stanzas.get()).count();
         if let Some(l) = links.iter().find(|l| l.remote == *remote && !l.closed.get()) {
+            if for_stanzas && !l.carries_stanzas.get() {
+                if carrying >= self.max_links {
+                    return Err(SendError::TooManyLinks);
+                }
+                l.carries_stanzas.set(true);
+            }
             return Ok(Rc::clone(l));
         }
-        if links.len() >= self.max_links {
+        let full = if for_stanzas {
+            carrying >= self.max_links
+        } else {
+            links.len() - carrying >= max_verify_links(self.max_links)
+        };
+        if full {
             return Err(SendError::TooManyLinks);
         }
         let link = Rc::new(OutLink::new(remote.clone(), self.queue_limit));
+        link.carries_stanzas.set(for_stanzas);
         links.push(Rc::clone(&link));
         self.spawn.borrow_mut().push(Rc::clone(&link));
         self.spawn_wake.notify(1);
@@ -252,12 +277,12 @@ impl S2s {
 
     /// Queues a stanza (already in `jabber:server`, `from` stamped) for a remote domain.
     pub fn send(&self, remote: &Domain, bytes: Vec<u8>, bounce: Option<Bounce>) -> Result<(), SendError> {
-        self.link(remote)?.push(bytes, bounce)
+        self.link(remote, true)?.push(bytes, bounce)
     }
 
     /// Asks the authoritative server of `remote` whether a dialback key is its own.
     pub fn request_verify(&self, remote: &Domain, request: VerifyRequest) -> Result<(), SendError> {
-        let link = self.link(remote)?;
+        let link = self.link(remote, false)?;
         let mut verifies = link.verifies.borrow_mut();
         if verifies.len() >= MAX_VERIFIES {
             return Err(SendError::QueueFull);
@@ -347,6 +372,21 @@ mod tests {
         let bounced = s2s.remove(&new[0]);
         assert_eq!(bounced.len(), 1);
         assert_eq!(s2s.link_count(), 0);
+    }
+
+    #[test]
+    fn links_made_to_verify_claims_have_their_own_budget() {
+        // S11: an unauthenticated peer claiming 32 domains filled max_s2s_links.
+        let s2s = S2s::new(8, 1000, Vec::new(), PeerTrust::none());
+        let verify = || VerifyRequest { stream_id: "s".into(), key: "k".into(), waiter: Weak::new() };
+        let allowed = (0..20).filter(|i| s2s.request_verify(&domain(&format!("x{i}.evil")), verify()).is_ok()).count();
+        assert_eq!(allowed, max_verify_links(8));
+        for i in 0..8 {
+            s2s.send(&domain(&format!("real{i}.example")), b"m".to_vec(), None).unwrap();
+        }
+        assert_eq!(s2s.send(&domain("one-more.example"), b"m".to_vec(), None), Err(SendError::TooManyLinks));
+        // A verify link that then carries a stanza moves to the stanza budget.
+        assert_eq!(s2s.send(&domain("x0.evil"), b"m".to_vec(), None), Err(SendError::TooManyLinks));
     }
 
     #[test]
