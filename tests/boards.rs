@@ -41,16 +41,6 @@ fn fill_pool(board: &str, sessions: usize) {
     assert_stream_error(&got, "resource-constraint");
 }
 
-/// VmHWM (peak RSS) of the server in KiB.
-fn peak_rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// T3, the worst case before authentication: the profile's whole unauthenticated
 /// share, each connection holding the largest partial stanza of empty elements its
 /// limits allow, stays within the board's memory; and a real login still works.
@@ -79,7 +69,7 @@ fn unauthenticated_share_full_of_partial_stanzas(board: &str) {
         c.send("</message>");
         assert_stream_error(&c.read_to_close(WAIT), "not-authorized");
     }
-    let peak = peak_rss_kib(&server);
+    let peak = server.peak_rss_kib();
     eprintln!("{board}: {share} unauthenticated connections × {limit} B partial stanzas, peak RSS {peak} KiB");
     assert!(peak < budget_kib, "{board}: peak RSS {peak} KiB over the budget of {budget_kib} KiB");
     let mut real = server.login("real", "pw", "r");
@@ -126,7 +116,7 @@ fn openwrt_router_login_with_a_full_offline_backlog_stays_within_budget() {
         juliet.send(&format!("<iq type='result' id='{id}' to='localhost'/>"));
     }
     assert_eq!(received, stored);
-    let peak = peak_rss_kib(&server);
+    let peak = server.peak_rss_kib();
     assert!(peak < budget_kib, "peak RSS {peak} KiB over the budget of {budget_kib} KiB");
 }
 

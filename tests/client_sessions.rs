@@ -456,11 +456,8 @@ fn deleting_an_account_removes_all_its_data_and_tells_its_contacts() {
     let mut r = server.login("romeo", "pw", "b");
     j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
     j.read_until("id='r0'", WAIT);
-    for (c, to, kind) in [("j", "romeo", "subscribe"), ("r", "juliet", "subscribed")] {
-        let c = if c == "j" { &mut j } else { &mut r };
-        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
-        c.sync("sync");
-    }
+    j.subscription("romeo", "subscribe");
+    r.subscription("juliet", "subscribed");
     r.send("<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard></iq>");
     r.read_until("id='v'", WAIT);
     j.sync("past");

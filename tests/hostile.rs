@@ -6,16 +6,6 @@ use common::*;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// VmHWM (peak RSS) of the server in KiB.
-fn peak_rss_kib(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 /// A TCP connection to the server's client port from a chosen loopback address.
 fn connect_from(source: &str, port: u16) -> TcpStream {
     use socket2::{Domain, Socket, Type};
@@ -112,7 +102,7 @@ fn a_preauth_stanza_of_empty_elements_is_refused_and_costs_little_memory() {
         assert_stream_error(&got, "policy-violation");
         assert!(got.contains("max_preauth_stanza_size"), "{got}");
     }
-    let grew = peak_rss_kib(&server).saturating_sub(before);
+    let grew = server.peak_rss_kib().saturating_sub(before);
     eprintln!("peak RSS grew by {grew} KiB for 100 connections");
     assert!(grew < 100 * 64, "peak RSS grew by {grew} KiB for 100 connections");
 }
@@ -128,7 +118,7 @@ fn after_authentication_a_stanza_of_empty_elements_is_refused_by_its_tree_size()
     let got = alice.read_to_close(WAIT);
     assert_stream_error(&got, "policy-violation");
     assert!(got.contains("too many parts"), "{got}");
-    let grew = peak_rss_kib(&server).saturating_sub(before);
+    let grew = server.peak_rss_kib().saturating_sub(before);
     // The input buffer, at most the limit in parsed entries (twice in capacity).
     assert!(grew < 1024, "peak RSS grew by {grew} KiB for one stanza");
 }
@@ -151,7 +141,7 @@ fn answers_to_one_read_are_bounded_and_all_arrive() {
         alice.read_until(&format!("id='g{i}'"), WAIT);
         alice.read_until("</iq>", WAIT);
     }
-    let grew = peak_rss_kib(&server).saturating_sub(before);
+    let grew = server.peak_rss_kib().saturating_sub(before);
     eprintln!("peak RSS grew by {grew} KiB");
     assert!(grew < 4 * 1024, "peak RSS grew by {grew} KiB answering 60 gets of a 200 KB vCard");
 }

@@ -169,13 +169,10 @@ fn mutual(server: &Server) -> (Client, Client) {
         c.send("<presence/>");
         c.read_until_any(&["/>", "</presence>"]);
     }
-    for (who, kind) in
-        [("juliet", "subscribe"), ("romeo", "subscribed"), ("romeo", "subscribe"), ("juliet", "subscribed")]
-    {
-        let (c, to) = if who == "juliet" { (&mut j, "romeo") } else { (&mut r, "juliet") };
-        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
-        c.sync("sync");
-    }
+    j.subscription("romeo", "subscribe");
+    r.subscription("juliet", "subscribed");
+    r.subscription("juliet", "subscribe");
+    j.subscription("romeo", "subscribed");
     (j, r)
 }
 
@@ -212,8 +209,7 @@ fn adding_a_contact_who_sent_a_request_makes_it_visible() {
     let mut r = server.login("romeo", "pw", "b");
     j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
     j.read_until("id='r0'", WAIT);
-    r.send("<presence to='juliet@localhost' type='subscribe'/>");
-    r.sync("sync");
+    r.subscription("juliet", "subscribe");
     j.send(
         "<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='R'/></query></iq>",
     );

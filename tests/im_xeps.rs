@@ -188,11 +188,10 @@ fn unblocking_a_contact_shares_presence_again_both_ways() {
     server.add_user("romeo", "pw");
     let mut j = server.login("juliet", "pw", "a");
     let mut r = server.login("romeo", "pw", "b");
-    for (who, kind) in [("j", "subscribe"), ("r", "subscribed"), ("r", "subscribe"), ("j", "subscribed")] {
-        let (c, to) = if who == "j" { (&mut j, "romeo") } else { (&mut r, "juliet") };
-        c.send(&format!("<presence to='{to}@localhost' type='{kind}'/>"));
-        c.sync("s");
-    }
+    j.subscription("romeo", "subscribe");
+    r.subscription("juliet", "subscribed");
+    r.subscription("juliet", "subscribe");
+    j.subscription("romeo", "subscribed");
     j.send("<presence><show>chat</show></presence>");
     j.sync("j0");
     r.send("<presence><show>away</show></presence>");

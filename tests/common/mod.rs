@@ -221,6 +221,16 @@ impl Server {
         None
     }
 
+    /// VmHWM (peak RSS) of the server process in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+
     /// VmRSS of the server process in KiB.
     pub fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("proc status");
@@ -450,6 +460,13 @@ impl Client {
                 return self.received();
             }
         }
+    }
+
+    /// Sends a subscription presence (`subscribe`, `subscribed`, ...) to
+    /// `user@localhost`, and waits until the server handled it.
+    pub fn subscription(&mut self, user: &str, kind: &str) {
+        self.send(&format!("<presence to='{user}@localhost' type='{kind}'/>"));
+        self.sync("subscription");
     }
 
     /// A ping through this connection and its answer; returns everything that came
