@@ -718,3 +718,17 @@ fn scram_plus_with_tls_server_end_point_of_a_sha384_signed_certificate() {
     let cb = ring::digest::digest(&ring::digest::SHA384, cert.der()).as_ref().to_vec();
     assert!(c.scram_cb(ScramKind::Sha256, "juliet", "balcony", Some(("tls-server-end-point", cb))), "{}", c.received());
 }
+
+#[test]
+fn an_account_deleted_during_its_scram_exchange_does_not_log_in() {
+    // R3: the record read at the first message used to carry the login through.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let mut c = server.connect_tls();
+    let ok = c.scram_between(ScramKind::Sha256, "juliet", "balcony", None, || {
+        let (deleted, text) = server.cli(&["user", "del", "juliet"], "");
+        assert!(deleted, "{text}");
+    });
+    assert!(!ok, "logged in to a deleted account: {}", c.received());
+    assert!(c.received().contains("<not-authorized/>"), "{}", c.received());
+}

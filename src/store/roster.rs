@@ -9,6 +9,10 @@ use crate::jid::BareJid;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 /// (owner bare JID, contact bare JID) → item record.
+/// Subscription requests from JIDs not in the roster (hidden rows) one account
+/// keeps at once.
+pub const MAX_PENDING_IN: usize = 64;
+
 const ROSTER: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("roster");
 /// owner → (current version, oldest version whose changes are still known).
 const ROSTER_VERSION: TableDefinition<&str, (u64, u64)> = TableDefinition::new("roster_version");
@@ -325,7 +329,13 @@ impl Store {
     pub fn put_roster_items(&self, items: Vec<(BareJid, RosterItem)>) -> Result<Vec<RosterItem>, StoreError> {
         let max = self.max_roster_items.load(std::sync::atomic::Ordering::Relaxed);
         for (owner, item) in &items {
-            if !item.removed && self.roster_item(owner, &item.jid)?.is_none() && self.roster_len(owner)? >= max {
+            if item.removed || self.roster_item(owner, &item.jid)?.is_some() {
+                continue;
+            }
+            let rows = self.roster_items(owner)?;
+            // A request nobody answered yet (a hidden row) has its own, smaller cap:
+            // strangers cannot fill the roster the owner sees (S6).
+            if rows.len() >= max || (item.hidden && rows.iter().filter(|r| r.hidden).count() >= MAX_PENDING_IN) {
                 return Err(StoreError::RosterFull);
             }
         }
@@ -423,6 +433,23 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn requests_from_strangers_have_their_own_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let owner = jid("alice@localhost");
+        for i in 0..MAX_PENDING_IN {
+            let mut item = RosterItem::new(jid(&format!("a{i}@evil.example")));
+            item.hidden = true;
+            item.pending_in = true;
+            store.put_roster_item(&owner, item).unwrap();
+        }
+        let mut one_more = RosterItem::new(jid("late@evil.example"));
+        one_more.hidden = true;
+        assert!(matches!(store.put_roster_item(&owner, one_more), Err(StoreError::RosterFull)));
+        store.put_roster_item(&owner, RosterItem::new(jid("friend@localhost"))).expect("a contact the owner adds");
+    }
 
     #[test]
     fn both_halves_of_a_subscription_commit_together_or_not_at_all() {

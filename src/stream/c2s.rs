@@ -436,7 +436,7 @@ impl C2sStream {
         };
         match (verified, jid) {
             (true, Some(_)) if disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
-            (true, Some(jid)) => self.sasl_success(jid, &[], out),
+            (true, Some(jid)) => self.sasl_success_if_current(jid, &[], env, out),
             _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
         }
     }
@@ -475,8 +475,18 @@ impl C2sStream {
         };
         match server.finish(&payload) {
             Ok(_) if disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
-            Ok(server_final) => self.sasl_success(jid, server_final.as_bytes(), out),
+            Ok(server_final) => self.sasl_success_if_current(jid, server_final.as_bytes(), env, out),
             Err(f) => self.sasl_failure(f, None, env, out),
+        }
+    }
+
+    /// The proof was right for the record read when the exchange began; the account
+    /// may have been deleted or disabled since (R3): it is read again.
+    fn sasl_success_if_current(&mut self, jid: BareJid, additional: &[u8], env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        match env.store.account(&jid) {
+            Ok(Some(account)) if account.disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
+            Ok(Some(_)) => self.sasl_success(jid, additional, out),
+            _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
         }
     }
 

@@ -519,6 +519,19 @@ impl Client {
 
     /// SCRAM with optional channel binding of the given type.
     pub fn scram_cb(&mut self, kind: ScramKind, user: &str, password: &str, cb: Option<(&str, Vec<u8>)>) -> bool {
+        self.scram_between(kind, user, password, cb, || {})
+    }
+
+    /// SCRAM, running `between` after the server's challenge and before the
+    /// client's final message (to change the account meanwhile).
+    pub fn scram_between(
+        &mut self,
+        kind: ScramKind,
+        user: &str,
+        password: &str,
+        cb: Option<(&str, Vec<u8>)>,
+        between_steps: impl FnOnce(),
+    ) -> bool {
         let (cb_type, cb) = match cb {
             Some((t, d)) => (t.to_string(), Some(d)),
             None => (String::new(), None),
@@ -566,6 +579,7 @@ impl Client {
         let auth = format!("{bare},{server_first},{without_proof}");
         let sig = ring::hmac::sign(&ring::hmac::Key::new(hmac_alg, stored.as_ref()), auth.as_bytes());
         let proof: Vec<u8> = client_key.as_ref().iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
+        between_steps();
         self.send(&format!(
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
             B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
