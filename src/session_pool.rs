@@ -218,19 +218,20 @@ impl SessionPool {
     fn release(&self, index: u32) {
         let mut inner = self.inner.borrow_mut();
         if let Some(slot) = inner.slots.get_mut(index as usize).and_then(Option::take) {
-            inner.forget(index, &slot);
+            inner.forget(index, slot.kind, slot.peer);
             inner.free.push(index);
         }
     }
 }
 
 impl Slots {
-    /// Takes the counts of a slot that is leaving (released or evicted).
-    fn forget(&mut self, index: u32, slot: &Slot) {
-        self.count[slot.kind.index()] -= 1;
-        if slot.kind == Kind::Unauthenticated {
+    /// Takes the counts of a slot that leaves its kind (released, evicted, or
+    /// promoted).
+    fn forget(&mut self, index: u32, kind: Kind, peer: SocketAddr) {
+        self.count[kind.index()] -= 1;
+        if kind == Kind::Unauthenticated {
             self.unauthenticated.retain(|i| *i != index);
-            if let Some(key) = address_key(slot.peer.ip()) {
+            if let Some(key) = address_key(peer.ip()) {
                 if let Some(n) = self.per_address.get_mut(&key) {
                     *n -= 1;
                     if *n == 0 {
@@ -252,7 +253,7 @@ impl Slots {
         })?;
         let index = self.unauthenticated[position];
         let slot = self.slots[index as usize].take()?;
-        self.forget(index, &slot);
+        self.forget(index, slot.kind, slot.peer);
         slot.eviction.evicted.set(true);
         slot.eviction.wake.notify(usize::MAX);
         log::info!("{}: unauthenticated connection gives way to a newer one (pool shares full)", slot.peer);
@@ -295,8 +296,7 @@ impl SessionLease {
         if kind == Kind::S2sIn && inner.count[Kind::S2sIn.index()] >= inner.shares.max_s2s_in {
             return Err(Full::Share(Kind::S2sIn));
         }
-        let moved = Slot { peer, kind: from, eviction: Rc::clone(&self.eviction) };
-        inner.forget(self.index, &moved);
+        inner.forget(self.index, from, peer);
         inner.count[kind.index()] += 1;
         if let Some(Some(slot)) = inner.slots.get_mut(self.index as usize) {
             slot.kind = kind;

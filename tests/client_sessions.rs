@@ -450,12 +450,7 @@ fn deleting_an_account_removes_all_its_data_and_tells_its_contacts() {
     // R3: a re-created account inherited the old roster, offline messages, vCard;
     // contacts kept `both` with an account that no longer existed.
     let server = Server::start();
-    server.add_user("juliet", "pw");
-    server.add_user("romeo", "pw");
-    let mut j = server.login("juliet", "pw", "a");
-    let mut r = server.login("romeo", "pw", "b");
-    j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
-    j.read_until("id='r0'", WAIT);
+    let (mut j, mut r) = server.juliet_and_romeo();
     j.subscription("romeo", "subscribe");
     r.subscription("juliet", "subscribed");
     r.send("<iq type='set' id='v'><vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard></iq>");

@@ -203,12 +203,7 @@ fn removing_a_contact_cancels_the_subscription_both_ways() {
 fn adding_a_contact_who_sent_a_request_makes_it_visible() {
     // R4: a roster set on an item that only held a pending request.
     let server = Server::start();
-    server.add_user("juliet", "pw");
-    server.add_user("romeo", "pw");
-    let mut j = server.login("juliet", "pw", "a");
-    let mut r = server.login("romeo", "pw", "b");
-    j.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
-    j.read_until("id='r0'", WAIT);
+    let (mut j, mut r) = server.juliet_and_romeo();
     r.subscription("juliet", "subscribe");
     j.send(
         "<iq type='set' id='add'><query xmlns='jabber:iq:roster'><item jid='romeo@localhost' name='R'/></query></iq>",

@@ -175,9 +175,10 @@ fn redeliver_queued(server: &Server, session: &crate::sessions::Session) {
     let limits = crate::xml::Limits { max_stanza_size: 1 << 24, ..server.config.xml };
     let router = server.router();
     let mut redelivered = 0;
+    // One stream of all the items, as if they had arrived on one connection.
+    let mut framer = crate::xml::Framer::new(limits);
+    framer.feed(header.as_bytes());
     for item in items {
-        let mut framer = crate::xml::Framer::new(limits);
-        framer.feed(header.as_bytes());
         let mut rest: &[u8] = &item;
         while !rest.is_empty() {
             let n = framer.feed(rest);
@@ -193,7 +194,14 @@ fn redeliver_queued(server: &Server, session: &crate::sessions::Session) {
                     redelivered += 1;
                 }
                 Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+                Ok(None) => break,
+                Err(e) => {
+                    // Not expected of our own output; the items after it still go.
+                    log::warn!("{}: a queued stanza does not frame again: {e}", session.jid);
+                    framer = crate::xml::Framer::new(limits);
+                    framer.feed(header.as_bytes());
+                    break;
+                }
             }
         }
     }

@@ -41,10 +41,9 @@ struct State {
 pub struct Ticket(Arc<State>);
 
 impl Ticket {
-    /// The result, once the batch is committed.
-    pub fn result(&self) -> Option<Result<(), String>> {
-        let guard = self.0.result.lock().ok()?;
-        guard.as_ref().map(|r| r.as_ref().map(|_| ()).map_err(|e| format!("{e:?}")))
+    /// The batch holding the message is committed (or failed).
+    fn done(&self) -> bool {
+        self.0.result.lock().map(|r| r.is_some()).unwrap_or(true)
     }
 
     /// The answer the waiting stream writes, if the message was refused.
@@ -55,11 +54,11 @@ impl Ticket {
     /// Resolves when the batch holding the message is committed (or failed).
     pub async fn wait(&self) {
         loop {
-            if self.result().is_some() {
+            if self.done() {
                 return;
             }
             let listener: EventListener = self.0.done.listen();
-            if self.result().is_some() {
+            if self.done() {
                 return;
             }
             listener.await;

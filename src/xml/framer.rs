@@ -180,7 +180,7 @@ impl Framer {
         self.compact();
         let len = self.buf.len();
         let most = self.stanza_limit() + READ_CHUNK;
-        let room = most.saturating_sub(len).min(READ_CHUNK);
+        let room = self.room();
         if len + room > self.buf.capacity() {
             // Grow by doubling, but never past the limit (plain `resize` could
             // double a buffer that is nearly at its limit).

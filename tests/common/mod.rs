@@ -187,6 +187,18 @@ impl Server {
         c
     }
 
+    /// The accounts juliet and romeo (password `pw`) logged in as `…/a` and `…/b`;
+    /// juliet has asked for her roster, so she gets roster pushes.
+    pub fn juliet_and_romeo(&self) -> (Client, Client) {
+        self.add_user("juliet", "pw");
+        self.add_user("romeo", "pw");
+        let mut j = self.login("juliet", "pw", "a");
+        let r = self.login("romeo", "pw", "b");
+        j.send("<iq type='get' id='roster0'><query xmlns='jabber:iq:roster'/></iq>");
+        j.read_until("id='roster0'", WAIT);
+        (j, r)
+    }
+
     /// STARTTLS, SCRAM-SHA-256, bind `resource`: a client ready for stanzas.
     pub fn login(&self, user: &str, password: &str, resource: &str) -> Client {
         let mut c = self.connect_tls();
