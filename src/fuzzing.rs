@@ -229,7 +229,7 @@ pub fn c2s_stream(data: &[u8]) {
                 }
             }
             // The store writer's batch, committed at once (no writer task here).
-            let _ = store.commit_offline_queue();
+            let _ = store.commit_queue();
             let _ = store.take_fresh_tickets();
             // Romeo's queue is read as a client would, and cannot grow past its limit.
             let mut routed = Vec::new();

@@ -123,15 +123,16 @@ impl Server {
     }
 }
 
-/// The store writer (S9): commits the offline messages queued since its last
-/// batch in one transaction on a blocking thread, then tells refused senders.
+/// The store writer (S9): on a blocking thread, commits the offline messages
+/// queued since its last batch in one durable transaction, which also persists
+/// every effect committed without fsync meanwhile; then tells refused senders.
 async fn run_store_writer(server: Rc<Server>) {
     loop {
-        if let Some(listener) = server.store.listen_offline_queue() {
+        if let Some(listener) = server.store.listen_write_queue() {
             listener.await;
         }
         let store = Arc::clone(&server.store);
-        let done = blocking::unblock(move || store.commit_offline_queue()).await;
+        let done = blocking::unblock(move || store.commit_queue()).await;
         log::debug!("store writer: {} offline message(s) committed, {} refused", done.stored, done.refused.len());
         for refusal in done.refused {
             deliver_refusal(&server, refusal);
@@ -326,6 +327,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         .map(|(kind, l)| ex.spawn(crate::net::listener::accept_clients(Rc::clone(&server), Rc::clone(&ex), l, kind)))
         .collect();
     let spawner = server.s2s.is_some().then(|| ex.spawn(spawn_links(Rc::clone(&server), Rc::clone(&ex))));
+    server.store.start_writer();
     let writer = ex.spawn(run_store_writer(Rc::clone(&server)));
     futures_lite::future::block_on(ex.run(async {
         let signal = loop {
@@ -375,7 +377,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     }));
     drop(writer);
     // Whatever was queued last is committed before the process ends.
-    let done = server.store.commit_offline_queue();
+    let done = server.store.commit_queue();
     if done.stored > 0 {
         log::info!("{} queued offline message(s) committed at exit", done.stored);
     }

@@ -182,3 +182,45 @@ fn disco_info_on_the_caps_node_answers_like_the_plain_query() {
     ));
     assert!(c.read_until("</iq>", WAIT).contains("<item-not-found "));
 }
+
+#[test]
+fn roster_blocklist_and_private_changes_answered_before_a_kill_survive_it() {
+    // The store writer (S9, A1): these effects commit without fsync on the loop and
+    // become durable in the writer's next batch; the stream answers only after it.
+    let mut server = Server::start();
+    for i in 0..6 {
+        server.add_user(&format!("u{i}"), "pw");
+    }
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            let mut c = server.login(&format!("u{i}"), "pw", "x");
+            std::thread::spawn(move || {
+                for n in 0..10 {
+                    let got = set_item(&mut c, &format!("s{n}"), &format!("<item jid='c{n}@example.net'/>"));
+                    assert!(got.contains("type='result'"), "{got}");
+                }
+                c.send("<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='spam@example.net'/></block></iq>");
+                c.read_until("id='b' type='result'", WAIT);
+                c.send(
+                    "<iq type='set' id='p'><query xmlns='jabber:iq:private'><n xmlns='x:notes'>kept</n></query></iq>",
+                );
+                c.read_until("id='p' type='result'", WAIT);
+                c
+            })
+        })
+        .collect();
+    let _clients: Vec<Client> = threads.into_iter().map(|t| t.join().expect("client")).collect();
+    server.signal("KILL");
+    server.wait_exit(WAIT).expect("killed");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, "");
+    for i in 0..6 {
+        let mut c = restarted.login(&format!("u{i}"), "pw", "x");
+        let roster = roster_query(&mut c, "r", None);
+        assert_eq!(roster.matches("<item ").count(), 10, "{roster}");
+        c.send("<iq type='get' id='bl'><blocklist xmlns='urn:xmpp:blocking'/></iq>");
+        assert!(c.read_until("</iq>", WAIT).contains("spam@example.net"));
+        c.send("<iq type='get' id='pg'><query xmlns='jabber:iq:private'><n xmlns='x:notes'/></query></iq>");
+        assert!(c.read_until("</iq>", WAIT).contains(">kept</n>"));
+    }
+}

@@ -33,13 +33,13 @@ impl Store {
     /// Stores a document; `Ok(false)` when the owner already has `max_keys` other
     /// documents. Durable on return.
     pub fn put_account_xml(&self, owner: &BareJid, key: &str, xml: &[u8], max_keys: usize) -> Result<bool, StoreError> {
-        self.put_account_xml_with(owner, key, xml, max_keys, redb::Durability::Immediate)
+        self.put_account_xml_with(owner, key, xml, max_keys, false)
     }
 
     /// Stores an advisory value (e.g. the last logout time): not flushed to disk on
     /// every write (see [`Store::advisory_durability`]).
     pub fn put_account_xml_advisory(&self, owner: &BareJid, key: &str, value: &[u8]) -> Result<bool, StoreError> {
-        self.put_account_xml_with(owner, key, value, usize::MAX, self.advisory_durability())
+        self.put_account_xml_with(owner, key, value, usize::MAX, true)
     }
 
     fn put_account_xml_with(
@@ -48,10 +48,9 @@ impl Store {
         key: &str,
         xml: &[u8],
         max_keys: usize,
-        durability: redb::Durability,
+        advisory: bool,
     ) -> Result<bool, StoreError> {
-        let mut txn = self.db.begin_write().map_err(db_err)?;
-        txn.set_durability(durability).map_err(db_err)?;
+        let txn = if advisory { self.begin_advisory()? } else { self.begin_effect()? };
         {
             let mut table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
             let exists = table.get((owner.as_str(), key)).map_err(db_err)?.is_some();
@@ -70,7 +69,11 @@ impl Store {
             }
             table.insert((owner.as_str(), key), xml).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)?;
+        if advisory {
+            self.commit_advisory(txn)?;
+        } else {
+            self.commit_effect(txn)?;
+        }
         Ok(true)
     }
 }

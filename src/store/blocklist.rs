@@ -70,7 +70,7 @@ impl Store {
         if list.len() > max {
             return Ok(false);
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_effect()?;
         {
             let mut table = txn.open_table(BLOCKLIST).map_err(db_err)?;
             for old in &before {
@@ -82,7 +82,7 @@ impl Store {
                 table.insert((owner.as_str(), new.as_str()), ()).map_err(db_err)?;
             }
         }
-        txn.commit().map_err(db_err)?;
+        self.commit_effect(txn)?;
         Ok(true)
     }
 }

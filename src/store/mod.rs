@@ -1,7 +1,10 @@
 //! The store: one redb database in the data dir, whose schema this module alone
-//! owns. Every write commits with `Durability::Immediate` before it is
-//! acknowledged, so a kill -9 loses no committed account; the one exception is an
-//! advisory value (the last logout time), flushed with the next durable commit.
+//! owns. Nothing is acknowledged before it is durable, so a kill -9 loses nothing
+//! a client was told about: accounts commit durably (off the loop, from the
+//! control socket), a stanza's effects are made durable by the store writer
+//! (`writer.rs`, group commit) before its stream is answered. The one exception
+//! is an advisory value (the last logout time), flushed with the next durable
+//! commit.
 
 pub mod account_xml;
 pub mod blocklist;
@@ -135,8 +138,18 @@ pub struct Store {
     advisory_since_sync: std::sync::atomic::AtomicU32,
     /// Rows one roster may hold, hidden ones included (`max_roster_items`).
     max_roster_items: std::sync::atomic::AtomicUsize,
-    /// Offline messages waiting for the writer's next batch.
-    pub(crate) writer: writer::OfflineQueue,
+    /// What waits for the writer's next batch.
+    pub(crate) writer: writer::WriteQueue,
+}
+
+impl Drop for Store {
+    /// Persists what the writer did not get to (a crash never gets here; a test
+    /// or a CLI run that ends does).
+    fn drop(&mut self) {
+        if self.has_unflushed() {
+            let _ = self.commit_queue();
+        }
+    }
 }
 
 /// Every this many advisory writes, one is committed durably.
@@ -182,7 +195,7 @@ impl Store {
             db,
             advisory_since_sync: std::sync::atomic::AtomicU32::new(0),
             max_roster_items: std::sync::atomic::AtomicUsize::new(usize::MAX),
-            writer: writer::OfflineQueue::default(),
+            writer: writer::WriteQueue::default(),
         })
     }
 
@@ -257,6 +270,18 @@ impl Store {
             out.push(k.value().to_string());
         }
         Ok(out)
+    }
+
+    /// Counts the writer's commits that carried no offline message (so that a
+    /// flush is never an empty commit).
+    pub(crate) fn count_flush(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let mut table = txn.open_table(META).map_err(db_err)?;
+        let n = match table.get("flushes").map_err(db_err)? {
+            Some(v) => v.value().try_into().map(u64::from_be_bytes).unwrap_or(0),
+            None => 0,
+        };
+        table.insert("flushes", n.wrapping_add(1).to_be_bytes().as_slice()).map_err(db_err)?;
+        Ok(())
     }
 
     /// A server-wide random secret, created on first use (for fake SCRAM salts).

@@ -86,7 +86,9 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a message within the quotas; durable when this returns.
+    /// Stores a message within the quotas; durable when this returns (the
+    /// server queues messages for the writer instead: `queue_offline`).
+    #[cfg(test)]
     pub fn store_offline(
         &self,
         owner: &BareJid,
@@ -167,7 +169,7 @@ impl Store {
 
     /// Removes delivered messages.
     pub fn remove_offline(&self, owner: &BareJid, seqs: &[u64]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_effect()?;
         {
             let mut table = txn.open_table(OFFLINE).map_err(db_err)?;
             let (mut count, mut bytes) = (0u64, 0u64);
@@ -188,7 +190,7 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(db_err)
+        self.commit_effect(txn)
     }
 }
 

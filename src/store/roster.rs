@@ -339,7 +339,7 @@ impl Store {
                 return Err(StoreError::RosterFull);
             }
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_effect()?;
         let mut stored = Vec::with_capacity(items.len());
         {
             let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
@@ -352,7 +352,7 @@ impl Store {
                 stored.push(item);
             }
         }
-        txn.commit().map_err(db_err)?;
+        self.commit_effect(txn)?;
         Ok(stored)
     }
 
@@ -418,7 +418,7 @@ impl Store {
         if tombstones.len() <= MAX_TOMBSTONES {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let txn = self.begin_effect()?;
         {
             let mut table = txn.open_table(ROSTER).map_err(db_err)?;
             for t in tombstones {
@@ -427,7 +427,7 @@ impl Store {
             let mut versions = txn.open_table(ROSTER_VERSION).map_err(db_err)?;
             versions.insert(owner.as_str(), (ver, ver)).map_err(db_err)?;
         }
-        txn.commit().map_err(db_err)
+        self.commit_effect(txn)
     }
 }
 

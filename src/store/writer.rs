@@ -1,14 +1,23 @@
-//! The store writer for offline messages (REVIEW S9): the event loop queues a
-//! message to store and gets a ticket; a writer task commits everything queued in
-//! one transaction on a blocking thread (group commit: one fsync for the batch)
-//! while the loop goes on. The stream that queued a message waits for its ticket
-//! before it reads its next stanza, so the durability order holds: nothing after
-//! the message is answered before the message is on disk.
+//! The store writer (REVIEW S9, A1): the only code that makes the store durable.
 //!
-//! Only offline storage goes through the writer so far: it is what remote senders
-//! and floods make the server write. Rosters, blocklists and account XML still
-//! commit on the loop (a durable commit by the writer can make such a write wait
-//! for the write lock); moving them needs the handlers to return effects.
+//! - Offline messages (what floods and remote senders make the server write) are
+//!   queued with a ticket and inserted by the writer itself.
+//! - Every other effect of a stanza (roster, blocklist, account XML, delivered
+//!   offline messages) is committed on the loop *without* fsync (redb
+//!   `Durability::None`: visible to every later read at once, not yet on disk),
+//!   and gets a ticket too.
+//!
+//! The writer commits on a blocking thread, one `Durability::Immediate`
+//! transaction per batch, which persists the queued messages and every
+//! non-durable commit before it: group commit, one fsync for all. The stream that
+//! got a ticket waits for it before it writes its answers or reads its next
+//! stanza, so the durability order holds (nothing after an effect is answered
+//! before the effect is on disk) while other connections run on. Multi-row
+//! effects are one transaction, so a crash keeps all of one or none of it.
+//!
+//! What is left on the loop: a non-durable commit takes the write lock, so one
+//! that coincides with the writer's commit waits for it (at most one fsync,
+//! never one per write).
 
 use super::offline::{OfflineQuota, OfflineRefused};
 use super::{db_err, Store};
@@ -77,8 +86,16 @@ struct Job {
 
 /// The queue between the loop and the writer.
 #[derive(Default)]
-pub struct OfflineQueue {
+pub struct WriteQueue {
     pending: Mutex<Vec<Job>>,
+    /// Tickets of non-durable commits, resolved by the writer's next commit.
+    flushes: Mutex<Vec<Arc<State>>>,
+    /// A non-durable commit happened since the writer's last commit.
+    dirty: std::sync::atomic::AtomicBool,
+    /// A writer runs ([`Store::start_writer`]): effects commit without fsync and
+    /// wait for it. Without one (the CLI, tests of the store) every commit is
+    /// durable on return.
+    deferred: std::sync::atomic::AtomicBool,
     wake: Event,
     /// Tickets of the stanza being handled, for its stream to wait on.
     fresh: Mutex<Vec<(Ticket, bool)>>,
@@ -87,12 +104,86 @@ pub struct OfflineQueue {
 }
 
 /// A committed batch: each message's outcome, with what to tell whom.
+#[derive(Default)]
 pub struct Done {
     pub refused: Vec<Refusal>,
     pub stored: usize,
 }
 
+impl WriteQueue {
+    /// A non-durable commit just happened: the writer persists it with its next
+    /// batch; `wait` gives the current stream a ticket for it.
+    fn written(&self, wait: bool) {
+        use std::sync::atomic::Ordering;
+        if wait {
+            let state = Arc::new(State::default());
+            if let Ok(mut flushes) = self.flushes.lock() {
+                flushes.push(Arc::clone(&state));
+            }
+            if let Ok(mut fresh) = self.fresh.lock() {
+                fresh.push((Ticket(state), true));
+                self.any_fresh.store(true, Ordering::Relaxed);
+            }
+        }
+        self.dirty.store(true, Ordering::Release);
+        self.wake.notify(1);
+    }
+}
+
 impl Store {
+    /// From now on effects commit without fsync and a writer task makes them
+    /// durable (`run_store_writer` calls [`Store::commit_queue`]).
+    pub fn start_writer(&self) {
+        self.writer.deferred.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Begins the write transaction of a stanza's effect.
+    pub(crate) fn begin_effect(&self) -> Result<redb::WriteTransaction, super::StoreError> {
+        self.begin_with(self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Begins a write transaction for an advisory value (the last logout time):
+    /// the writer's next batch persists it; without a writer, every
+    /// [`super::ADVISORY_SYNC_EVERY`]th is durable by itself.
+    pub(crate) fn begin_advisory(&self) -> Result<redb::WriteTransaction, super::StoreError> {
+        let deferred = self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed);
+        self.begin_with(deferred || matches!(self.advisory_durability(), redb::Durability::None))
+    }
+
+    fn begin_with(&self, deferred: bool) -> Result<redb::WriteTransaction, super::StoreError> {
+        let mut txn = self.db.begin_write().map_err(db_err)?;
+        if deferred {
+            txn.set_durability(redb::Durability::None).map_err(db_err)?;
+        }
+        Ok(txn)
+    }
+
+    /// Something dirty is left (a non-durable commit nobody flushed yet).
+    pub fn has_unflushed(&self) -> bool {
+        self.writer.dirty.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Commits an effect: durable on return without a writer; otherwise visible
+    /// at once and durable with the writer's next batch, the current stream
+    /// holding a ticket for it.
+    pub(crate) fn commit_effect(&self, txn: redb::WriteTransaction) -> Result<(), super::StoreError> {
+        txn.commit().map_err(db_err)?;
+        if self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed) {
+            self.writer.written(true);
+        }
+        Ok(())
+    }
+
+    /// Commits an advisory value (nobody waits for it; the writer's next batch,
+    /// or the next durable commit, persists it).
+    pub(crate) fn commit_advisory(&self, txn: redb::WriteTransaction) -> Result<(), super::StoreError> {
+        txn.commit().map_err(db_err)?;
+        if self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed) {
+            self.writer.written(false);
+        }
+        Ok(())
+    }
+
     /// Queues a message for offline storage; the current stream waits for it
     /// (`wait`), or nobody does (a redelivery). `refusal` is the answer should the
     /// quota refuse it.
@@ -131,22 +222,26 @@ impl Store {
     }
 
     /// A listener for queued work, or `None` when some is queued already.
-    pub fn listen_offline_queue(&self) -> Option<EventListener> {
+    pub fn listen_write_queue(&self) -> Option<EventListener> {
         let listener = self.writer.wake.listen();
-        let empty = self.writer.pending.lock().map(|p| p.is_empty()).unwrap_or(true);
-        empty.then_some(listener)
+        let pending = self.writer.pending.lock().map(|p| !p.is_empty()).unwrap_or(false);
+        let dirty = self.writer.dirty.load(std::sync::atomic::Ordering::Acquire);
+        (!pending && !dirty).then_some(listener)
     }
 
-    /// Commits everything queued in one transaction (on a blocking thread: it
-    /// fsyncs). Each ticket gets its result; `Out` refusals are kept in the ticket
-    /// for its stream, the others are returned to be delivered.
-    pub fn commit_offline_queue(&self) -> Done {
-        let jobs = match self.writer.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut *pending),
-            Err(_) => return Done { refused: Vec::new(), stored: 0 },
-        };
-        if jobs.is_empty() {
-            return Done { refused: Vec::new(), stored: 0 };
+    /// Commits everything queued, and persists every non-durable commit before
+    /// it, in one durable transaction (on a blocking thread: it fsyncs). Each
+    /// ticket gets its result; `Out` refusals are kept in the ticket for its
+    /// stream, the others are returned to be delivered.
+    pub fn commit_queue(&self) -> Done {
+        use std::sync::atomic::Ordering;
+        // Taken before the transaction begins: every commit these stand for has
+        // returned already, so the durable commit below covers it.
+        let flushes = self.writer.flushes.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        let dirty = self.writer.dirty.swap(false, Ordering::AcqRel);
+        let jobs = self.writer.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
+        if jobs.is_empty() && flushes.is_empty() && !dirty {
+            return Done::default();
         }
         let mut results: Vec<Result<(), OfflineRefused>> = Vec::with_capacity(jobs.len());
         let committed = (|| {
@@ -154,9 +249,22 @@ impl Store {
             for job in &jobs {
                 results.push(Store::store_offline_in(&txn, &job.owner, job.stamp, &job.stanza, job.quota));
             }
+            if jobs.is_empty() {
+                // Something to commit, so that the commit is a real, durable one.
+                Store::count_flush(&txn)?;
+            }
             txn.commit().map_err(db_err)
         })();
-        let mut done = Done { refused: Vec::new(), stored: 0 };
+        if let Err(e) = &committed {
+            log::error!("store writer: commit failed, {} effect(s) may not be durable: {e}", flushes.len());
+        }
+        for state in flushes {
+            if let Ok(mut r) = state.result.lock() {
+                *r = Some(committed.clone().map_err(OfflineRefused::Store));
+            }
+            state.done.notify(usize::MAX);
+        }
+        let mut done = Done::default();
         for (i, job) in jobs.into_iter().enumerate() {
             let result = match (&committed, results.get_mut(i).map(|r| std::mem::replace(r, Ok(())))) {
                 (Err(e), _) => Err(OfflineRefused::Store(e.clone())),
@@ -182,5 +290,51 @@ impl Store {
             job.state.done.notify(usize::MAX);
         }
         done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::roster::RosterItem;
+
+    fn jid(s: &str) -> BareJid {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn with_a_writer_an_effect_is_visible_at_once_and_its_ticket_waits_for_the_writers_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (juliet, romeo) = (jid("juliet@localhost"), jid("romeo@localhost"));
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.start_writer();
+            store.put_roster_item(&juliet, RosterItem::new(romeo.clone())).unwrap();
+            assert!(store.roster_item(&juliet, &romeo).unwrap().is_some(), "reads see the effect");
+            let tickets = store.take_fresh_tickets();
+            assert_eq!(tickets.len(), 1, "the stream gets a ticket for its effect");
+            assert!(!tickets[0].done(), "not durable before the writer commits");
+            assert!(store.listen_write_queue().is_none(), "the writer has work");
+            store.commit_queue();
+            assert!(tickets[0].done());
+            assert!(store.listen_write_queue().is_some(), "nothing left to commit");
+            // An advisory value gets no ticket, but the writer still persists it.
+            store.put_account_xml_advisory(&juliet, "last-logout", b"1").unwrap();
+            assert!(store.take_fresh_tickets().is_empty());
+            assert!(store.listen_write_queue().is_none());
+            store.commit_queue();
+            assert!(!store.has_unflushed());
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.roster_item(&juliet, &romeo).unwrap().is_some());
+        assert_eq!(store.account_xml(&juliet, "last-logout").unwrap().as_deref(), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn without_a_writer_an_effect_is_durable_on_return_and_needs_no_ticket() {
+        let store = Store::in_memory().unwrap();
+        store.put_roster_item(&jid("juliet@localhost"), RosterItem::new(jid("romeo@localhost"))).unwrap();
+        assert!(!store.has_fresh_tickets());
+        assert!(!store.has_unflushed());
     }
 }
