@@ -61,14 +61,7 @@ impl ComponentRegistry {
 
     /// The component serving a domain (itself or a subdomain of its domain).
     pub fn serving(&self, domain: &str) -> Option<Rc<Link>> {
-        self.links
-            .borrow()
-            .iter()
-            .find(|l| {
-                let d = l.domain.as_str();
-                domain == d || domain.strip_suffix(d).is_some_and(|rest| rest.ends_with('.'))
-            })
-            .cloned()
+        self.links.borrow().iter().find(|l| crate::jid::within(domain, l.domain.as_str())).cloned()
     }
 
     /// The connected components' domains (for disco#items).

@@ -166,35 +166,42 @@ pub fn c2s_stream(data: &[u8]) {
     let components = ComponentRegistry::new(ResourceConflict::Refuse, 16 * 1024);
     let limiter = AuthLimiter::new(1000);
     let Ok(domain) = crate::jid::Domain::parse("localhost") else { return };
+    let domain = Rc::new(domain);
+    let im = crate::handlers::ImLimits {
+        max_roster_items: 8,
+        offline: crate::store::offline::OfflineQuota {
+            per_account: 4,
+            total: 8,
+            bytes_per_account: 8192,
+            bytes_total: 16384,
+        },
+        offline_batch_bytes: 2048,
+        max_private_items: 4,
+    };
     let policy = Policy {
-        domain: Rc::new(domain),
+        domain: Rc::clone(&domain),
         require_encryption: true,
         sasl_plain: true,
         max_auth_attempts: 3,
-        im: crate::handlers::ImLimits {
-            max_roster_items: 8,
-            offline: crate::store::offline::OfflineQuota {
-                per_account: 4,
-                total: 8,
-                bytes_per_account: 8192,
-                bytes_total: 16384,
-            },
-            offline_batch_bytes: 2048,
-            max_private_items: 4,
-        },
+        im,
         caps_ver: Rc::from("fuzz"),
     };
     let bindings = Default::default();
-    let env = Env {
+    let hub = crate::hub::Hub {
+        domain: &domain,
         store: &store,
         registry: &registry,
+        limits: im,
+        components: &components,
+        configured_components: &[],
+        s2s: None,
+    };
+    let env = Env {
+        hub,
         limiter: &limiter,
         secret: b"fuzz-secret",
         bindings: &bindings,
         peer: std::net::Ipv4Addr::LOCALHOST.into(),
-        components: &components,
-        configured_components: &[],
-        s2s: None,
     };
     let limits = Limits { max_stanza_size: 8192, max_depth: 16, max_attributes: 16, max_namespaces: 16 };
     let mut framer = Framer::new(limits);

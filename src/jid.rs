@@ -542,6 +542,11 @@ pub fn fuzz_roundtrip(data: &[u8]) {
     }
 }
 
+/// `domain` is `parent` or a subdomain of it (a component serves both).
+pub fn within(domain: &str, parent: &str) -> bool {
+    domain == parent || domain.strip_suffix(parent).is_some_and(|rest| rest.ends_with('.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::JidPart::{Domain as D, Local as L, Resource as R};

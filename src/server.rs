@@ -55,24 +55,12 @@ impl Server {
         self.shutting_down.get()
     }
 
-    /// What handlers use, borrowed from the server.
-    pub fn services(&self) -> crate::handlers::Services<'_> {
-        crate::handlers::Services {
+    /// What the protocol cores use, borrowed from the server.
+    pub fn hub(&self) -> crate::hub::Hub<'_> {
+        crate::hub::Hub {
             domain: &self.domain,
             store: &self.store,
             registry: &self.registry,
-            limits: self.policy.im,
-            components: &self.components,
-            s2s: self.s2s.as_ref(),
-        }
-    }
-
-    /// The router, borrowed from the server.
-    pub fn router(&self) -> crate::router::Router<'_> {
-        crate::router::Router {
-            domain: &self.domain,
-            registry: &self.registry,
-            store: &self.store,
             limits: self.policy.im,
             components: &self.components,
             configured_components: &self.config.components,
@@ -96,11 +84,6 @@ impl Server {
     pub fn s2s_client_config(&self, direct: bool) -> Arc<rustls::ClientConfig> {
         let tls = self.tls.borrow();
         Arc::clone(if direct { &tls.s2s_client_direct } else { &tls.s2s_client })
-    }
-
-    /// Is `domain` served here (our domain, or a configured component's)?
-    pub fn serves(&self, domain: &str) -> bool {
-        domain == self.domain.as_str() || self.config.components.iter().any(|c| c.domain.as_str() == domain)
     }
 
     /// The current TLS setup: a connection keeps the one its handshake used, so a
@@ -146,11 +129,7 @@ fn deliver_refusal(server: &Server, refusal: crate::store::writer::Refusal) {
     match refusal {
         // Written by the stream that waited for it.
         Refusal::Out(_) => {}
-        Refusal::Local(jid, bytes) => {
-            if let Some(s) = server.registry.get(&jid) {
-                let _ = s.push(bytes);
-            }
-        }
+        Refusal::To(jid, bytes) => server.hub().send_bytes_to(&jid, bytes),
         Refusal::Remote(domain, bytes) => {
             if let Some(s2s) = server.s2s.as_ref() {
                 let _ = s2s.send(&domain, bytes, None);
@@ -449,7 +428,7 @@ async fn serve_control(
                     let contacts = match &request {
                         crate::control::Request::Del(j) => {
                             for s in server.registry.sessions(j) {
-                                crate::handlers::presence::session_ended(&server.services(), &s);
+                                crate::handlers::presence::session_ended(&server.hub(), &s);
                             }
                             server.store.roster_items(j).unwrap_or_default()
                         }
@@ -458,7 +437,7 @@ async fn serve_control(
                     let store = Arc::clone(&server.store);
                     let result = blocking::unblock(move || request.apply(&store)).await;
                     if let (Ok(_), Some(jid)) = (&result, &deleted) {
-                        crate::handlers::presence::account_deleted(&server.services(), jid, &contacts);
+                        crate::handlers::presence::account_deleted(&server.hub(), jid, &contacts);
                     }
                     if let (Ok(_), Some(jid)) = (&result, deleted) {
                         let ended = server.registry.close_account(

@@ -210,3 +210,76 @@ fn wrong_component_handshakes_are_limited_per_address() {
     assert_stream_error(&got, "policy-violation");
     assert!(got.contains("too many wrong handshakes"), "{got}");
 }
+
+/// A ping from the gateway to the server and its answer: whatever the server sent
+/// the gateway before is in what this returns.
+fn gateway_sync(gw: &mut Client, id: &str) -> String {
+    gw.send(&format!("<iq type='get' id='{id}' from='gw.localhost' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"));
+    gw.read_until(&format!("id='{id}' type='result'"), WAIT)
+}
+
+#[test]
+fn the_server_answers_a_gateways_disco_and_ping_like_a_remote_servers() {
+    // One pipeline (A5): a component gets the handlers remote servers get; before,
+    // every iq from a component to the server was service-unavailable.
+    let server = Server::start_with(GW);
+    let mut gw = connect(&server);
+    gw.send("<iq type='get' id='d' from='gw.localhost' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let got = gw.read_until("</iq>", WAIT);
+    assert!(
+        got.contains("type='result'") && got.contains("to='gw.localhost'") && got.contains("urn:xmpp:ping"),
+        "{got}"
+    );
+    let got = gateway_sync(&mut gw, "p");
+    assert!(got.contains("from='localhost'"), "{got}");
+}
+
+#[test]
+fn a_gateway_contact_subscribes_like_a_remote_one_and_lands_on_the_roster() {
+    // The inbound half of a subscription (RFC 6121 §3) runs for gateway contacts
+    // too; before, their presence was passed through and no roster changed.
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "pw");
+    let mut gw = connect(&server);
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<presence/>");
+    juliet.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+    juliet.read_until("id='r0'", WAIT);
+    gw.send("<presence type='subscribe' from='echo@gw.localhost' to='juliet@localhost'/>");
+    let request = juliet.read_until("type='subscribe'", WAIT);
+    assert!(request.contains("from='echo@gw.localhost'"), "{request}");
+    juliet.send("<presence to='echo@gw.localhost' type='subscribed'/>");
+    let push = juliet.read_until("</iq>", WAIT);
+    assert!(push.contains("jid='echo@gw.localhost'") && push.contains("subscription='from'"), "{push}");
+    // The gateway hears of the approval, and gets juliet's presence right away.
+    let got = gw.read_until("from='juliet@localhost/a'", WAIT);
+    assert!(got.contains("type='subscribed'"), "{got}");
+    // A user asking a gateway contact gets pending-out on the roster.
+    juliet.send("<presence to='bot@gw.localhost' type='subscribe'/>");
+    let push = juliet.read_until("</iq>", WAIT);
+    assert!(push.contains("jid='bot@gw.localhost'") && push.contains("ask='subscribe'"), "{push}");
+    gw.read_until("to='bot@gw.localhost' type='subscribe'", WAIT);
+}
+
+#[test]
+fn a_gateway_user_the_account_blocks_is_refused_and_groupchat_to_a_bare_jid_bounces() {
+    // XEP-0191 §3.5 and RFC 6121 §8.5.2.1.2 for every origin: before, a gateway's
+    // stanzas skipped the recipient's blocklist and groupchat to an account
+    // vanished.
+    let server = Server::start_with(GW);
+    server.add_user("juliet", "pw");
+    let mut gw = connect(&server);
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<presence/>");
+    juliet.send("<iq type='set' id='b'><block xmlns='urn:xmpp:blocking'><item jid='spam@gw.localhost'/></block></iq>");
+    juliet.read_until("id='b' type='result'", WAIT);
+    gw.send("<message from='spam@gw.localhost' to='juliet@localhost' id='s1' type='chat'><body>buy</body></message>");
+    gw.send(
+        "<message from='room@gw.localhost' to='juliet@localhost' id='g1' type='groupchat'><body>hi</body></message>",
+    );
+    let got = gateway_sync(&mut gw, "p");
+    assert!(got.contains("id='s1' type='error'") && got.contains("<service-unavailable "), "{got}");
+    assert!(got.contains("id='g1' type='error'"), "{got}");
+    let seen = juliet.sync("j");
+    assert!(!seen.contains("buy") && !seen.contains("groupchat"), "{seen}");
+}

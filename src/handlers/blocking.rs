@@ -3,7 +3,7 @@
 //! are pushed to every resource that asked for the list (§3.3), and a newly
 //! blocked contact gets unavailable presence from the account's resources.
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::jid::{BareJid, Jid};
 use crate::ns::{NS_BLOCKING, NS_BLOCKING_ERRORS};
 use crate::stanza::{Condition, StanzaError};
@@ -48,8 +48,8 @@ pub fn matches(list: &[String], jid: &Jid) -> bool {
 }
 
 /// Is `peer` blocked by the account `owner`?
-pub fn blocked(services: &Services<'_>, owner: &BareJid, peer: &Jid) -> bool {
-    services.store.blocklist(owner).map(|l| matches(&l, peer)).unwrap_or(false)
+pub fn blocked(hub: &Hub<'_>, owner: &BareJid, peer: &Jid) -> bool {
+    hub.store.blocklist(owner).map(|l| matches(&l, peer)).unwrap_or(false)
 }
 
 fn items_of(req: &IqRequest<'_>) -> Result<Vec<String>, IqReply> {
@@ -63,7 +63,7 @@ fn items_of(req: &IqRequest<'_>) -> Result<Vec<String>, IqReply> {
     Ok(items)
 }
 
-fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> IqReply {
     let owner = req.sender.jid.to_bare();
     if req.on_behalf_of.is_some_and(|b| *b != owner) {
         return IqReply::Error(StanzaError::new(Condition::Forbidden));
@@ -79,7 +79,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> Iq
     match (req.iq_type, req.payload.name()) {
         (IqType::Get, "blocklist") => {
             req.sender.blocklist_interested.set(true);
-            let list = match services.store.blocklist(&owner) {
+            let list = match hub.store.blocklist(&owner) {
                 Ok(l) => l,
                 Err(e) => return store_error(e),
             };
@@ -93,11 +93,11 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> Iq
             };
             // Unblocking everything unblocks what the list held.
             let unblocked = match (name, all) {
-                ("unblock", true) => services.store.blocklist(&owner).unwrap_or_default(),
+                ("unblock", true) => hub.store.blocklist(&owner).unwrap_or_default(),
                 ("unblock", false) => items.clone(),
                 _ => Vec::new(),
             };
-            match services.store.update_blocklist(&owner, add, remove, all, services.limits.max_roster_items) {
+            match hub.store.update_blocklist(&owner, add, remove, all, hub.limits.max_roster_items) {
                 Ok(true) => {}
                 Ok(false) => {
                     return IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "the blocklist is full"))
@@ -105,7 +105,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> Iq
                 Err(e) => return store_error(e),
             }
             let push = list_element(name, &items);
-            for s in services.registry.sessions(&owner).iter().filter(|s| s.blocklist_interested.get()) {
+            for s in hub.registry.sessions(&owner).iter().filter(|s| s.blocklist_interested.get()) {
                 let mut iq = Vec::new();
                 XmlWriter::new(&mut iq)
                     .start("iq")
@@ -122,7 +122,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> Iq
                 }
             }
             let blocked: &[String] = if name == "block" { &items } else { &[] };
-            super::presence::blocklist_changed(services, req.sender, blocked, &unblocked, out);
+            super::presence::blocklist_changed(hub, req.sender, blocked, &unblocked, out);
             IqReply::Result(None)
         }
         _ => IqReply::Error(StanzaError::new(Condition::BadRequest)),

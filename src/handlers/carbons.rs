@@ -2,7 +2,7 @@
 //! chat messages its account sends from other resources (`<sent/>`) and of those
 //! delivered to other resources (`<received/>`), wrapped per XEP-0297.
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_CLIENT;
 use crate::ns::{NS_CARBONS, NS_FORWARD, NS_HINTS};
 use crate::sessions::Session;
@@ -41,11 +41,11 @@ fn set(req: &IqRequest<'_>, on: bool) -> IqReply {
     IqReply::Result(None)
 }
 
-fn enable(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn enable(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     set(req, true)
 }
 
-fn disable(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn disable(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     set(req, false)
 }
 

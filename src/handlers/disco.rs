@@ -2,7 +2,7 @@
 //! every feature the handler table announces; on an account it lists the account
 //! identity. disco#items on the server lists the connected components.
 
-use super::{Handler, IqReply, IqRequest, IqType, Services, HANDLERS};
+use super::{Handler, Hub, IqReply, IqRequest, IqType, HANDLERS};
 use crate::ns::{NS_INFO, NS_ITEMS};
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
@@ -29,7 +29,7 @@ pub const ITEMS: Handler = Handler {
     handle: items,
 };
 
-fn info(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn info(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
@@ -66,11 +66,11 @@ fn info(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
 }
 
 /// The server's items are the connected components (XEP-0114 gateways).
-fn items(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
-    let domains = if req.on_behalf_of.is_none() { services.components.domains() } else { Vec::new() };
+    let domains = if req.on_behalf_of.is_none() { hub.components.domains() } else { Vec::new() };
     let mut p = Vec::new();
     let mut w = XmlWriter::new(&mut p);
     w.start("query").attr("xmlns", NS_ITEMS);

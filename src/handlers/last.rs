@@ -2,7 +2,7 @@
 //! time since its last session ended (0 while it is online), to the account itself
 //! and to contacts allowed to see its presence (§4).
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::jid::BareJid;
 use crate::ns::NS_LAST;
 use crate::stanza::{Condition, StanzaError};
@@ -27,7 +27,7 @@ fn answer(seconds: u64) -> IqReply {
     IqReply::Result(Some(p))
 }
 
-fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
@@ -37,7 +37,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
     let asker = req.sender.jid.to_bare();
     let allowed = *account == asker
         || matches!(
-            services.store.roster_item(account, &asker),
+            hub.store.roster_item(account, &asker),
             Ok(Some(item)) if item.subscription.has_from()
         );
     if !allowed {
@@ -45,11 +45,11 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
     }
     // Online: for the account itself any session counts; contacts see only
     // available ones (a session without presence stays invisible to them).
-    let sessions = services.registry.sessions(account);
+    let sessions = hub.registry.sessions(account);
     if sessions.iter().any(|s| *account == asker || s.available()) {
         return answer(0);
     }
-    match services.store.account_xml(account, KEY) {
+    match hub.store.account_xml(account, KEY) {
         Ok(Some(b)) if b.len() == 8 => {
             let at = u64::from_be_bytes(b[..8].try_into().unwrap_or([0; 8]));
             answer(crate::clock::now_unix().saturating_sub(at))
@@ -63,8 +63,8 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
 }
 
 /// Records that the account's last session ended now.
-pub fn record_logout(services: &Services<'_>, account: &BareJid) {
-    if let Err(e) = services.store.put_account_xml_advisory(account, KEY, &crate::clock::now_unix().to_be_bytes()) {
+pub fn record_logout(hub: &Hub<'_>, account: &BareJid) {
+    if let Err(e) = hub.store.put_account_xml_advisory(account, KEY, &crate::clock::now_unix().to_be_bytes()) {
         log::error!("last activity: {e}");
     }
 }

@@ -18,10 +18,10 @@ pub mod time;
 pub mod vcard;
 pub mod version;
 
-use crate::jid::{BareJid, Domain};
-use crate::sessions::{Registry, Session};
+use crate::hub::Hub;
+use crate::jid::BareJid;
+use crate::sessions::Session;
 use crate::stanza::StanzaError;
-use crate::store::Store;
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
 use std::rc::Rc;
@@ -36,17 +36,6 @@ pub struct ImLimits {
     pub offline_batch_bytes: usize,
     /// XEP-0049 documents per account (`max_private_items`).
     pub max_private_items: usize,
-}
-
-/// What a handler may use.
-pub struct Services<'a> {
-    pub domain: &'a Domain,
-    pub store: &'a Store,
-    pub registry: &'a Registry,
-    pub limits: ImLimits,
-    pub components: &'a crate::components::ComponentRegistry,
-    /// Federation, when enabled.
-    pub s2s: Option<&'a crate::s2s::S2s>,
 }
 
 /// `get` or `set` (results and errors are never dispatched to handlers).
@@ -93,7 +82,7 @@ pub struct Handler {
     /// read public data and keep no per-sender state.
     pub for_remote: bool,
     /// Writes pushes to other sessions itself; `out` is the sender's own output.
-    pub handle: fn(&Services<'_>, &IqRequest<'_>, &mut Vec<u8>) -> IqReply,
+    pub handle: fn(&Hub<'_>, &IqRequest<'_>, &mut Vec<u8>) -> IqReply,
 }
 
 /// Every handler; the router finds one by the payload's namespace and name.

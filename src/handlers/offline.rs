@@ -5,7 +5,7 @@
 //! that loses its connection right after login gets the batch again next time.
 //! (Stream management will acknowledge with `<a h/>` instead.)
 
-use super::Services;
+use crate::hub::Hub;
 use crate::jid::BareJid;
 use crate::ns::NS_CLIENT;
 use crate::ns::NS_HINTS;
@@ -32,21 +32,15 @@ pub fn eligible(message: &Element<'_>) -> bool {
 
 /// Sends the next batch of the account's backlog to `session` (into `out`, its own
 /// output), unless a batch is already waiting for its acknowledgement.
-pub fn deliver(services: &Services<'_>, session: &Rc<Session>, out: &mut Vec<u8>) {
+pub fn deliver(hub: &Hub<'_>, session: &Rc<Session>, out: &mut Vec<u8>) {
     if session.offline_batch.borrow().is_some() {
         return;
     }
-    deliver_after(services, session, &session.jid.to_bare(), None, out);
+    deliver_after(hub, session, &session.jid.to_bare(), None, out);
 }
 
-fn deliver_after(
-    services: &Services<'_>,
-    session: &Rc<Session>,
-    owner: &BareJid,
-    after: Option<u64>,
-    out: &mut Vec<u8>,
-) {
-    let messages = match services.store.offline_batch(owner, after, services.limits.offline_batch_bytes) {
+fn deliver_after(hub: &Hub<'_>, session: &Rc<Session>, owner: &BareJid, after: Option<u64>, out: &mut Vec<u8>) {
+    let messages = match hub.store.offline_batch(owner, after, hub.limits.offline_batch_bytes) {
         Ok(m) => m,
         Err(e) => {
             log::error!("offline messages of {owner}: {e}");
@@ -61,7 +55,7 @@ fn deliver_after(
         XmlWriter::new(&mut delay)
             .start("delay")
             .attr("xmlns", "urn:xmpp:delay")
-            .attr("from", services.domain.as_str())
+            .attr("from", hub.domain.as_str())
             .attr("stamp", &stamp)
             .close_empty();
         // The stanza was re-emitted by wrenhub: it ends in `</message>` or `/>`.
@@ -83,7 +77,7 @@ fn deliver_after(
         .start("iq")
         .attr("type", "get")
         .attr("id", &id)
-        .attr("from", services.domain.as_str())
+        .attr("from", hub.domain.as_str())
         .attr("to", session.jid.as_str())
         .open()
         .empty_ns("ping", crate::ns::NS_PING)
@@ -93,7 +87,7 @@ fn deliver_after(
 
 /// An iq result from a session to the server: if it answers the ping after an
 /// offline batch, the batch leaves the store and the next one follows.
-pub fn acknowledged(services: &Services<'_>, session: &Rc<Session>, id: &str, out: &mut Vec<u8>) {
+pub fn acknowledged(hub: &Hub<'_>, session: &Rc<Session>, id: &str, out: &mut Vec<u8>) {
     let batch = {
         let mut current = session.offline_batch.borrow_mut();
         match current.as_ref() {
@@ -103,10 +97,10 @@ pub fn acknowledged(services: &Services<'_>, session: &Rc<Session>, id: &str, ou
     };
     let Some(batch) = batch else { return };
     let owner = session.jid.to_bare();
-    if let Err(e) = services.store.remove_offline(&owner, &batch.seqs) {
+    if let Err(e) = hub.store.remove_offline(&owner, &batch.seqs) {
         // They stay stored and come again later: a duplicate, never a loss.
         log::error!("removing delivered offline messages: {e}");
         return;
     }
-    deliver_after(services, session, &owner, Some(batch.last), out);
+    deliver_after(hub, session, &owner, Some(batch.last), out);
 }

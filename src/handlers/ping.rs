@@ -1,6 +1,6 @@
 //! XEP-0199: XMPP Ping — the server answers pings to itself.
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_PING;
 use crate::stanza::{Condition, StanzaError};
 
@@ -15,7 +15,7 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     match req.iq_type {
         IqType::Get => IqReply::Result(None),
         IqType::Set => IqReply::Error(StanzaError::new(Condition::BadRequest)),

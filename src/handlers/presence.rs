@@ -7,7 +7,7 @@
 
 use super::blocking;
 use super::roster_items::push_to_interested;
-use super::Services;
+use crate::hub::{Address, Hub};
 use crate::jid::{BareJid, Jid};
 use crate::ns::NS_CLIENT;
 use crate::sessions::{Session, MAX_DIRECTED};
@@ -17,43 +17,30 @@ use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
 use std::rc::Rc;
 
-/// A presence stanza from a bound session.
-pub fn route(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+/// A presence stanza from a bound session (the router sends presence for a
+/// gateway's users to the gateway before it gets here).
+pub fn route(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
     let presence_type = stanza.attr("type");
     let to = stanza.attr("to").map(|t| t.parse::<Jid>());
-    // Presence for a gateway's users goes to the gateway (XEP-0114).
+    // XEP-0191 §3.5: no presence from an address a local recipient blocks
+    // (dropped silently; the router checked the sender's own blocklist, §3.4).
     if let Some(Ok(j)) = &to {
-        if let Some(link) = services.components.serving(j.domain()) {
-            let mut bytes = Vec::with_capacity(200);
-            write_element(
-                &mut bytes,
-                stanza,
-                crate::ns::NS_COMPONENT,
-                Some(crate::ns::NS_COMPONENT),
-                &[Override::Set("from", sender.jid.as_str())],
-            );
-            let _ = link.push(bytes);
-            return;
-        }
-    }
-    // XEP-0191: no presence to or from a blocked address (dropped silently).
-    if let Some(Ok(j)) = &to {
-        let me = Jid::Full(sender.jid.clone());
-        if blocking::blocked(services, &sender.jid.to_bare(), j)
-            || (j.local().is_some() && blocking::blocked(services, &j.to_bare(), &me))
+        if j.local().is_some()
+            && j.domain() == hub.domain.as_str()
+            && blocking::blocked(hub, &j.to_bare(), &Jid::Full(sender.jid.clone()))
         {
             return;
         }
     }
     match (to, presence_type.as_deref()) {
-        (None, None) => available(services, sender, stanza, out),
-        (None, Some("unavailable")) => unavailable(services, sender, Some(stanza), out),
+        (None, None) => available(hub, sender, stanza, out),
+        (None, Some("unavailable")) => unavailable(hub, sender, Some(stanza), out),
         // Subscription types need an addressee; probes come from servers.
         (None, _) | (Some(Err(_)), _) | (Some(_), Some("probe")) => {}
         (Some(Ok(to)), Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
-            subscription(services, sender, to.to_bare(), t, out)
+            subscription(hub, sender, to.to_bare(), t, out)
         }
-        (Some(Ok(to)), t) => directed(services, sender, stanza, &to, t, out),
+        (Some(Ok(to)), t) => directed(hub, sender, stanza, &to, t, out),
     }
 }
 
@@ -101,8 +88,8 @@ fn send(session: &Rc<Session>, current: &Rc<Session>, bytes: Vec<u8>, out: &mut 
     }
 }
 
-fn roster(services: &Services<'_>, owner: &BareJid) -> Vec<RosterItem> {
-    services.store.roster_items(owner).unwrap_or_else(|e| {
+fn roster(hub: &Hub<'_>, owner: &BareJid) -> Vec<RosterItem> {
+    hub.store.roster_items(owner).unwrap_or_else(|e| {
         log::error!("roster of {owner}: {e}");
         Vec::new()
     })
@@ -110,12 +97,12 @@ fn roster(services: &Services<'_>, owner: &BareJid) -> Vec<RosterItem> {
 
 /// The roster without contacts the user blocks or who block the user (XEP-0191):
 /// they neither get its presence nor are probed.
-fn unblocked(services: &Services<'_>, sender: &Session, items: Vec<RosterItem>) -> Vec<RosterItem> {
+fn unblocked(hub: &Hub<'_>, sender: &Session, items: Vec<RosterItem>) -> Vec<RosterItem> {
     // One read transaction for the user's list and every local contact's (S10);
     // a remote contact's list is on its own server.
     let mut owners = vec![sender.jid.to_bare()];
-    owners.extend(items.iter().filter(|i| i.jid.domain() == services.domain.as_str()).map(|i| i.jid.clone()));
-    let mut lists = services.store.blocklists(&owners).unwrap_or_default().into_iter();
+    owners.extend(items.iter().filter(|i| i.jid.domain() == hub.domain.as_str()).map(|i| i.jid.clone()));
+    let mut lists = hub.store.blocklists(&owners).unwrap_or_default().into_iter();
     let mine = lists.next().unwrap_or_default();
     let theirs: std::collections::HashMap<BareJid, Vec<String>> =
         owners.into_iter().skip(1).zip(lists).filter(|(_, l)| !l.is_empty()).collect();
@@ -130,7 +117,7 @@ fn unblocked(services: &Services<'_>, sender: &Session, items: Vec<RosterItem>) 
 }
 
 /// §4.2 initial presence and §4.4 presence updates.
-fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
     let previous = sender.priority.get();
     let initial = previous.is_none();
     let priority = stanza.child("priority", NS_CLIENT).and_then(|p| p.text().trim().parse::<i8>().ok()).unwrap_or(0);
@@ -140,29 +127,29 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     let from = sender.jid.as_str();
     *sender.last_presence.borrow_mut() = Some(stamped(stanza, from, None).into_boxed_slice());
     let owner = sender.jid.to_bare();
-    let items = unblocked(services, sender, roster(services, &owner));
+    let items = unblocked(hub, sender, roster(hub, &owner));
     // To every contact subscribed to the user (from/both), at their available resources.
     for item in items.iter().filter(|i| i.subscription.has_from()) {
         let bytes = stamped(stanza, from, Some(item.jid.as_str()));
-        if send_remote(services, item.jid.domain(), &bytes) {
+        if send_remote(hub, item.jid.domain(), &bytes) {
             continue;
         }
-        for s in services.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
+        for s in hub.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
             send(s, sender, bytes.clone(), out);
         }
     }
     // To the user's own available resources, the sender included (§4.2.2).
-    for s in services.registry.sessions(&owner).iter().filter(|s| s.available()) {
+    for s in hub.registry.sessions(&owner).iter().filter(|s| s.available()) {
         send(s, sender, stamped(stanza, from, Some(s.jid.as_str())), out);
     }
     if offline_target {
-        super::offline::deliver(services, sender, out);
+        super::offline::deliver(hub, sender, out);
     }
     if !initial {
         return;
     }
     // R7: a new resource learns of the account's other available resources.
-    for s in services.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
+    for s in hub.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
         if let Some(last) = s.last_presence.borrow().as_deref() {
             out.extend_from_slice(&with_to(last, from));
         }
@@ -171,11 +158,10 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
     // from their last presence.
     for item in items.iter().filter(|i| i.subscription.has_to()) {
         // A contact on another server is probed there (§4.3.1).
-        if send_remote(services, item.jid.domain(), &simple(owner.as_str(), item.jid.as_str(), Some("probe"))) {
+        if send_remote(hub, item.jid.domain(), &simple(owner.as_str(), item.jid.as_str(), Some("probe"))) {
             continue;
         }
-        let online: Vec<Rc<Session>> =
-            services.registry.sessions(&item.jid).into_iter().filter(|s| s.available()).collect();
+        let online: Vec<Rc<Session>> = hub.registry.sessions(&item.jid).into_iter().filter(|s| s.available()).collect();
         if online.is_empty() {
             out.extend_from_slice(&simple(item.jid.as_str(), from, Some("unavailable")));
         }
@@ -193,7 +179,7 @@ fn available(services: &Services<'_>, sender: &Rc<Session>, stanza: &Element<'_>
 
 /// §4.5: unavailable presence, sent by the client (`stanza`) or on its behalf when
 /// the session ends.
-pub fn unavailable(services: &Services<'_>, sender: &Rc<Session>, stanza: Option<&Element<'_>>, out: &mut Vec<u8>) {
+pub fn unavailable(hub: &Hub<'_>, sender: &Rc<Session>, stanza: Option<&Element<'_>>, out: &mut Vec<u8>) {
     let was_available = sender.priority.take().is_some();
     sender.last_presence.borrow_mut().take();
     let directed = std::mem::take(&mut *sender.directed.borrow_mut());
@@ -204,47 +190,47 @@ pub fn unavailable(services: &Services<'_>, sender: &Rc<Session>, stanza: Option
     };
     let owner = sender.jid.to_bare();
     if was_available {
-        for item in roster(services, &owner).iter().filter(|i| i.subscription.has_from()) {
+        for item in roster(hub, &owner).iter().filter(|i| i.subscription.has_from()) {
             let bytes = bytes_for(item.jid.as_str());
-            if send_remote(services, item.jid.domain(), &bytes) {
+            if send_remote(hub, item.jid.domain(), &bytes) {
                 continue;
             }
-            for s in services.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
+            for s in hub.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
                 send(s, sender, bytes.clone(), out);
             }
         }
-        for s in services.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
+        for s in hub.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
             send(s, sender, bytes_for(s.jid.as_str()), out);
         }
     }
     // §4.6.3: everyone who got directed presence learns the session is gone.
     for to in directed {
-        deliver_to(services, sender, &to, bytes_for(&to), out);
+        deliver_to(hub, sender, &to, bytes_for(&to), out);
     }
 }
 
 /// The session ends (logout or dropped connection): unavailable presence for it.
-pub fn session_ended(services: &Services<'_>, session: &Rc<Session>) {
+pub fn session_ended(hub: &Hub<'_>, session: &Rc<Session>) {
     let mut out = Vec::new();
-    unavailable(services, session, None, &mut out);
+    unavailable(hub, session, None, &mut out);
 }
 
 /// Delivers presence to a JID: a full JID's session, a bare JID's available
 /// resources, or over federation to another domain.
-fn deliver_to(services: &Services<'_>, sender: &Rc<Session>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
+fn deliver_to(hub: &Hub<'_>, sender: &Rc<Session>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
     let Ok(jid) = to.parse::<Jid>() else { return };
-    if jid.domain() != services.domain.as_str() {
-        send_remote(services, jid.domain(), &bytes);
+    if jid.domain() != hub.domain.as_str() {
+        send_remote(hub, jid.domain(), &bytes);
         return;
     }
     match jid {
         Jid::Full(full) => {
-            if let Some(s) = services.registry.get(&full) {
+            if let Some(s) = hub.registry.get(&full) {
                 send(&s, sender, bytes, out);
             }
         }
         Jid::Bare(bare) => {
-            for s in services.registry.sessions(&bare).iter().filter(|s| s.available()) {
+            for s in hub.registry.sessions(&bare).iter().filter(|s| s.available()) {
                 send(s, sender, bytes.clone(), out);
             }
         }
@@ -253,7 +239,7 @@ fn deliver_to(services: &Services<'_>, sender: &Rc<Session>, to: &str, bytes: Ve
 
 /// §4.6: directed presence, tracked so that unavailable presence follows it.
 fn directed(
-    services: &Services<'_>,
+    hub: &Hub<'_>,
     sender: &Rc<Session>,
     stanza: &Element<'_>,
     to: &Jid,
@@ -272,23 +258,18 @@ fn directed(
         }
     }
     let bytes = stamped(stanza, sender.jid.as_str(), Some(&to_text));
-    deliver_to(services, sender, &to_text, bytes, out);
+    deliver_to(hub, sender, &to_text, bytes, out);
 }
 
 /// Stores the two halves of a local subscription change in one transaction (D3),
 /// then pushes each to its owner's interested resources.
-fn save_both(
-    services: &Services<'_>,
-    changes: [Option<(BareJid, RosterItem)>; 2],
-    current: &Rc<Session>,
-    out: &mut Vec<u8>,
-) {
+fn save_both(hub: &Hub<'_>, changes: [Option<(BareJid, RosterItem)>; 2], current: &Rc<Session>, out: &mut Vec<u8>) {
     let changes: Vec<(BareJid, RosterItem)> = changes.into_iter().flatten().collect();
     let owners: Vec<BareJid> = changes.iter().map(|(o, _)| o.clone()).collect();
-    match services.store.put_roster_items(changes) {
+    match hub.store.put_roster_items(changes) {
         Ok(stored) => {
             for (owner, item) in owners.iter().zip(&stored) {
-                push_to_interested(services, owner, item, Some(current), out);
+                push_to_interested(hub, owner, item, Some(current), out);
             }
         }
         Err(StoreError::RosterFull) => log::debug!("a roster is full: subscription change not kept"),
@@ -297,16 +278,16 @@ fn save_both(
 }
 
 /// Stores a changed item and pushes it to the owner's interested resources.
-fn save(services: &Services<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
-    match services.store.put_roster_item(owner, item) {
-        Ok(stored) => push_to_interested(services, owner, &stored, Some(current), out),
+fn save(hub: &Hub<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
+    match hub.store.put_roster_item(owner, item) {
+        Ok(stored) => push_to_interested(hub, owner, &stored, Some(current), out),
         Err(StoreError::RosterFull) => log::debug!("roster of {owner} is full: subscription change not kept"),
         Err(e) => log::error!("roster of {owner}: {e}"),
     }
 }
 
-fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Option<RosterItem> {
-    services.store.roster_item(owner, contact).unwrap_or_else(|e| {
+fn item_of(hub: &Hub<'_>, owner: &BareJid, contact: &BareJid) -> Option<RosterItem> {
+    hub.store.roster_item(owner, contact).unwrap_or_else(|e| {
         log::error!("roster of {owner}: {e}");
         None
     })
@@ -317,54 +298,54 @@ fn item_of(services: &Services<'_>, owner: &BareJid, contact: &BareJid) -> Optio
 /// contact the user's presence is shared with gets it again, and the user gets the
 /// contact's (from its last presence here, or a probe for a remote contact).
 pub fn blocklist_changed(
-    services: &Services<'_>,
+    hub: &Hub<'_>,
     sender: &Rc<Session>,
     blocked: &[String],
     unblocked: &[String],
     out: &mut Vec<u8>,
 ) {
     let owner = sender.jid.to_bare();
-    let mine: Vec<Rc<Session>> = services.registry.sessions(&owner).into_iter().filter(|s| s.available()).collect();
-    let local = |jid: &Jid| jid.domain() == services.domain.as_str();
+    let mine: Vec<Rc<Session>> = hub.registry.sessions(&owner).into_iter().filter(|s| s.available()).collect();
+    let local = |jid: &Jid| jid.domain() == hub.domain.as_str();
     for jid in blocked.iter().filter_map(|b| b.parse::<Jid>().ok()).filter(|j| j.local().is_some()) {
         for s in &mine {
             if local(&jid) {
-                for peer in services.registry.sessions(&jid.to_bare()).iter().filter(|p| p.available()) {
+                for peer in hub.registry.sessions(&jid.to_bare()).iter().filter(|p| p.available()) {
                     if matches!(&jid, Jid::Full(f) if *f != peer.jid) {
                         continue;
                     }
                     send(peer, sender, simple(s.jid.as_str(), peer.jid.as_str(), Some("unavailable")), out);
                 }
             } else {
-                send_remote(services, jid.domain(), &simple(s.jid.as_str(), jid.as_str(), Some("unavailable")));
+                send_remote(hub, jid.domain(), &simple(s.jid.as_str(), jid.as_str(), Some("unavailable")));
             }
         }
     }
     for jid in unblocked.iter().filter_map(|b| b.parse::<Jid>().ok()).filter(|j| j.local().is_some()) {
         let contact = jid.to_bare();
-        let Some(item) = item_of(services, &owner, &contact) else { continue };
+        let Some(item) = item_of(hub, &owner, &contact) else { continue };
         if item.subscription.has_from() {
             for s in &mine {
                 let Some(last) = s.last_presence.borrow().clone() else { continue };
                 if local(&jid) {
-                    for peer in services.registry.sessions(&contact).iter().filter(|p| p.available()) {
+                    for peer in hub.registry.sessions(&contact).iter().filter(|p| p.available()) {
                         send(peer, sender, with_to(&last, peer.jid.as_str()), out);
                     }
                 } else {
-                    send_remote(services, jid.domain(), &with_to(&last, contact.as_str()));
+                    send_remote(hub, jid.domain(), &with_to(&last, contact.as_str()));
                 }
             }
         }
         if item.subscription.has_to() {
             if local(&jid) {
-                for peer in services.registry.sessions(&contact).iter().filter(|p| p.available()) {
+                for peer in hub.registry.sessions(&contact).iter().filter(|p| p.available()) {
                     let Some(last) = peer.last_presence.borrow().clone() else { continue };
                     for m in &mine {
                         send(m, sender, with_to(&last, m.jid.as_str()), out);
                     }
                 }
             } else {
-                send_remote(services, jid.domain(), &simple(owner.as_str(), contact.as_str(), Some("probe")));
+                send_remote(hub, jid.domain(), &simple(owner.as_str(), contact.as_str(), Some("probe")));
             }
         }
     }
@@ -373,17 +354,17 @@ pub fn blocklist_changed(
 /// R3: an account was deleted (its rows are gone, the other local rosters updated
 /// in the same transaction): local contacts get the roster push of their changed
 /// item, remote ones `unsubscribe` and `unsubscribed` from it.
-pub fn account_deleted(services: &Services<'_>, gone: &BareJid, items: &[RosterItem]) {
+pub fn account_deleted(hub: &Hub<'_>, gone: &BareJid, items: &[RosterItem]) {
     for item in items {
         let contact = &item.jid;
-        if contact.domain() != services.domain.as_str() {
+        if contact.domain() != hub.domain.as_str() {
             for kind in ["unsubscribe", "unsubscribed"] {
-                send_remote(services, contact.domain(), &simple(gone.as_str(), contact.as_str(), Some(kind)));
+                send_remote(hub, contact.domain(), &simple(gone.as_str(), contact.as_str(), Some(kind)));
             }
             continue;
         }
-        if let Some(theirs) = services.store.roster_item(contact, gone).ok().flatten() {
-            push_to_interested(services, contact, &theirs, None, &mut Vec::new());
+        if let Some(theirs) = hub.store.roster_item(contact, gone).ok().flatten() {
+            push_to_interested(hub, contact, &theirs, None, &mut Vec::new());
         }
     }
 }
@@ -391,32 +372,36 @@ pub fn account_deleted(services: &Services<'_>, gone: &BareJid, items: &[RosterI
 /// RFC 6121 §2.5.2: removing a contact cancels the subscriptions both ways, as if
 /// the user had sent `unsubscribe` and `unsubscribed` (REVIEW R1); called before
 /// the item is removed.
-pub fn cancel_both_ways(services: &Services<'_>, sender: &Rc<Session>, item: &RosterItem, out: &mut Vec<u8>) {
+pub fn cancel_both_ways(hub: &Hub<'_>, sender: &Rc<Session>, item: &RosterItem, out: &mut Vec<u8>) {
     if item.subscription.has_to() || item.ask {
-        subscription(services, sender, item.jid.clone(), "unsubscribe", out);
+        subscription(hub, sender, item.jid.clone(), "unsubscribe", out);
     }
     if item.subscription.has_from() || item.pending_in {
-        subscription(services, sender, item.jid.clone(), "unsubscribed", out);
+        subscription(hub, sender, item.jid.clone(), "unsubscribed", out);
     }
 }
 
 /// §3: a subscription stanza from `sender`'s account to `contact` (Appendix A's
 /// state tables, for both sides, since both accounts are local).
-fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
+fn subscription(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
     let user = sender.jid.to_bare();
     if contact == user {
         return;
     }
-    if contact.domain() != services.domain.as_str() {
-        if services.s2s.is_some() {
-            subscription_to_remote(services, sender, contact, kind, out);
-        } else if kind == "subscribe" {
-            // Federation is not enabled: a request to another domain cannot be delivered.
-            out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
+    match hub.address(contact.domain()) {
+        Address::Accounts => {}
+        // The contact's server (or gateway) runs its own half.
+        Address::Component(_) => return subscription_to_remote(hub, sender, contact, kind, out),
+        Address::Remote(_) if hub.s2s.is_some() => return subscription_to_remote(hub, sender, contact, kind, out),
+        // Federation is off, or the gateway is down: a request cannot be delivered.
+        Address::Remote(_) | Address::ComponentAbsent | Address::Nowhere => {
+            if kind == "subscribe" {
+                out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
+            }
+            return;
         }
-        return;
     }
-    let exists = matches!(services.store.account(&contact), Ok(Some(_)));
+    let exists = matches!(hub.store.account(&contact), Ok(Some(_)));
     if !exists {
         // §3.1.3: no such contact: the request is answered with unsubscribed.
         if kind == "subscribe" {
@@ -424,8 +409,8 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
         }
         return;
     }
-    let mine = item_of(services, &user, &contact);
-    let theirs = item_of(services, &contact, &user);
+    let mine = item_of(hub, &user, &contact);
+    let theirs = item_of(hub, &contact, &user);
     match kind {
         "subscribe" => {
             // Outbound (§3.1.2): pending out, unless already subscribed.
@@ -433,13 +418,13 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
             if !item.subscription.has_to() && (!item.ask || item.hidden) {
                 item.ask = true;
                 item.hidden = false;
-                save(services, &user, item, sender, out);
+                save(hub, &user, item, sender, out);
             }
             // Inbound (§3.1.3).
             match theirs {
                 Some(t) if t.subscription.has_from() => {
                     // Already approved: the contact's server answers for it.
-                    approve(services, sender, &contact, &user, out);
+                    approve(hub, sender, &contact, &user, out);
                 }
                 other => {
                     let mut t = other.unwrap_or_else(|| {
@@ -449,10 +434,10 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
                     });
                     if !t.pending_in {
                         t.pending_in = true;
-                        save(services, &contact, t, sender, out);
+                        save(hub, &contact, t, sender, out);
                     }
                     let request = simple(user.as_str(), contact.as_str(), Some("subscribe"));
-                    for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                    for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
                         send(s, sender, request.clone(), out);
                     }
                 }
@@ -463,8 +448,8 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
             // request there is nothing to approve (pre-approval is not offered).
             let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
             let t = theirs.and_then(RosterItem::grant_to);
-            save_both(services, [Some((user.clone(), item)), t.map(|t| (contact.clone(), t))], sender, out);
-            notify_approved(services, sender, &user, &contact, out);
+            save_both(hub, [Some((user.clone(), item)), t.map(|t| (contact.clone(), t))], sender, out);
+            notify_approved(hub, sender, &user, &contact, out);
         }
         "unsubscribe" => {
             // §3.3: the user no longer wants the contact's presence.
@@ -472,14 +457,14 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
                 mine.and_then(RosterItem::cancel_to).map(|i| (user.clone(), i)),
                 theirs.and_then(RosterItem::cancel_from).map(|t| (contact.clone(), t)),
             ];
-            save_both(services, changes, sender, out);
+            save_both(hub, changes, sender, out);
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribe"));
-            for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+            for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
                 send(s, sender, note.clone(), out);
             }
             // The user stops seeing the contact.
-            for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
-                for mine in services.registry.sessions(&user).iter().filter(|m| m.available()) {
+            for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
+                for mine in hub.registry.sessions(&user).iter().filter(|m| m.available()) {
                     send(mine, sender, simple(s.jid.as_str(), mine.jid.as_str(), Some("unavailable")), out);
                 }
             }
@@ -491,14 +476,14 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
                 mine.and_then(RosterItem::cancel_from).map(|i| (user.clone(), i)),
                 theirs.and_then(RosterItem::cancel_to).map(|t| (contact.clone(), t)),
             ];
-            save_both(services, changes, sender, out);
+            save_both(hub, changes, sender, out);
             let note = simple(user.as_str(), contact.as_str(), Some("unsubscribed"));
-            for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+            for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
                 send(s, sender, note.clone(), out);
             }
             // The contact stops seeing the user.
-            for mine in services.registry.sessions(&user).iter().filter(|m| m.available()) {
-                for s in services.registry.sessions(&contact).iter().filter(|s| s.available()) {
+            for mine in hub.registry.sessions(&user).iter().filter(|m| m.available()) {
+                for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
                     send(s, sender, simple(mine.jid.as_str(), s.jid.as_str(), Some("unavailable")), out);
                 }
             }
@@ -508,29 +493,23 @@ fn subscription(services: &Services<'_>, sender: &Rc<Session>, contact: BareJid,
 
 /// `approver` already lets `requester` see its presence: the server says
 /// `subscribed` on the approver's behalf and completes the requester's side.
-fn approve(services: &Services<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
-    if let Some(item) = item_of(services, requester, approver).and_then(RosterItem::grant_to) {
-        save(services, requester, item, sender, out);
+fn approve(hub: &Hub<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
+    if let Some(item) = item_of(hub, requester, approver).and_then(RosterItem::grant_to) {
+        save(hub, requester, item, sender, out);
     }
-    notify_approved(services, sender, approver, requester, out);
+    notify_approved(hub, sender, approver, requester, out);
 }
 
 /// Tells `requester` its subscription to `approver` is approved (§3.1.6), and sends
 /// it the approver's current presence.
-fn notify_approved(
-    services: &Services<'_>,
-    sender: &Rc<Session>,
-    approver: &BareJid,
-    requester: &BareJid,
-    out: &mut Vec<u8>,
-) {
+fn notify_approved(hub: &Hub<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
     let note = simple(approver.as_str(), requester.as_str(), Some("subscribed"));
     let requester_sessions: Vec<Rc<Session>> =
-        services.registry.sessions(requester).into_iter().filter(|s| s.available()).collect();
+        hub.registry.sessions(requester).into_iter().filter(|s| s.available()).collect();
     for r in &requester_sessions {
         send(r, sender, note.clone(), out);
     }
-    for a in services.registry.sessions(approver).iter().filter(|s| s.available()) {
+    for a in hub.registry.sessions(approver).iter().filter(|s| s.available()) {
         if let Some(last) = a.last_presence.borrow().as_deref() {
             for r in &requester_sessions {
                 send(r, sender, with_to(last, r.jid.as_str()), out);
@@ -539,72 +518,74 @@ fn notify_approved(
     }
 }
 
-/// Sends presence to another domain over federation; true when `domain` is remote
-/// (sent, or bounced by the queue limit: presence is never bounced back).
-fn send_remote(services: &Services<'_>, domain: &str, bytes: &[u8]) -> bool {
-    if domain == services.domain.as_str() {
-        return false;
-    }
-    if let (Some(s2s), Ok(d)) = (services.s2s, domain.parse::<crate::jid::Domain>()) {
-        if let Err(e) = s2s.send(&d, bytes.to_vec(), None) {
-            log::debug!("presence to {domain} not sent: {e:?}");
+/// Sends presence to another domain: over federation, or to the gateway that
+/// serves it; true when `domain` is not ours (sent, or refused by a full queue:
+/// presence is never bounced back).
+fn send_remote(hub: &Hub<'_>, domain: &str, bytes: &[u8]) -> bool {
+    match hub.address(domain) {
+        Address::Accounts => false,
+        Address::Remote(d) => {
+            if let Some(s2s) = hub.s2s {
+                if let Err(e) = s2s.send(&d, bytes.to_vec(), None) {
+                    log::debug!("presence to {domain} not sent: {e:?}");
+                }
+            }
+            true
         }
+        Address::Component(link) => {
+            let _ = link.push(bytes.to_vec());
+            true
+        }
+        Address::ComponentAbsent | Address::Nowhere => true,
     }
-    true
 }
 
 /// §3, the user's server: a subscription stanza from a local user to a contact on
 /// another server updates the user's roster and goes out over federation; the
 /// contact's server runs its own half.
-fn subscription_to_remote(
-    services: &Services<'_>,
-    sender: &Rc<Session>,
-    contact: BareJid,
-    kind: &str,
-    out: &mut Vec<u8>,
-) {
+fn subscription_to_remote(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
     let user = sender.jid.to_bare();
-    let mine = item_of(services, &user, &contact);
+    let mine = item_of(hub, &user, &contact);
     match kind {
         "subscribe" => {
             let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
             if !item.subscription.has_to() && (!item.ask || item.hidden) {
                 item.ask = true;
                 item.hidden = false;
-                save(services, &user, item, sender, out);
+                save(hub, &user, item, sender, out);
             }
         }
         "subscribed" => {
             // §3.1.5: approving a request that is pending.
             let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
-            save(services, &user, item, sender, out);
+            save(hub, &user, item, sender, out);
         }
         "unsubscribe" => {
             if let Some(item) = mine.and_then(RosterItem::cancel_to) {
-                save(services, &user, item, sender, out);
+                save(hub, &user, item, sender, out);
             }
         }
         _ => {
             if let Some(item) = mine.and_then(RosterItem::cancel_from) {
-                save(services, &user, item, sender, out);
+                save(hub, &user, item, sender, out);
             }
         }
     }
-    send_remote(services, contact.domain(), &simple(user.as_str(), contact.as_str(), Some(kind)));
-    let resources: Vec<Rc<Session>> = services.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
+    send_remote(hub, contact.domain(), &simple(user.as_str(), contact.as_str(), Some(kind)));
+    let resources: Vec<Rc<Session>> = hub.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
     match kind {
         // §3.1.5: the contact gets the user's current presence right away.
         "subscribed" => {
             for r in &resources {
                 if let Some(last) = r.last_presence.borrow().as_deref() {
-                    send_remote(services, contact.domain(), &with_to(last, contact.as_str()));
+                    send_remote(hub, contact.domain(), &with_to(last, contact.as_str()));
                 }
             }
         }
         // §3.2.1: the contact stops seeing the user.
         "unsubscribed" => {
             for r in &resources {
-                send_remote(services, contact.domain(), &simple(r.jid.as_str(), contact.as_str(), Some("unavailable")));
+                send_remote(hub, contact.domain(), &simple(r.jid.as_str(), contact.as_str(), Some("unavailable")));
             }
         }
         _ => {}
@@ -612,50 +593,46 @@ fn subscription_to_remote(
 }
 
 /// Stores a changed item, pushing it to every interested resource of the owner.
-fn save_inbound(services: &Services<'_>, owner: &BareJid, item: RosterItem) {
-    match services.store.put_roster_item(owner, item) {
-        Ok(stored) => push_to_interested(services, owner, &stored, None, &mut Vec::new()),
+fn save_inbound(hub: &Hub<'_>, owner: &BareJid, item: RosterItem) {
+    match hub.store.put_roster_item(owner, item) {
+        Ok(stored) => push_to_interested(hub, owner, &stored, None, &mut Vec::new()),
         Err(StoreError::RosterFull) => log::debug!("roster of {owner} is full: subscription change not kept"),
         Err(e) => log::error!("roster of {owner}: {e}"),
     }
 }
 
-/// Presence from another server to a local JID (RFC 6121 §3 and §4, the
-/// contact's server): subscription requests and answers update the local
-/// account's roster, probes are answered from its resources' last presence, and
-/// presence is delivered to its available resources.
-pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
+/// Presence from another server or a gateway to a local JID (RFC 6121 §3 and §4,
+/// the contact's server: the inbound half): subscription requests and answers
+/// update the local account's roster, probes are answered from its resources'
+/// last presence, and presence is delivered to its available resources.
+pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
     let Ok(sender) = from.parse::<Jid>() else { return };
     let user = to.to_bare();
     let contact = sender.to_bare();
-    if blocking::blocked(services, &user, &sender) {
+    if blocking::blocked(hub, &user, &sender) {
         return;
     }
     let presence_type = stanza.attr("type");
-    let exists = matches!(services.store.account(&user), Ok(Some(_)));
-    let available: Vec<Rc<Session>> = services.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
+    let exists = matches!(hub.store.account(&user), Ok(Some(_)));
+    let available: Vec<Rc<Session>> = hub.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
     let deliver = |bytes: &[u8], to_full: Option<&str>| {
         for s in available.iter().filter(|s| to_full.is_none_or(|f| f == s.jid.as_str())) {
             let _ = s.push(bytes.to_vec());
         }
     };
-    let item = if exists { item_of(services, &user, &contact) } else { None };
+    let item = if exists { item_of(hub, &user, &contact) } else { None };
     let note = |kind: &str| simple(contact.as_str(), user.as_str(), Some(kind));
     match presence_type.as_deref() {
         Some("subscribe") => {
             if !exists {
                 // §3.1.3: no such user.
-                send_remote(services, contact.domain(), &simple(user.as_str(), contact.as_str(), Some("unsubscribed")));
+                send_remote(hub, contact.domain(), &simple(user.as_str(), contact.as_str(), Some("unsubscribed")));
                 return;
             }
             match item {
                 Some(i) if i.subscription.has_from() => {
                     // Already approved: answered on the user's behalf (§3.1.3).
-                    send_remote(
-                        services,
-                        contact.domain(),
-                        &simple(user.as_str(), contact.as_str(), Some("subscribed")),
-                    );
+                    send_remote(hub, contact.domain(), &simple(user.as_str(), contact.as_str(), Some("subscribed")));
                 }
                 other => {
                     let mut i = other.unwrap_or_else(|| {
@@ -665,7 +642,7 @@ pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to
                     });
                     if !i.pending_in {
                         i.pending_in = true;
-                        save_inbound(services, &user, i);
+                        save_inbound(hub, &user, i);
                     }
                     deliver(&note("subscribe"), None);
                 }
@@ -674,17 +651,17 @@ pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to
         Some("subscribed") => {
             // §3.1.6: only an outstanding request is completed.
             let Some(i) = item.and_then(RosterItem::grant_to) else { return };
-            save_inbound(services, &user, i);
+            save_inbound(hub, &user, i);
             deliver(&note("subscribed"), None);
         }
         Some("unsubscribe") => {
             let Some(i) = item.and_then(RosterItem::cancel_from) else { return };
-            save_inbound(services, &user, i);
+            save_inbound(hub, &user, i);
             deliver(&note("unsubscribe"), None);
         }
         Some("unsubscribed") => {
             let Some(i) = item.and_then(RosterItem::cancel_to) else { return };
-            save_inbound(services, &user, i);
+            save_inbound(hub, &user, i);
             deliver(&note("unsubscribed"), None);
         }
         Some("probe") => {
@@ -693,11 +670,11 @@ pub fn from_remote(services: &Services<'_>, stanza: &Element<'_>, from: &str, to
                 return;
             }
             if available.is_empty() {
-                send_remote(services, contact.domain(), &simple(user.as_str(), from, Some("unavailable")));
+                send_remote(hub, contact.domain(), &simple(user.as_str(), from, Some("unavailable")));
             }
             for s in &available {
                 if let Some(last) = s.last_presence.borrow().as_deref() {
-                    send_remote(services, contact.domain(), &with_to(last, from));
+                    send_remote(hub, contact.domain(), &with_to(last, from));
                 }
             }
         }

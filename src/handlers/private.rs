@@ -1,7 +1,7 @@
 //! XEP-0049: private XML storage — an account keeps small XML documents on the
 //! server, one per `{namespace}name`, at most `max_private_items`.
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_PRIVATE;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
@@ -17,7 +17,7 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     let owner = req.sender.jid.to_bare();
     if req.on_behalf_of.is_some_and(|b| *b != owner) {
         return IqReply::Error(StanzaError::new(Condition::Forbidden));
@@ -39,7 +39,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
         p
     };
     match req.iq_type {
-        IqType::Get => match services.store.account_xml(&owner, &key) {
+        IqType::Get => match hub.store.account_xml(&owner, &key) {
             Ok(Some(xml)) => IqReply::Result(Some(wrap(&xml))),
             Ok(None) => {
                 // Nothing stored: the empty element as asked for.
@@ -55,7 +55,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
         IqType::Set => {
             let mut xml = Vec::new();
             write_element(&mut xml, &item, NS_PRIVATE, None, &[]);
-            match services.store.put_account_xml(&owner, &key, &xml, services.limits.max_private_items) {
+            match hub.store.put_account_xml(&owner, &key, &xml, hub.limits.max_private_items) {
                 Ok(true) => IqReply::Result(None),
                 Ok(false) => IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "max_private_items reached")),
                 Err(e) => {

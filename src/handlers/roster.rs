@@ -5,7 +5,7 @@
 //! that changes them is the next piece of IM support.
 
 use super::roster_items::{push_bytes, push_to_interested, write_item};
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::jid::BareJid;
 use crate::ns::NS_ROSTER;
 use crate::stanza::{Condition, StanzaError};
@@ -35,23 +35,23 @@ fn store_error(e: crate::store::StoreError) -> IqReply {
     IqReply::Error(StanzaError::new(Condition::InternalServerError))
 }
 
-fn handle(services: &Services<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, out: &mut Vec<u8>) -> IqReply {
     let owner = req.sender.jid.to_bare();
     // §2.1.5: only the account itself may read or change its roster.
     if req.on_behalf_of.is_some_and(|b| *b != owner) {
         return IqReply::Error(StanzaError::new(Condition::Forbidden));
     }
     match req.iq_type {
-        IqType::Get => get(services, req, &owner),
-        IqType::Set => set(services, req, &owner, out),
+        IqType::Get => get(hub, req, &owner),
+        IqType::Set => set(hub, req, &owner, out),
     }
 }
 
 /// §2.2 and §2.6.3.
-fn get(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid) -> IqReply {
+fn get(hub: &Hub<'_>, req: &IqRequest<'_>, owner: &BareJid) -> IqReply {
     req.sender.roster_interested.set(true);
     let client_ver = req.payload.attr("ver").and_then(|v| v.parse::<u64>().ok());
-    match services.store.roster(owner, client_ver) {
+    match hub.store.roster(owner, client_ver) {
         Err(e) => store_error(e),
         Ok(RosterRead::Full { ver, items }) => {
             let mut p = Vec::new();
@@ -76,7 +76,7 @@ fn get(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid) -> IqReply
 }
 
 /// §2.3 (add or update) and §2.5 (remove).
-fn set(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut Vec<u8>) -> IqReply {
+fn set(hub: &Hub<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut Vec<u8>) -> IqReply {
     let mut items = req.payload.children().filter(|c| c.is("item", NS_ROSTER));
     let (Some(el), None) = (items.next(), items.next()) else {
         return IqReply::Error(StanzaError::with_text(Condition::BadRequest, "a roster set carries exactly one item"));
@@ -90,17 +90,17 @@ fn set(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut 
         return IqReply::Error(StanzaError::with_text(Condition::NotAllowed, "an account is not its own contact"));
     }
     let stored = match el.attr("subscription").as_deref() {
-        Some("remove") => match services.store.roster_item(owner, &jid).and_then(|item| {
+        Some("remove") => match hub.store.roster_item(owner, &jid).and_then(|item| {
             if let Some(item) = item {
-                super::presence::cancel_both_ways(services, req.sender, &item, out);
+                super::presence::cancel_both_ways(hub, req.sender, &item, out);
             }
-            services.store.remove_roster_item(owner, &jid)
+            hub.store.remove_roster_item(owner, &jid)
         }) {
             Ok(Some(tombstone)) => tombstone,
             Ok(None) => return IqReply::Error(StanzaError::new(Condition::ItemNotFound)),
             Err(e) => return store_error(e),
         },
-        None | Some("none") => match update(services, owner, jid, &el) {
+        None | Some("none") => match update(hub, owner, jid, &el) {
             Ok(item) => item,
             Err(reply) => return reply,
         },
@@ -111,16 +111,16 @@ fn set(services: &Services<'_>, req: &IqRequest<'_>, owner: &BareJid, out: &mut 
             ))
         }
     };
-    push_to_interested(services, owner, &stored, Some(req.sender), out);
+    push_to_interested(hub, owner, &stored, Some(req.sender), out);
     IqReply::Result(None)
 }
 
 /// Creates or updates an item from a roster set (keeping its subscription state).
-fn update(services: &Services<'_>, owner: &BareJid, jid: BareJid, el: &Element<'_>) -> Result<RosterItem, IqReply> {
-    let existing = services.store.roster_item(owner, &jid).map_err(store_error)?;
+fn update(hub: &Hub<'_>, owner: &BareJid, jid: BareJid, el: &Element<'_>) -> Result<RosterItem, IqReply> {
+    let existing = hub.store.roster_item(owner, &jid).map_err(store_error)?;
     if existing.is_none() {
-        let count = services.store.roster_len(owner).map_err(store_error)?;
-        if count >= services.limits.max_roster_items {
+        let count = hub.store.roster_len(owner).map_err(store_error)?;
+        if count >= hub.limits.max_roster_items {
             return Err(IqReply::Error(StanzaError::with_text(
                 Condition::NotAllowed,
                 "the roster is full (max_roster_items)",
@@ -151,5 +151,5 @@ fn update(services: &Services<'_>, owner: &BareJid, jid: BareJid, el: &Element<'
     // R4: an item that only held a pending request becomes a contact the owner
     // sees (and gets pushed) once the owner adds it.
     item.hidden = false;
-    services.store.put_roster_item(owner, item).map_err(store_error)
+    hub.store.put_roster_item(owner, item).map_err(store_error)
 }

@@ -2,7 +2,7 @@
 //! pushes (§2.1.6), shared by the roster and presence handlers (a subscription
 //! change is a roster change).
 
-use super::Services;
+use crate::hub::Hub;
 use crate::jid::BareJid;
 use crate::ns::NS_ROSTER;
 use crate::sessions::Session;
@@ -13,7 +13,7 @@ use std::rc::Rc;
 /// §2.1.6: a push to every resource of the account that requested the roster.
 /// `current` is the session being served: its push goes to `out`.
 pub fn push_to_interested(
-    services: &Services<'_>,
+    hub: &Hub<'_>,
     owner: &BareJid,
     item: &RosterItem,
     current: Option<&Rc<Session>>,
@@ -22,7 +22,7 @@ pub fn push_to_interested(
     if item.hidden {
         return;
     }
-    for session in services.registry.sessions(owner) {
+    for session in hub.registry.sessions(owner) {
         if !session.roster_interested.get() {
             continue;
         }

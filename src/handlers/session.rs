@@ -1,7 +1,7 @@
 //! The legacy session establishment request (RFC 3921 §3; RFC 6121 Appendix E):
 //! offered as optional, and answered with a result.
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_SESSION;
 use crate::stanza::{Condition, StanzaError};
 
@@ -17,7 +17,7 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     match req.iq_type {
         IqType::Set => IqReply::Result(None),
         IqType::Get => IqReply::Error(StanzaError::new(Condition::BadRequest)),

@@ -1,6 +1,6 @@
 //! XEP-0202: Entity Time of the server (UTC).
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_TIME;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
@@ -16,7 +16,7 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(_: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }

@@ -1,7 +1,7 @@
 //! XEP-0054: vcard-temp. An account sets its own vCard; anyone on the server may
 //! read it (clients show nicknames and avatars from it, XEP-0153).
 
-use super::{Handler, IqReply, IqRequest, IqType, Services};
+use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_VCARD;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
@@ -19,11 +19,11 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     let own = req.sender.jid.to_bare();
     let owner = req.on_behalf_of.cloned().unwrap_or_else(|| own.clone());
     match req.iq_type {
-        IqType::Get => match services.store.account_xml(&owner, KEY) {
+        IqType::Get => match hub.store.account_xml(&owner, KEY) {
             Ok(Some(xml)) => IqReply::Result(Some(xml)),
             Ok(None) => {
                 let mut empty = Vec::new();
@@ -39,7 +39,7 @@ fn handle(services: &Services<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqRe
         IqType::Set => {
             let mut xml = Vec::new();
             write_element(&mut xml, &req.payload, "", None, &[]);
-            match services.store.put_account_xml(&owner, KEY, &xml, usize::MAX) {
+            match hub.store.put_account_xml(&owner, KEY, &xml, usize::MAX) {
                 Ok(_) => IqReply::Result(None),
                 Err(e) => {
                     log::error!("vcard: {e}");

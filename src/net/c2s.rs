@@ -152,13 +152,13 @@ fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
     // new session speaks for that address now.
     let still_bound = server.registry.get(&session.jid).is_some_and(|s| Rc::ptr_eq(&s, session));
     if still_bound {
-        crate::handlers::presence::session_ended(&server.services(), session);
+        crate::handlers::presence::session_ended(&server.hub(), session);
     }
     server.registry.unbind(session);
     redeliver_queued(server, session);
     let account = session.jid.to_bare();
     if server.registry.sessions(&account).is_empty() {
-        crate::handlers::last::record_logout(&server.services(), &account);
+        crate::handlers::last::record_logout(&server.hub(), &account);
     }
 }
 
@@ -173,7 +173,7 @@ fn redeliver_queued(server: &Server, session: &crate::sessions::Session) {
     }
     let header = format!("<stream:stream xmlns='{}' xmlns:stream='{}'>", crate::ns::NS_CLIENT, crate::ns::NS_STREAMS);
     let limits = crate::xml::Limits { max_stanza_size: 1 << 24, ..server.config.xml };
-    let router = server.router();
+    let router = server.hub();
     let mut redelivered = 0;
     // One stream of all the items, as if they had arrived on one connection.
     let mut framer = crate::xml::Framer::new(limits);
@@ -209,15 +209,5 @@ fn redeliver_queued(server: &Server, session: &crate::sessions::Session) {
 }
 
 fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {
-    Env {
-        store: &server.store,
-        registry: &server.registry,
-        limiter: &server.limiter,
-        secret: &server.secret,
-        bindings,
-        peer,
-        components: &server.components,
-        configured_components: &server.config.components,
-        s2s: server.s2s.as_ref(),
-    }
+    Env { hub: server.hub(), limiter: &server.limiter, secret: &server.secret, bindings, peer }
 }

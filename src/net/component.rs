@@ -24,13 +24,7 @@ pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease
 }
 
 fn env(server: &Server, peer: std::net::IpAddr) -> Env<'_> {
-    Env {
-        configured: &server.config.components,
-        components: &server.components,
-        router: server.router(),
-        limiter: &server.limiter,
-        peer,
-    }
+    Env { hub: server.hub(), limiter: &server.limiter, peer }
 }
 
 fn action(step: Step) -> Action {

@@ -77,13 +77,11 @@ impl Conn for Inbound {
 
     fn input(&mut self, server: &Server, transport: &Transport, input: Input<'_>, out: &mut Vec<u8>) -> Action {
         let Some(s2s) = server.s2s.as_ref() else { return Action::Close };
-        let serves = |d: &str| server.serves(d);
         let env = Env {
             s2s,
             dialback: server.config.s2s_dialback,
             peer_chain: transport.peer_certificates(),
-            serves: &serves,
-            router: server.router(),
+            hub: server.hub(),
         };
         let step = self.stream.handle(input, &env, out);
         self.action(server, step, out)

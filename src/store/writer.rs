@@ -21,7 +21,7 @@
 
 use super::offline::{OfflineQuota, OfflineRefused};
 use super::{db_err, Store};
-use crate::jid::{BareJid, Domain, FullJid};
+use crate::jid::{BareJid, Domain};
 use event_listener::{Event, EventListener};
 use std::sync::{Arc, Mutex};
 
@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex};
 pub enum Refusal {
     /// The stream that sent it (its own output): the driver writes it.
     Out(Vec<u8>),
-    /// A local session.
-    Local(FullJid, Vec<u8>),
+    /// Whoever serves this address (a redelivered message's sender).
+    To(String, Vec<u8>),
     /// A remote sender, over its domain's link.
     Remote(Domain, Vec<u8>),
 }

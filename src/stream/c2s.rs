@@ -12,12 +12,11 @@ pub use super::Input;
 use crate::auth_limiter::AuthLimiter;
 use crate::jid::{BareJid, Domain, FullJid};
 use crate::ns::{NS_BIND, NS_CLIENT, NS_SASL, NS_SASL_CB, NS_STREAMS, NS_TLS};
-use crate::router::Router;
 use crate::sasl::scram::{fake_salt, parse_client_first, ChannelBindings, ScramHash, ScramRecord, ScramServer};
 use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism};
-use crate::sessions::{BindError, Registry, Session};
+use crate::sessions::{BindError, Session};
 use crate::stanza::{Condition, StanzaError};
-use crate::store::{Account, Store};
+use crate::store::Account;
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event};
 use std::net::IpAddr;
@@ -38,18 +37,13 @@ pub struct Policy {
 
 /// What the stream needs from the rest of the server while handling input.
 pub struct Env<'a> {
-    pub store: &'a Store,
-    pub registry: &'a Registry,
+    pub hub: crate::hub::Hub<'a>,
     pub limiter: &'a AuthLimiter,
     /// The secret behind fake SCRAM salts for unknown users.
     pub secret: &'a [u8],
     /// Channel bindings of the TLS layer (empty without TLS).
     pub bindings: &'a ChannelBindings,
     pub peer: IpAddr,
-    pub components: &'a crate::components::ComponentRegistry,
-    pub configured_components: &'a [crate::config::ComponentConfig],
-    /// Federation, when enabled.
-    pub s2s: Option<&'a crate::s2s::S2s>,
 }
 
 /// Where a client stream stands.
@@ -400,7 +394,7 @@ impl C2sStream {
         }
         let account = match &jid {
             None => None,
-            Some(j) => env.store.account(j).map_err(|e| {
+            Some(j) => env.hub.store.account(j).map_err(|e| {
                 log::error!("account lookup failed: {e}");
                 Failure::TemporaryAuthFailure
             })?,
@@ -483,7 +477,7 @@ impl C2sStream {
     /// The proof was right for the record read when the exchange began; the account
     /// may have been deleted or disabled since (R3): it is read again.
     fn sasl_success_if_current(&mut self, jid: BareJid, additional: &[u8], env: &Env<'_>, out: &mut Vec<u8>) -> Step {
-        match env.store.account(&jid) {
+        match env.hub.store.account(&jid) {
             Ok(Some(account)) if account.disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
             Ok(Some(_)) => self.sasl_success(jid, additional, out),
             _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
@@ -547,7 +541,7 @@ impl C2sStream {
                 Err(_) => return error(StanzaError::new(Condition::InternalServerError), out),
             },
         };
-        match env.registry.bind(full) {
+        match env.hub.registry.bind(full) {
             Ok(session) => {
                 XmlWriter::new(out)
                     .start("iq")
@@ -597,16 +591,7 @@ impl C2sStream {
             }
         }
         let session = Rc::clone(session);
-        Router {
-            domain: &self.policy.domain,
-            registry: env.registry,
-            store: env.store,
-            limits: self.policy.im,
-            components: env.components,
-            configured_components: env.configured_components,
-            s2s: env.s2s,
-        }
-        .route(&session, el, out);
+        env.hub.route(&session, el, out);
         Step::Continue
     }
 

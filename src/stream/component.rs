@@ -7,11 +7,9 @@
 use super::error::{StreamCondition, StreamError};
 use super::header::new_stream_id;
 pub use super::Input;
-use crate::components::{ComponentRegistry, Link};
-use crate::config::ComponentConfig;
+use crate::components::Link;
 use crate::jid::{Domain, Jid};
 use crate::ns::{NS_COMPONENT, NS_STREAMS};
-use crate::router::Router;
 use crate::sasl::scram::ct_eq;
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event};
@@ -19,9 +17,7 @@ use std::rc::Rc;
 
 /// What the component stream needs from the rest of the server.
 pub struct Env<'a> {
-    pub configured: &'a [ComponentConfig],
-    pub components: &'a ComponentRegistry,
-    pub router: Router<'a>,
+    pub hub: crate::hub::Hub<'a>,
     /// Wrong handshakes count per source address, like failed logins (S19).
     pub limiter: &'a crate::auth_limiter::AuthLimiter,
     pub peer: std::net::IpAddr,
@@ -135,7 +131,7 @@ impl ComponentStream {
                 out,
             );
         }
-        let index = to.and_then(|d| env.configured.iter().position(|c| c.domain == d));
+        let index = to.and_then(|d| env.hub.configured_components.iter().position(|c| c.domain == d));
         match index {
             Some(i) => {
                 self.phase = Phase::AwaitingHandshake(i);
@@ -151,7 +147,7 @@ impl ComponentStream {
     fn on_element(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         match &self.phase {
             Phase::AwaitingHandshake(i) if el.is("handshake", NS_COMPONENT) => {
-                let config = &env.configured[*i];
+                let config = &env.hub.configured_components[*i];
                 let expected = hex_sha1(&format!("{}{}", self.stream_id, config.secret));
                 let given = el.text().trim().to_ascii_lowercase();
                 let now = std::time::Instant::now();
@@ -168,7 +164,7 @@ impl ComponentStream {
                     env.limiter.record_failure(env.peer, now);
                     return self.fail(StreamError::with_text(StreamCondition::NotAuthorized, "wrong handshake"), out);
                 }
-                match env.components.connect(config.domain.clone()) {
+                match env.hub.components.connect(config.domain.clone()) {
                     Some(link) => {
                         XmlWriter::new(out).start("handshake").close_empty();
                         log::info!("component {} connected", config.domain);
@@ -187,7 +183,7 @@ impl ComponentStream {
                 // §3.2: the component speaks only for JIDs within its domain.
                 let from_ok = el.attr("from").and_then(|f| f.parse::<Jid>().ok()).is_some_and(|f| {
                     let d = f.domain();
-                    d == link.domain.as_str() || d.strip_suffix(link.domain.as_str()).is_some_and(|r| r.ends_with('.'))
+                    crate::jid::within(d, link.domain.as_str())
                 });
                 if !from_ok {
                     return self.fail(
@@ -205,7 +201,7 @@ impl ComponentStream {
                     );
                 }
                 let link = Rc::clone(link);
-                env.router.route_from_component(&link, el, out);
+                env.hub.route_from_component(&link, el, out);
                 Step::Continue
             }
             Phase::AwaitingHandshake(_) => {

@@ -15,7 +15,6 @@ pub use super::Input;
 use crate::jid::{Domain, Jid};
 use crate::ns::NS_TLS;
 use crate::ns::{NS_DIALBACK, NS_DIALBACK_FEATURE, NS_SASL, NS_SERVER, NS_STREAMS};
-use crate::router::Router;
 use crate::s2s::dialback::{self};
 use crate::s2s::{S2s, Verdict};
 use crate::sasl::decode_payload;
@@ -33,9 +32,8 @@ pub struct Env<'a> {
     pub dialback: bool,
     /// The certificate chain the peer presented in the TLS handshake.
     pub peer_chain: Option<&'a [CertificateDer<'static>]>,
-    /// The domains served here: ours, and those of configured components.
-    pub serves: &'a dyn Fn(&str) -> bool,
-    pub router: Router<'a>,
+    /// Routing, and the domains served here (ours, and configured components').
+    pub hub: crate::hub::Hub<'a>,
 }
 
 enum Phase {
@@ -148,7 +146,7 @@ impl S2sInStream {
         }
         self.stream_id = new_stream_id();
         let to = header.attr("to").and_then(|t| t.parse::<Domain>().ok());
-        let served = to.as_ref().filter(|d| (env.serves)(d.as_str()));
+        let served = to.as_ref().filter(|d| env.hub.serves(d.as_str()));
         self.local = served.map(|d| d.as_str().to_string()).unwrap_or_default();
         let from = header.attr("from").and_then(|f| f.parse::<Domain>().ok());
         self.write_header(from.as_ref().map(|d| d.as_str()), out);
@@ -304,7 +302,7 @@ impl S2sInStream {
         let Ok(to) = to.parse::<Domain>() else {
             return self.fail(StreamError::with_text(StreamCondition::HostUnknown, "bad 'to' domain"), out);
         };
-        if !(env.serves)(to.as_str()) {
+        if !env.hub.serves(to.as_str()) {
             return self.fail(
                 StreamError::with_text(StreamCondition::HostUnknown, "this server does not serve that domain"),
                 out,
@@ -317,7 +315,7 @@ impl S2sInStream {
             write_dialback_result(out, to.as_str(), from.as_str(), kind, error);
         };
         // S11: nobody else speaks for a domain this server serves.
-        if (env.serves)(from.as_str()) {
+        if env.hub.serves(from.as_str()) {
             reply("error", out, Some("not-authorized"));
             return Step::Continue;
         }
@@ -380,7 +378,7 @@ impl S2sInStream {
                 out,
             );
         };
-        let ours = (env.serves)(&to);
+        let ours = env.hub.serves(&to);
         let valid = ours && dialback::verify(&env.s2s.secret, &from, &to, &id, &el.text());
         XmlWriter::new(out)
             .start("db:verify")
@@ -419,21 +417,21 @@ impl S2sInStream {
         let under_served = |d: &str| {
             let mut rest = d;
             while let Some((_, parent)) = rest.split_once('.') {
-                if (env.serves)(parent) {
+                if env.hub.serves(parent) {
                     return true;
                 }
                 rest = parent;
             }
             false
         };
-        let to_ok = to.parse::<Jid>().is_ok_and(|t| (env.serves)(t.domain()) || under_served(t.domain()));
+        let to_ok = to.parse::<Jid>().is_ok_and(|t| env.hub.serves(t.domain()) || under_served(t.domain()));
         if !to_ok {
             return self.fail(
                 StreamError::with_text(StreamCondition::HostUnknown, "this server does not serve the 'to' domain"),
                 out,
             );
         }
-        env.router.route_from_remote(&origin, el);
+        env.hub.route_from_remote(&origin, el);
         Step::Continue
     }
 

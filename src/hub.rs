@@ -1,0 +1,72 @@
+//! The one context every protocol core gets (REVIEW A4): what the server holds
+//! that routing and the handlers use, borrowed for one event. Streams add their
+//! own few fields (the peer, the TLS bindings) around it; nothing else rebuilds
+//! these references.
+//!
+//! It also holds the address table (REVIEW A5): [`Hub::address`] is the one place
+//! that says where a domain's stanzas go.
+
+use crate::components::{ComponentRegistry, Link};
+use crate::config::ComponentConfig;
+use crate::handlers::ImLimits;
+use crate::jid::{within, Domain};
+use crate::s2s::S2s;
+use crate::sessions::Registry;
+use crate::store::Store;
+use std::rc::Rc;
+
+/// What the server holds, borrowed.
+#[derive(Clone, Copy)]
+pub struct Hub<'a> {
+    pub domain: &'a Domain,
+    pub store: &'a Store,
+    /// Bound sessions.
+    pub registry: &'a Registry,
+    pub limits: ImLimits,
+    /// Connected external components (XEP-0114).
+    pub components: &'a ComponentRegistry,
+    /// Components the config names, connected or not.
+    pub configured_components: &'a [ComponentConfig],
+    /// Federation, when enabled.
+    pub s2s: Option<&'a S2s>,
+}
+
+/// Where the stanzas for a domain go (RFC 6120 §8.5.1 / §8.5.2).
+pub enum Address {
+    /// The server's own domain: its accounts, and the server itself.
+    Accounts,
+    /// A connected external component serves it (or a parent of it).
+    Component(Rc<Link>),
+    /// A configured component that is not connected now.
+    ComponentAbsent,
+    /// Another server's domain, over federation.
+    Remote(Domain),
+    /// Not a domain anything could serve (not a valid domain part).
+    Nowhere,
+}
+
+impl Hub<'_> {
+    /// The address table: the server's domain, then connected components, then
+    /// configured ones, then federation.
+    pub fn address(&self, domain: &str) -> Address {
+        if domain == self.domain.as_str() {
+            return Address::Accounts;
+        }
+        if let Some(link) = self.components.serving(domain) {
+            return Address::Component(link);
+        }
+        if self.configured_components.iter().any(|c| within(domain, c.domain.as_str())) {
+            return Address::ComponentAbsent;
+        }
+        match domain.parse::<Domain>() {
+            Ok(d) => Address::Remote(d),
+            Err(_) => Address::Nowhere,
+        }
+    }
+
+    /// Is `domain` served here (ours, or exactly a configured component's)? An
+    /// inbound s2s stream may ask for these.
+    pub fn serves(&self, domain: &str) -> bool {
+        domain == self.domain.as_str() || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
+    }
+}
