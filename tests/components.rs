@@ -254,6 +254,13 @@ fn a_gateway_contact_subscribes_like_a_remote_one_and_lands_on_the_roster() {
     // The gateway hears of the approval, and gets juliet's presence right away.
     let got = gw.read_until("from='juliet@localhost/a'", WAIT);
     assert!(got.contains("type='subscribed'"), "{got}");
+    // §3.3.3: when the contact unsubscribes, its roster item loses 'from' and the
+    // contact gets unavailable from the user's resources.
+    gw.send("<presence type='unsubscribe' from='echo@gw.localhost' to='juliet@localhost'/>");
+    let gone = gw.read_until("type='unavailable'", WAIT);
+    assert!(gone.contains("from='juliet@localhost/a' to='echo@gw.localhost'"), "{gone}");
+    let push = juliet.read_until("</iq>", WAIT);
+    assert!(push.contains("jid='echo@gw.localhost'") && push.contains("subscription='none'"), "{push}");
     // A user asking a gateway contact gets pending-out on the roster.
     juliet.send("<presence to='bot@gw.localhost' type='subscribe'/>");
     let push = juliet.read_until("</iq>", WAIT);

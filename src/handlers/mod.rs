@@ -14,6 +14,7 @@ pub mod private;
 pub mod roster;
 pub mod roster_items;
 pub mod session;
+pub mod subscription;
 pub mod time;
 pub mod vcard;
 pub mod version;

@@ -7,12 +7,12 @@
 
 use super::blocking;
 use super::roster_items::push_to_interested;
+use super::subscription;
 use crate::hub::{Address, Hub};
 use crate::jid::{BareJid, Jid};
 use crate::ns::NS_CLIENT;
 use crate::sessions::{Session, MAX_DIRECTED};
 use crate::store::roster::RosterItem;
-use crate::store::StoreError;
 use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
 use std::rc::Rc;
@@ -37,8 +37,10 @@ pub fn route(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
         (None, Some("unavailable")) => unavailable(hub, sender, Some(stanza), out),
         // Subscription types need an addressee; probes come from servers.
         (None, _) | (Some(Err(_)), _) | (Some(_), Some("probe")) => {}
-        (Some(Ok(to)), Some(t @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed"))) => {
-            subscription(hub, sender, to.to_bare(), t, out)
+        (Some(Ok(to)), Some(t)) if subscription::Kind::parse(t).is_some() => {
+            if let Some(kind) = subscription::Kind::parse(t) {
+                subscription::outbound(hub, sender, to.to_bare(), kind, out)
+            }
         }
         (Some(Ok(to)), t) => directed(hub, sender, stanza, &to, t, out),
     }
@@ -55,7 +57,7 @@ fn stamped(stanza: &Element<'_>, from: &str, to: Option<&str>) -> Vec<u8> {
 /// Stored presence (re-emitted by wrenhub, without `to`) addressed to `to`: the
 /// attribute goes last in the start tag, as [`stamped`] writes it. The writer
 /// escapes `>` in attribute values, so the first `>` ends the start tag.
-fn with_to(stored: &[u8], to: &str) -> Vec<u8> {
+pub(super) fn with_to(stored: &[u8], to: &str) -> Vec<u8> {
     let end = stored.iter().position(|&b| b == b'>').unwrap_or(stored.len());
     let cut = if end > 0 && stored.get(end - 1) == Some(&b'/') { end - 1 } else { end };
     let mut out = Vec::with_capacity(stored.len() + to.len() + 8);
@@ -68,7 +70,7 @@ fn with_to(stored: &[u8], to: &str) -> Vec<u8> {
 }
 
 /// A presence stanza the server makes: `<presence from to type/>`.
-fn simple(from: &str, to: &str, presence_type: Option<&str>) -> Vec<u8> {
+pub(super) fn simple(from: &str, to: &str, presence_type: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(120);
     XmlWriter::new(&mut out)
         .start("presence")
@@ -205,7 +207,7 @@ pub fn unavailable(hub: &Hub<'_>, sender: &Rc<Session>, stanza: Option<&Element<
     }
     // §4.6.3: everyone who got directed presence learns the session is gone.
     for to in directed {
-        deliver_to(hub, sender, &to, bytes_for(&to), out);
+        deliver_to(hub, Some(sender), &to, bytes_for(&to), out);
     }
 }
 
@@ -216,22 +218,28 @@ pub fn session_ended(hub: &Hub<'_>, session: &Rc<Session>) {
 }
 
 /// Delivers presence to a JID: a full JID's session, a bare JID's available
-/// resources, or over federation to another domain.
-fn deliver_to(hub: &Hub<'_>, sender: &Rc<Session>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
+/// resources, or to another domain (federation or a gateway). `current` is the
+/// session being served (its own presence goes to `out`).
+pub(super) fn deliver_to(hub: &Hub<'_>, current: Option<&Rc<Session>>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
     let Ok(jid) = to.parse::<Jid>() else { return };
-    if jid.domain() != hub.domain.as_str() {
-        send_remote(hub, jid.domain(), &bytes);
+    if send_remote(hub, jid.domain(), &bytes) {
         return;
     }
+    let put = |s: &Rc<Session>, bytes: Vec<u8>, out: &mut Vec<u8>| match current {
+        Some(c) => send(s, c, bytes, out),
+        None => {
+            let _ = s.push(bytes);
+        }
+    };
     match jid {
         Jid::Full(full) => {
             if let Some(s) = hub.registry.get(&full) {
-                send(&s, sender, bytes, out);
+                put(&s, bytes, out);
             }
         }
         Jid::Bare(bare) => {
             for s in hub.registry.sessions(&bare).iter().filter(|s| s.available()) {
-                send(s, sender, bytes.clone(), out);
+                put(s, bytes.clone(), out);
             }
         }
     }
@@ -258,32 +266,7 @@ fn directed(
         }
     }
     let bytes = stamped(stanza, sender.jid.as_str(), Some(&to_text));
-    deliver_to(hub, sender, &to_text, bytes, out);
-}
-
-/// Stores the two halves of a local subscription change in one transaction (D3),
-/// then pushes each to its owner's interested resources.
-fn save_both(hub: &Hub<'_>, changes: [Option<(BareJid, RosterItem)>; 2], current: &Rc<Session>, out: &mut Vec<u8>) {
-    let changes: Vec<(BareJid, RosterItem)> = changes.into_iter().flatten().collect();
-    let owners: Vec<BareJid> = changes.iter().map(|(o, _)| o.clone()).collect();
-    match hub.store.put_roster_items(changes) {
-        Ok(stored) => {
-            for (owner, item) in owners.iter().zip(&stored) {
-                push_to_interested(hub, owner, item, Some(current), out);
-            }
-        }
-        Err(StoreError::RosterFull) => log::debug!("a roster is full: subscription change not kept"),
-        Err(e) => log::error!("rosters of {owners:?}: {e}"),
-    }
-}
-
-/// Stores a changed item and pushes it to the owner's interested resources.
-fn save(hub: &Hub<'_>, owner: &BareJid, item: RosterItem, current: &Rc<Session>, out: &mut Vec<u8>) {
-    match hub.store.put_roster_item(owner, item) {
-        Ok(stored) => push_to_interested(hub, owner, &stored, Some(current), out),
-        Err(StoreError::RosterFull) => log::debug!("roster of {owner} is full: subscription change not kept"),
-        Err(e) => log::error!("roster of {owner}: {e}"),
-    }
+    deliver_to(hub, Some(sender), &to_text, bytes, out);
 }
 
 fn item_of(hub: &Hub<'_>, owner: &BareJid, contact: &BareJid) -> Option<RosterItem> {
@@ -374,147 +357,10 @@ pub fn account_deleted(hub: &Hub<'_>, gone: &BareJid, items: &[RosterItem]) {
 /// the item is removed.
 pub fn cancel_both_ways(hub: &Hub<'_>, sender: &Rc<Session>, item: &RosterItem, out: &mut Vec<u8>) {
     if item.subscription.has_to() || item.ask {
-        subscription(hub, sender, item.jid.clone(), "unsubscribe", out);
+        subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribe, out);
     }
     if item.subscription.has_from() || item.pending_in {
-        subscription(hub, sender, item.jid.clone(), "unsubscribed", out);
-    }
-}
-
-/// §3: a subscription stanza from `sender`'s account to `contact` (Appendix A's
-/// state tables, for both sides, since both accounts are local).
-fn subscription(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
-    let user = sender.jid.to_bare();
-    if contact == user {
-        return;
-    }
-    match hub.address(contact.domain()) {
-        Address::Accounts => {}
-        // The contact's server (or gateway) runs its own half.
-        Address::Component(_) => return subscription_to_remote(hub, sender, contact, kind, out),
-        Address::Remote(_) if hub.s2s.is_some() => return subscription_to_remote(hub, sender, contact, kind, out),
-        // Federation is off, or the gateway is down: a request cannot be delivered.
-        Address::Remote(_) | Address::ComponentAbsent | Address::Nowhere => {
-            if kind == "subscribe" {
-                out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
-            }
-            return;
-        }
-    }
-    let exists = matches!(hub.store.account(&contact), Ok(Some(_)));
-    if !exists {
-        // §3.1.3: no such contact: the request is answered with unsubscribed.
-        if kind == "subscribe" {
-            out.extend_from_slice(&simple(contact.as_str(), user.as_str(), Some("unsubscribed")));
-        }
-        return;
-    }
-    let mine = item_of(hub, &user, &contact);
-    let theirs = item_of(hub, &contact, &user);
-    match kind {
-        "subscribe" => {
-            // Outbound (§3.1.2): pending out, unless already subscribed.
-            let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
-            if !item.subscription.has_to() && (!item.ask || item.hidden) {
-                item.ask = true;
-                item.hidden = false;
-                save(hub, &user, item, sender, out);
-            }
-            // Inbound (§3.1.3).
-            match theirs {
-                Some(t) if t.subscription.has_from() => {
-                    // Already approved: the contact's server answers for it.
-                    approve(hub, sender, &contact, &user, out);
-                }
-                other => {
-                    let mut t = other.unwrap_or_else(|| {
-                        let mut fresh = RosterItem::new(user.clone());
-                        fresh.hidden = true;
-                        fresh
-                    });
-                    if !t.pending_in {
-                        t.pending_in = true;
-                        save(hub, &contact, t, sender, out);
-                    }
-                    let request = simple(user.as_str(), contact.as_str(), Some("subscribe"));
-                    for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
-                        send(s, sender, request.clone(), out);
-                    }
-                }
-            }
-        }
-        "subscribed" => {
-            // The user approves the contact's request (§3.1.5); without a pending
-            // request there is nothing to approve (pre-approval is not offered).
-            let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
-            let t = theirs.and_then(RosterItem::grant_to);
-            save_both(hub, [Some((user.clone(), item)), t.map(|t| (contact.clone(), t))], sender, out);
-            notify_approved(hub, sender, &user, &contact, out);
-        }
-        "unsubscribe" => {
-            // §3.3: the user no longer wants the contact's presence.
-            let changes = [
-                mine.and_then(RosterItem::cancel_to).map(|i| (user.clone(), i)),
-                theirs.and_then(RosterItem::cancel_from).map(|t| (contact.clone(), t)),
-            ];
-            save_both(hub, changes, sender, out);
-            let note = simple(user.as_str(), contact.as_str(), Some("unsubscribe"));
-            for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
-                send(s, sender, note.clone(), out);
-            }
-            // The user stops seeing the contact.
-            for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
-                for mine in hub.registry.sessions(&user).iter().filter(|m| m.available()) {
-                    send(mine, sender, simple(s.jid.as_str(), mine.jid.as_str(), Some("unavailable")), out);
-                }
-            }
-        }
-        _ => {
-            // "unsubscribed" (§3.2): the user cancels or denies the contact's
-            // subscription to the user.
-            let changes = [
-                mine.and_then(RosterItem::cancel_from).map(|i| (user.clone(), i)),
-                theirs.and_then(RosterItem::cancel_to).map(|t| (contact.clone(), t)),
-            ];
-            save_both(hub, changes, sender, out);
-            let note = simple(user.as_str(), contact.as_str(), Some("unsubscribed"));
-            for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
-                send(s, sender, note.clone(), out);
-            }
-            // The contact stops seeing the user.
-            for mine in hub.registry.sessions(&user).iter().filter(|m| m.available()) {
-                for s in hub.registry.sessions(&contact).iter().filter(|s| s.available()) {
-                    send(s, sender, simple(mine.jid.as_str(), s.jid.as_str(), Some("unavailable")), out);
-                }
-            }
-        }
-    }
-}
-
-/// `approver` already lets `requester` see its presence: the server says
-/// `subscribed` on the approver's behalf and completes the requester's side.
-fn approve(hub: &Hub<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
-    if let Some(item) = item_of(hub, requester, approver).and_then(RosterItem::grant_to) {
-        save(hub, requester, item, sender, out);
-    }
-    notify_approved(hub, sender, approver, requester, out);
-}
-
-/// Tells `requester` its subscription to `approver` is approved (§3.1.6), and sends
-/// it the approver's current presence.
-fn notify_approved(hub: &Hub<'_>, sender: &Rc<Session>, approver: &BareJid, requester: &BareJid, out: &mut Vec<u8>) {
-    let note = simple(approver.as_str(), requester.as_str(), Some("subscribed"));
-    let requester_sessions: Vec<Rc<Session>> =
-        hub.registry.sessions(requester).into_iter().filter(|s| s.available()).collect();
-    for r in &requester_sessions {
-        send(r, sender, note.clone(), out);
-    }
-    for a in hub.registry.sessions(approver).iter().filter(|s| s.available()) {
-        if let Some(last) = a.last_presence.borrow().as_deref() {
-            for r in &requester_sessions {
-                send(r, sender, with_to(last, r.jid.as_str()), out);
-            }
-        }
+        subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribed, out);
     }
 }
 
@@ -540,67 +386,6 @@ fn send_remote(hub: &Hub<'_>, domain: &str, bytes: &[u8]) -> bool {
     }
 }
 
-/// §3, the user's server: a subscription stanza from a local user to a contact on
-/// another server updates the user's roster and goes out over federation; the
-/// contact's server runs its own half.
-fn subscription_to_remote(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: &str, out: &mut Vec<u8>) {
-    let user = sender.jid.to_bare();
-    let mine = item_of(hub, &user, &contact);
-    match kind {
-        "subscribe" => {
-            let mut item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
-            if !item.subscription.has_to() && (!item.ask || item.hidden) {
-                item.ask = true;
-                item.hidden = false;
-                save(hub, &user, item, sender, out);
-            }
-        }
-        "subscribed" => {
-            // §3.1.5: approving a request that is pending.
-            let Some(item) = mine.and_then(RosterItem::grant_from) else { return };
-            save(hub, &user, item, sender, out);
-        }
-        "unsubscribe" => {
-            if let Some(item) = mine.and_then(RosterItem::cancel_to) {
-                save(hub, &user, item, sender, out);
-            }
-        }
-        _ => {
-            if let Some(item) = mine.and_then(RosterItem::cancel_from) {
-                save(hub, &user, item, sender, out);
-            }
-        }
-    }
-    send_remote(hub, contact.domain(), &simple(user.as_str(), contact.as_str(), Some(kind)));
-    let resources: Vec<Rc<Session>> = hub.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
-    match kind {
-        // §3.1.5: the contact gets the user's current presence right away.
-        "subscribed" => {
-            for r in &resources {
-                if let Some(last) = r.last_presence.borrow().as_deref() {
-                    send_remote(hub, contact.domain(), &with_to(last, contact.as_str()));
-                }
-            }
-        }
-        // §3.2.1: the contact stops seeing the user.
-        "unsubscribed" => {
-            for r in &resources {
-                send_remote(hub, contact.domain(), &simple(r.jid.as_str(), contact.as_str(), Some("unavailable")));
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Stores a changed item, pushing it to every interested resource of the owner.
-fn save_inbound(hub: &Hub<'_>, owner: &BareJid, item: RosterItem) {
-    match hub.store.put_roster_item(owner, item) {
-        Ok(stored) => push_to_interested(hub, owner, &stored, None, &mut Vec::new()),
-        Err(StoreError::RosterFull) => log::debug!("roster of {owner} is full: subscription change not kept"),
-        Err(e) => log::error!("roster of {owner}: {e}"),
-    }
-}
-
 /// Presence from another server or a gateway to a local JID (RFC 6121 §3 and §4,
 /// the contact's server: the inbound half): subscription requests and answers
 /// update the local account's roster, probes are answered from its resources'
@@ -621,48 +406,11 @@ pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
         }
     };
     let item = if exists { item_of(hub, &user, &contact) } else { None };
-    let note = |kind: &str| simple(contact.as_str(), user.as_str(), Some(kind));
     match presence_type.as_deref() {
-        Some("subscribe") => {
-            if !exists {
-                // §3.1.3: no such user.
-                send_remote(hub, contact.domain(), &simple(user.as_str(), contact.as_str(), Some("unsubscribed")));
-                return;
+        Some(t) if subscription::Kind::parse(t).is_some() => {
+            if let Some(kind) = subscription::Kind::parse(t) {
+                subscription::inbound(hub, &contact, &user, kind);
             }
-            match item {
-                Some(i) if i.subscription.has_from() => {
-                    // Already approved: answered on the user's behalf (§3.1.3).
-                    send_remote(hub, contact.domain(), &simple(user.as_str(), contact.as_str(), Some("subscribed")));
-                }
-                other => {
-                    let mut i = other.unwrap_or_else(|| {
-                        let mut fresh = RosterItem::new(contact.clone());
-                        fresh.hidden = true;
-                        fresh
-                    });
-                    if !i.pending_in {
-                        i.pending_in = true;
-                        save_inbound(hub, &user, i);
-                    }
-                    deliver(&note("subscribe"), None);
-                }
-            }
-        }
-        Some("subscribed") => {
-            // §3.1.6: only an outstanding request is completed.
-            let Some(i) = item.and_then(RosterItem::grant_to) else { return };
-            save_inbound(hub, &user, i);
-            deliver(&note("subscribed"), None);
-        }
-        Some("unsubscribe") => {
-            let Some(i) = item.and_then(RosterItem::cancel_from) else { return };
-            save_inbound(hub, &user, i);
-            deliver(&note("unsubscribe"), None);
-        }
-        Some("unsubscribed") => {
-            let Some(i) = item.and_then(RosterItem::cancel_to) else { return };
-            save_inbound(hub, &user, i);
-            deliver(&note("unsubscribed"), None);
         }
         Some("probe") => {
             // §4.3.2: answered only for a contact with a subscription to the user.
