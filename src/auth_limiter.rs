@@ -4,6 +4,14 @@
 //! When the table is full, the entry reused is the oldest one that is not
 //! blocking its address now, so a flood of fresh addresses cannot evict the entry
 //! that stops an attacker. Used for SASL and for component handshakes (S19).
+//!
+//! Failures are counted per account too (S12), against guessing one password
+//! from many addresses. A plain per-account lockout would let anyone lock a user
+//! out, so the per-account limit never applies to an address this account has
+//! logged in from before (each account remembers its last few): past
+//! `auth_failures_per_account` in a minute, only new addresses get
+//! `temporary-auth-failure`, without a password check; the user's own devices log
+//! in as usual.
 
 use std::cell::RefCell;
 use std::net::IpAddr;
@@ -23,6 +31,20 @@ struct Entry {
 pub struct AuthLimiter {
     entries: RefCell<Vec<Entry>>,
     per_window: u32,
+    accounts: RefCell<Vec<AccountEntry>>,
+    per_account: u32,
+}
+
+/// Addresses remembered per account (the user's devices).
+const TRUSTED_PER_ACCOUNT: usize = 4;
+
+/// Failures for one account, and the addresses it logged in from.
+struct AccountEntry {
+    account: Box<str>,
+    window_start: Instant,
+    failures: u32,
+    /// Most recent first.
+    trusted: heapless::Vec<IpAddr, TRUSTED_PER_ACCOUNT>,
 }
 
 /// IPv4 as is (and IPv4-mapped IPv6 as IPv4), other IPv6 by its /64.
@@ -41,7 +63,68 @@ fn key(ip: IpAddr) -> IpAddr {
 
 impl AuthLimiter {
     pub fn new(per_window: u32) -> AuthLimiter {
-        AuthLimiter { entries: RefCell::new(Vec::new()), per_window }
+        AuthLimiter::with_account_limit(per_window, u32::MAX)
+    }
+
+    /// Limits per address (`per_window`) and per account (`per_account`), per minute.
+    pub fn with_account_limit(per_window: u32, per_account: u32) -> AuthLimiter {
+        AuthLimiter { entries: RefCell::new(Vec::new()), per_window, accounts: RefCell::new(Vec::new()), per_account }
+    }
+
+    /// May `ip` try a password for `account` now? Always for an address the
+    /// account logged in from before; for others, while the account's failures in
+    /// this minute are below the limit.
+    pub fn account_allowed(&self, account: &str, ip: IpAddr, now: Instant) -> bool {
+        let ip = key(ip);
+        self.accounts.borrow().iter().find(|e| &*e.account == account).is_none_or(|e| {
+            now.duration_since(e.window_start) >= WINDOW || e.failures < self.per_account || e.trusted.contains(&ip)
+        })
+    }
+
+    /// A wrong password for an existing account.
+    pub fn record_account_failure(&self, account: &str, now: Instant) {
+        let mut accounts = self.accounts.borrow_mut();
+        if let Some(e) = accounts.iter_mut().find(|e| &*e.account == account) {
+            if now.duration_since(e.window_start) >= WINDOW {
+                e.window_start = now;
+                e.failures = 0;
+            }
+            e.failures = e.failures.saturating_add(1);
+            return;
+        }
+        let fresh =
+            AccountEntry { account: account.into(), window_start: now, failures: 1, trusted: Default::default() };
+        self.insert_account(&mut accounts, fresh, now);
+    }
+
+    /// A login: the address becomes one of the account's own.
+    pub fn record_success(&self, account: &str, ip: IpAddr, now: Instant) {
+        let ip = key(ip);
+        let mut accounts = self.accounts.borrow_mut();
+        let Some(e) = accounts.iter_mut().find(|e| &*e.account == account) else {
+            let mut trusted = heapless::Vec::new();
+            let _ = trusted.push(ip);
+            let fresh = AccountEntry { account: account.into(), window_start: now, failures: 0, trusted };
+            self.insert_account(&mut accounts, fresh, now);
+            return;
+        };
+        e.trusted.retain(|t| *t != ip);
+        if e.trusted.is_full() {
+            e.trusted.pop();
+        }
+        let _ = e.trusted.insert(0, ip);
+    }
+
+    /// A bounded table: when full, the entry reused is one that blocks nobody now,
+    /// the oldest such (an account under attack keeps its entry).
+    fn insert_account(&self, accounts: &mut Vec<AccountEntry>, fresh: AccountEntry, now: Instant) {
+        if accounts.len() < CAPACITY {
+            accounts.push(fresh);
+        } else if let Some(oldest) = accounts.iter_mut().min_by_key(|e| {
+            (now.duration_since(e.window_start) < WINDOW && e.failures >= self.per_account, e.window_start)
+        }) {
+            *oldest = fresh;
+        }
     }
 
     /// May this address try to log in now?
@@ -137,6 +220,28 @@ mod tests {
             limiter.record_failure(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_millis(u64::from(i)));
         }
         assert_eq!(limiter.entries.borrow().len(), CAPACITY);
+    }
+
+    #[test]
+    fn account_failures_refuse_new_addresses_only_and_the_table_is_bounded() {
+        let limiter = AuthLimiter::with_account_limit(100, 2);
+        let t0 = Instant::now();
+        let phone: IpAddr = "2001:db8::1".parse().unwrap();
+        let attacker: IpAddr = "10.0.0.1".parse().unwrap();
+        limiter.record_success("juliet@localhost", phone, t0);
+        limiter.record_account_failure("juliet@localhost", t0);
+        limiter.record_account_failure("juliet@localhost", t0);
+        assert!(!limiter.account_allowed("juliet@localhost", attacker, t0));
+        // The phone's /64 is hers, whatever its interface id today.
+        assert!(limiter.account_allowed("juliet@localhost", "2001:db8::77".parse().unwrap(), t0));
+        assert!(limiter.account_allowed("romeo@localhost", attacker, t0));
+        assert!(limiter.account_allowed("juliet@localhost", attacker, t0 + WINDOW));
+        // A flood of other accounts' failures cannot evict the entry that blocks.
+        for i in 0..(CAPACITY + 10) {
+            limiter.record_account_failure(&format!("u{i}@localhost"), t0 + Duration::from_millis(1));
+        }
+        assert_eq!(limiter.accounts.borrow().len(), CAPACITY);
+        assert!(!limiter.account_allowed("juliet@localhost", attacker, t0 + Duration::from_millis(2)));
     }
 
     #[test]

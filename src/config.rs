@@ -80,6 +80,8 @@ pub struct Config {
     pub c2s_max_auth_attempts: u32,
     /// Failed logins per source IP per minute before `temporary-auth-failure`.
     pub auth_failures_per_ip: u32,
+    /// Failed logins per account per minute before new addresses are refused (S12).
+    pub auth_failures_per_account: u32,
     /// Sessions (bound resources) one account may have at once.
     pub max_resources_per_account: usize,
     /// What a bind to a resource already in use does (RFC 6120 §7.7.2.2).
@@ -246,6 +248,7 @@ const KEYS: &[Key] = &[
     Key { name: "c2s_sasl_plain", kind: Kind::Bool(true) },
     Key { name: "c2s_max_auth_attempts", kind: Kind::Int { min: 1, max: 100, default: 3 } },
     Key { name: "auth_failures_per_ip", kind: Kind::Int { min: 1, max: 100_000, default: 20 } },
+    Key { name: "auth_failures_per_account", kind: Kind::Int { min: 1, max: 100_000, default: 10 } },
     Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
     Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
     Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
@@ -428,6 +431,7 @@ impl Config {
             c2s_sasl_plain: v.bool(take("c2s_sasl_plain"), "c2s_sasl_plain"),
             c2s_max_auth_attempts: v.int(take("c2s_max_auth_attempts"), "c2s_max_auth_attempts") as u32,
             auth_failures_per_ip: v.int(take("auth_failures_per_ip"), "auth_failures_per_ip") as u32,
+            auth_failures_per_account: v.int(take("auth_failures_per_account"), "auth_failures_per_account") as u32,
             max_resources_per_account: v.int(take("max_resources_per_account"), "max_resources_per_account") as usize,
             resource_conflict: match v.choice(take("resource_conflict"), "resource_conflict") {
                 "refuse" => ResourceConflict::Refuse,

@@ -217,7 +217,13 @@ impl<'a> Delivery<'a, '_> {
         if presence_checked_later || self.local_sender().is_some_and(|s| s.jid.to_bare() == *owner) {
             return false;
         }
-        let Ok(sender) = self.from.parse::<Jid>() else { return false };
+        let sender = match self.origin {
+            Origin::Local(s) => Jid::Full(s.jid.clone()),
+            _ => match self.from.parse::<Jid>() {
+                Ok(j) => j,
+                Err(_) => return false,
+            },
+        };
         if !blocking::blocked(&self.hub, owner, &sender) {
             return false;
         }

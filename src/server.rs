@@ -274,7 +274,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         s2s,
-        limiter: AuthLimiter::new(config.auth_failures_per_ip),
+        limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

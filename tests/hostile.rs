@@ -207,3 +207,44 @@ fn past_the_buffer_budget_new_connections_get_resource_constraint_until_memory_i
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A PLAIN login (inside STARTTLS) from a chosen loopback address; returns what
+/// the server answered to the `<auth/>`.
+fn plain_login_from(server: &Server, source: &str, user: &str, password: &str) -> String {
+    let mut c = Client::from_stream(connect_from(source, server.port));
+    let header = c.header();
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c.send(STARTTLS);
+    c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
+    c.upgrade_tls(&server.ca_pem(), &[]);
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c.send(&format!(
+        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("\0{user}\0{password}"))
+    ));
+    c.read_until_any(&["<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>", "</failure>"])
+}
+
+#[test]
+fn guessing_one_password_from_many_addresses_stops_at_new_addresses_and_never_locks_out_the_users_devices() {
+    // S12: failures count per account too; past the limit only addresses the
+    // account never logged in from are refused (no password check), so an attacker
+    // cannot lock the user out.
+    let server = Server::start_with("auth_failures_per_account = 3\n");
+    server.add_user("juliet", "pw");
+    let got = plain_login_from(&server, "127.0.0.9", "juliet", "pw");
+    assert!(got.contains("<success"), "her phone logs in: {got}");
+    for i in 2..5 {
+        let got = plain_login_from(&server, &format!("127.0.0.{i}"), "juliet", "guess");
+        assert!(got.contains("<not-authorized/>"), "{got}");
+    }
+    // The fourth address is refused before any password check, even with the right one.
+    let got = plain_login_from(&server, "127.0.0.5", "juliet", "pw");
+    assert!(got.contains("<temporary-auth-failure/>") && got.contains("for this account"), "{got}");
+    // Her phone's address still logs in; another account is not affected.
+    assert!(plain_login_from(&server, "127.0.0.9", "juliet", "pw").contains("<success"));
+    server.add_user("romeo", "pw");
+    assert!(plain_login_from(&server, "127.0.0.6", "romeo", "pw").contains("<success"));
+}

@@ -92,6 +92,10 @@ pub struct WriteQueue {
     flushes: Mutex<Vec<Arc<State>>>,
     /// A non-durable commit happened since the writer's last commit.
     dirty: std::sync::atomic::AtomicBool,
+    /// An advisory value was committed without fsync: persisted by the next
+    /// durable commit, which it does not ask for by itself (every
+    /// `ADVISORY_SYNC_EVERY`th does).
+    advisory: std::sync::atomic::AtomicBool,
     /// A writer runs ([`Store::start_writer`]): effects commit without fsync and
     /// wait for it. Without one (the CLI, tests of the store) every commit is
     /// durable on return.
@@ -160,7 +164,8 @@ impl Store {
 
     /// Something dirty is left (a non-durable commit nobody flushed yet).
     pub fn has_unflushed(&self) -> bool {
-        self.writer.dirty.load(std::sync::atomic::Ordering::Acquire)
+        use std::sync::atomic::Ordering;
+        self.writer.dirty.load(Ordering::Acquire) || self.writer.advisory.load(Ordering::Acquire)
     }
 
     /// Commits an effect: durable on return without a writer; otherwise visible
@@ -179,7 +184,10 @@ impl Store {
     pub(crate) fn commit_advisory(&self, txn: redb::WriteTransaction) -> Result<(), super::StoreError> {
         txn.commit().map_err(db_err)?;
         if self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed) {
-            self.writer.written(false);
+            self.writer.advisory.store(true, std::sync::atomic::Ordering::Release);
+            if matches!(self.advisory_durability(), redb::Durability::Immediate) {
+                self.writer.written(false);
+            }
         }
         Ok(())
     }
@@ -238,7 +246,8 @@ impl Store {
         // Taken before the transaction begins: every commit these stand for has
         // returned already, so the durable commit below covers it.
         let flushes = self.writer.flushes.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
-        let dirty = self.writer.dirty.swap(false, Ordering::AcqRel);
+        let dirty =
+            self.writer.dirty.swap(false, Ordering::AcqRel) | self.writer.advisory.swap(false, Ordering::AcqRel);
         let jobs = self.writer.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         if jobs.is_empty() && flushes.is_empty() && !dirty {
             return Done::default();
@@ -318,10 +327,12 @@ mod tests {
             store.commit_queue();
             assert!(tickets[0].done());
             assert!(store.listen_write_queue().is_some(), "nothing left to commit");
-            // An advisory value gets no ticket, but the writer still persists it.
+            // An advisory value gets no ticket and does not wake the writer, but its
+            // next commit persists it.
             store.put_account_xml_advisory(&juliet, "last-logout", b"1").unwrap();
             assert!(store.take_fresh_tickets().is_empty());
-            assert!(store.listen_write_queue().is_none());
+            assert!(store.listen_write_queue().is_some());
+            assert!(store.has_unflushed());
             store.commit_queue();
             assert!(!store.has_unflushed());
         }

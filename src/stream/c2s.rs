@@ -107,6 +107,9 @@ pub struct C2sStream {
     /// The authenticated account, from SASL success on.
     user: Option<BareJid>,
     failed_auth: u32,
+    /// The existing account the current SASL exchange names (its failures count
+    /// per account too, S12).
+    attempted: Option<BareJid>,
     /// The id of the current stream (fresh at every header).
     stream_id: String,
     header_sent: bool,
@@ -122,6 +125,7 @@ impl C2sStream {
             secure,
             user: None,
             failed_auth: 0,
+            attempted: None,
             stream_id: String::new(),
             header_sent: false,
             ended: None,
@@ -413,6 +417,9 @@ impl C2sStream {
             Ok(found) => found,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
+        if let Err(step) = self.account_may_try(jid.as_ref(), account.is_some(), env, out) {
+            return step;
+        }
         let password = crate::sasl::normalize_password(&creds.password);
         let (record, password, known) = match (&account, password) {
             (Some(a), Some(p)) => (a.scram.clone(), p, true),
@@ -445,6 +452,9 @@ impl C2sStream {
             Ok(found) => found,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
+        if let Err(step) = self.account_may_try(jid.as_ref(), account.is_some(), env, out) {
+            return step;
+        }
         let salt = fake_salt(env.secret, &first.username);
         match ScramServer::start(hash, plus, &first, account.as_ref().map(|a| &a.scram), salt, env.bindings) {
             Ok((server, server_first)) => {
@@ -474,12 +484,36 @@ impl C2sStream {
         }
     }
 
+    /// S12: an existing account past its failures this minute is tried only from an
+    /// address it logged in from before; others get `temporary-auth-failure`
+    /// without a password check.
+    fn account_may_try(
+        &mut self,
+        jid: Option<&BareJid>,
+        exists: bool,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Step> {
+        self.attempted = jid.filter(|_| exists).cloned();
+        let Some(jid) = &self.attempted else { return Ok(()) };
+        if env.limiter.account_allowed(jid.as_str(), env.peer, Instant::now()) {
+            return Ok(());
+        }
+        self.attempted = None;
+        let text = "too many failed logins for this account from new addresses; wait a minute";
+        Err(self.sasl_failure(Failure::TemporaryAuthFailure, Some(text), env, out))
+    }
+
     /// The proof was right for the record read when the exchange began; the account
     /// may have been deleted or disabled since (R3): it is read again.
     fn sasl_success_if_current(&mut self, jid: BareJid, additional: &[u8], env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         match env.hub.store.account(&jid) {
             Ok(Some(account)) if account.disabled => self.sasl_failure(Failure::AccountDisabled, None, env, out),
-            Ok(Some(_)) => self.sasl_success(jid, additional, out),
+            Ok(Some(_)) => {
+                env.limiter.record_success(jid.as_str(), env.peer, Instant::now());
+                self.attempted = None;
+                self.sasl_success(jid, additional, out)
+            }
             _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
         }
     }
@@ -500,6 +534,9 @@ impl C2sStream {
         failure.write(text, out);
         if matches!(failure, Failure::NotAuthorized | Failure::InvalidAuthzid) {
             env.limiter.record_failure(env.peer, Instant::now());
+        }
+        if let (Failure::NotAuthorized, Some(account)) = (&failure, self.attempted.take()) {
+            env.limiter.record_account_failure(account.as_str(), Instant::now());
         }
         self.failed_auth += 1;
         if self.failed_auth >= self.policy.max_auth_attempts {

@@ -293,6 +293,11 @@ impl Client {
         Client::plain(TcpStream::connect(("127.0.0.1", port)).expect("connect"))
     }
 
+    /// A client on a connection the test made itself (e.g. from a chosen address).
+    pub fn from_stream(stream: TcpStream) -> Client {
+        Client::plain(stream)
+    }
+
     fn plain(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("nodelay");
         Client { io: Io::Plain(stream), received: Vec::new(), mark: 0, jid: String::new(), domain: "localhost".into() }
