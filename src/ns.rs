@@ -44,6 +44,8 @@ pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
 /// `urn:xmpp:hints`
 pub const NS_HINTS: &str = "urn:xmpp:hints";
+/// XEP-0203 delayed delivery.
+pub const NS_DELAY: &str = "urn:xmpp:delay";
 /// `http://jabber.org/protocol/disco#info`
 pub const NS_INFO: &str = "http://jabber.org/protocol/disco#info";
 /// `http://jabber.org/protocol/disco#items`

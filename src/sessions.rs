@@ -23,6 +23,15 @@ pub struct Outbox {
     closing: RefCell<Option<StreamError>>,
 }
 
+/// A session's last available presence and when it was sent: whoever gets it
+/// later (a probe's answer) learns its age (XEP-0203).
+#[derive(Clone, Debug)]
+pub struct LastPresence {
+    pub bytes: Box<[u8]>,
+    /// Seconds since the Unix epoch.
+    pub sent_at: u64,
+}
+
 /// One bound session, as others see it.
 pub struct Session {
     pub jid: FullJid,
@@ -34,7 +43,7 @@ pub struct Session {
     pub roster_interested: Cell<bool>,
     /// The last available presence it broadcast, re-emitted without `to` (for
     /// probes, RFC 6121 §4.3.2).
-    pub last_presence: RefCell<Option<Box<[u8]>>>,
+    pub last_presence: RefCell<Option<LastPresence>>,
     /// Who got directed presence from it and must get unavailable presence when it
     /// goes offline (RFC 6121 §4.6.3); at most [`MAX_DIRECTED`] entries.
     pub directed: RefCell<Vec<Box<str>>>,

@@ -29,7 +29,18 @@ fn juliet_subscribes_to_romeo(juliet: &mut Client, romeo: &mut Client) {
     romeo.read_until("type='subscribe'/>", WAIT);
     romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
     romeo.read_until("subscription='from'", WAIT);
-    juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost'/>", WAIT);
+    romeos_presence_replayed(juliet);
+}
+
+/// Reads up to the end of Romeo's stored presence replayed to Juliet's bare JID
+/// (with its XEP-0203 stamp).
+fn romeos_presence_replayed(juliet: &mut Client) -> String {
+    let mut got = juliet.read_until(
+        "<presence from='romeo@localhost/garden' to='juliet@localhost'><delay xmlns='urn:xmpp:delay' stamp='",
+        WAIT,
+    );
+    got.push_str(&juliet.read_until("</presence>", WAIT));
+    got
 }
 
 /// Reads the next stanza of this kind (up to its end) from `c`.
@@ -51,7 +62,7 @@ fn subscription_handshake_updates_both_rosters_and_starts_presence() {
     romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
     let push = next(&mut romeo, "</iq>");
     assert!(push.contains("jid='juliet@localhost' subscription='from'"), "{push}");
-    let got = juliet.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost'/>", WAIT);
+    let got = romeos_presence_replayed(&mut juliet);
     assert!(got.contains("jid='romeo@localhost' subscription='to'"), "{got}");
     assert!(got.contains("<presence from='romeo@localhost' to='juliet@localhost' type='subscribed'/>"), "{got}");
     // Romeo's updates reach Juliet; Juliet's do not reach Romeo (he is not subscribed).
@@ -93,7 +104,14 @@ fn initial_presence_probes_contacts_and_a_dropped_connection_is_unavailable() {
     // A second resource of Juliet gets Romeo's presence by probe at its initial presence.
     let mut phone = server.login("juliet", "pw", "phone");
     phone.send("<presence/>");
-    phone.read_until("<presence from='romeo@localhost/garden' to='juliet@localhost/phone'/>", WAIT);
+    // The answer to the probe says when Romeo sent it (RFC 6121 §4.3.2, XEP-0203).
+    let start =
+        "<presence from='romeo@localhost/garden' to='juliet@localhost/phone'><delay xmlns='urn:xmpp:delay' stamp='";
+    phone.read_until(start, WAIT);
+    let stamp = phone.read_until("</presence>", WAIT);
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ` (XEP-0082).
+    let (time, rest) = stamp.split_at(24.min(stamp.len()));
+    assert!(time.as_bytes().get(10) == Some(&b'T') && time.ends_with('Z') && rest == "'/></presence>", "{stamp}");
     // Romeo's connection drops without a word: his subscribers learn he is gone.
     drop(romeo);
     let gone = juliet.read_until("type='unavailable'/>", WAIT);

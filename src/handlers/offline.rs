@@ -8,6 +8,7 @@
 use crate::hub::Hub;
 use crate::jid::BareJid;
 use crate::ns::NS_CLIENT;
+use crate::ns::NS_DELAY;
 use crate::ns::NS_HINTS;
 use crate::sessions::{OfflineBatch, Session};
 use crate::xml::writer::XmlWriter;
@@ -54,7 +55,7 @@ fn deliver_after(hub: &Hub<'_>, session: &Rc<Session>, owner: &BareJid, after: O
         let mut delay = Vec::with_capacity(120);
         XmlWriter::new(&mut delay)
             .start("delay")
-            .attr("xmlns", "urn:xmpp:delay")
+            .attr("xmlns", NS_DELAY)
             .attr("from", hub.domain.as_str())
             .attr("stamp", &stamp)
             .close_empty();

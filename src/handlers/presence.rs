@@ -10,8 +10,8 @@ use super::roster_items::push_to_interested;
 use super::subscription;
 use crate::hub::{Address, Hub};
 use crate::jid::{BareJid, Jid};
-use crate::ns::NS_CLIENT;
-use crate::sessions::{Session, MAX_DIRECTED};
+use crate::ns::{NS_CLIENT, NS_DELAY};
+use crate::sessions::{LastPresence, Session, MAX_DIRECTED};
 use crate::store::roster::RosterItem;
 use crate::xml::writer::{write_element, Override, XmlWriter};
 use crate::xml::Element;
@@ -54,18 +54,36 @@ fn stamped(stanza: &Element<'_>, from: &str, to: Option<&str>) -> Vec<u8> {
     bytes
 }
 
-/// Stored presence (re-emitted by wrenhub, without `to`) addressed to `to`: the
-/// attribute goes last in the start tag, as [`stamped`] writes it. The writer
-/// escapes `>` in attribute values, so the first `>` ends the start tag.
-pub(super) fn with_to(stored: &[u8], to: &str) -> Vec<u8> {
+/// Stored presence (re-emitted by wrenhub, without `to`) addressed to `to`, with
+/// a XEP-0203 `<delay/>` saying when it was sent (RFC 6121 §4.3.2: the answer to
+/// a probe is not fresh). The attribute goes last in the start tag, as
+/// [`stamped`] writes it; the writer escapes `>` in attribute values, so the
+/// first `>` ends the start tag.
+pub(super) fn with_to(last: &LastPresence, to: &str) -> Vec<u8> {
+    let stored = &last.bytes[..];
     let end = stored.iter().position(|&b| b == b'>').unwrap_or(stored.len());
-    let cut = if end > 0 && stored.get(end - 1) == Some(&b'/') { end - 1 } else { end };
-    let mut out = Vec::with_capacity(stored.len() + to.len() + 8);
+    let self_closing = end > 0 && stored.get(end - 1) == Some(&b'/');
+    let cut = if self_closing { end - 1 } else { end };
+    let mut out = Vec::with_capacity(stored.len() + to.len() + 80);
     out.extend_from_slice(&stored[..cut]);
-    let mut attr = Vec::new();
-    XmlWriter::new(&mut attr).attr("to", to);
-    out.extend_from_slice(&attr);
-    out.extend_from_slice(&stored[cut..]);
+    XmlWriter::new(&mut out).attr("to", to);
+    let stamp = crate::clock::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(last.sent_at));
+    let mut delay = Vec::with_capacity(72);
+    XmlWriter::new(&mut delay).start("delay").attr("xmlns", NS_DELAY).attr("stamp", &stamp).close_empty();
+    const CLOSE: &[u8] = b"</presence>";
+    let has_delay = stored.windows(NS_DELAY.len()).any(|w| w == NS_DELAY.as_bytes());
+    if self_closing {
+        out.push(b'>');
+        out.extend_from_slice(&delay);
+        out.extend_from_slice(CLOSE);
+    } else if stored.ends_with(CLOSE) && !has_delay {
+        let body_end = stored.len() - CLOSE.len();
+        out.extend_from_slice(&stored[end.min(body_end)..body_end]);
+        out.extend_from_slice(&delay);
+        out.extend_from_slice(CLOSE);
+    } else {
+        out.extend_from_slice(&stored[cut..]);
+    }
     out
 }
 
@@ -127,7 +145,8 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
     // Offline messages go to a resource once its priority becomes non-negative.
     let offline_target = priority >= 0 && previous.is_none_or(|p| p < 0);
     let from = sender.jid.as_str();
-    *sender.last_presence.borrow_mut() = Some(stamped(stanza, from, None).into_boxed_slice());
+    let bytes = stamped(stanza, from, None).into_boxed_slice();
+    *sender.last_presence.borrow_mut() = Some(LastPresence { bytes, sent_at: crate::clock::now_unix() });
     let owner = sender.jid.to_bare();
     let items = unblocked(hub, sender, roster(hub, &owner));
     // To every contact subscribed to the user (from/both), at their available resources.
@@ -152,7 +171,7 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
     }
     // R7: a new resource learns of the account's other available resources.
     for s in hub.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
-        if let Some(last) = s.last_presence.borrow().as_deref() {
+        if let Some(last) = s.last_presence.borrow().as_ref() {
             out.extend_from_slice(&with_to(last, from));
         }
     }
@@ -168,7 +187,7 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
             out.extend_from_slice(&simple(item.jid.as_str(), from, Some("unavailable")));
         }
         for s in online {
-            if let Some(last) = s.last_presence.borrow().as_deref() {
+            if let Some(last) = s.last_presence.borrow().as_ref() {
                 out.extend_from_slice(&with_to(last, from));
             }
         }
@@ -421,7 +440,7 @@ pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
                 send_remote(hub, contact.domain(), &simple(user.as_str(), from, Some("unavailable")));
             }
             for s in &available {
-                if let Some(last) = s.last_presence.borrow().as_deref() {
+                if let Some(last) = s.last_presence.borrow().as_ref() {
                     send_remote(hub, contact.domain(), &with_to(last, from));
                 }
             }

@@ -215,7 +215,7 @@ impl Exchange<'_> {
     /// The last presence of each of `owner`'s available resources, to `to`.
     fn current_presence(&mut self, owner: &BareJid, to: &BareJid) {
         for s in self.hub.registry.sessions(owner).iter().filter(|s| s.available()) {
-            if let Some(last) = s.last_presence.borrow().as_deref() {
+            if let Some(last) = s.last_presence.borrow().as_ref() {
                 self.sends.push((to.as_str().to_string(), with_to(last, to.as_str())));
             }
         }
