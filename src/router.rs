@@ -52,7 +52,23 @@ impl Hub<'_> {
             _ => Cow::Owned(stanza.attr("from").map(Cow::into_owned).unwrap_or_default()),
         };
         let to = stanza.attr("to").map(Cow::into_owned);
-        Delivery { hub: *self, origin, stanza, kind, from: &from, to: to.as_deref(), out }.run();
+        let stanza_type = stanza.attr("type");
+        let sender_bare = match origin {
+            Origin::Local(session) => Some(session.jid.to_bare()),
+            _ => None,
+        };
+        let delivery = Delivery {
+            hub: *self,
+            origin,
+            stanza,
+            kind,
+            stanza_type: stanza_type.as_deref(),
+            from: &from,
+            sender_bare: sender_bare.as_ref(),
+            to: to.as_deref(),
+            out,
+        };
+        delivery.run();
     }
 
     /// A stanza from a bound session.
@@ -111,8 +127,11 @@ struct Delivery<'a, 'e> {
     origin: Origin<'a>,
     stanza: &'a Element<'e>,
     kind: Kind,
+    stanza_type: Option<&'a str>,
     /// The sender: stamped (local) or as its stream checked it.
     from: &'a str,
+    /// A local sender's account.
+    sender_bare: Option<&'a BareJid>,
     /// The address as the sender wrote it (the `from` of an error reply).
     to: Option<&'a str>,
     /// The sender's own output (local sessions and components).
@@ -120,10 +139,6 @@ struct Delivery<'a, 'e> {
 }
 
 impl<'a> Delivery<'a, '_> {
-    fn stanza_type(&self) -> Option<Cow<'_, str>> {
-        self.stanza.attr("type")
-    }
-
     fn local_sender(&self) -> Option<&'a Rc<Session>> {
         match self.origin {
             Origin::Local(s) => Some(s),
@@ -131,7 +146,7 @@ impl<'a> Delivery<'a, '_> {
         }
     }
 
-    fn run(&mut self) {
+    fn run(mut self) {
         if self.kind == Kind::Iq && !valid_iq(self.stanza) {
             let text = "an iq needs an id, a type, and a get/set exactly one child";
             return self.bounce(StanzaError::with_text(Condition::BadRequest, text));
@@ -139,24 +154,22 @@ impl<'a> Delivery<'a, '_> {
         let to = match self.to.map(str::parse::<Jid>) {
             Some(Ok(j)) => j,
             Some(Err(e)) => return self.bounce(StanzaError::with_text(Condition::JidMalformed, e.to_string())),
-            None => match self.local_sender() {
+            None => match (self.local_sender(), self.sender_bare) {
                 // RFC 6120 §10.3: no 'to' is the sender's own account (and
                 // presence without 'to' is a broadcast).
-                Some(sender) if self.kind == Kind::Presence => {
+                (Some(sender), _) if self.kind == Kind::Presence => {
                     return presence::route(&self.hub, sender, self.stanza, self.out)
                 }
-                Some(sender) => return self.account_gets(&sender.jid.to_bare(), None),
-                None => return self.bounce(StanzaError::new(Condition::JidMalformed)),
+                (Some(_), Some(me)) => return self.account_gets(me, None),
+                _ => return self.bounce(StanzaError::new(Condition::JidMalformed)),
             },
         };
-        if let Some(sender) = self.local_sender() {
-            // XEP-0191 §3.4: nothing goes to an address the sender blocks.
-            if blocking::blocked(&self.hub, &sender.jid.to_bare(), &to) {
-                if self.kind != Kind::Presence {
-                    self.bounce(blocking::outbound_error());
-                }
-                return;
+        // XEP-0191 §3.4: nothing goes to an address a local sender blocks.
+        if self.sender_bare.is_some_and(|me| blocking::blocked(&self.hub, me, &to)) {
+            if self.kind != Kind::Presence {
+                self.bounce(blocking::outbound_error());
             }
+            return;
         }
         let address = self.hub.address(to.domain());
         if let (Address::Accounts, Some(_)) = (&address, to.local()) {
@@ -167,7 +180,7 @@ impl<'a> Delivery<'a, '_> {
         if let Some(sender) = self.local_sender() {
             if self.kind == Kind::Message && carbons::eligible(self.stanza) {
                 // XEP-0280 §6: the sender's other resources see what it sent.
-                let own = self.hub.registry.sessions(&sender.jid.to_bare());
+                let own = self.sender_bare.map(|me| self.hub.registry.sessions(me)).unwrap_or_default();
                 carbons::copy_to(&own, &[sender], "sent", self.stanza, self.from, sender, self.out);
             }
         }
@@ -214,7 +227,7 @@ impl<'a> Delivery<'a, '_> {
     fn recipient_blocks_sender(&mut self, owner: &BareJid) -> bool {
         let presence_checked_later =
             self.kind == Kind::Presence && matches!(self.origin, Origin::Local(_) | Origin::Remote(_));
-        if presence_checked_later || self.local_sender().is_some_and(|s| s.jid.to_bare() == *owner) {
+        if presence_checked_later || self.sender_bare == Some(owner) {
             return false;
         }
         let sender = match self.origin {
@@ -247,7 +260,7 @@ impl<'a> Delivery<'a, '_> {
     /// behalf, dispatched through the handler table (`handlers::HANDLERS`). Other
     /// servers and components get the handlers marked `for_remote`.
     fn server_iq(&mut self, on_behalf_of: Option<&BareJid>) {
-        let iq_type = match self.stanza_type().as_deref() {
+        let iq_type = match self.stanza_type {
             Some("get") => IqType::Get,
             Some("set") => IqType::Set,
             // The client has the offline batch it was sent (XEP-0160, D2).
@@ -327,8 +340,7 @@ impl<'a> Delivery<'a, '_> {
             }
             return;
         }
-        let stanza_type = self.stanza_type().map(Cow::into_owned);
-        let stanza_type = stanza_type.as_deref();
+        let stanza_type = self.stanza_type;
         if let Some(full) = full {
             if let Some(session) = sessions.iter().find(|s| s.jid == *full) {
                 self.deliver(&[session]);
@@ -476,7 +488,7 @@ impl<'a> Delivery<'a, '_> {
         let mut bytes = Vec::with_capacity(256);
         let from = [Override::Set("from", self.from)];
         write_element(&mut bytes, self.stanza, NS_SERVER, Some(NS_SERVER), &from);
-        let answered = matches!(self.stanza_type().as_deref(), Some("error") | Some("result"));
+        let answered = matches!(self.stanza_type, Some("error") | Some("result"));
         let bounce = (self.kind != Kind::Presence && !answered).then(|| Bounce {
             kind: self.kind,
             from: self.from.to_string(),
@@ -505,7 +517,7 @@ impl<'a> Delivery<'a, '_> {
     /// An error reply to the sender (RFC 6120 §8.3), never for an error or a
     /// result.
     fn bounce(&mut self, mut e: StanzaError) {
-        if self.kind == Kind::Iq && self.stanza_type().as_deref() == Some("result") {
+        if self.kind == Kind::Iq && self.stanza_type == Some("result") {
             return;
         }
         e.by = Some(self.hub.domain.as_str().to_string());

@@ -248,3 +248,47 @@ fn guessing_one_password_from_many_addresses_stops_at_new_addresses_and_never_lo
     server.add_user("romeo", "pw");
     assert!(plain_login_from(&server, "127.0.0.6", "romeo", "pw").contains("<success"));
 }
+
+#[test]
+fn a_reconnect_storm_leaves_no_residue_and_never_blocks_a_login() {
+    // Phones coming back all at once, or a script hammering the port: hundreds of
+    // connections that open and drop (some mid-header, some after it), and
+    // repeated logins taking over one resource. Afterwards the earlier session
+    // still works, a login takes under a second, and memory is back near where it
+    // was (nothing kept per closed connection).
+    use std::io::Write;
+    let _one = ONE_FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start();
+    server.add_user("alice", "pw");
+    server.add_user("bob", "pw");
+    let mut alice = server.login("alice", "pw", "desk");
+    alice.sync("before");
+    let before = server.rss_kib();
+    let port = server.port;
+    let raw: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let mut s = connect_from(&format!("127.0.0.{}", 2 + (t * 300 + i) % 50), port);
+                    let cut = if i % 2 == 0 { 20 } else { HEADER.len() };
+                    let _ = s.write_all(&HEADER.as_bytes()[..cut]);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..40 {
+        // The same resource again and again: each login takes the last one over.
+        let mut bob = server.login("bob", "pw", "phone");
+        bob.sync("b");
+    }
+    for t in raw {
+        t.join().expect("storm thread");
+    }
+    let started = Instant::now();
+    let mut carol = server.login("alice", "pw", "phone");
+    assert!(started.elapsed() < Duration::from_secs(1), "login took {:?}", started.elapsed());
+    carol.sync("after");
+    alice.sync("still here");
+    let after = server.rss_kib();
+    assert!(after < before + 4 * 1024, "RSS grew from {before} KiB to {after} KiB");
+}

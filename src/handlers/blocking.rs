@@ -43,6 +43,9 @@ pub const UNBLOCK: Handler = Handler {
 
 /// Does an entry of `list` match `jid` (§3.2: full, bare or domain match)?
 pub fn matches(list: &[String], jid: &Jid) -> bool {
+    if list.is_empty() {
+        return false;
+    }
     let bare = jid.to_bare();
     list.iter().any(|b| b == jid.as_str() || b == bare.as_str() || b == jid.domain())
 }

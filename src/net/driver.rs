@@ -94,6 +94,8 @@ pub trait Conn {
     fn label(&self) -> &'static str;
     /// Moves what others queued for the connection into `out`.
     fn take_queued(&mut self, server: &Server, clock: &mut Clock, out: &mut Vec<u8>) -> Action;
+    /// Everything put into `out` so far was written.
+    fn written(&mut self) {}
     fn listen_queue(&self) -> Queue;
     /// One input for the protocol core.
     fn input(&mut self, server: &Server, transport: &Transport, input: Input<'_>, out: &mut Vec<u8>) -> Action;
@@ -325,6 +327,7 @@ pub async fn drive<C: Conn>(
         if let Err(e) = transport.write_all(&out, config.write_timeout).await {
             break 'conn Exit::WriteFailed(e.to_string());
         }
+        conn.written();
         out.clear();
         match action {
             Action::StartTls => {

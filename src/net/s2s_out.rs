@@ -198,6 +198,10 @@ impl Conn for Outbound<'_> {
         Action::Continue
     }
 
+    fn written(&mut self) {
+        self.link.written();
+    }
+
     fn listen_queue(&self) -> Queue {
         match self.link.listen_if_idle(self.stream.established(), self.stream.can_verify()) {
             Some(listener) => Queue::Listen(listener),

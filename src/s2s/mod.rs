@@ -121,6 +121,9 @@ pub struct OutLink {
     closed: Cell<bool>,
     queue: RefCell<VecDeque<Queued>>,
     queued_bytes: Cell<usize>,
+    /// What was drained into the connection's output but not yet written: it
+    /// bounces if the link ends first (REVIEW D1).
+    in_flight: RefCell<Vec<Bounce>>,
     limit: usize,
     verifies: RefCell<Vec<VerifyRequest>>,
     wake: Event,
@@ -144,6 +147,7 @@ impl OutLink {
             closed: Cell::new(false),
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
+            in_flight: RefCell::new(Vec::new()),
             limit,
             verifies: RefCell::new(Vec::new()),
             wake: Event::new(),
@@ -174,11 +178,14 @@ impl OutLink {
         !self.queue.borrow().is_empty()
     }
 
-    /// Moves every queued stanza into `out` (once the link is authenticated).
+    /// Moves every queued stanza into `out` (once the link is authenticated);
+    /// their bounces wait in flight until [`OutLink::written`].
     pub fn drain_into(&self, out: &mut Vec<u8>) {
         let mut queue = self.queue.borrow_mut();
+        let mut in_flight = self.in_flight.borrow_mut();
         for item in queue.drain(..) {
             out.extend_from_slice(&item.bytes);
+            in_flight.extend(item.bounce);
         }
         self.queued_bytes.set(0);
         if queue.capacity() > 16 {
@@ -186,8 +193,17 @@ impl OutLink {
         }
     }
 
-    /// The link is gone: everything queued comes back for bouncing, and waiting
-    /// dialback requests are answered "unreachable".
+    /// What was drained is written: no longer ours to bounce.
+    pub fn written(&self) {
+        let mut in_flight = self.in_flight.borrow_mut();
+        in_flight.clear();
+        if in_flight.capacity() > 16 {
+            *in_flight = Vec::new();
+        }
+    }
+
+    /// The link is gone: everything queued or drained but not written comes back
+    /// for bouncing, and waiting dialback requests are answered "unreachable".
     pub fn close(&self) -> Vec<Bounce> {
         self.closed.set(true);
         self.ready.set(false);
@@ -198,7 +214,9 @@ impl OutLink {
         }
         let mut queue = self.queue.borrow_mut();
         self.queued_bytes.set(0);
-        queue.drain(..).filter_map(|q| q.bounce).collect()
+        let mut bounces = std::mem::take(&mut *self.in_flight.borrow_mut());
+        bounces.extend(queue.drain(..).filter_map(|q| q.bounce));
+        bounces
     }
 
     pub fn take_verifies(&self) -> Vec<VerifyRequest> {
@@ -372,6 +390,27 @@ mod tests {
         let bounced = s2s.remove(&new[0]);
         assert_eq!(bounced.len(), 1);
         assert_eq!(s2s.link_count(), 0);
+    }
+
+    #[test]
+    fn stanzas_drained_but_not_written_bounce_when_the_link_ends() {
+        // REVIEW D1: bytes moved into the connection's output are not yet sent.
+        let s2s = S2s::new(4, 1000, Vec::new(), PeerTrust::none());
+        s2s.send(&domain("there"), b"one".to_vec(), bounce("1")).unwrap();
+        s2s.send(&domain("there"), b"two".to_vec(), bounce("2")).unwrap();
+        let link = s2s.take_new_links().remove(0);
+        let mut out = Vec::new();
+        link.drain_into(&mut out);
+        assert_eq!(out, b"onetwo");
+        s2s.send(&domain("there"), b"three".to_vec(), bounce("3")).unwrap();
+        let ids = |b: Vec<Bounce>| b.into_iter().filter_map(|b| b.id).collect::<Vec<_>>();
+        assert_eq!(ids(link.close()), ["1", "2", "3"], "the write failed: all three bounce, in order");
+        // Once written, drained stanzas are the peer's.
+        s2s.send(&domain("here2"), b"four".to_vec(), bounce("4")).unwrap();
+        let link = s2s.take_new_links().remove(0);
+        link.drain_into(&mut out);
+        link.written();
+        assert!(link.close().is_empty());
     }
 
     #[test]

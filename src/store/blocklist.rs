@@ -7,6 +7,9 @@ use redb::{ReadableDatabase, TableDefinition};
 /// (owner, blocked JID) → nothing.
 const BLOCKLIST: TableDefinition<(&str, &str), ()> = TableDefinition::new("blocklist");
 
+/// Accounts remembered as blocking nobody (about 50 bytes each).
+const MAX_KNOWN_EMPTY: usize = 4096;
+
 impl Store {
     pub(super) fn create_blocklist_table(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         txn.open_table(BLOCKLIST).map_err(db_err)?;
@@ -29,11 +32,37 @@ impl Store {
     }
 
     /// The blocklists of several accounts, read in one transaction (a presence
-    /// update checks every contact's: REVIEW S10).
+    /// update checks every contact's: REVIEW S10). Most accounts block nobody:
+    /// those are remembered, so routing a message reads no table for them.
     pub fn blocklists(&self, owners: &[BareJid]) -> Result<Vec<Vec<String>>, StoreError> {
+        let known_empty = |o: &BareJid| self.empty_blocklists.lock().is_ok_and(|e| e.contains(o.as_str()));
+        if owners.iter().all(known_empty) {
+            return Ok(vec![Vec::new(); owners.len()]);
+        }
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(BLOCKLIST).map_err(db_err)?;
-        owners.iter().map(|owner| Self::blocklist_in(&table, owner)).collect()
+        let lists: Vec<Vec<String>> =
+            owners.iter().map(|owner| Self::blocklist_in(&table, owner)).collect::<Result<_, _>>()?;
+        for (owner, list) in owners.iter().zip(&lists) {
+            if list.is_empty() {
+                self.remember_blocklist_empty(owner, true);
+            }
+        }
+        Ok(lists)
+    }
+
+    /// Keeps the set of accounts known to block nobody in step with their lists;
+    /// bounded (forgotten all at once when full, then re-learned on reads).
+    fn remember_blocklist_empty(&self, owner: &BareJid, empty: bool) {
+        let Ok(mut set) = self.empty_blocklists.lock() else { return };
+        if !empty {
+            set.remove(owner.as_str());
+        } else if !set.contains(owner.as_str()) {
+            if set.len() >= MAX_KNOWN_EMPTY {
+                set.clear();
+            }
+            set.insert(owner.as_str().into());
+        }
     }
 
     fn blocklist_in(table: &redb::ReadOnlyTable<(&str, &str), ()>, owner: &BareJid) -> Result<Vec<String>, StoreError> {
@@ -83,6 +112,7 @@ impl Store {
             }
         }
         self.commit_effect(txn)?;
+        self.remember_blocklist_empty(owner, list.is_empty());
         Ok(true)
     }
 }

@@ -140,6 +140,8 @@ pub struct Store {
     max_roster_items: std::sync::atomic::AtomicUsize,
     /// What waits for the writer's next batch.
     pub(crate) writer: writer::WriteQueue,
+    /// Accounts whose blocklist is empty (most): see `blocklist.rs`.
+    empty_blocklists: std::sync::Mutex<std::collections::HashSet<Box<str>>>,
 }
 
 impl Drop for Store {
@@ -196,6 +198,7 @@ impl Store {
             advisory_since_sync: std::sync::atomic::AtomicU32::new(0),
             max_roster_items: std::sync::atomic::AtomicUsize::new(usize::MAX),
             writer: writer::WriteQueue::default(),
+            empty_blocklists: Default::default(),
         })
     }
 
