@@ -548,3 +548,27 @@ fn an_idle_inbound_stream_ends_with_connection_timeout() {
     let got = bob.read_until("once more", WAIT);
     assert!(got.contains("from='alice@a.test/res'"), "{got}");
 }
+
+#[test]
+fn a_domain_within_a_configured_cas_name_constraints_needs_that_cas_certificate() {
+    // S2: a.test trusts b.test's LAN CA (constrained to b.test); an impostor for
+    // b.test with a CA of its own is refused outbound, dialback or not.
+    let (dir_a, _) = prepared_dir("a.test");
+    let (_dir_b, ca_b) = prepared_dir("b.test");
+    let (dir_impostor, _) = prepared_dir("b.test");
+    let trust = format!("s2s_ca_file = '{}'\n", ca_b.display());
+    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: trust };
+    let b = Side { domain: "b.test", s2s_port: free_port(), direct_port: free_port(), extra: String::new() };
+    let server_a = Server::start_in(dir_a, &config(&a, &b, false));
+    let impostor = Server::start_in(dir_impostor, &config(&b, &a, false));
+    server_a.add_user("alice", "wonderland");
+    impostor.add_user("bob", "builder");
+    let mut bob = online(&impostor, "bob", "builder");
+    let mut alice = online(&server_a, "alice", "wonderland");
+    alice.send("<message to='bob@b.test' id='c1' type='chat'><body>for the real bob</body></message>");
+    let got = alice.read_until("</message>", WAIT);
+    assert!(got.contains("id='c1'") && got.contains("remote-server-not-found"), "{got}");
+    server_a.wait_for_log("does not authenticate it", WAIT);
+    bob.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert!(!bob.read_until("id='s' type='result'", WAIT).contains("for the real bob"));
+}

@@ -262,7 +262,7 @@ impl Conn for Outbound<'_> {
             && !transport.peer_certificates().is_some_and(|chain| s2s.trust.authenticates(chain, remote))
         {
             return Err(format!(
-                "the certificate of {remote} at {} does not authenticate it (pinned, or s2s_secure_auth)",
+                "the certificate of {remote} at {} does not authenticate it (pinned, within a configured CA's name constraints, or s2s_secure_auth)",
                 self.candidate.addr
             ));
         }

@@ -137,6 +137,43 @@ pub fn summarize(der: &[u8]) -> Option<CertSummary> {
     Some(CertSummary { subject_cn, names, not_after, not_after_unix })
 }
 
+/// The DNS names a CA certificate's Name Constraints permit (RFC 5280 §4.2.1.10,
+/// `permittedSubtrees` with `dNSName` bases), lowercase, without a leading dot.
+/// Empty when it has none (an unconstrained CA covers no domain in particular).
+pub fn permitted_dns_names(der: &[u8]) -> Vec<String> {
+    const OID_NAME_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x1e];
+    let extensions = (|| {
+        let (SEQUENCE, cert, _) = tlv(der)? else { return None };
+        let (SEQUENCE, tbs, _) = tlv(cert)? else { return None };
+        let (_, exts) = items(tbs).find(|(tag, _)| *tag == 0xa3)?;
+        let (SEQUENCE, exts, _) = tlv(exts)? else { return None };
+        Some(exts)
+    })();
+    let mut names = Vec::new();
+    for (_, ext) in extensions.into_iter().flat_map(items) {
+        let mut parts = items(ext);
+        if parts.next() != Some((0x06, OID_NAME_CONSTRAINTS)) {
+            continue;
+        }
+        let Some((0x04, octets)) = parts.find(|p| p.0 == 0x04) else { continue };
+        let Some((SEQUENCE, constraints, _)) = tlv(octets) else { continue };
+        for (_, subtrees) in items(constraints).filter(|(tag, _)| *tag == 0xa0) {
+            for (tag, subtree) in items(subtrees) {
+                if tag != SEQUENCE {
+                    continue;
+                }
+                if let Some((0x82, base)) = items(subtree).next() {
+                    let name = String::from_utf8_lossy(base).trim_start_matches('.').to_ascii_lowercase();
+                    if !name.is_empty() {
+                        names.push(name);
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
 fn find_cn(name: &[u8]) -> Option<String> {
     for (_, rdn) in items(name) {
         for (_, attr) in items(rdn) {
@@ -219,6 +256,13 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn garbage_has_no_permitted_names_and_no_panic() {
+        for junk in [&b""[..], b"\x30\x03\x30\x01", b"\x30\x82\xff\xff", &[0x30; 64]] {
+            assert!(permitted_dns_names(junk).is_empty());
+        }
+    }
 
     #[test]
     fn garbage_is_none_not_a_panic() {

@@ -253,6 +253,7 @@ mod tests {
         let oid = [0x06, 0x03, 0x55, 0x1d, 0x1e];
         assert!(first.windows(oid.len()).any(|w| w == oid), "no nameConstraints extension");
         assert!(first.windows(7).any(|w| w == b"hub.lan"));
+        assert_eq!(crate::tls::der::permitted_dns_names(&first), ["hub.lan"]);
         ca.ensure(&Domain::parse("hub.lan").unwrap()).unwrap();
         assert_eq!(der(&ca.ca_cert), first, "the same domain keeps its CA");
         ca.ensure(&Domain::parse("home.arpa").unwrap()).unwrap();

@@ -6,9 +6,11 @@
 //! Whether the certificate *authenticates* a domain is decided afterwards, here:
 //! a pinned SHA-256 fingerprint for that domain, or a chain to a trusted root (the
 //! configured LAN CA, the system roots) that names the domain. Where a domain is
-//! pinned, or `s2s_secure_auth` is on, nothing else will do, in both directions
-//! (REVIEW S2): an outbound link whose peer's certificate does not authenticate it
-//! is closed before any stanza goes out, and inbound dialback is refused.
+//! pinned, or lies within the Name Constraints of a CA in `s2s_ca_file` (a LAN CA
+//! made for those domains: its peers all have its certificates), or
+//! `s2s_secure_auth` is on, nothing else will do, in both directions (REVIEW S2):
+//! an outbound link whose peer's certificate does not authenticate it is closed
+//! before any stanza goes out, and inbound dialback is refused.
 
 use crate::config::S2sPeer;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -33,6 +35,9 @@ pub struct PeerTrust {
     pub roots: usize,
     /// Every peer must be authenticated by its certificate (`s2s_secure_auth`).
     secure_auth: bool,
+    /// Domains the configured CAs' Name Constraints permit: their peers must
+    /// present its certificates.
+    covered: Vec<String>,
 }
 
 impl PeerTrust {
@@ -44,8 +49,10 @@ impl PeerTrust {
         secure_auth: bool,
     ) -> Result<PeerTrust, super::TlsError> {
         let mut roots = RootCertStore::empty();
+        let mut covered = Vec::new();
         if let Some(path) = ca_file {
             for cert in super::read_chain(path)? {
+                covered.extend(super::der::permitted_dns_names(&cert));
                 roots.add(cert).map_err(|e| super::TlsError::Rustls(format!("{}: {e}", path.display())))?;
             }
         }
@@ -63,18 +70,22 @@ impl PeerTrust {
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().ok()
         };
-        Ok(PeerTrust { verifier, pins: pins.to_vec(), roots: count, secure_auth })
+        Ok(PeerTrust { verifier, pins: pins.to_vec(), roots: count, secure_auth, covered })
     }
 
     /// Trusts nothing (certificates never authenticate; dialback only).
     pub fn none() -> PeerTrust {
-        PeerTrust { verifier: None, pins: Vec::new(), roots: 0, secure_auth: false }
+        PeerTrust { verifier: None, pins: Vec::new(), roots: 0, secure_auth: false, covered: Vec::new() }
     }
 
-    /// Must `domain` be authenticated by its certificate (pinned, or every peer
-    /// under `s2s_secure_auth`)? Then dialback does not count for it.
+    /// Must `domain` be authenticated by its certificate (pinned, covered by a
+    /// configured CA's Name Constraints, or every peer under `s2s_secure_auth`)?
+    /// Then dialback does not count for it.
     pub fn must_authenticate(&self, domain: &str) -> bool {
-        self.secure_auth || self.pins.iter().any(|p| p.domain.as_str() == domain)
+        let domain = domain.to_ascii_lowercase();
+        self.secure_auth
+            || self.pins.iter().any(|p| p.domain.as_str() == domain)
+            || self.covered.iter().any(|c| crate::jid::within(&domain, c))
     }
 
     /// Does this chain (end entity first) authenticate `domain`?
