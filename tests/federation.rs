@@ -122,23 +122,30 @@ fn pinned_fingerprints_authenticate_with_sasl_external() {
     assert!(server_a.log().contains("0 trusted root(s), 1 pinned peer(s)"), "{}", server_a.log());
 }
 
-#[test]
-fn an_outbound_link_to_a_pinned_domain_refuses_a_peer_with_another_certificate() {
-    // S2: outbound links accepted any certificate, so whoever answered b.test's
-    // address (ARP or DNS spoofing) got alice's traffic, pin or not.
+/// a.test (with `extra_a`, its trust in the real b.test) and an impostor: a real
+/// server for b.test with its own local CA and dialback on, so dialback alone
+/// would let it pass. Returns both servers and alice and bob logged in.
+fn a_and_an_impostor_for_b(extra_a: String) -> (Server, Server, Client, Client) {
     let (dir_a, _) = prepared_dir("a.test");
-    let (dir_b, _) = prepared_dir("b.test");
     let (dir_impostor, _) = prepared_dir("b.test");
-    let pin = format!("[[s2s_peer]]\ndomain = 'b.test'\nfingerprint = '{}'\n", fingerprint(&dir_b));
-    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: pin };
-    // The impostor is a real server for b.test, with dialback on: it would pass.
+    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: extra_a };
     let b = Side { domain: "b.test", s2s_port: free_port(), direct_port: free_port(), extra: String::new() };
     let server_a = Server::start_in(dir_a, &config(&a, &b, false));
     let impostor = Server::start_in(dir_impostor, &config(&b, &a, false));
     server_a.add_user("alice", "wonderland");
     impostor.add_user("bob", "builder");
-    let mut bob = online(&impostor, "bob", "builder");
-    let mut alice = online(&server_a, "alice", "wonderland");
+    let bob = online(&impostor, "bob", "builder");
+    let alice = online(&server_a, "alice", "wonderland");
+    (server_a, impostor, alice, bob)
+}
+
+#[test]
+fn an_outbound_link_to_a_pinned_domain_refuses_a_peer_with_another_certificate() {
+    // S2: outbound links accepted any certificate, so whoever answered b.test's
+    // address (ARP or DNS spoofing) got alice's traffic, pin or not.
+    let (dir_b, _) = prepared_dir("b.test");
+    let pin = format!("[[s2s_peer]]\ndomain = 'b.test'\nfingerprint = '{}'\n", fingerprint(&dir_b));
+    let (server_a, _impostor, mut alice, mut bob) = a_and_an_impostor_for_b(pin);
     alice.send("<message to='bob@b.test' id='p1' type='chat'><body>for the real bob</body></message>");
     let got = alice.read_until("</message>", WAIT);
     assert!(
@@ -553,18 +560,9 @@ fn an_idle_inbound_stream_ends_with_connection_timeout() {
 fn a_domain_within_a_configured_cas_name_constraints_needs_that_cas_certificate() {
     // S2: a.test trusts b.test's LAN CA (constrained to b.test); an impostor for
     // b.test with a CA of its own is refused outbound, dialback or not.
-    let (dir_a, _) = prepared_dir("a.test");
     let (_dir_b, ca_b) = prepared_dir("b.test");
-    let (dir_impostor, _) = prepared_dir("b.test");
-    let trust = format!("s2s_ca_file = '{}'\n", ca_b.display());
-    let a = Side { domain: "a.test", s2s_port: free_port(), direct_port: free_port(), extra: trust };
-    let b = Side { domain: "b.test", s2s_port: free_port(), direct_port: free_port(), extra: String::new() };
-    let server_a = Server::start_in(dir_a, &config(&a, &b, false));
-    let impostor = Server::start_in(dir_impostor, &config(&b, &a, false));
-    server_a.add_user("alice", "wonderland");
-    impostor.add_user("bob", "builder");
-    let mut bob = online(&impostor, "bob", "builder");
-    let mut alice = online(&server_a, "alice", "wonderland");
+    let (server_a, _impostor, mut alice, mut bob) =
+        a_and_an_impostor_for_b(format!("s2s_ca_file = '{}'\n", ca_b.display()));
     alice.send("<message to='bob@b.test' id='c1' type='chat'><body>for the real bob</body></message>");
     let got = alice.read_until("</message>", WAIT);
     assert!(got.contains("id='c1'") && got.contains("remote-server-not-found"), "{got}");

@@ -211,15 +211,7 @@ fn past_the_buffer_budget_new_connections_get_resource_constraint_until_memory_i
 /// A PLAIN login (inside STARTTLS) from a chosen loopback address; returns what
 /// the server answered to the `<auth/>`.
 fn plain_login_from(server: &Server, source: &str, user: &str, password: &str) -> String {
-    let mut c = Client::from_stream(connect_from(source, server.port));
-    let header = c.header();
-    c.send(&header);
-    c.read_until("</stream:features>", WAIT);
-    c.send(STARTTLS);
-    c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
-    c.upgrade_tls(&server.ca_pem(), &[]);
-    c.send(&header);
-    c.read_until("</stream:features>", WAIT);
+    let mut c = server.starttls_on(Client::from_stream(connect_from(source, server.port)));
     c.send(&format!(
         "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
         base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("\0{user}\0{password}"))

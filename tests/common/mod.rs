@@ -175,7 +175,12 @@ impl Server {
 
     /// Connects, negotiates STARTTLS, and opens the secured stream (features read).
     pub fn connect_tls(&self) -> Client {
-        let mut c = self.connect();
+        self.starttls_on(self.connect())
+    }
+
+    /// Negotiates STARTTLS on a client's fresh connection (e.g. one made from a
+    /// chosen source address) and opens the secured stream.
+    pub fn starttls_on(&self, mut c: Client) -> Client {
         let header = c.header();
         c.send(&header);
         c.read_until("</stream:features>", WAIT);
