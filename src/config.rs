@@ -57,6 +57,8 @@ pub struct Config {
     pub c2s_auth_timeout: Duration,
     /// Nothing received for this time → `connection-timeout`.
     pub c2s_idle_timeout: Duration,
+    /// How long a session whose connection dropped waits to be resumed (XEP-0198).
+    pub sm_resume_timeout: Duration,
     /// A bound client silent this long gets a keepalive ping (XEP-0199).
     pub c2s_ping_interval: Duration,
     /// No data this long after a keepalive ping → `connection-timeout`.
@@ -237,6 +239,7 @@ const KEYS: &[Key] = &[
     Key { name: "c2s_header_timeout", kind: Kind::Secs { max: 3600, default: 10 } },
     Key { name: "c2s_auth_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
     Key { name: "c2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 900 } },
+    Key { name: "sm_resume_timeout", kind: Kind::Secs { max: 86400, default: 600 } },
     Key { name: "c2s_ping_interval", kind: Kind::Secs { max: 86400, default: 300 } },
     Key { name: "c2s_ping_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
     Key { name: "c2s_read_rate", kind: Kind::Int { min: 0, max: 1 << 30, default: 1 << 20 } },
@@ -419,6 +422,7 @@ impl Config {
             c2s_header_timeout: v.secs(take("c2s_header_timeout"), "c2s_header_timeout"),
             c2s_auth_timeout: v.secs(take("c2s_auth_timeout"), "c2s_auth_timeout"),
             c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),
+            sm_resume_timeout: v.secs(take("sm_resume_timeout"), "sm_resume_timeout"),
             c2s_ping_interval: v.secs(take("c2s_ping_interval"), "c2s_ping_interval"),
             c2s_ping_timeout: v.secs(take("c2s_ping_timeout"), "c2s_ping_timeout"),
             c2s_read_rate: Some(v.int(take("c2s_read_rate"), "c2s_read_rate") as u32).filter(|r| *r > 0),

@@ -183,6 +183,7 @@ pub fn c2s_stream(data: &[u8]) {
         require_encryption: true,
         sasl_plain: true,
         max_auth_attempts: 3,
+        sm_resume_timeout: 60,
         im,
         caps_ver: Rc::from("fuzz"),
     };
@@ -234,6 +235,10 @@ pub fn c2s_stream(data: &[u8]) {
                     closed = true;
                     break;
                 }
+            }
+            // What the connection would write: stream management counts it.
+            if let Some(session) = stream.session() {
+                let _ = session.sm_sending(&out);
             }
             // The store writer's batch, committed at once (no writer task here).
             let _ = store.commit_queue();

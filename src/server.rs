@@ -250,6 +250,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             require_encryption: config.c2s_require_encryption,
             sasl_plain: config.c2s_sasl_plain,
             max_auth_attempts: config.c2s_max_auth_attempts,
+            sm_resume_timeout: config.sm_resume_timeout.as_secs().min(u64::from(u32::MAX)) as u32,
             im: crate::handlers::ImLimits {
                 max_roster_items: config.max_roster_items,
                 offline: crate::store::offline::OfflineQuota {

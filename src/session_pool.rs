@@ -96,6 +96,9 @@ struct Slot {
     peer: SocketAddr,
     kind: Kind,
     eviction: Rc<Eviction>,
+    /// It sent more than a stream header (STARTTLS, SASL): one that is logging
+    /// in gives way only after every idle one has.
+    progressed: bool,
 }
 
 struct Slots {
@@ -193,7 +196,7 @@ impl SessionPool {
             }
         }
         let eviction = Rc::new(Eviction::default());
-        let slot = Some(Slot { peer, kind, eviction: Rc::clone(&eviction) });
+        let slot = Some(Slot { peer, kind, eviction: Rc::clone(&eviction), progressed: false });
         let index = match reuse.or_else(|| inner.free.pop()) {
             Some(index) => {
                 inner.slots[index as usize] = slot;
@@ -242,15 +245,22 @@ impl Slots {
         }
     }
 
-    /// Evicts the oldest unauthenticated connection (of one address key, if given);
-    /// returns its slot, now empty and not on the free list.
+    /// Evicts the oldest unauthenticated connection (of one address key, if given)
+    /// that has sent nothing but a header, else the oldest of them all; returns
+    /// its slot, now empty and not on the free list.
     fn evict_oldest(&mut self, key: Option<IpAddr>) -> Option<u32> {
         let slots = &self.slots;
-        let position = self.unauthenticated.iter().position(|i| match (key, &slots[*i as usize]) {
+        let candidate = |i: &u32, idle_only: bool| match (key, &slots[*i as usize]) {
+            (_, None) => false,
+            (_, Some(slot)) if idle_only && slot.progressed => false,
             (None, Some(_)) => true,
             (Some(key), Some(slot)) => address_key(slot.peer.ip()) == Some(key),
-            (_, None) => false,
-        })?;
+        };
+        let position = self
+            .unauthenticated
+            .iter()
+            .position(|i| candidate(i, true))
+            .or_else(|| self.unauthenticated.iter().position(|i| candidate(i, false)))?;
         let index = self.unauthenticated[position];
         let slot = self.slots[index as usize].take()?;
         self.forget(index, slot.kind, slot.peer);
@@ -302,6 +312,14 @@ impl SessionLease {
             slot.kind = kind;
         }
         Ok(())
+    }
+
+    /// The connection sent a first element after its header: it is logging in.
+    pub fn progressed(&self) {
+        let mut inner = self.pool.inner.borrow_mut();
+        if let Some(Some(slot)) = inner.slots.get_mut(self.index as usize) {
+            slot.progressed = true;
+        }
     }
 
     /// The pool gave this connection's slot to a newer one: end it.
@@ -373,6 +391,23 @@ mod tests {
         assert_eq!(other.promote(Kind::S2sIn), Err(Full::Share(Kind::S2sIn)));
         other.promote(Kind::Client).unwrap();
         assert_eq!((pool.count(Kind::S2sIn), pool.count(Kind::Client)), (1, 1));
+    }
+
+    #[test]
+    fn a_connection_that_is_logging_in_gives_way_after_the_idle_ones() {
+        let shares = Shares { capacity: 10, max_unauthenticated: 3, max_unauthenticated_per_ip: 8, max_s2s_in: 1 };
+        let pool = SessionPool::with_shares(shares);
+        let login = pool.try_acquire(peer("10.0.0.1:1")).unwrap();
+        login.progressed();
+        let idle: Vec<_> = (2..=3).map(|i| pool.try_acquire(peer(&format!("10.0.0.{i}:1"))).unwrap()).collect();
+        let new = pool.try_acquire(peer("10.0.0.9:1")).unwrap();
+        assert!(!login.evicted() && idle[0].evicted() && !idle[1].evicted());
+        new.progressed();
+        let newer = pool.try_acquire(peer("10.0.0.8:1")).unwrap();
+        assert!(idle[1].evicted() && !login.evicted());
+        newer.progressed();
+        let _newest = pool.try_acquire(peer("10.0.0.7:1")).unwrap();
+        assert!(login.evicted() && !new.evicted(), "with only progressed ones left, the oldest goes");
     }
 
     #[test]

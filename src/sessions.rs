@@ -18,6 +18,9 @@ use std::rc::Rc;
 pub struct Outbox {
     queue: RefCell<VecDeque<Box<[u8]>>>,
     queued_bytes: Cell<usize>,
+    /// Bytes its owner holds elsewhere against the same limit (a session's
+    /// unacknowledged stanzas, XEP-0198).
+    held: Cell<usize>,
     limit: usize,
     wake: Event,
     closing: RefCell<Option<StreamError>>,
@@ -51,6 +54,13 @@ pub struct Session {
     pub offline_batch: RefCell<Option<OfflineBatch>>,
     /// XEP-0280 carbons are enabled.
     pub carbons: Cell<bool>,
+    /// XEP-0198 stream management, once enabled: it outlives the connection.
+    pub sm: RefCell<Option<crate::stream::sm::SmState>>,
+    /// Which connection serves the session: a resumption moves it to a new one
+    /// (and the old one, if still open, ends with `conflict`).
+    pub connection: Cell<u32>,
+    /// No connection serves it now: it waits to be resumed (XEP-0198 §5).
+    pub hibernating: Cell<bool>,
     /// The session requested the blocklist: it gets blocklist pushes (XEP-0191).
     pub blocklist_interested: Cell<bool>,
 }
@@ -77,6 +87,7 @@ impl Outbox {
         Outbox {
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
+            held: Cell::new(0),
             limit,
             wake: Event::new(),
             closing: RefCell::new(None),
@@ -90,7 +101,7 @@ impl Outbox {
             return Err(QueueFull);
         }
         let total = self.queued_bytes.get() + bytes.len();
-        if total > self.limit {
+        if total + self.held.get() > self.limit {
             return Err(QueueFull);
         }
         self.queued_bytes.set(total);
@@ -180,7 +191,44 @@ impl Session {
             offline_batch: RefCell::new(None),
             carbons: Cell::new(false),
             blocklist_interested: Cell::new(false),
+            sm: RefCell::new(None),
+            connection: Cell::new(0),
+            hibernating: Cell::new(false),
         }
+    }
+
+    /// Keeps what is about to be written in `out` until the client acknowledges
+    /// it (stream management enabled); true when it should be asked to now.
+    pub fn sm_sending(&self, out: &[u8]) -> bool {
+        let mut sm = self.sm.borrow_mut();
+        let Some(sm) = sm.as_mut() else { return false };
+        let ask = sm.record_sent(out);
+        self.outbox.held.set(sm.unacked_bytes());
+        ask
+    }
+
+    /// The client's `h`.
+    pub fn sm_ack(&self, h: u32) -> Result<(), crate::stream::sm::TooHigh> {
+        let mut sm = self.sm.borrow_mut();
+        let Some(sm) = sm.as_mut() else { return Ok(()) };
+        let result = sm.ack(h);
+        self.outbox.held.set(sm.unacked_bytes());
+        result
+    }
+
+    /// The unacknowledged stanzas, taken (the session expires).
+    pub fn sm_take_unacked(&self) -> Vec<Box<[u8]>> {
+        self.outbox.held.set(0);
+        self.sm.borrow_mut().as_mut().map(|sm| sm.take_unacked()).unwrap_or_default()
+    }
+
+    /// Moves the session to a new connection: the old one, if open, hears of it.
+    pub fn move_to_new_connection(&self) -> u32 {
+        let n = self.connection.get().wrapping_add(1);
+        self.connection.set(n);
+        self.hibernating.set(false);
+        self.outbox.wake.notify(usize::MAX);
+        n
     }
 
     /// A session for a remote sender, never registered: lets the iq handlers

@@ -19,6 +19,12 @@ struct Client {
     /// The certificate this connection's handshake presents (Direct TLS started it
     /// in the listener, in the same turn of the executor).
     tls_setup: Option<Rc<crate::tls::TlsSetup>>,
+    /// The bound session's connection number when this connection took it: a
+    /// resumption elsewhere changes the session's (XEP-0198).
+    connection: Option<u32>,
+    /// The connection was given up as dead (idle or no answer to a ping): for
+    /// stream management, a drop, not a close.
+    timed_out: bool,
 }
 
 /// Serves one client connection until it closes.
@@ -29,11 +35,54 @@ pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease
         peer,
         bindings: Default::default(),
         tls_setup: transport.is_tls().then(|| server.tls_setup()),
+        connection: None,
+        timed_out: false,
     };
-    drive(&server, transport, client, &lease).await;
+    if let Some(session) = drive(&server, transport, client, &lease).await {
+        hibernate(&server, session).await;
+    }
+}
+
+/// XEP-0198 §5: a resumable session whose connection dropped stays bound (its
+/// presence available, stanzas for it queued within its limit) until it is
+/// resumed on another connection, replaced, or `sm_resume_timeout` passes; then
+/// it ends like any other, what it never got routed again (offline storage, or
+/// back to the senders). On shutdown it ends at once.
+async fn hibernate(server: &Server, session: Rc<crate::sessions::Session>) {
+    use futures_lite::future::or;
+    let mine = session.connection.get();
+    session.hibernating.set(true);
+    let timeout = server.config.sm_resume_timeout;
+    log::info!("{} hibernates for up to {}s", session.jid, timeout.as_secs());
+    let deadline = Instant::now() + timeout;
+    loop {
+        let shutdown = server.shutdown.listen();
+        let wake = session.listen();
+        if session.connection.get() != mine {
+            return; // resumed
+        }
+        if session.closing() || server.is_shutting_down() || Instant::now() >= deadline {
+            break;
+        }
+        or(or(wake, shutdown), async {
+            async_io::Timer::at(deadline).await;
+        })
+        .await;
+    }
+    session.hibernating.set(false);
+    log::info!("{} was not resumed: its session ends", session.jid);
+    end_session(server, &session);
 }
 
 impl Client {
+    /// The session this connection took was resumed on another one since.
+    fn moved(&self) -> bool {
+        match (self.c2s.session(), self.connection) {
+            (Some(s), Some(mine)) => s.connection.get() != mine,
+            _ => false,
+        }
+    }
+
     fn step(step: Step) -> Action {
         match step {
             Step::Continue => Action::Continue,
@@ -46,19 +95,42 @@ impl Client {
 }
 
 impl Conn for Client {
-    type Outcome = ();
+    /// A resumable session to keep (the connection dropped).
+    type Outcome = Option<Rc<crate::sessions::Session>>;
 
     fn label(&self) -> &'static str {
         "client"
     }
 
     fn take_queued(&mut self, server: &Server, _: &mut Clock, out: &mut Vec<u8>) -> Action {
+        if self.connection.is_none() {
+            self.connection = self.c2s.session().map(|s| s.connection.get());
+        }
+        if self.moved() {
+            // XEP-0198 §5: the session was resumed on another connection.
+            let error = crate::stream::StreamError::with_text(
+                crate::stream::StreamCondition::Conflict,
+                "the session was resumed on another connection",
+            );
+            return Self::step(self.c2s.handle(Input::Kill(error), &env(server, &self.bindings, self.peer), out));
+        }
         // Routed stanzas and kill requests for the bound session.
         match self.c2s.session().and_then(|s| s.take_close_or_drain(out)) {
             Some(error) => {
                 Self::step(self.c2s.handle(Input::Kill(error), &env(server, &self.bindings, self.peer), out))
             }
             None => Action::Continue,
+        }
+    }
+
+    fn sending(&mut self, out: &mut Vec<u8>) {
+        if self.moved() {
+            return;
+        }
+        if let Some(session) = self.c2s.session() {
+            if session.sm_sending(out) {
+                crate::stream::sm::write_request(out);
+            }
         }
     }
 
@@ -71,7 +143,13 @@ impl Conn for Client {
     }
 
     fn input(&mut self, server: &Server, _: &Transport, input: Input<'_>, out: &mut Vec<u8>) -> Action {
-        Self::step(self.c2s.handle(input, &env(server, &self.bindings, self.peer), out))
+        self.timed_out |= matches!(input, Input::Timeout(_));
+        let action = Self::step(self.c2s.handle(input, &env(server, &self.bindings, self.peer), out));
+        if self.connection.is_none() {
+            // Bound or resumed just now: this connection serves the session.
+            self.connection = self.c2s.session().map(|s| s.connection.get());
+        }
+        action
     }
 
     fn password_checked(&mut self, server: &Server, verified: bool, out: &mut Vec<u8>) -> Action {
@@ -138,10 +216,19 @@ impl Conn for Client {
         Ok(())
     }
 
-    fn finish(mut self, server: &Server, _: Exit) {
-        if let Some(s) = self.c2s.take_session() {
-            end_session(server, &s);
+    fn finish(mut self, server: &Server, exit: Exit) -> Self::Outcome {
+        let moved = self.moved();
+        let session = self.c2s.take_session()?;
+        if moved {
+            return None; // another connection serves it now
         }
+        let resumable = session.sm.borrow().as_ref().is_some_and(|sm| sm.id.is_some());
+        let dropped = self.timed_out || !matches!(exit, Exit::Closed | Exit::Evicted);
+        if resumable && dropped && !session.closing() && !server.is_shutting_down() {
+            return Some(session);
+        }
+        end_session(server, &session);
+        None
     }
 }
 
@@ -155,7 +242,10 @@ fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
         crate::handlers::presence::session_ended(&server.hub(), session);
     }
     server.registry.unbind(session);
-    redeliver_queued(server, session);
+    // XEP-0198: what the client never acknowledged counts as not delivered.
+    let mut items = session.sm_take_unacked();
+    items.extend(session.take_all());
+    redeliver(server, session, items);
     let account = session.jid.to_bare();
     if server.registry.sessions(&account).is_empty() {
         crate::handlers::last::record_logout(&server.hub(), &account);
@@ -166,8 +256,7 @@ fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
 /// account, a dropped connection) is routed again: to another resource, else
 /// offline storage, else back to its sender. The items are wrenhub's own
 /// re-emitted stanzas, framed again under a client stream header.
-fn redeliver_queued(server: &Server, session: &crate::sessions::Session) {
-    let items = session.take_all();
+fn redeliver(server: &Server, session: &crate::sessions::Session, items: Vec<Box<[u8]>>) {
     if items.is_empty() {
         return;
     }

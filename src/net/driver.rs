@@ -94,6 +94,9 @@ pub trait Conn {
     fn label(&self) -> &'static str;
     /// Moves what others queued for the connection into `out`.
     fn take_queued(&mut self, server: &Server, clock: &mut Clock, out: &mut Vec<u8>) -> Action;
+    /// `out` is about to be written (stream management keeps a copy of each
+    /// stanza in it until the peer acknowledges it, and may append a request).
+    fn sending(&mut self, _out: &mut Vec<u8>) {}
     /// Everything put into `out` so far was written.
     fn written(&mut self) {}
     fn listen_queue(&self) -> Queue;
@@ -175,6 +178,8 @@ pub async fn drive<C: Conn>(
     let mut out = Vec::new();
     let mut backlogged = false;
     let mut promoted = false;
+    // Sent an element after its header (the pool evicts such ones last).
+    let mut progressed = false;
     let mut tls_noticed = false;
     let mut shutdown = server.shutdown.listen();
     let mut queue: Option<EventListener> = None;
@@ -263,7 +268,13 @@ pub async fn drive<C: Conn>(
                 }
                 loop {
                     action = match framer.next_event() {
-                        Ok(Some(event)) => conn.input(server, &transport, Input::Xml(event), &mut out),
+                        Ok(Some(event)) => {
+                            if !promoted && !progressed && matches!(event, crate::xml::Event::Element(_)) {
+                                progressed = true;
+                                lease.progressed();
+                            }
+                            conn.input(server, &transport, Input::Xml(event), &mut out)
+                        }
                         Ok(None) => break,
                         Err(e) => conn.input(server, &transport, Input::XmlError(e), &mut out),
                     };
@@ -323,6 +334,9 @@ pub async fn drive<C: Conn>(
             // One of a flood, most likely: no waiting on it.
             transport.abandon(&out);
             return conn.finish(server, Exit::Evicted);
+        }
+        if !out.is_empty() {
+            conn.sending(&mut out);
         }
         if let Err(e) = transport.write_all(&out, config.write_timeout).await {
             break 'conn Exit::WriteFailed(e.to_string());

@@ -17,6 +17,7 @@ use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism
 use crate::sessions::{BindError, Session};
 use crate::stanza::{Condition, StanzaError};
 use crate::store::Account;
+use crate::stream::sm::{self, NS_SM};
 use crate::xml::writer::XmlWriter;
 use crate::xml::{Element, Event};
 use std::net::IpAddr;
@@ -31,6 +32,9 @@ pub struct Policy {
     pub sasl_plain: bool,
     pub max_auth_attempts: u32,
     pub im: crate::handlers::ImLimits,
+    /// How long a dropped session waits to be resumed (XEP-0198); 0: resumption
+    /// is not offered.
+    pub sm_resume_timeout: u32,
     /// XEP-0115 verification string of the server's features (computed once).
     pub caps_ver: Rc<str>,
 }
@@ -248,7 +252,8 @@ impl C2sStream {
                 .start("optional")
                 .close_empty()
                 .end("session")
-                .empty_ns("ver", crate::ns::NS_ROSTER_VER);
+                .empty_ns("ver", crate::ns::NS_ROSTER_VER)
+                .empty_ns("sm", NS_SM);
         } else {
             if !self.secure {
                 let mut w = XmlWriter::new(out);
@@ -332,7 +337,32 @@ impl C2sStream {
             (Phase::Authenticated, NS_CLIENT, "iq") if el.child("bind", NS_BIND).is_some() => {
                 self.on_bind(el, env, out)
             }
-            (Phase::Bound(_), _, _) if is_stanza => self.on_stanza(el, env, out),
+            (Phase::Authenticated, NS_SM, "resume") => self.on_resume(el, env, out),
+            (Phase::Bound(_), NS_SM, "enable") => self.on_enable(el, out),
+            (Phase::Bound(session), NS_SM, "r") => {
+                if let Some(sm) = session.sm.borrow().as_ref() {
+                    sm::write_ack(sm.handled, out);
+                }
+                Step::Continue
+            }
+            (Phase::Bound(_), NS_SM, "a") => self.on_ack(el, out),
+            (_, NS_SM, "enable" | "resume") => {
+                sm::write_failed("unexpected-request", None, out);
+                Step::Continue
+            }
+            // An ack or a request before stream management is enabled: nothing to do.
+            (_, NS_SM, "a" | "r") => Step::Continue,
+            (Phase::Bound(_), _, _) if is_stanza => {
+                let step = self.on_stanza(el, env, out);
+                // XEP-0198 §4: counted once handled (the driver makes its effects
+                // durable before the next input, so before any `<a/>` says so).
+                if let Phase::Bound(session) = &self.phase {
+                    if let Some(sm) = session.sm.borrow_mut().as_mut() {
+                        sm.handled = sm.handled.wrapping_add(1);
+                    }
+                }
+                step
+            }
             (_, _, _) if is_stanza => self.fail(
                 StreamError::with_text(
                     StreamCondition::NotAuthorized,
@@ -545,6 +575,87 @@ impl C2sStream {
                 out,
             );
         }
+        Step::Continue
+    }
+
+    /// XEP-0198 §3: `<enable/>`, once per session, after binding.
+    fn on_enable(&mut self, el: &Element<'_>, out: &mut Vec<u8>) -> Step {
+        let Phase::Bound(session) = &self.phase else { return Step::Continue };
+        if session.sm.borrow().is_some() {
+            sm::write_failed("unexpected-request", None, out);
+            return Step::Continue;
+        }
+        let resume =
+            matches!(el.attr("resume").as_deref(), Some("true") | Some("1")) && self.policy.sm_resume_timeout > 0;
+        let id = resume.then(|| crate::stream::header::new_stream_id().into_boxed_str());
+        let mut w = XmlWriter::new(out);
+        w.start("enabled").attr("xmlns", NS_SM);
+        if let Some(id) = &id {
+            w.attr("id", id).attr("resume", "true").attr("max", &self.policy.sm_resume_timeout.to_string());
+        }
+        w.close_empty();
+        let mut state = sm::SmState::new(id);
+        // What this output held before `<enabled/>` is not counted.
+        state.count_from = out.len();
+        *session.sm.borrow_mut() = Some(state);
+        log::debug!("{}: stream management enabled (resume: {resume})", session.jid);
+        Step::Continue
+    }
+
+    /// XEP-0198 §4: the client's `<a h/>`.
+    fn on_ack(&mut self, el: &Element<'_>, out: &mut Vec<u8>) -> Step {
+        let Phase::Bound(session) = &self.phase else { return Step::Continue };
+        let Some(h) = el.attr("h").and_then(|h| h.parse::<u32>().ok()) else { return Step::Continue };
+        match session.sm_ack(h) {
+            Ok(()) => Step::Continue,
+            Err(too_high) => self.too_high(too_high, out),
+        }
+    }
+
+    /// XEP-0198 §4: an `h` above what was sent ends the stream.
+    fn too_high(&mut self, e: sm::TooHigh, out: &mut Vec<u8>) -> Step {
+        let mut error = StreamError::with_text(
+            StreamCondition::UndefinedCondition,
+            format!("you acknowledged {} stanzas; {} were sent", e.h, e.sent),
+        );
+        error.app = Some(("handled-count-too-high", NS_SM));
+        self.fail(error, out)
+    }
+
+    /// XEP-0198 §5: `<resume previd h/>` after authentication, instead of binding:
+    /// only a session of the account that just authenticated can be resumed.
+    fn on_resume(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let Some(user) = self.user.clone() else { return Step::Continue };
+        let previd = el.attr("previd").unwrap_or_default();
+        let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
+        let found = env.hub.registry.sessions(&user).into_iter().find(|s| {
+            s.sm.borrow().as_ref().and_then(|sm| sm.id.as_deref()).is_some_and(|id| id == &*previd) && !s.closing()
+        });
+        let (Some(session), Some(h)) = (found, h) else {
+            sm::write_failed("item-not-found", None, out);
+            return Step::Continue;
+        };
+        if let Err(too_high) = session.sm_ack(h) {
+            return self.too_high(too_high, out);
+        }
+        {
+            let mut state = session.sm.borrow_mut();
+            let Some(state) = state.as_mut() else { return Step::Continue };
+            XmlWriter::new(out)
+                .start("resumed")
+                .attr("xmlns", NS_SM)
+                .attr("previd", &previd)
+                .attr("h", &state.handled.to_string())
+                .close_empty();
+            // Everything the client does not have, once, in order (already counted).
+            for stanza in state.unacked() {
+                out.extend_from_slice(stanza);
+            }
+            state.count_from = out.len();
+        }
+        session.move_to_new_connection();
+        log::info!("{} resumed (stream {})", session.jid, self.stream_id);
+        self.phase = Phase::Bound(session);
         Step::Continue
     }
 

@@ -7,6 +7,7 @@ pub mod error;
 pub mod header;
 pub mod s2s_in;
 pub mod s2s_out;
+pub mod sm;
 
 pub use error::{StreamCondition, StreamError};
 
