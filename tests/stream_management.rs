@@ -198,3 +198,43 @@ fn on_sigterm_a_hibernated_session_ends_and_its_unacknowledged_messages_are_kept
     juliet.send("<presence/>");
     assert!(juliet.read_until("</message>", WAIT).contains("<body>message 0</body>"));
 }
+
+#[test]
+fn after_a_server_restart_resumption_fails_with_item_not_found() {
+    let mut server = Server::start();
+    server.add_user("juliet", "pw");
+    let (juliet, id) = sm_login(&server, "juliet", "phone");
+    drop(juliet);
+    server.wait_for_log("juliet@localhost/phone hibernates", WAIT);
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("exits");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, "");
+    let (_j, got) = resume(&restarted, "juliet", &id, 0);
+    assert!(got.contains("<item-not-found "), "{got}");
+}
+
+#[test]
+fn a_hibernating_session_queues_within_its_limit_and_the_rest_bounces() {
+    // Nothing is lost silently: past c2s_queue_size the sender hears of it.
+    let server = Server::start_with("c2s_queue_size = 4096\n");
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let (juliet, id) = sm_login(&server, "juliet", "phone");
+    drop(juliet);
+    server.wait_for_log("juliet@localhost/phone hibernates", WAIT);
+    let mut romeo = server.login("romeo", "pw", "b");
+    let body = "x".repeat(400);
+    for n in 0..20 {
+        romeo.send(&format!(
+            "<message to='juliet@localhost/phone' id='q{n}' type='chat'><body>{n} {body}</body></message>"
+        ));
+    }
+    let answers = romeo.sync("sent");
+    let bounced = answers.matches("<resource-constraint ").count();
+    assert!(bounced > 0 && bounced < 20, "some queued, the rest bounced: {answers}");
+    let (mut juliet, got) = resume(&server, "juliet", &id, 0);
+    assert!(got.contains("<resumed "), "{got}");
+    let delivered = juliet.sync("after").matches("<body>").count();
+    assert_eq!(delivered + bounced, 20, "every message delivered or bounced, none both");
+}
