@@ -38,6 +38,8 @@ pub const NS_BLOCKING: &str = "urn:xmpp:blocking";
 pub const NS_BLOCKING_ERRORS: &str = "urn:xmpp:blocking:errors";
 /// `http://jabber.org/protocol/caps`
 pub const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+/// XEP-0352 client state indication.
+pub const NS_CSI: &str = "urn:xmpp:csi:0";
 /// `urn:xmpp:carbons:2`
 pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 /// `urn:xmpp:forward:0`

@@ -21,6 +21,10 @@ pub struct Outbox {
     /// Bytes its owner holds elsewhere against the same limit (a session's
     /// unacknowledged stanzas, XEP-0198).
     held: Cell<usize>,
+    /// The client said it is inactive (XEP-0352): what is not urgent waits.
+    inactive: Cell<bool>,
+    /// Queued items that are urgent (see [`urgent`]).
+    urgent_queued: Cell<usize>,
     limit: usize,
     wake: Event,
     closing: RefCell<Option<StreamError>>,
@@ -75,6 +79,37 @@ pub struct OfflineBatch {
     pub last: u64,
 }
 
+/// Whether a queued stanza (wrenhub's own re-emitted bytes) must reach a client
+/// that said it is inactive (XEP-0352) now: anything but presence updates and
+/// messages without a body (chat states, receipts, markers). A subscription
+/// request, an iq, a message with a body (or a carbon of one) is urgent.
+fn urgent(bytes: &[u8]) -> bool {
+    let tag_end = bytes.iter().position(|&b| b == b'>').unwrap_or(bytes.len());
+    let tag = &bytes[..tag_end];
+    let has = |needle: &[u8], hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    if tag.starts_with(b"<presence") {
+        return [&b"'subscribe'"[..], b"'subscribed'", b"'unsubscribe'", b"'unsubscribed'", b"'error'"]
+            .iter()
+            .any(|t| has(t, tag));
+    }
+    if tag.starts_with(b"<message") {
+        return has(b"<body", bytes) || has(b"type='error'", tag);
+    }
+    true
+}
+
+/// The `from` of a presence update (the key XEP-0352 buffering keeps one per).
+fn presence_from(bytes: &[u8]) -> Option<&[u8]> {
+    if !bytes.starts_with(b"<presence") {
+        return None;
+    }
+    let tag_end = bytes.iter().position(|&b| b == b'>')?;
+    let tag = &bytes[..tag_end];
+    let start = tag.windows(6).position(|w| w == b"from='")? + 6;
+    let len = tag[start..].iter().position(|&b| b == b'\'')?;
+    Some(&tag[start..start + len])
+}
+
 /// Directed-presence recipients tracked per session.
 pub const MAX_DIRECTED: usize = 64;
 
@@ -88,6 +123,8 @@ impl Outbox {
             queue: RefCell::new(VecDeque::new()),
             queued_bytes: Cell::new(0),
             held: Cell::new(0),
+            inactive: Cell::new(false),
+            urgent_queued: Cell::new(0),
             limit,
             wake: Event::new(),
             closing: RefCell::new(None),
@@ -100,14 +137,58 @@ impl Outbox {
         if self.closing.borrow().is_some() {
             return Err(QueueFull);
         }
+        let is_urgent = urgent(&bytes);
+        if self.inactive.get() && !is_urgent {
+            self.drop_superseded_presence(&bytes);
+        }
         let total = self.queued_bytes.get() + bytes.len();
         if total + self.held.get() > self.limit {
             return Err(QueueFull);
         }
         self.queued_bytes.set(total);
         self.queue.borrow_mut().push_back(bytes.into_boxed_slice());
+        if is_urgent {
+            self.urgent_queued.set(self.urgent_queued.get() + 1);
+        }
         self.wake.notify(1);
         Ok(())
+    }
+
+    /// XEP-0352: of the presence an inactive client has not been sent yet, only
+    /// the latest from each sender matters.
+    fn drop_superseded_presence(&self, bytes: &[u8]) {
+        let Some(from) = presence_from(bytes) else { return };
+        let mut queue = self.queue.borrow_mut();
+        let before = queue.len();
+        let mut freed = 0;
+        queue.retain(|item| {
+            let superseded = !urgent(item) && presence_from(item) == Some(from);
+            if superseded {
+                freed += item.len();
+            }
+            !superseded
+        });
+        if queue.len() != before {
+            self.queued_bytes.set(self.queued_bytes.get() - freed);
+        }
+    }
+
+    /// XEP-0352 `<inactive/>` (true) or `<active/>` (false).
+    pub fn set_inactive(&self, inactive: bool) {
+        self.inactive.set(inactive);
+        if !inactive {
+            self.wake.notify(usize::MAX);
+        }
+    }
+
+    /// Is anything queued that should be written now? For an inactive client:
+    /// only once something urgent is queued (then all of it goes, in order) or
+    /// half the queue is used.
+    fn ready(&self) -> bool {
+        self.has_queued()
+            && (!self.inactive.get()
+                || self.urgent_queued.get() > 0
+                || self.queued_bytes.get() + self.held.get() >= self.limit / 2)
     }
 
     /// Moves everything queued into `out`.
@@ -117,6 +198,7 @@ impl Outbox {
             out.extend_from_slice(&item);
         }
         self.queued_bytes.set(0);
+        self.urgent_queued.set(0);
         if queue.capacity() > 16 {
             *queue = VecDeque::new();
         }
@@ -125,6 +207,7 @@ impl Outbox {
     /// Takes every queued item (a session that ends re-routes them, D1).
     pub fn take_all(&self) -> Vec<Box<[u8]>> {
         self.queued_bytes.set(0);
+        self.urgent_queued.set(0);
         std::mem::take(&mut *self.queue.borrow_mut()).into()
     }
 
@@ -158,7 +241,7 @@ impl Outbox {
     /// otherwise everything queued moves into `out`.
     pub fn take_close_or_drain(&self, out: &mut Vec<u8>) -> Option<StreamError> {
         let close = self.take_close();
-        if close.is_none() {
+        if close.is_none() && self.ready() {
             self.drain_into(out);
         }
         close
@@ -168,7 +251,7 @@ impl Outbox {
     /// (pushed before the listener existed), so the task must not sleep.
     pub fn listen_if_idle(&self) -> Option<EventListener> {
         let listener = self.listen();
-        (!self.has_queued() && !self.closing()).then_some(listener)
+        (!self.ready() && !self.closing()).then_some(listener)
     }
 }
 
@@ -227,6 +310,8 @@ impl Session {
         let n = self.connection.get().wrapping_add(1);
         self.connection.set(n);
         self.hibernating.set(false);
+        // XEP-0352 state belongs to a stream: a resumed one starts active.
+        self.outbox.inactive.set(false);
         self.outbox.wake.notify(usize::MAX);
         n
     }
@@ -333,6 +418,27 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_an_inactive_client_gets_at_once_is_what_is_urgent() {
+        assert!(!urgent(b"<presence from='a@b/c'><show>away</show></presence>"));
+        assert!(urgent(b"<presence from='a@b' to='d@e' type='subscribe'/>"));
+        assert!(!urgent(b"<message from='a@b/c' type='chat'><composing xmlns='x'/></message>"));
+        assert!(urgent(b"<message from='a@b/c'><body>hi</body></message>"));
+        assert!(urgent(b"<message from='a@b'><received xmlns='urn:xmpp:carbons:2'><forwarded><message><body>hi</body></message></forwarded></received></message>"));
+        assert!(urgent(b"<iq type='set' id='1'/>"));
+        assert_eq!(presence_from(b"<presence from='a@b/c'/>"), Some(&b"a@b/c"[..]));
+        let outbox = Outbox::new(1000);
+        outbox.set_inactive(true);
+        outbox.push(b"<presence from='a@b/c'><show>away</show></presence>".to_vec()).unwrap();
+        outbox.push(b"<presence from='a@b/c'><show>dnd</show></presence>".to_vec()).unwrap();
+        assert!(!outbox.ready() && outbox.queue.borrow().len() == 1, "only the latest waits");
+        outbox.push(b"<message from='a@b/c'><body>hi</body></message>".to_vec()).unwrap();
+        let mut out = Vec::new();
+        assert!(outbox.ready());
+        outbox.drain_into(&mut out);
+        assert!(out.starts_with(b"<presence from='a@b/c'><show>dnd</show>"));
+    }
 
     fn jid(s: &str) -> FullJid {
         s.parse().unwrap()

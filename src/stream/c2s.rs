@@ -253,7 +253,8 @@ impl C2sStream {
                 .close_empty()
                 .end("session")
                 .empty_ns("ver", crate::ns::NS_ROSTER_VER)
-                .empty_ns("sm", NS_SM);
+                .empty_ns("sm", NS_SM)
+                .empty_ns("csi", crate::ns::NS_CSI);
         } else {
             if !self.secure {
                 let mut w = XmlWriter::new(out);
@@ -338,6 +339,11 @@ impl C2sStream {
                 self.on_bind(el, env, out)
             }
             (Phase::Authenticated, NS_SM, "resume") => self.on_resume(el, env, out),
+            // XEP-0352: what is not urgent waits while the client is inactive.
+            (Phase::Bound(session), crate::ns::NS_CSI, state @ ("active" | "inactive")) => {
+                session.set_inactive(state == "inactive");
+                Step::Continue
+            }
             (Phase::Bound(_), NS_SM, "enable") => self.on_enable(el, out),
             (Phase::Bound(session), NS_SM, "r") => {
                 if let Some(sm) = session.sm.borrow().as_ref() {
