@@ -149,6 +149,17 @@ fn slixmpp_message_between_accounts_to_full_and_bare_jid() {
 }
 
 #[test]
+fn slixmpp_stream_management_resumes_a_dropped_session_with_nothing_lost() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    run_check(&server, "sm_resume.py", &[&args[..], &peer[..]].concat());
+    assert!(server.log().contains("juliet@localhost/balcony resumed"), "{}", server.log());
+}
+
+#[test]
 fn slixmpp_wrong_password_fails_with_not_authorized() {
     let server = Server::start();
     server.add_user("juliet", "balcony");

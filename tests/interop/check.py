@@ -79,13 +79,15 @@ def parse_args(description, extra_options):
     return args
 
 
-def connect(args, jid, password, mech=None, direct_tls=False, alpn=None):
+def connect(args, jid, password, mech=None, direct_tls=False, alpn=None, plugins=()):
     """A ClientXMPP that verifies the server against --ca, connecting with STARTTLS
     on --port (or Direct TLS on --tls-port), and never in plaintext. Returns
     (client, future): the future ends with None once the session has started, or
     with the reason it could not (SASL failure, disconnection...)."""
     xmpp = slixmpp.ClientXMPP(jid, password, sasl_mech=mech)
     xmpp.register_plugin("xep_0199")  # XMPP Ping
+    for plugin in plugins:
+        xmpp.register_plugin(plugin)
     xmpp.ca_certs = Path(args.ca)  # loaded into the (verifying) default SSL context
     check(xmpp.ssl_context.verify_mode == ssl.CERT_REQUIRED, "TLS verification is off")
     check(xmpp.ssl_context.check_hostname, "TLS host name check is off")
