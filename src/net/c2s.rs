@@ -2,7 +2,7 @@
 //! [`C2sStream`] core, the bound session's queue of routed stanzas, the header,
 //! authentication and idle deadlines, keepalive pings, channel bindings.
 
-use super::driver::{drive, ping_deadline, write_ping, Action, Clock, Conn, Due, Exit, Queue};
+use super::driver::{ping_deadline, write_ping, Action, Clock, Conn, Due, Exit, Queue};
 use super::transport::Transport;
 use crate::server::Server;
 use crate::session_pool::{Kind, SessionLease};
@@ -28,7 +28,10 @@ struct Client {
 }
 
 /// Serves one client connection until it closes.
-pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease) {
+pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
+    let accepted = Instant::now();
+    let prefix =
+        if transport.is_tls() { Vec::new() } else { until_header(&server, &mut transport, &lease, accepted).await };
     let peer = lease.peer().map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let client = Client {
         c2s: C2sStream::new(server.policy.clone(), transport.is_tls()),
@@ -38,8 +41,59 @@ pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease
         connection: None,
         timed_out: false,
     };
-    if let Some(session) = drive(&server, transport, client, &lease).await {
+    // Boxed: until the header is in, the task is only the small wait below.
+    let outcome = Box::pin(super::driver::drive_from(&server, transport, client, &lease, accepted, prefix)).await;
+    if let Some(session) = outcome {
         hibernate(&server, session).await;
+    }
+}
+
+/// The most of a stream header read before the driver starts.
+const PREFIX_MAX: usize = 512;
+
+/// Until its stream header is complete a plaintext connection is only its socket
+/// and the few bytes it sent (≤ 2 KiB per connection that has not finished its
+/// header, issue 13). The driver starts when the header is in, or at the header
+/// deadline, an eviction or shutdown, which it then answers.
+async fn until_header(server: &Server, transport: &mut Transport, lease: &SessionLease, accepted: Instant) -> Vec<u8> {
+    let mut prefix = Vec::new();
+    let deadline = accepted + server.config.c2s_header_timeout;
+    let mut shutdown = server.shutdown.listen();
+    while !header_complete(&prefix) && prefix.len() < PREFIX_MAX && !server.is_shutting_down() {
+        match super::wait_idle(transport, true, &mut None, deadline, &mut shutdown, Some(lease)).await {
+            super::Idle::Readable => match transport.read_plain(&mut prefix, PREFIX_MAX) {
+                // The end or an error: the driver meets it again on its first read.
+                Ok(Some(0)) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ => break,
+        }
+    }
+    prefix
+}
+
+/// Has a start tag other than the XML declaration been closed, or did the peer
+/// send something that cannot begin a stream header? (Either way the framer
+/// takes it from here: the header is in, or it is refused.)
+fn header_complete(bytes: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        while bytes.get(at).is_some_and(|b| b.is_ascii_whitespace()) {
+            at += 1;
+        }
+        if bytes[at..].starts_with(b"\xEF\xBB\xBF") {
+            at += 3;
+            continue;
+        }
+        match (bytes.get(at), bytes.get(at + 1)) {
+            (None, _) | (Some(b'<'), None) => return false,
+            (Some(b'<'), Some(b'?')) => match bytes[at..].windows(2).position(|w| w == b"?>") {
+                Some(end) => at += end + 2,
+                None => return false,
+            },
+            (Some(b'<'), Some(_)) => return bytes[at..].contains(&b'>'),
+            (Some(_), _) => return true,
+        }
     }
 }
 
@@ -299,4 +353,22 @@ fn redeliver(server: &Server, session: &crate::sessions::Session, items: Vec<Box
 
 fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {
     Env { hub: server.hub(), limiter: &server.limiter, secret: &server.secret, bindings, peer }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_complete;
+
+    #[test]
+    fn a_header_is_complete_at_the_end_of_its_start_tag() {
+        assert!(!header_complete(b""));
+        assert!(!header_complete(b"<?xml version='1.0'?>"));
+        assert!(!header_complete(b"<?xml version='1.0'?><stream:stream to='localhost'"));
+        assert!(header_complete(b"<?xml version='1.0'?>\n<stream:stream to='localhost' version='1.0'>"));
+        assert!(header_complete(b"<stream:stream>"));
+        assert!(!header_complete(b"<?xml version='1.0'"));
+        assert!(header_complete(b"garbage"), "not a header: the framer refuses it at once");
+        assert!(header_complete(b"<?xml version='1.0'?> x"));
+        assert!(!header_complete(b" \xEF\xBB\xBF<"));
+    }
 }

@@ -160,23 +160,42 @@ enum Wake {
 }
 
 /// Drives one connection until it ends.
-pub async fn drive<C: Conn>(
+pub async fn drive<C: Conn>(server: &Server, transport: Transport, conn: C, lease: &SessionLease) -> C::Outcome {
+    drive_from(server, transport, conn, lease, Instant::now(), Vec::new()).await
+}
+
+/// Drives a connection accepted at `accepted` that already sent `prefix` (read
+/// before the driver started: the start of its stream header).
+pub async fn drive_from<C: Conn>(
     server: &Server,
     mut transport: Transport,
     mut conn: C,
     lease: &SessionLease,
+    accepted: Instant,
+    prefix: Vec<u8>,
 ) -> C::Outcome {
     let config = &server.config;
     let mut framer = Framer::new(config.xml);
     if C::PREAUTH_LIMIT {
         framer.limit_until_authenticated(config.max_preauth_stanza_size);
     }
+    let mut rest = &prefix[..];
+    while !rest.is_empty() {
+        let n = framer.feed(rest);
+        if n == 0 {
+            break;
+        }
+        rest = &rest[n..];
+    }
+    let had_prefix = !prefix.is_empty();
+    drop(prefix);
     let now = Instant::now();
-    let mut clock = Clock { started: now, last_activity: now, ping_sent: None };
+    let mut clock = Clock { started: accepted, last_activity: now, ping_sent: None };
     let mut bucket = conn.read_rate(server).map(|rate| Bucket::new(rate, framer.limits().max_stanza_size, now));
     let mut paused_until: Option<Instant> = None;
     let mut out = Vec::new();
-    let mut backlogged = false;
+    // Bytes already in the framer are handled before the first wait.
+    let mut backlogged = had_prefix;
     let mut promoted = false;
     // Sent an element after its header (the pool evicts such ones last).
     let mut progressed = false;

@@ -87,6 +87,25 @@ impl Transport {
         self.socket.readable().await
     }
 
+    /// Reads what is available on a plaintext connection into `buf`, up to `max`
+    /// bytes in all, without blocking: `Some(0)` is the end of the stream, `None`
+    /// nothing to read now. (Before a stream header: see `net::c2s::until_header`.)
+    pub fn read_plain(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
+        if self.tls.is_some() || buf.len() >= max {
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 512];
+        let room = (max - buf.len()).min(chunk.len());
+        match self.socket.get_ref().read(&mut chunk[..room]) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(Some(n))
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads what is available into the framer, without blocking.
     pub fn read_into(&mut self, framer: &mut Framer) -> io::Result<ReadOutcome> {
         if framer.room() == 0 {

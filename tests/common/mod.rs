@@ -180,16 +180,8 @@ impl Server {
 
     /// Negotiates STARTTLS on a client's fresh connection (e.g. one made from a
     /// chosen source address) and opens the secured stream.
-    pub fn starttls_on(&self, mut c: Client) -> Client {
-        let header = c.header();
-        c.send(&header);
-        c.read_until("</stream:features>", WAIT);
-        c.send(STARTTLS);
-        c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
-        c.upgrade_tls(&self.ca_pem(), &[]);
-        c.send(&header);
-        c.read_until("</stream:features>", WAIT);
-        c
+    pub fn starttls_on(&self, c: Client) -> Client {
+        starttls(c, &self.ca_pem())
     }
 
     /// The accounts juliet and romeo (password `pw`) logged in as `…/a` and `…/b`;
@@ -663,6 +655,27 @@ impl Client {
         assert!(got.contains("type='result'"), "bind failed: {got}");
         self.jid = between(&got, "<jid>", "</jid>").to_string();
     }
+}
+
+/// Negotiates STARTTLS (trusting `ca_pem`) and opens the secured stream.
+pub fn starttls(mut c: Client, ca_pem: &[u8]) -> Client {
+    let header = c.header();
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c.send(STARTTLS);
+    c.read_until("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>", WAIT);
+    c.upgrade_tls(ca_pem, &[]);
+    c.send(&header);
+    c.read_until("</stream:features>", WAIT);
+    c
+}
+
+/// A login like [`Server::login`] to a port on 127.0.0.1, from any thread.
+pub fn login_to(port: u16, ca_pem: &[u8], user: &str, password: &str, resource: &str) -> Client {
+    let mut c = starttls(Client::connect_port(port), ca_pem);
+    assert!(c.scram(ScramKind::Sha256, user, password), "login failed: {}", c.received());
+    c.restart_and_bind(resource);
+    c
 }
 
 /// PBKDF2, cached: many test clients log in to the same account.
