@@ -30,8 +30,13 @@ struct Client {
 /// Serves one client connection until it closes.
 pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
     let accepted = Instant::now();
-    let prefix =
-        if transport.is_tls() { Vec::new() } else { until_header(&server, &mut transport, &lease, accepted).await };
+    // Each stage is boxed while it runs, so the task itself stays a few words:
+    // what a connection costs is the stage it is in.
+    let prefix = if transport.is_tls() {
+        Vec::new()
+    } else {
+        Box::pin(until_header(&server, &mut transport, &lease, accepted)).await
+    };
     let peer = lease.peer().map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let client = Client {
         c2s: C2sStream::new(server.policy.clone(), transport.is_tls()),
@@ -41,10 +46,9 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         connection: None,
         timed_out: false,
     };
-    // Boxed: until the header is in, the task is only the small wait below.
     let outcome = Box::pin(super::driver::drive_from(&server, transport, client, &lease, accepted, prefix)).await;
     if let Some(session) = outcome {
-        hibernate(&server, session).await;
+        Box::pin(hibernate(&server, session)).await;
     }
 }
 
