@@ -31,6 +31,7 @@ fn the_benchmark_runs_and_measures_every_figure_for_both_servers() {
         ["startup_s", "idle_rss_kib", "idle_anon_kib", "kib_per_session_20", "logins_per_s_seq", "logins_per_s_c50"]
             .into_iter()
             .chain(["cpu_ms_per_login", "msgs_per_s", "p50_ms", "p99_ms", "max_ms", "cpu_s_per_10k_msgs"])
+            .chain(["msgs_per_s_sm", "cpu_s_per_10k_msgs_sm"])
     {
         assert_eq!(json.matches(&format!("\"{figure}\":")).count(), 5, "{figure}:\n{json}");
     }

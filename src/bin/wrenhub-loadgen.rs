@@ -121,6 +121,10 @@ struct MessagesCmd {
     /// messages a sender may have in flight
     #[argh(option, default = "16")]
     window: usize,
+    /// every session enables stream management (XEP-0198); receivers answer the
+    /// server's ack requests
+    #[argh(switch)]
+    sm: bool,
 }
 
 #[derive(FromArgs)]
@@ -679,8 +683,17 @@ fn messages(
     let conns = futures_lite::future::block_on(ex.run(async {
         let mut out = Vec::new();
         for (su, sr, ru, rr) in &logins {
-            let tx = login(target, su, sr).await?;
-            let rx = login(target, ru, rr).await?;
+            let mut tx = login(target, su, sr).await?;
+            let mut rx = login(target, ru, rr).await?;
+            if cmd.sm {
+                for c in [&mut tx, &mut rx] {
+                    c.send(b"<enable xmlns='urn:xmpp:sm:3'/>").await?;
+                    let enabled = c.element().await?;
+                    if enabled.name != "enabled" {
+                        return Err(other(format!("stream management: {enabled:?}")));
+                    }
+                }
+            }
             out.push((tx, rx, format!("{ru}@{}/{rr}", target.domain)));
         }
         Ok::<_, io::Error>(out)
@@ -752,6 +765,7 @@ fn messages(
             let receiver = {
                 let (latencies, delivered) = (Rc::clone(&latencies), Rc::clone(&delivered_in_time));
                 ex.spawn(async move {
+                    let mut handled = 0u64;
                     loop {
                         let done = Instant::now() >= stop_at && pair.received.get() >= pair.sent.get();
                         if done || Instant::now() > stop_at + Duration::from_secs(5) {
@@ -765,6 +779,15 @@ fn messages(
                         let Some(Ok(ev)) = ev else {
                             continue;
                         };
+                        // XEP-0198: the server asks what we have; we count stanzas.
+                        if ev.name == "r" {
+                            let ack = format!("<a xmlns='urn:xmpp:sm:3' h='{}'/>", handled as u32);
+                            let _ = rx.send(ack.as_bytes()).await;
+                            continue;
+                        }
+                        if matches!(ev.name.as_str(), "message" | "presence" | "iq") {
+                            handled += 1;
+                        }
                         let Some(body) = ev.body else { continue };
                         let Some(sent_at) = body.split(' ').nth(1).and_then(|m| m.parse::<u128>().ok()) else {
                             continue;
