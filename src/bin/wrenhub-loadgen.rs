@@ -688,9 +688,15 @@ fn messages(
             if cmd.sm {
                 for c in [&mut tx, &mut rx] {
                     c.send(b"<enable xmlns='urn:xmpp:sm:3'/>").await?;
-                    let enabled = c.element().await?;
-                    if enabled.name != "enabled" {
-                        return Err(other(format!("stream management: {enabled:?}")));
+                    // Stanzas from an earlier phase (redelivered to this resource)
+                    // may come first.
+                    loop {
+                        let answer = c.element().await?;
+                        match answer.name.as_str() {
+                            "enabled" => break,
+                            "message" | "presence" | "iq" => continue,
+                            _ => return Err(other(format!("stream management: {answer:?}"))),
+                        }
                     }
                 }
             }
