@@ -44,6 +44,18 @@ fn server_h(c: &mut Client) -> u32 {
     h.trim_end_matches("'/>").parse().expect(&h)
 }
 
+/// Juliet (`…/phone`, stream management with resumption, available, her
+/// presence echo read) and Romeo (`…/b`); returns both and her resumption id.
+fn juliet_with_sm_and_romeo(server: &Server) -> (Client, String, Client) {
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let (mut juliet, id) = sm_login(server, "juliet", "phone");
+    juliet.send("<presence/>");
+    juliet.read_until("to='juliet@localhost/phone'/>", WAIT);
+    let romeo = server.login("romeo", "pw", "b");
+    (juliet, id, romeo)
+}
+
 fn chat(n: usize, to: &str) -> String {
     format!("<message to='{to}' id='m{n}' type='chat'><body>message {n}</body></message>")
 }
@@ -76,12 +88,7 @@ fn the_feature_is_offered_and_acks_count_stanzas_both_ways() {
 #[test]
 fn a_dropped_session_is_resumed_and_gets_exactly_what_it_did_not_acknowledge() {
     let server = Server::start();
-    server.add_user("juliet", "pw");
-    server.add_user("romeo", "pw");
-    let (mut juliet, id) = sm_login(&server, "juliet", "phone");
-    juliet.send("<presence/>");
-    juliet.read_until("to='juliet@localhost/phone'/>", WAIT);
-    let mut romeo = server.login("romeo", "pw", "b");
+    let (mut juliet, id, mut romeo) = juliet_with_sm_and_romeo(&server);
     for n in 0..4 {
         romeo.send(&chat(n, "juliet@localhost/phone"));
     }
@@ -147,12 +154,7 @@ fn resuming_while_the_old_connection_is_open_closes_it_with_conflict() {
 #[test]
 fn an_expired_session_puts_what_it_never_acknowledged_into_offline_storage_once() {
     let server = Server::start_with("sm_resume_timeout = 1\n");
-    server.add_user("juliet", "pw");
-    server.add_user("romeo", "pw");
-    let (mut juliet, id) = sm_login(&server, "juliet", "phone");
-    juliet.send("<presence/>");
-    juliet.read_until("to='juliet@localhost/phone'/>", WAIT);
-    let mut romeo = server.login("romeo", "pw", "b");
+    let (mut juliet, id, mut romeo) = juliet_with_sm_and_romeo(&server);
     for n in 0..3 {
         romeo.send(&chat(n, "juliet@localhost"));
     }
@@ -177,12 +179,7 @@ fn an_expired_session_puts_what_it_never_acknowledged_into_offline_storage_once(
 #[test]
 fn on_sigterm_a_hibernated_session_ends_and_its_unacknowledged_messages_are_kept() {
     let mut server = Server::start();
-    server.add_user("juliet", "pw");
-    server.add_user("romeo", "pw");
-    let (mut juliet, _) = sm_login(&server, "juliet", "phone");
-    juliet.send("<presence/>");
-    juliet.read_until("to='juliet@localhost/phone'/>", WAIT);
-    let mut romeo = server.login("romeo", "pw", "b");
+    let (mut juliet, _, mut romeo) = juliet_with_sm_and_romeo(&server);
     romeo.send(&chat(0, "juliet@localhost"));
     romeo.sync("s");
     juliet.read_until("message 0", WAIT);
