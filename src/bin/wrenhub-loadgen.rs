@@ -669,6 +669,13 @@ struct Pair {
     progress: Notify,
 }
 
+impl Pair {
+    /// Messages sent and not yet received.
+    fn in_flight(&self) -> u64 {
+        self.sent.get().saturating_sub(self.received.get())
+    }
+}
+
 fn messages(
     ex: &smol::LocalExecutor<'static>,
     target: &Rc<Target>,
@@ -717,19 +724,28 @@ fn messages(
     let latencies: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::new()));
     let delivered_in_time = Rc::new(Cell::new(0u64));
     let window = cmd.window.max(1) as u64;
+    // Messages left from an earlier phase or run (offline storage, stream
+    // management redelivery) reach these resources too: only bodies with this
+    // run's token are counted.
+    let token: Rc<str> = format!(
+        "r{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos())
+    )
+    .into();
     let tasks: Vec<_> = conns
         .into_iter()
         .map(|(mut tx, mut rx, to)| {
             let pair = Rc::new(Pair::default());
             let sender = {
-                let pair = Rc::clone(&pair);
+                let (pair, token) = (Rc::clone(&pair), Rc::clone(&token));
                 ex.spawn(async move {
                     let mut seq = 0u64;
                     let mut batch = Vec::new();
                     while Instant::now() < stop_at {
-                        while pair.sent.get() - pair.received.get() >= window {
+                        while pair.in_flight() >= window {
                             let listener = pair.progress.listen();
-                            if pair.sent.get() - pair.received.get() < window {
+                            if pair.in_flight() < window {
                                 break;
                             }
                             let woke = futures_lite::future::or(
@@ -751,25 +767,28 @@ fn messages(
                         // syscall (and TLS record) for several stanzas keeps the
                         // generator cheaper than the server it measures.
                         let micros = base.elapsed().as_micros();
-                        let room = window - (pair.sent.get() - pair.received.get());
+                        let room = window - pair.in_flight();
                         batch.clear();
                         for _ in 0..room {
                             batch.extend_from_slice(
-                                format!("<message to='{to}' type='chat'><body>{seq} {micros}</body></message>")
+                                format!("<message to='{to}' type='chat'><body>{token} {seq} {micros}</body></message>")
                                     .as_bytes(),
                             );
                             seq += 1;
                         }
+                        // Counted before the write: its await lets the receiver
+                        // run, and it must not see more received than sent.
+                        pair.sent.set(pair.sent.get() + room);
                         if tx.send(&batch).await.is_err() {
                             return;
                         }
-                        pair.sent.set(pair.sent.get() + room);
                     }
                     let _ = tx.send(b"</stream:stream>").await;
                 })
             };
             let receiver = {
-                let (latencies, delivered) = (Rc::clone(&latencies), Rc::clone(&delivered_in_time));
+                let (latencies, delivered, token) =
+                    (Rc::clone(&latencies), Rc::clone(&delivered_in_time), Rc::clone(&token));
                 ex.spawn(async move {
                     let mut handled = 0u64;
                     loop {
@@ -795,7 +814,11 @@ fn messages(
                             handled += 1;
                         }
                         let Some(body) = ev.body else { continue };
-                        let Some(sent_at) = body.split(' ').nth(1).and_then(|m| m.parse::<u128>().ok()) else {
+                        let mut words = body.split(' ');
+                        if words.next() != Some(&*token) {
+                            continue;
+                        }
+                        let Some(sent_at) = words.nth(1).and_then(|m| m.parse::<u128>().ok()) else {
                             continue;
                         };
                         let now = base.elapsed().as_micros();
