@@ -184,6 +184,8 @@ pub fn c2s_stream(data: &[u8]) {
         sasl_plain: true,
         max_auth_attempts: 3,
         sm_resume_timeout: 60,
+        fast_token_lifetime: 3600,
+        fast_clients_per_account: 2,
         im,
         caps_ver: Rc::from("fuzz"),
     };

@@ -251,6 +251,8 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             sasl_plain: config.c2s_sasl_plain,
             max_auth_attempts: config.c2s_max_auth_attempts,
             sm_resume_timeout: config.sm_resume_timeout.as_secs().min(u64::from(u32::MAX)) as u32,
+            fast_token_lifetime: config.fast_token_lifetime.as_secs(),
+            fast_clients_per_account: config.fast_clients_per_account,
             im: crate::handlers::ImLimits {
                 max_roster_items: config.max_roster_items,
                 offline: crate::store::offline::OfflineQuota {

@@ -2,6 +2,8 @@
 //! conditions (§6.5) in one enum, and the `<challenge/>`/`<success/>`/`<failure/>`
 //! elements. Sans-I/O: the stream layer drives it.
 
+pub mod fast;
+pub mod sasl2;
 pub mod scram;
 
 use crate::ns::NS_SASL;

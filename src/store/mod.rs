@@ -8,6 +8,7 @@
 
 pub mod account_xml;
 pub mod blocklist;
+pub mod fast_tokens;
 pub mod offline;
 pub mod roster;
 pub mod writer;
@@ -192,6 +193,7 @@ impl Store {
         Store::create_offline_tables(&txn)?;
         Store::create_account_xml_table(&txn)?;
         Store::create_blocklist_table(&txn)?;
+        Store::create_fast_token_table(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(Store {
             db,
@@ -231,13 +233,16 @@ impl Store {
         }
     }
 
-    /// Creates or replaces an account; durable when this returns.
+    /// Creates or replaces an account; durable when this returns. Any change (a new
+    /// password, disabling) revokes the account's FAST tokens (XEP-0484) in the
+    /// same transaction.
     pub fn put_account(&self, jid: &BareJid, account: &Account) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut table = txn.open_table(ACCOUNTS).map_err(db_err)?;
             table.insert(jid.as_str(), account.encode().as_slice()).map_err(db_err)?;
         }
+        Store::delete_fast_tokens_of(&txn, jid)?;
         txn.commit().map_err(db_err)
     }
 
@@ -257,6 +262,7 @@ impl Store {
             Store::delete_offline_of(&txn, jid)?;
             Store::delete_account_xml_of(&txn, jid)?;
             Store::delete_blocklist_of(&txn, jid)?;
+            Store::delete_fast_tokens_of(&txn, jid)?;
             contacts
         };
         txn.commit().map_err(db_err)?;

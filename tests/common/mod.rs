@@ -272,6 +272,89 @@ pub enum ScramKind {
     Sha256,
 }
 
+/// The client side of SCRAM (RFC 5802), for either SASL profile.
+pub struct ScramClient {
+    pub mechanism: &'static str,
+    alg: ring::pbkdf2::Algorithm,
+    hmac_alg: ring::hmac::Algorithm,
+    digest: &'static ring::digest::Algorithm,
+    len: usize,
+    gs2: String,
+    bare: String,
+    cb: Option<Vec<u8>>,
+    /// After the final message: the salted-password key and the auth message.
+    state: Option<(ring::hmac::Key, String)>,
+}
+
+impl ScramClient {
+    pub fn new(kind: ScramKind, user: &str, cb: Option<(&str, Vec<u8>)>) -> ScramClient {
+        let plus = cb.is_some();
+        let (mechanism, alg, hmac_alg, digest, len) = match (kind, plus) {
+            (ScramKind::Sha1, p) => (
+                if p { "SCRAM-SHA-1-PLUS" } else { "SCRAM-SHA-1" },
+                ring::pbkdf2::PBKDF2_HMAC_SHA1,
+                ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                20,
+            ),
+            (ScramKind::Sha256, p) => (
+                if p { "SCRAM-SHA-256-PLUS" } else { "SCRAM-SHA-256" },
+                ring::pbkdf2::PBKDF2_HMAC_SHA256,
+                ring::hmac::HMAC_SHA256,
+                &ring::digest::SHA256,
+                32,
+            ),
+        };
+        let gs2 = match &cb {
+            Some((t, _)) => format!("p={t},,"),
+            None => "n,,".to_string(),
+        };
+        ScramClient {
+            mechanism,
+            alg,
+            hmac_alg,
+            digest,
+            len,
+            gs2,
+            bare: format!("n={user},r=clientnonce123"),
+            cb: cb.map(|(_, d)| d),
+            state: None,
+        }
+    }
+
+    pub fn client_first(&self) -> String {
+        format!("{}{}", self.gs2, self.bare)
+    }
+
+    /// The client-final message for the server-first message.
+    pub fn client_final(&mut self, server_first: &str, password: &str) -> String {
+        let mut fields = server_first.split(',');
+        let nonce = &fields.next().unwrap()[2..];
+        let salt = B64.decode(&fields.next().unwrap()[2..]).unwrap();
+        let iterations: u32 = fields.next().unwrap()[2..].parse().unwrap();
+        let salted = salted_password(self.alg, self.len, iterations, &salt, password);
+        let key = ring::hmac::Key::new(self.hmac_alg, &salted);
+        let client_key = ring::hmac::sign(&key, b"Client Key");
+        let stored = ring::digest::digest(self.digest, client_key.as_ref());
+        let mut cbind = self.gs2.as_bytes().to_vec();
+        cbind.extend_from_slice(self.cb.as_deref().unwrap_or_default());
+        let without_proof = format!("c={},r={nonce}", B64.encode(cbind));
+        let auth = format!("{},{server_first},{without_proof}", self.bare);
+        let sig = ring::hmac::sign(&ring::hmac::Key::new(self.hmac_alg, stored.as_ref()), auth.as_bytes());
+        let proof: Vec<u8> = client_key.as_ref().iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
+        self.state = Some((key, auth));
+        format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    /// Checks the server's signature (`v=…`).
+    pub fn assert_server_final(&self, v: &str) {
+        let (key, auth) = self.state.as_ref().expect("client_final first");
+        let server_key = ring::hmac::sign(key, b"Server Key");
+        let expected = ring::hmac::sign(&ring::hmac::Key::new(self.hmac_alg, server_key.as_ref()), auth.as_bytes());
+        assert_eq!(v, format!("v={}", B64.encode(expected)), "server signature");
+    }
+}
+
 /// A raw XMPP client over TCP or TLS.
 pub struct Client {
     io: Io,
@@ -546,66 +629,29 @@ impl Client {
         cb: Option<(&str, Vec<u8>)>,
         between_steps: impl FnOnce(),
     ) -> bool {
-        let (cb_type, cb) = match cb {
-            Some((t, d)) => (t.to_string(), Some(d)),
-            None => (String::new(), None),
-        };
-        let (mech, alg, hmac_alg, len) = match (kind, cb.is_some()) {
-            (ScramKind::Sha1, false) => {
-                ("SCRAM-SHA-1", ring::pbkdf2::PBKDF2_HMAC_SHA1, ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20)
-            }
-            (ScramKind::Sha1, true) => {
-                ("SCRAM-SHA-1-PLUS", ring::pbkdf2::PBKDF2_HMAC_SHA1, ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, 20)
-            }
-            (ScramKind::Sha256, false) => {
-                ("SCRAM-SHA-256", ring::pbkdf2::PBKDF2_HMAC_SHA256, ring::hmac::HMAC_SHA256, 32)
-            }
-            (ScramKind::Sha256, true) => {
-                ("SCRAM-SHA-256-PLUS", ring::pbkdf2::PBKDF2_HMAC_SHA256, ring::hmac::HMAC_SHA256, 32)
-            }
-        };
-        let digest = match kind {
-            ScramKind::Sha1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
-            ScramKind::Sha256 => &ring::digest::SHA256,
-        };
-        let gs2 = if cb.is_some() { format!("p={cb_type},,") } else { "n,,".to_string() };
-        let bare = format!("n={user},r=clientnonce123");
+        let mut scram = ScramClient::new(kind, user, cb);
         self.send(&format!(
-            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{mech}'>{}</auth>",
-            B64.encode(format!("{gs2}{bare}"))
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='{}'>{}</auth>",
+            scram.mechanism,
+            B64.encode(scram.client_first())
         ));
         let got = self.read_until_any(&["</challenge>", "</failure>"]);
         if got.contains("<failure") {
             return false;
         }
         let server_first = String::from_utf8(B64.decode(between(&got, "'>", "</challenge>")).unwrap()).unwrap();
-        let mut fields = server_first.split(',');
-        let nonce = &fields.next().unwrap()[2..];
-        let salt = B64.decode(&fields.next().unwrap()[2..]).unwrap();
-        let iterations: u32 = fields.next().unwrap()[2..].parse().unwrap();
-        let salted = salted_password(alg, len, iterations, &salt, password);
-        let key = ring::hmac::Key::new(hmac_alg, &salted);
-        let client_key = ring::hmac::sign(&key, b"Client Key");
-        let stored = ring::digest::digest(digest, client_key.as_ref());
-        let mut cbind = gs2.as_bytes().to_vec();
-        cbind.extend_from_slice(cb.as_deref().unwrap_or_default());
-        let without_proof = format!("c={},r={nonce}", B64.encode(cbind));
-        let auth = format!("{bare},{server_first},{without_proof}");
-        let sig = ring::hmac::sign(&ring::hmac::Key::new(hmac_alg, stored.as_ref()), auth.as_bytes());
-        let proof: Vec<u8> = client_key.as_ref().iter().zip(sig.as_ref()).map(|(a, b)| a ^ b).collect();
+        let client_final = scram.client_final(&server_first, password);
         between_steps();
         self.send(&format!(
             "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
-            B64.encode(format!("{without_proof},p={}", B64.encode(proof)))
+            B64.encode(client_final)
         ));
         let got = self.read_until_any(&["</success>", "</failure>"]);
         if !got.contains("<success") {
             return false;
         }
-        let server_key = ring::hmac::sign(&key, b"Server Key");
-        let expected = ring::hmac::sign(&ring::hmac::Key::new(hmac_alg, server_key.as_ref()), auth.as_bytes());
         let v = String::from_utf8(B64.decode(between(&got, "'>", "</success>")).unwrap()).unwrap();
-        assert_eq!(v, format!("v={}", B64.encode(expected)), "server signature");
+        scram.assert_server_final(&v);
         true
     }
 

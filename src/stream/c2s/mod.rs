@@ -6,12 +6,15 @@
 //! The phases are an enum, so "a stanza before authentication" is a match arm
 //! (RFC 6120 §4.3.2 / the product's spec §3.1: `not-authorized`, not processed).
 
+mod sasl2;
+
 use super::error::{StreamCondition, StreamError};
 use super::header::{negotiate, new_stream_id, ResponseHeader, Version};
 pub use super::Input;
 use crate::auth_limiter::AuthLimiter;
 use crate::jid::{BareJid, Domain, FullJid};
 use crate::ns::{NS_BIND, NS_CLIENT, NS_SASL, NS_SASL_CB, NS_STREAMS, NS_TLS};
+use crate::sasl::sasl2::{Inline, NS_SASL2};
 use crate::sasl::scram::{fake_salt, parse_client_first, ChannelBindings, ScramHash, ScramRecord, ScramServer};
 use crate::sasl::{decode_payload, parse_plain, write_payload, Failure, Mechanism};
 use crate::sessions::{BindError, Session};
@@ -35,6 +38,10 @@ pub struct Policy {
     /// How long a dropped session waits to be resumed (XEP-0198); 0: resumption
     /// is not offered.
     pub sm_resume_timeout: u32,
+    /// Seconds a FAST token (XEP-0484) is valid.
+    pub fast_token_lifetime: u64,
+    /// Clients per account that may hold FAST tokens.
+    pub fast_clients_per_account: usize,
     /// XEP-0115 verification string of the server's features (computed once).
     pub caps_ver: Rc<str>,
 }
@@ -119,6 +126,22 @@ pub struct C2sStream {
     header_sent: bool,
     /// The session that was bound when the stream closed, for the loop to clean up.
     ended: Option<Rc<Session>>,
+    /// The SASL profile of the exchange in progress.
+    exchange: Exchange,
+}
+
+/// Which SASL profile an exchange speaks: RFC 6120 §6 (success restarts the
+/// stream) or XEP-0388 SASL2 (success carries what was asked for inline).
+enum Exchange {
+    Legacy,
+    Sasl2(Box<Sasl2Exchange>),
+}
+
+/// A SASL2 exchange: its inline requests, and the FAST token it authenticated
+/// with, if any.
+struct Sasl2Exchange {
+    inline: Inline,
+    fast: Option<sasl2::FastLogin>,
 }
 
 impl C2sStream {
@@ -133,6 +156,7 @@ impl C2sStream {
             stream_id: String::new(),
             header_sent: false,
             ended: None,
+            exchange: Exchange::Legacy,
         }
     }
 
@@ -243,7 +267,13 @@ impl C2sStream {
     /// §4.3.2: the features offered in the current phase.
     fn write_features(&self, env: &Env<'_>, out: &mut Vec<u8>) {
         XmlWriter::new(out).start("stream:features").open();
-        if self.user.is_some() {
+        if let Phase::Bound(session) = &self.phase {
+            // XEP-0388 §2.6.1: after a SASL2 success that bound a resource.
+            if session.sm.borrow().is_none() {
+                XmlWriter::new(out).empty_ns("sm", NS_SM);
+            }
+            XmlWriter::new(out).empty_ns("ver", crate::ns::NS_ROSTER_VER).empty_ns("csi", crate::ns::NS_CSI);
+        } else if self.user.is_some() {
             XmlWriter::new(out)
                 .empty_ns("bind", NS_BIND)
                 .start("session")
@@ -282,6 +312,7 @@ impl C2sStream {
                     }
                     w.end("sasl-channel-binding");
                 }
+                self.write_sasl2_feature(env, out);
             }
         }
         // XEP-0115 §6.3: the server's entity capabilities, once TLS is in place
@@ -330,10 +361,11 @@ impl C2sStream {
                 Step::Close
             }
             (Phase::Negotiating | Phase::Sasl(..), NS_SASL, "auth") => self.on_auth(el, env, out),
-            (Phase::Sasl(..), NS_SASL, "response") => self.on_response(el, env, out),
-            (Phase::Sasl(..), NS_SASL, "abort") => self.sasl_failure(Failure::Aborted, None, env, out),
-            (Phase::Negotiating, NS_SASL, "response" | "abort") => {
-                self.sasl_failure(Failure::MalformedRequest, Some("no SASL exchange in progress"), env, out)
+            (Phase::Negotiating | Phase::Sasl(..), NS_SASL2, "authenticate") => self.on_authenticate(el, env, out),
+            (Phase::Sasl(..), NS_SASL | NS_SASL2, "response") if self.speaks(el.ns()) => self.on_response(el, env, out),
+            (Phase::Sasl(..), NS_SASL | NS_SASL2, "abort") => self.sasl_failure(Failure::Aborted, None, env, out),
+            (Phase::Negotiating | Phase::Sasl(..), NS_SASL | NS_SASL2, "response" | "abort") => {
+                self.sasl_failure(Failure::MalformedRequest, Some("no such SASL exchange in progress"), env, out)
             }
             (Phase::Authenticated, NS_CLIENT, "iq") if el.child("bind", NS_BIND).is_some() => {
                 self.on_bind(el, env, out)
@@ -386,32 +418,75 @@ impl C2sStream {
     /// RFC 6120 §6.4.2: `<auth mechanism='…'>`.
     fn on_auth(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         self.phase = Phase::Negotiating;
-        if !self.secure && self.policy.require_encryption {
-            Failure::EncryptionRequired.write(Some("use STARTTLS first"), out);
-            return Step::Continue;
+        self.exchange = Exchange::Legacy;
+        if let Err(step) = self.may_authenticate(env, out) {
+            return step;
         }
-        if !env.limiter.allowed(env.peer, Instant::now()) {
-            Failure::TemporaryAuthFailure.write(Some("too many failed logins from this address; wait a minute"), out);
-            return Step::Continue;
-        }
-        let name = el.attr("mechanism").unwrap_or_default();
-        let mechanism = match Mechanism::from_name(&name) {
-            Some(Mechanism::Plain) if !self.secure => {
-                return self.sasl_failure(Failure::EncryptionRequired, None, env, out)
-            }
-            Some(Mechanism::Plain) if !self.policy.sasl_plain => {
-                return self.sasl_failure(Failure::MechanismTooWeak, Some("this server accepts SCRAM only"), env, out)
-            }
-            Some(m) if self.offered_mechanisms(env).contains(&m) => m,
-            _ => return self.sasl_failure(Failure::InvalidMechanism, None, env, out),
+        let mechanism = match self.choose_mechanism(&el.attr("mechanism").unwrap_or_default(), env, out) {
+            Ok(m) => m,
+            Err(step) => return step,
         };
         let payload = match decode_payload(&el.text()) {
             Ok(p) => p,
             Err(f) => return self.sasl_failure(f, None, env, out),
         };
+        self.start_mechanism(mechanism, &payload, env, out)
+    }
+
+    fn start_mechanism(&mut self, mechanism: Mechanism, payload: &[u8], env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         match mechanism {
-            Mechanism::Plain => self.auth_plain(&payload, env, out),
-            Mechanism::Scram { hash, plus } => self.auth_scram(hash, plus, &payload, env, out),
+            Mechanism::Plain => self.auth_plain(payload, env, out),
+            Mechanism::Scram { hash, plus } => self.auth_scram(hash, plus, payload, env, out),
+        }
+    }
+
+    /// Whether an exchange may start at all: encryption first, and not from an
+    /// address past its failures (neither counts as an attempt).
+    fn may_authenticate(&mut self, env: &Env<'_>, out: &mut Vec<u8>) -> Result<(), Step> {
+        let refusal = if !self.secure && self.policy.require_encryption {
+            (Failure::EncryptionRequired, "use STARTTLS first")
+        } else if !env.limiter.allowed(env.peer, Instant::now()) {
+            (Failure::TemporaryAuthFailure, "too many failed logins from this address; wait a minute")
+        } else {
+            return Ok(());
+        };
+        self.write_failure(refusal.0, Some(refusal.1), out);
+        self.exchange = Exchange::Legacy;
+        Err(Step::Continue)
+    }
+
+    /// The offered mechanism a client names.
+    fn choose_mechanism(&mut self, name: &str, env: &Env<'_>, out: &mut Vec<u8>) -> Result<Mechanism, Step> {
+        match Mechanism::from_name(name) {
+            Some(Mechanism::Plain) if !self.secure => {
+                Err(self.sasl_failure(Failure::EncryptionRequired, None, env, out))
+            }
+            Some(Mechanism::Plain) if !self.policy.sasl_plain => {
+                Err(self.sasl_failure(Failure::MechanismTooWeak, Some("this server accepts SCRAM only"), env, out))
+            }
+            Some(m) if self.offered_mechanisms(env).contains(&m) => Ok(m),
+            _ => Err(self.sasl_failure(Failure::InvalidMechanism, None, env, out)),
+        }
+    }
+
+    /// True when `ns` is the namespace of the exchange in progress.
+    fn speaks(&self, ns: &str) -> bool {
+        matches!((&self.exchange, ns), (Exchange::Legacy, NS_SASL) | (Exchange::Sasl2(_), NS_SASL2))
+    }
+
+    /// A failure in the profile of the exchange.
+    fn write_failure(&self, failure: Failure, text: Option<&str>, out: &mut Vec<u8>) {
+        match self.exchange {
+            Exchange::Legacy => failure.write(text, out),
+            Exchange::Sasl2(_) => crate::sasl::sasl2::write_failure(failure, text, out),
+        }
+    }
+
+    /// A challenge in the profile of the exchange.
+    fn write_challenge(&self, payload: &[u8], out: &mut Vec<u8>) {
+        match self.exchange {
+            Exchange::Legacy => write_payload("challenge", payload, out),
+            Exchange::Sasl2(_) => crate::sasl::sasl2::write_challenge(payload, out),
         }
     }
 
@@ -494,7 +569,7 @@ impl C2sStream {
         let salt = fake_salt(env.secret, &first.username);
         match ScramServer::start(hash, plus, &first, account.as_ref().map(|a| &a.scram), salt, env.bindings) {
             Ok((server, server_first)) => {
-                write_payload("challenge", server_first.as_bytes(), out);
+                self.write_challenge(server_first.as_bytes(), out);
                 let disabled = account.is_some_and(|a| a.disabled);
                 let jid = jid.unwrap_or_else(|| BareJid::from(Domain::clone(&self.policy.domain)));
                 self.phase = Phase::Sasl(Box::new(server), jid, disabled);
@@ -548,7 +623,10 @@ impl C2sStream {
             Ok(Some(_)) => {
                 env.limiter.record_success(jid.as_str(), env.peer, Instant::now());
                 self.attempted = None;
-                self.sasl_success(jid, additional, out)
+                match std::mem::replace(&mut self.exchange, Exchange::Legacy) {
+                    Exchange::Legacy => self.sasl_success(jid, additional, out),
+                    Exchange::Sasl2(exchange) => self.sasl2_success(jid, additional, *exchange, env, out),
+                }
             }
             _ => self.sasl_failure(Failure::NotAuthorized, None, env, out),
         }
@@ -567,7 +645,8 @@ impl C2sStream {
     /// then the stream ends with `policy-violation`.
     fn sasl_failure(&mut self, failure: Failure, text: Option<&str>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         self.phase = Phase::Negotiating;
-        failure.write(text, out);
+        self.write_failure(failure, text, out);
+        self.exchange = Exchange::Legacy;
         if matches!(failure, Failure::NotAuthorized | Failure::InvalidAuthzid) {
             env.limiter.record_failure(env.peer, Instant::now());
         }
@@ -591,8 +670,15 @@ impl C2sStream {
             sm::write_failed("unexpected-request", None, out);
             return Step::Continue;
         }
-        let resume =
-            matches!(el.attr("resume").as_deref(), Some("true") | Some("1")) && self.policy.sm_resume_timeout > 0;
+        let resume = matches!(el.attr("resume").as_deref(), Some("true") | Some("1"));
+        let session = Rc::clone(session);
+        self.enable_sm(&session, resume, out);
+        Step::Continue
+    }
+
+    /// Writes `<enabled/>` and starts counting (XEP-0198 §3; inline in Bind 2 too).
+    fn enable_sm(&self, session: &Rc<Session>, resume: bool, out: &mut Vec<u8>) {
+        let resume = resume && self.policy.sm_resume_timeout > 0;
         let id = resume.then(|| crate::stream::header::new_stream_id().into_boxed_str());
         let mut w = XmlWriter::new(out);
         w.start("enabled").attr("xmlns", NS_SM);
@@ -605,7 +691,6 @@ impl C2sStream {
         state.count_from = out.len();
         *session.sm.borrow_mut() = Some(state);
         log::debug!("{}: stream management enabled (resume: {resume})", session.jid);
-        Step::Continue
     }
 
     /// XEP-0198 §4: the client's `<a h/>`.
@@ -634,26 +719,24 @@ impl C2sStream {
         let Some(user) = self.user.clone() else { return Step::Continue };
         let previd = el.attr("previd").unwrap_or_default();
         let h = el.attr("h").and_then(|h| h.parse::<u32>().ok());
-        let found = env.hub.registry.sessions(&user).into_iter().find(|s| {
-            s.sm.borrow().as_ref().and_then(|sm| sm.id.as_deref()).is_some_and(|id| id == &*previd) && !s.closing()
-        });
-        let (Some(session), Some(h)) = (found, h) else {
-            sm::write_failed("item-not-found", None, out);
-            return Step::Continue;
-        };
-        if let Err(too_high) = session.sm_ack(h) {
-            return self.too_high(too_high, out);
+        match resumable(&user, &previd, h, env) {
+            Err(NotResumable::Unknown) => {
+                sm::write_failed("item-not-found", None, out);
+                Step::Continue
+            }
+            Err(NotResumable::TooHigh(e)) => self.too_high(e, out),
+            Ok(session) => {
+                write_resumed(&session, &previd, out);
+                self.resume_into(session, out);
+                Step::Continue
+            }
         }
-        {
-            let mut state = session.sm.borrow_mut();
-            let Some(state) = state.as_mut() else { return Step::Continue };
-            XmlWriter::new(out)
-                .start("resumed")
-                .attr("xmlns", NS_SM)
-                .attr("previd", &previd)
-                .attr("h", &state.handled.to_string())
-                .close_empty();
-            // Everything the client does not have, once, in order (already counted).
+    }
+
+    /// Resends everything the client does not have, once, in order (already
+    /// counted), and serves the session from this stream on.
+    fn resume_into(&mut self, session: Rc<Session>, out: &mut Vec<u8>) {
+        if let Some(state) = session.sm.borrow_mut().as_mut() {
             for stanza in state.unacked() {
                 out.extend_from_slice(stanza);
             }
@@ -662,7 +745,6 @@ impl C2sStream {
         session.move_to_new_connection();
         log::info!("{} resumed (stream {})", session.jid, self.stream_id);
         self.phase = Phase::Bound(session);
-        Step::Continue
     }
 
     /// RFC 6120 §7: resource binding.
@@ -788,5 +870,36 @@ impl C2sStream {
         }
         .write(out);
         self.header_sent = true;
+    }
+}
+
+/// Why `<resume/>` cannot resume.
+enum NotResumable {
+    /// No live session of this account has that id (or `h` is missing).
+    Unknown,
+    /// XEP-0198 §4: the client acknowledged more than was sent.
+    TooHigh(sm::TooHigh),
+}
+
+/// The account's session with resumption id `previd`, with the client's `h`
+/// applied.
+fn resumable(user: &BareJid, previd: &str, h: Option<u32>, env: &Env<'_>) -> Result<Rc<Session>, NotResumable> {
+    let found = env.hub.registry.sessions(user).into_iter().find(|s| {
+        s.sm.borrow().as_ref().and_then(|sm| sm.id.as_deref()).is_some_and(|id| id == previd) && !s.closing()
+    });
+    let (Some(session), Some(h)) = (found, h) else { return Err(NotResumable::Unknown) };
+    session.sm_ack(h).map_err(NotResumable::TooHigh)?;
+    Ok(session)
+}
+
+/// `<resumed previd h/>` with what the server has handled.
+fn write_resumed(session: &Session, previd: &str, out: &mut Vec<u8>) {
+    if let Some(state) = session.sm.borrow().as_ref() {
+        XmlWriter::new(out)
+            .start("resumed")
+            .attr("xmlns", NS_SM)
+            .attr("previd", previd)
+            .attr("h", &state.handled.to_string())
+            .close_empty();
     }
 }
