@@ -147,8 +147,70 @@ fn resuming_while_the_old_connection_is_open_closes_it_with_conflict() {
     assert!(got.contains("<resumed "), "{got}");
     let closed = old.read_to_close(WAIT);
     assert!(closed.contains("<conflict "), "{closed}");
-    // The session goes on over the new connection.
+    // The session goes on over the new connection: the old one's close did not end
+    // it (no unavailable presence, nothing rerouted to offline storage).
     new.sync("alive");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "b");
+    romeo.send(&chat(1, "juliet@localhost/phone"));
+    new.read_until("message 1", WAIT);
+    assert!(!server.log().contains("routed again"), "{}", server.log());
+}
+
+#[test]
+fn two_resumes_racing_for_one_id_leave_one_connection_with_the_session_and_nothing_sent_twice_to_it() {
+    let server = Server::start();
+    let (mut juliet, id, mut romeo) = juliet_with_sm_and_romeo(&server);
+    romeo.send(&chat(0, "juliet@localhost/phone"));
+    juliet.read_until("message 0", WAIT);
+    drop(juliet);
+    server.wait_for_log("juliet@localhost/phone hibernates", WAIT);
+    // Two connections of the same phone (an old socket that came back, a new one)
+    // authenticate, then both resume, each sending before either is answered.
+    let mut racers: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = server.connect_tls();
+            assert!(c.scram(ScramKind::Sha256, "juliet", "pw"));
+            let header = c.header();
+            c.send(&header);
+            c.read_until("</stream:features>", WAIT);
+            c
+        })
+        .collect();
+    for c in &mut racers {
+        c.send(&format!("<resume xmlns='{SM}' previd='{id}' h='1'/>"));
+    }
+    // Both are answered `<resumed/>` in turn; the later takes the session over and
+    // the earlier is told `conflict` and closed. Which is later is the server's
+    // order of reading them, so the loser is the one that gets `conflict`.
+    for c in &mut racers {
+        let got = c.read_until_any(&["<resumed ", "</failed>"]);
+        assert!(got.ends_with("<resumed "), "{got}");
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let loser = loop {
+        if let Some(i) = racers.iter().position(|c| c.received().contains("<conflict ")) {
+            break i;
+        }
+        assert!(std::time::Instant::now() < deadline, "neither connection was told conflict");
+        for c in &mut racers {
+            c.read_some(std::time::Duration::from_millis(20));
+        }
+    };
+    let mut loser = racers.remove(loser);
+    let mut winner = racers.remove(0);
+    loser.read_to_close(WAIT);
+    winner.sync("won");
+    romeo.send(&chat(1, "juliet@localhost/phone"));
+    romeo.sync("sent");
+    winner.read_until("message 1", WAIT);
+    winner.sync("after");
+    let all = winner.received();
+    // h=1 acknowledged her presence echo: message 0 is resent, once, like message 1.
+    for n in [0, 1] {
+        assert_eq!(all.matches(&format!("message {n}")).count(), 1, "{all}");
+    }
+    assert!(!loser.received().contains("message 1"), "{}", loser.received());
 }
 
 #[test]

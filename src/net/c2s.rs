@@ -275,9 +275,10 @@ impl Conn for Client {
     }
 
     fn finish(mut self, server: &Server, exit: Exit) -> Self::Outcome {
-        let moved = self.moved();
         let session = self.c2s.take_session()?;
-        if moved {
+        // Checked on the session itself: a stream closed with `conflict` no longer
+        // reports it as bound.
+        if self.connection.is_some_and(|mine| session.connection.get() != mine) {
             return None; // another connection serves it now
         }
         let resumable = session.sm.borrow().as_ref().is_some_and(|sm| sm.id.is_some());

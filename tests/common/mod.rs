@@ -575,7 +575,9 @@ impl Client {
         self.read_until(&format!("id='{id}' type='result'"), WAIT)
     }
 
-    fn read_some(&mut self, timeout: Duration) -> usize {
+    /// Reads what arrives within `timeout`: bytes read, 0 when closed,
+    /// `usize::MAX` when nothing came.
+    pub fn read_some(&mut self, timeout: Duration) -> usize {
         self.tcp().set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).expect("timeout");
         let mut buf = [0u8; 65536];
         let r = match &mut self.io {
