@@ -291,18 +291,29 @@ impl Session {
     }
 
     /// The client's `h`.
-    pub fn sm_ack(&self, h: u32) -> Result<(), crate::stream::sm::TooHigh> {
+    /// The client's `h`. Returns the id of the offline batch (XEP-0160) whose
+    /// closing ping it acknowledged: the client has the whole batch.
+    pub fn sm_ack(&self, h: u32) -> Result<Option<String>, crate::stream::sm::TooHigh> {
+        let batch = self.offline_batch.borrow().as_ref().map(|b| b.id.clone());
+        let needle = batch.as_ref().map(|id| format!("id='{id}'")).unwrap_or_default();
         let mut sm = self.sm.borrow_mut();
-        let Some(sm) = sm.as_mut() else { return Ok(()) };
-        let result = sm.ack(h);
+        let Some(sm) = sm.as_mut() else { return Ok(None) };
+        let result = sm.ack_watching(h, needle.as_bytes());
         self.outbox.held.set(sm.unacked_bytes());
-        result
+        Ok(result?.then_some(batch).flatten())
     }
 
-    /// The unacknowledged stanzas, taken (the session expires).
+    /// The unacknowledged stanzas, taken (the session expires). An offline batch
+    /// the client never acknowledged is left out: it is still in the store.
     pub fn sm_take_unacked(&self) -> Vec<Box<[u8]>> {
         self.outbox.held.set(0);
-        self.sm.borrow_mut().as_mut().map(|sm| sm.take_unacked()).unwrap_or_default()
+        let batch = self.offline_batch.borrow_mut().take();
+        let mut sm = self.sm.borrow_mut();
+        let Some(sm) = sm.as_mut() else { return Vec::new() };
+        if let Some(b) = batch {
+            sm.forget_through(format!("id='{}'", b.id).as_bytes(), b.seqs.len());
+        }
+        sm.take_unacked()
     }
 
     /// Moves the session to a new connection: the old one, if open, hears of it.

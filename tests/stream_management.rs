@@ -239,6 +239,56 @@ fn an_expired_session_puts_what_it_never_acknowledged_into_offline_storage_once(
 }
 
 #[test]
+fn an_ack_covering_the_offline_batch_removes_it_and_an_expired_one_is_neither_lost_nor_doubled() {
+    let server = Server::start_with("sm_resume_timeout = 1\n");
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "b");
+    for n in 0..3 {
+        romeo.send(&chat(n, "juliet@localhost"));
+    }
+    romeo.sync("stored");
+    // Offline delivery with stream management: the batch and its closing ping are
+    // acknowledged with `<a h/>`, not by answering the ping.
+    let (mut juliet, _id) = sm_login(&server, "juliet", "phone");
+    juliet.send("<presence/>");
+    let batch = juliet.read_until("<ping xmlns='urn:xmpp:ping'/></iq>", WAIT);
+    assert_eq!(batch.matches("<body>message").count(), 3, "{batch}");
+    // Presence echo, three messages, the ping: h=5 covers them all.
+    juliet.send(&format!("<a xmlns='{SM}' h='5'/>"));
+    juliet.sync("acked");
+    drop(juliet);
+    server.wait_for_log("juliet@localhost/phone was not resumed", WAIT);
+    let mut laptop = server.login("juliet", "pw", "laptop");
+    laptop.send("<presence/>");
+    let rest = laptop.sync("nothing-left");
+    assert!(!rest.contains("<body>message"), "acknowledged, so removed: {rest}");
+    drop(laptop);
+
+    // Again, but the phone drops before acknowledging: the batch stays in the
+    // store, and the expiry does not route a second copy of it.
+    for n in 3..5 {
+        romeo.send(&chat(n, "juliet@localhost"));
+    }
+    romeo.sync("stored-again");
+    let (mut juliet, _id) = sm_login(&server, "juliet", "phone");
+    juliet.send("<presence/>");
+    juliet.read_until("<ping xmlns='urn:xmpp:ping'/></iq>", WAIT);
+    drop(juliet);
+    server.wait_for_log_nth("juliet@localhost/phone was not resumed", 2, WAIT);
+    let mut laptop = server.login("juliet", "pw", "laptop2");
+    laptop.send("<presence/>");
+    let got = laptop.read_until("<ping xmlns='urn:xmpp:ping'/></iq>", WAIT);
+    let id = between(&got, "<iq type='get' id='", "'").to_string();
+    laptop.send(&format!("<iq type='result' id='{id}' to='localhost'/>"));
+    let rest = laptop.sync("all");
+    let all = format!("{got}{rest}");
+    for n in 3..5 {
+        assert_eq!(all.matches(&format!("<body>message {n}</body>")).count(), 1, "message {n} once: {all}");
+    }
+}
+
+#[test]
 fn on_sigterm_a_hibernated_session_ends_and_its_unacknowledged_messages_are_kept() {
     let mut server = Server::start();
     let (mut juliet, _, mut romeo) = juliet_with_sm_and_romeo(&server);

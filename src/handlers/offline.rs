@@ -3,7 +3,9 @@
 //! in batches that fit its queue (REVIEW S3), each followed by a XEP-0199 ping.
 //! A batch leaves the store only when the client answers that ping (D2): a phone
 //! that loses its connection right after login gets the batch again next time.
-//! (Stream management will acknowledge with `<a h/>` instead.)
+//! With stream management (XEP-0198) an `<a h/>` that covers the ping
+//! acknowledges the batch as well; a session that expires before that leaves the
+//! batch in the store and does not route a second copy of it.
 
 use crate::hub::Hub;
 use crate::jid::BareJid;

@@ -87,18 +87,40 @@ impl SmState {
     /// The client's `<a h/>` (or the `h` of its `<resume/>`): what it has is
     /// dropped from the queue.
     pub fn ack(&mut self, h: u32) -> Result<(), TooHigh> {
+        self.ack_watching(h, b"").map(|_| ())
+    }
+
+    /// [`SmState::ack`], telling whether one of the stanzas acknowledged now
+    /// contains `needle` (empty: never).
+    pub fn ack_watching(&mut self, h: u32, needle: &[u8]) -> Result<bool, TooHigh> {
         let newly = h.wrapping_sub(self.acked) as usize;
         if newly > self.unacked.len() {
             return Err(TooHigh { h, sent: self.sent() });
         }
+        let mut seen = false;
         for _ in 0..newly {
             if let Some(s) = self.unacked.pop_front() {
                 self.unacked_bytes -= s.len();
+                seen |= !needle.is_empty() && s.windows(needle.len()).any(|w| w == needle);
             }
         }
         self.acked = h;
         self.requested = false;
-        Ok(())
+        Ok(seen)
+    }
+
+    /// Drops the unacknowledged stanzas that end with the one containing
+    /// `needle`, `count` before it and itself (what is still in the store need not
+    /// be routed again); false when it is not there.
+    pub fn forget_through(&mut self, needle: &[u8], count: usize) -> bool {
+        let Some(end) = self.unacked.iter().position(|s| s.windows(needle.len()).any(|w| w == needle)) else {
+            return false;
+        };
+        let start = end.saturating_sub(count);
+        for s in self.unacked.drain(start..=end) {
+            self.unacked_bytes -= s.len();
+        }
+        true
     }
 }
 
@@ -195,6 +217,21 @@ mod tests {
         assert_eq!(sm.ack(2), Err(TooHigh { h: 2, sent: 1 }));
         assert_eq!(sm.ack(1), Ok(()));
         assert_eq!((sm.unacked().count(), sm.unacked_bytes()), (0, 0));
+    }
+
+    #[test]
+    fn an_ack_says_whether_it_covered_a_watched_stanza_and_a_run_ending_in_one_can_be_forgotten() {
+        let mut sm = SmState::new(None);
+        sm.record_sent(b"<presence/><message>a</message><message>b</message><iq id='ping-1'/><message>c</message>");
+        assert_eq!(sm.ack_watching(2, b"id='ping-1'"), Ok(false));
+        assert_eq!(sm.ack_watching(4, b"id='ping-1'"), Ok(true));
+        let mut sm = SmState::new(None);
+        sm.record_sent(b"<presence/><message>a</message><message>b</message><iq id='ping-1'/><message>c</message>");
+        assert!(sm.forget_through(b"id='ping-1'", 2));
+        let left: Vec<&[u8]> = sm.unacked().collect();
+        assert_eq!(left, vec![&b"<presence/>"[..], &b"<message>c</message>"[..]]);
+        assert_eq!(sm.unacked_bytes(), left.iter().map(|s| s.len()).sum::<usize>());
+        assert!(!sm.forget_through(b"id='ping-2'", 2));
     }
 
     #[test]

@@ -113,9 +113,14 @@ impl Server {
 
     /// Waits until the log has a line containing `text`; returns that line.
     pub fn wait_for_log(&self, text: &str, timeout: Duration) -> String {
+        self.wait_for_log_nth(text, 1, timeout)
+    }
+
+    /// Waits until the log has `n` lines containing `text`; returns the last.
+    pub fn wait_for_log_nth(&self, text: &str, n: usize, timeout: Duration) -> String {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+            if let Some(line) = self.log.lock().unwrap().iter().filter(|l| l.contains(text)).nth(n - 1) {
                 return line.clone();
             }
             if std::time::Instant::now() > deadline {

@@ -383,7 +383,7 @@ impl C2sStream {
                 }
                 Step::Continue
             }
-            (Phase::Bound(_), NS_SM, "a") => self.on_ack(el, out),
+            (Phase::Bound(_), NS_SM, "a") => self.on_ack(el, env, out),
             (_, NS_SM, "enable" | "resume") => {
                 sm::write_failed("unexpected-request", None, out);
                 Step::Continue
@@ -694,11 +694,14 @@ impl C2sStream {
     }
 
     /// XEP-0198 §4: the client's `<a h/>`.
-    fn on_ack(&mut self, el: &Element<'_>, out: &mut Vec<u8>) -> Step {
+    fn on_ack(&mut self, el: &Element<'_>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
         let Phase::Bound(session) = &self.phase else { return Step::Continue };
         let Some(h) = el.attr("h").and_then(|h| h.parse::<u32>().ok()) else { return Step::Continue };
         match session.sm_ack(h) {
-            Ok(()) => Step::Continue,
+            Ok(batch) => {
+                offline_acknowledged(env, session, batch, out);
+                Step::Continue
+            }
             Err(too_high) => self.too_high(too_high, out),
         }
     }
@@ -725,9 +728,10 @@ impl C2sStream {
                 Step::Continue
             }
             Err(NotResumable::TooHigh(e)) => self.too_high(e, out),
-            Ok(session) => {
+            Ok((session, batch)) => {
                 write_resumed(&session, &previd, out);
-                self.resume_into(session, out);
+                self.resume_into(Rc::clone(&session), out);
+                offline_acknowledged(env, &session, batch, out);
                 Step::Continue
             }
         }
@@ -881,15 +885,27 @@ enum NotResumable {
     TooHigh(sm::TooHigh),
 }
 
+/// A session resumed with the client's `h` applied, and the offline batch that
+/// `h` acknowledged, if any.
+type Resumed = (Rc<Session>, Option<String>);
+
 /// The account's session with resumption id `previd`, with the client's `h`
 /// applied.
-fn resumable(user: &BareJid, previd: &str, h: Option<u32>, env: &Env<'_>) -> Result<Rc<Session>, NotResumable> {
+fn resumable(user: &BareJid, previd: &str, h: Option<u32>, env: &Env<'_>) -> Result<Resumed, NotResumable> {
     let found = env.hub.registry.sessions(user).into_iter().find(|s| {
         s.sm.borrow().as_ref().and_then(|sm| sm.id.as_deref()).is_some_and(|id| id == previd) && !s.closing()
     });
     let (Some(session), Some(h)) = (found, h) else { return Err(NotResumable::Unknown) };
-    session.sm_ack(h).map_err(NotResumable::TooHigh)?;
-    Ok(session)
+    let batch = session.sm_ack(h).map_err(NotResumable::TooHigh)?;
+    Ok((session, batch))
+}
+
+/// XEP-0198 acknowledged an offline batch (its closing ping): it leaves the store
+/// and the next one follows, as when the ping is answered.
+fn offline_acknowledged(env: &Env<'_>, session: &Rc<Session>, batch: Option<String>, out: &mut Vec<u8>) {
+    if let Some(id) = batch {
+        crate::handlers::offline::acknowledged(&env.hub, session, &id, out);
+    }
 }
 
 /// `<resumed previd h/>` with what the server has handled.

@@ -160,7 +160,7 @@ impl C2sStream {
         let mut resume_failed = false;
         if let Some(r) = &inline.resume {
             match resumable(&jid, &r.previd, r.h, env) {
-                Ok(session) => resumed = Some((session, r.previd.clone())),
+                Ok((session, batch)) => resumed = Some((session, r.previd.clone(), batch)),
                 Err(NotResumable::TooHigh(e)) => return self.too_high(e, out),
                 Err(NotResumable::Unknown) => resume_failed = true,
             }
@@ -188,11 +188,11 @@ impl C2sStream {
             w.start("additional-data").open().text(&data).end("additional-data");
         }
         let identity = match (&resumed, &bound) {
-            (Some((s, _)), _) | (None, Some(s)) => s.jid.as_str().to_string(),
+            (Some((s, _, _)), _) | (None, Some(s)) => s.jid.as_str().to_string(),
             _ => jid.as_str().to_string(),
         };
         w.start("authorization-identifier").open().text(&identity).end("authorization-identifier");
-        if let Some((session, previd)) = &resumed {
+        if let Some((session, previd, _)) = &resumed {
             write_resumed(session, previd, out);
         } else if resume_failed {
             let mut w = XmlWriter::new(out);
@@ -217,10 +217,11 @@ impl C2sStream {
                 .close_empty();
         }
         XmlWriter::new(out).end("success");
-        if let Some((session, _)) = resumed {
+        if let Some((session, _, batch)) = resumed {
             self.phase = Phase::Bound(Rc::clone(&session));
             self.write_features(env, out);
-            self.resume_into(session, out);
+            self.resume_into(Rc::clone(&session), out);
+            super::offline_acknowledged(env, &session, batch, out);
         } else if let Some(session) = bound {
             log::info!("{} bound with Bind 2 (stream {})", session.jid, self.stream_id);
             self.phase = Phase::Bound(Rc::clone(&session));
