@@ -59,6 +59,8 @@ pub struct Config {
     pub c2s_idle_timeout: Duration,
     /// How long a session whose connection dropped waits to be resumed (XEP-0198).
     pub sm_resume_timeout: Duration,
+    /// Unacknowledged stanzas this old make the server ask for an ack (XEP-0198 §4).
+    pub sm_ack_request_delay: Duration,
     /// How long a FAST token (XEP-0484) is valid.
     pub fast_token_lifetime: Duration,
     /// Clients per account holding FAST tokens.
@@ -244,6 +246,7 @@ const KEYS: &[Key] = &[
     Key { name: "c2s_auth_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
     Key { name: "c2s_idle_timeout", kind: Kind::Secs { max: 7 * 86400, default: 900 } },
     Key { name: "sm_resume_timeout", kind: Kind::Secs { max: 86400, default: 600 } },
+    Key { name: "sm_ack_request_delay", kind: Kind::Secs { max: 3600, default: 30 } },
     Key { name: "fast_token_lifetime", kind: Kind::Secs { max: 365 * 86400, default: 21 * 86400 } },
     Key { name: "fast_clients_per_account", kind: Kind::Int { min: 1, max: 64, default: 8 } },
     Key { name: "c2s_ping_interval", kind: Kind::Secs { max: 86400, default: 300 } },
@@ -429,6 +432,7 @@ impl Config {
             c2s_auth_timeout: v.secs(take("c2s_auth_timeout"), "c2s_auth_timeout"),
             c2s_idle_timeout: v.secs(take("c2s_idle_timeout"), "c2s_idle_timeout"),
             sm_resume_timeout: v.secs(take("sm_resume_timeout"), "sm_resume_timeout"),
+            sm_ack_request_delay: v.secs(take("sm_ack_request_delay"), "sm_ack_request_delay"),
             fast_token_lifetime: v.secs(take("fast_token_lifetime"), "fast_token_lifetime"),
             fast_clients_per_account: v.int(take("fast_clients_per_account"), "fast_clients_per_account") as usize,
             c2s_ping_interval: v.secs(take("c2s_ping_interval"), "c2s_ping_interval"),

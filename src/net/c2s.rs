@@ -241,12 +241,28 @@ impl Conn for Client {
             // XEP-0199: a silent bound client is pinged; no answer in time ends it.
             let (at, due) = ping_deadline(server, clock);
             consider(at, due);
+            // XEP-0198 §4: stanzas unacknowledged for a while: ask.
+            let ack = self
+                .c2s
+                .session()
+                .and_then(|s| s.sm.borrow().as_ref().and_then(|sm| sm.ack_request_due(config.sm_ack_request_delay)));
+            if let Some(at) = ack.filter(|_| !self.moved()) {
+                consider(at, Due::Idle);
+            }
         }
         best
     }
 
-    fn due(&mut self, _: &Server, _: Due, clock: &mut Clock, out: &mut Vec<u8>) -> Action {
-        write_ping(out, None, None, clock);
+    fn due(&mut self, _: &Server, due: Due, clock: &mut Clock, out: &mut Vec<u8>) -> Action {
+        match (due, self.c2s.session()) {
+            (Due::Idle, Some(session)) => {
+                if let Some(sm) = session.sm.borrow_mut().as_mut() {
+                    sm.mark_requested();
+                    crate::stream::sm::write_request(out);
+                }
+            }
+            _ => write_ping(out, None, None, clock),
+        }
         Action::Continue
     }
 
@@ -338,6 +354,9 @@ fn redeliver(server: &Server, session: &crate::sessions::Session, items: Vec<Box
         loop {
             match framer.next_event() {
                 Ok(Some(crate::xml::Event::Element(e))) => {
+                    if answers_the_session(&e) {
+                        continue;
+                    }
                     router.redeliver(&e);
                     redelivered += 1;
                 }
@@ -354,6 +373,18 @@ fn redeliver(server: &Server, session: &crate::sessions::Session, items: Vec<Box
         }
     }
     log::debug!("{}: {redelivered} queued stanza(s) routed again", session.jid);
+}
+
+/// What only the ended session could use: presence it was sent (a new session
+/// gets its own on its initial presence, RFC 6121 §4.2; pending subscription
+/// requests stay on the roster, §3.1.3) and answers to its own requests (iq
+/// results and errors). A new session on the same resource must not get them.
+fn answers_the_session(stanza: &crate::xml::Element<'_>) -> bool {
+    match stanza.name() {
+        "presence" => true,
+        "iq" => matches!(stanza.attr("type").as_deref(), Some("result") | Some("error")),
+        _ => false,
+    }
 }
 
 fn env<'a>(server: &'a Server, bindings: &'a crate::sasl::scram::ChannelBindings, peer: std::net::IpAddr) -> Env<'a> {

@@ -46,7 +46,8 @@ pub enum Due {
     Timeout(&'static str),
     /// A keepalive ping is due (XEP-0199 §4.2).
     Ping,
-    /// The connection decides ([`Conn::due`]): an idle link, a link not up in time.
+    /// The connection decides ([`Conn::due`]): an idle link, a link not up in time,
+    /// a client whose stream-management acks are overdue.
     Idle,
 }
 

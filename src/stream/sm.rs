@@ -35,6 +35,8 @@ pub struct SmState {
     pub count_from: usize,
     /// An `<r/>` was sent and its `<a/>` has not come yet.
     requested: bool,
+    /// Since when the oldest stanza not covered by an ack has waited.
+    unacked_since: Option<std::time::Instant>,
 }
 
 /// The client acknowledged more than was sent (XEP-0198 §4, `handled-count-too-high`).
@@ -77,6 +79,9 @@ impl SmState {
             self.unacked_bytes += stanza.len();
             self.unacked.push_back(stanza.into());
         }
+        if !self.unacked.is_empty() && self.unacked_since.is_none() {
+            self.unacked_since = Some(std::time::Instant::now());
+        }
         let ask = !self.requested && self.unacked.len() >= REQUEST_EVERY;
         if ask {
             self.requested = true;
@@ -106,7 +111,22 @@ impl SmState {
         }
         self.acked = h;
         self.requested = false;
+        self.unacked_since = (!self.unacked.is_empty()).then(std::time::Instant::now);
         Ok(seen)
+    }
+
+    /// When to ask for an ack if none comes (`delay` after the oldest stanza an
+    /// ack does not cover was sent); `None` while a request is out or all is acked.
+    pub fn ack_request_due(&self, delay: std::time::Duration) -> Option<std::time::Instant> {
+        if self.requested {
+            return None;
+        }
+        self.unacked_since.map(|since| since + delay)
+    }
+
+    /// An `<r/>` goes out now.
+    pub fn mark_requested(&mut self) {
+        self.requested = true;
     }
 
     /// Drops the unacknowledged stanzas that end with the one containing
