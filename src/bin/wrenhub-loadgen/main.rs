@@ -6,12 +6,16 @@
 //! - `logins`: M complete logins, C at a time, and the rate;
 //! - `messages`: K sender/receiver pairs exchange chat messages for D seconds;
 //!   delivered messages per second and the latency percentiles;
+//! - `reconnects`: clients that drop their connection and come back, by a full
+//!   login, a XEP-0198 resumption inside SASL2, or a XEP-0484 FAST login;
 //! - `wait-login`: retries one login until it succeeds (startup time).
 //!
 //! Results are one JSON object per line on stdout. SCRAM-SHA-1 because Prosody's
 //! hashed storage offers only that; neither the certificate nor the handshake
 //! signature is verified (both servers are on loopback, and a cheap client keeps
 //! the measurement on the server), and SCRAM's PBKDF2 runs once per account.
+
+mod reconnects;
 
 use argh::FromArgs;
 use event_listener::Event as Notify;
@@ -61,6 +65,8 @@ enum Command {
     Logins(LoginsCmd),
     Messages(MessagesCmd),
     Offline(OfflineCmd),
+    Reconnects(reconnects::ReconnectsCmd),
+    Hibernate(reconnects::HibernateCmd),
     WaitLogin(WaitLoginCmd),
 }
 
@@ -158,6 +164,8 @@ struct Ev {
     kind: Option<String>,
     text: String,
     body: Option<String>,
+    /// The `id` attribute (XEP-0198 `<enabled id>`), or empty.
+    id: String,
 }
 
 struct Conn {
@@ -250,11 +258,21 @@ fn owned(event: Event<'_>) -> Ev {
                     text.push_str(&format!(" {{{}}}{}", c.ns(), c.name()));
                 }
             }
+            if el.name() == "success" {
+                // What a SASL2 success carries, as ` child@attr=value` words.
+                for c in el.children().chain(el.children().flat_map(|c| c.children())) {
+                    text.push_str(&format!(" {}", c.name()));
+                    for a in c.attrs() {
+                        text.push_str(&format!(" {}@{}={}", c.name(), a.name, a.value()));
+                    }
+                }
+            }
             Ev {
                 end: false,
                 header: false,
                 name: el.name().to_string(),
                 kind: el.attr("type").map(|t| t.into_owned()),
+                id: el.attr("id").map(|t| t.into_owned()).unwrap_or_default(),
                 body: el.children().find(|c| c.name() == "body").map(|b| b.text().into_owned()),
                 text,
             }
@@ -277,6 +295,25 @@ fn hmac_sha1(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// A full login: STARTTLS, SCRAM-SHA-1 (RFC 5802), bind. Returns the bound stream.
 async fn login(target: &Target, user: &str, resource: &str) -> io::Result<Conn> {
+    let mut conn = connect_tls(target).await?;
+
+    scram(&mut conn, target, user, None).await?;
+    conn.framer.restart();
+    conn.open_stream(&target.domain).await?;
+    let bind = format!(
+        "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource>\
+         </bind></iq>"
+    );
+    conn.send(bind.as_bytes()).await?;
+    let bound = conn.element().await?;
+    if bound.name != "iq" || bound.kind.as_deref() != Some("result") {
+        return Err(other(format!("bind failed: {bound:?}")));
+    }
+    Ok(conn)
+}
+
+/// A connection with TLS in place (STARTTLS), its features read.
+async fn connect_tls(target: &Target) -> io::Result<Conn> {
     let mut conn = Conn::connect(target.addr).await?;
     conn.open_stream(&target.domain).await?;
     if let Some(tls) = &target.tls {
@@ -291,15 +328,24 @@ async fn login(target: &Target, user: &str, resource: &str) -> io::Result<Conn> 
         conn.transport.start_client_tls(Arc::clone(tls), name)?;
         conn.open_stream(&target.domain).await?;
     }
+    Ok(conn)
+}
 
+/// SCRAM-SHA-1 (RFC 5802): the legacy profile (`sasl2` = None), or SASL2
+/// (XEP-0388) with `sasl2` inside `<authenticate/>`. Returns the success.
+async fn scram(conn: &mut Conn, target: &Target, user: &str, sasl2: Option<&str>) -> io::Result<Ev> {
     let mut nonce_bytes = [0u8; 18];
     getrandom::fill(&mut nonce_bytes).map_err(|e| other(e.to_string()))?;
     let client_nonce = b64(&nonce_bytes);
     let first_bare = format!("n={user},r={client_nonce}");
-    let auth = format!(
-        "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{}</auth>",
-        b64(format!("n,,{first_bare}").as_bytes())
-    );
+    let first = b64(format!("n,,{first_bare}").as_bytes());
+    let auth = match sasl2 {
+        None => format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>{first}</auth>"),
+        Some(inline) => format!(
+            "<authenticate xmlns='urn:xmpp:sasl:2' mechanism='SCRAM-SHA-1'><initial-response>{first}\
+             </initial-response>{inline}</authenticate>"
+        ),
+    };
     conn.send(auth.as_bytes()).await?;
     let challenge = conn.element().await?;
     if challenge.name != "challenge" {
@@ -330,27 +376,15 @@ async fn login(target: &Target, user: &str, resource: &str) -> io::Result<Conn> 
     let auth_message = format!("{first_bare},{server_first},{without_proof}");
     let signature = hmac_sha1(stored_key.as_ref(), auth_message.as_bytes());
     let proof: Vec<u8> = client_key.iter().zip(signature).map(|(a, b)| a ^ b).collect();
-    let response = format!(
-        "<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</response>",
-        b64(format!("{without_proof},p={}", b64(&proof)).as_bytes())
-    );
+    let ns = if sasl2.is_some() { "urn:xmpp:sasl:2" } else { "urn:ietf:params:xml:ns:xmpp-sasl" };
+    let response =
+        format!("<response xmlns='{ns}'>{}</response>", b64(format!("{without_proof},p={}", b64(&proof)).as_bytes()));
     conn.send(response.as_bytes()).await?;
     let outcome = conn.element().await?;
     if outcome.name != "success" {
         return Err(other(format!("SASL failed for {user}: {outcome:?}")));
     }
-    conn.framer.restart();
-    conn.open_stream(&target.domain).await?;
-    let bind = format!(
-        "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{resource}</resource>\
-         </bind></iq>"
-    );
-    conn.send(bind.as_bytes()).await?;
-    let bound = conn.element().await?;
-    if bound.name != "iq" || bound.kind.as_deref() != Some("result") {
-        return Err(other(format!("bind failed: {bound:?}")));
-    }
-    Ok(conn)
+    Ok(outcome)
 }
 
 /// Accepts the server's certificate and handshake signature without checking
@@ -545,6 +579,8 @@ fn main() -> std::process::ExitCode {
         }
         Command::Messages(cmd) => messages(&ex, &target, &user, cmd),
         Command::Offline(cmd) => offline(&ex, &target, &user, users, cmd),
+        Command::Reconnects(cmd) => reconnects::run(&ex, &target, &user, cmd),
+        Command::Hibernate(cmd) => reconnects::hibernate(&ex, &target, &user, cmd),
     }
 }
 
