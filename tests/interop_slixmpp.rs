@@ -1,5 +1,6 @@
-//! Interop with a real client library: slixmpp (Python, asyncio) against the real
-//! binary on loopback, TLS verified against the server's local CA.
+//! Interop with real client libraries: slixmpp (Python, asyncio), and aioxmpp as a
+//! second library for stream management, against the real binary on loopback, TLS
+//! verified against the server's local CA.
 //!
 //! Each check is a script in `tests/interop/`; it exits 0 on success, or prints what
 //! failed and slixmpp's XML log. `./scripts/test` installs slixmpp into
@@ -16,12 +17,13 @@ use std::time::{Duration, Instant};
 /// Longer than any script's own 20 s timeout: only a stuck interpreter hits it.
 const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
 
-/// Panics, saying how to install it, unless `$WRENHUB_PYTHON` can import slixmpp.
+/// Panics, saying how to install them, unless `$WRENHUB_PYTHON` can import slixmpp
+/// and aioxmpp.
 fn require_slixmpp() {
     static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
     let result = VERSION.get_or_init(|| {
         let out = Command::new(python())
-            .args(["-c", "import slixmpp; print(slixmpp.__version__)"])
+            .args(["-c", "import slixmpp, aioxmpp; print(slixmpp.__version__, aioxmpp.__version__)"])
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .output();
         match out {
@@ -32,8 +34,8 @@ fn require_slixmpp() {
     });
     if let Err(e) = result {
         panic!(
-            "`{} -c 'import slixmpp'` failed: {e}\nThe interop tests need slixmpp: run ./scripts/test \
-             (it installs slixmpp into target/interop-venv and sets WRENHUB_PYTHON), or set \
+            "`{} -c 'import slixmpp, aioxmpp'` failed: {e}\nThe interop tests need slixmpp and aioxmpp: run ./scripts/test \
+             (it installs both into target/interop-venv and sets WRENHUB_PYTHON), or set \
              WRENHUB_PYTHON=$PWD/target/interop-venv/bin/python after running it once.",
             python()
         );
@@ -156,6 +158,18 @@ fn slixmpp_stream_management_resumes_a_dropped_session_with_nothing_lost() {
     let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
     let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
     run_check(&server, "sm_resume.py", &[&args[..], &peer[..]].concat());
+    assert!(server.log().contains("juliet@localhost/balcony resumed"), "{}", server.log());
+}
+
+#[test]
+fn aioxmpp_resumes_a_dropped_session_and_nothing_is_lost_or_doubled() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let out = run_check(&server, "aioxmpp_sm_resume.py", &[&args[..], &peer[..]].concat());
+    assert!(out.contains("OK (aioxmpp"), "{out}");
     assert!(server.log().contains("juliet@localhost/balcony resumed"), "{}", server.log());
 }
 
