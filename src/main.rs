@@ -187,6 +187,10 @@ struct CertExportCa {
     /// output file (default: standard output)
     #[argh(option)]
     out: Option<PathBuf>,
+    /// pem (Linux, Firefox, Android), der (a .crt for Windows, Android, macOS) or
+    /// mobileconfig (an iOS/macOS profile); default pem
+    #[argh(option, default = "wrenhub::tls::export::Format::Pem")]
+    format: wrenhub::tls::export::Format,
 }
 
 /// run the server (with no options: domain localhost on 127.0.0.1:5222 and [::1]:5222)
@@ -405,6 +409,10 @@ fn cert(cmd: CertCmd) -> ExitCode {
                 Ok(p) => p,
                 Err(err) => return fail(format!("{}: {err}", ca.ca_cert.display())),
             };
+            let pem = match wrenhub::tls::export::export(&pem, e.format, config.domain.as_str()) {
+                Ok(bytes) => bytes,
+                Err(err) => return fail(format!("{}: {err}", ca.ca_cert.display())),
+            };
             match e.out {
                 Some(path) => match std::fs::write(&path, &pem) {
                     Ok(()) => {
@@ -414,8 +422,12 @@ fn cert(cmd: CertCmd) -> ExitCode {
                     Err(err) => fail(format!("{}: {err}", path.display())),
                 },
                 None => {
-                    print!("{}", String::from_utf8_lossy(&pem));
-                    ExitCode::SUCCESS
+                    use std::io::Write as _;
+                    let mut stdout = std::io::stdout().lock();
+                    match stdout.write_all(&pem).and_then(|()| stdout.flush()) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(err) => fail(format!("standard output: {err}")),
+                    }
                 }
             }
         }

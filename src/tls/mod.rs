@@ -3,6 +3,7 @@
 //! `xmpp-client`), from configured PEM files or the local CA.
 
 pub mod der;
+pub mod export;
 pub mod local_ca;
 pub mod peer;
 
