@@ -62,6 +62,8 @@ pub const NS_PRIVATE: &str = "jabber:iq:private";
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// Advertised as a stream feature per RFC 6121 §2.6.2.
 pub const NS_ROSTER_VER: &str = "urn:xmpp:features:rosterver";
+/// RFC 6121 §3.4: subscription pre-approval (stream feature).
+pub const NS_PRE_APPROVAL: &str = "urn:xmpp:features:pre-approval";
 /// `urn:xmpp:time`
 pub const NS_TIME: &str = "urn:xmpp:time";
 /// `vcard-temp`

@@ -67,6 +67,9 @@ pub struct Session {
     pub hibernating: Cell<bool>,
     /// The session requested the blocklist: it gets blocklist pushes (XEP-0191).
     pub blocklist_interested: Cell<bool>,
+    /// The `<status/>` of the unavailable presence it sent, for XEP-0012 once the
+    /// account's last session is gone.
+    pub unavailable_status: RefCell<Option<Box<str>>>,
 }
 
 /// Offline messages sent to a session, waiting for the answer to the ping after
@@ -277,6 +280,7 @@ impl Session {
             sm: RefCell::new(None),
             connection: Cell::new(0),
             hibernating: Cell::new(false),
+            unavailable_status: RefCell::new(None),
         }
     }
 

@@ -198,6 +198,30 @@ fn failed_attempts_are_bounded_then_policy_violation() {
 }
 
 #[test]
+fn failures_that_test_no_credential_do_not_count_so_a_client_walking_its_mechanisms_gets_in() {
+    // What slixmpp 1.8 (poezio) does: -PLUS with tls-unique (not offered), then
+    // SCRAM without binding but the "y" flag, then a mechanism that works.
+    let server = Server::start_with("auth_failures_per_ip = 2");
+    server.add_user("juliet", "balcony");
+    let mut c = server.connect_tls();
+    for mech in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS"] {
+        c.send(&auth(mech, b"p=tls-unique,,n=juliet,r=abc"));
+        let got = c.read_until("</failure>", WAIT);
+        assert!(got.contains(&failure("malformed-request")), "{got}");
+    }
+    c.send(&auth("SCRAM-SHA-256", b"y,,n=juliet,r=abc"));
+    let got = c.read_until("</failure>", WAIT);
+    assert!(got.contains(&failure("not-authorized")) && got.contains("-PLUS"), "the downgrade is refused: {got}");
+    c.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='DIGEST-MD5'/>");
+    c.read_until("</failure>", WAIT);
+    // Four failures on this stream, none of which tested a password: it goes on.
+    assert!(c.scram(ScramKind::Sha256, "juliet", "balcony"), "{}", c.received());
+    // Nor did they count against the address (auth_failures_per_ip = 2).
+    let mut again = server.connect_tls();
+    assert!(again.plain_auth("juliet", "balcony"));
+}
+
+#[test]
 fn failed_logins_are_rate_limited_per_address() {
     let server = Server::start_with("auth_failures_per_ip = 2");
     server.add_user("juliet", "balcony");
@@ -534,6 +558,68 @@ fn cert_show_and_export_ca() {
     let mode = std::fs::metadata(server.data_dir().join("tls/server.key")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(server.log().contains("SHA-256"), "fingerprints are logged at start");
+}
+
+/// The README's device steps: the Debian one run for real into scratch
+/// directories (then a TLS handshake verified against them), the DER file read
+/// back by openssl, the iOS/macOS profile parsed by Python's plistlib.
+#[test]
+fn the_ca_exports_for_each_platform_hold_the_hubs_ca_and_the_debian_steps_make_it_trusted() {
+    use std::process::{Command, Stdio};
+    let server = Server::start();
+    let dir = server.dir.path();
+    let export = |format: &str, file: &str| {
+        let path = dir.join(file);
+        let (ok, text) = server.cli(&["cert", "export-ca", "--format", format, "--out", path.to_str().unwrap()], "");
+        assert!(ok, "{text}");
+        path
+    };
+    let pem = export("pem", "hub-ca.pem");
+    let der = export("der", "hub-ca.crt");
+    let profile = export("mobileconfig", "hub.mobileconfig");
+    let openssl_der =
+        Command::new("openssl").args(["x509", "-outform", "der", "-in"]).arg(&pem).output().expect("openssl");
+    assert!(openssl_der.status.success());
+    assert_eq!(std::fs::read(&der).unwrap(), openssl_der.stdout, "DER is the PEM's certificate");
+    let check = "import plistlib,sys; p=plistlib.load(open(sys.argv[1],'rb')); c=p['PayloadContent'][0]; \
+                 assert p['PayloadType']=='Configuration', p; assert c['PayloadType']=='com.apple.security.root', c; \
+                 assert c['PayloadContent']==open(sys.argv[2],'rb').read(); print('ok')";
+    let plist = Command::new("python3").args(["-c", check]).arg(&profile).arg(&der).output().expect("python3");
+    assert!(plist.status.success(), "{}", String::from_utf8_lossy(&plist.stderr));
+    // Debian: the PEM as a .crt in the local CA directory, update-ca-certificates.
+    let store = tempfile::tempdir().unwrap();
+    let sub = |name: &str| {
+        let p = store.path().join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (local, share, etc, hooks) = (sub("local"), sub("share"), sub("etc"), sub("hooks"));
+    std::fs::copy(&pem, local.join("wrenhub-hub.crt")).unwrap();
+    let conf = store.path().join("ca-certificates.conf");
+    std::fs::write(&conf, "").unwrap();
+    let update = Command::new("update-ca-certificates")
+        .arg("--certsconf")
+        .arg(&conf)
+        .arg("--certsdir")
+        .arg(&share)
+        .arg("--localcertsdir")
+        .arg(&local)
+        .arg("--etccertsdir")
+        .arg(&etc)
+        .arg("--hooksdir")
+        .arg(&hooks)
+        .output()
+        .expect("update-ca-certificates (Debian's ca-certificates)");
+    assert!(update.status.success(), "{}", String::from_utf8_lossy(&update.stderr));
+    let handshake = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{}", server.tls_port), "-servername", "localhost"])
+        .args(["-verify_hostname", "localhost", "-verify_return_error", "-alpn", "xmpp-client", "-CApath"])
+        .arg(&etc)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let out = String::from_utf8_lossy(&handshake.stdout);
+    assert!(handshake.status.success() && out.contains("Verify return code: 0 (ok)"), "{out}");
 }
 
 #[test]

@@ -570,3 +570,20 @@ fn a_domain_within_a_configured_cas_name_constraints_needs_that_cas_certificate(
     bob.send("<iq type='get' id='s'><ping xmlns='urn:xmpp:ping'/></iq>");
     assert!(!bob.read_until("id='s' type='result'", WAIT).contains("for the real bob"));
 }
+
+#[test]
+fn directed_presence_to_an_unreachable_peer_gets_an_error_presence_when_the_link_fails() {
+    // A group-chat join on a server that cannot be reached: the spinner resolves.
+    let closed = free_port();
+    let server = lonely(&format!(
+        "s2s_connect_timeout = 5\n[[s2s_route]]\ndomain = 'gone.test'\naddress = '127.0.0.1:{closed}'\n"
+    ));
+    let mut alice = online(&server, "alice", "wonderland");
+    alice.send("<presence to='room@gone.test/alice' id='j1'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    let got = alice.read_until("</presence>", WAIT);
+    assert!(
+        got.contains("type='error'") && got.contains("id='j1'") && got.contains("remote-server-not-found"),
+        "{got}"
+    );
+    assert!(got.contains("from='room@gone.test/alice'"), "{got}");
+}

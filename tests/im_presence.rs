@@ -189,3 +189,72 @@ fn a_new_resource_gets_the_presence_of_the_accounts_other_resources() {
     let from_phone = from_phone.unwrap_or_else(|| panic!("no presence of the phone: {got}"));
     assert!(from_phone.contains("to='juliet@localhost/laptop'") && from_phone.contains("<show>away</show>"), "{got}");
 }
+
+#[test]
+fn directed_presence_that_cannot_be_delivered_gets_an_error_presence_back() {
+    // RFC 6120 §8.3, §10.4.3: a group-chat join where nothing serves the domain
+    // (federation off), and presence to a gateway that is configured but not
+    // connected, are answered; unavailable presence to them is not.
+    let server = Server::start_with("[[component]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n");
+    users(&server, &["juliet"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    for (to, condition) in
+        [("room@conference.localhost/juliet", "remote-server-not-found"), ("user@gw.localhost", "service-unavailable")]
+    {
+        juliet.send(&format!("<presence to='{to}' id='join'><x xmlns='http://jabber.org/protocol/muc'/></presence>"));
+        let got = juliet.read_until("</presence>", WAIT);
+        assert!(got.contains(&format!("from='{to}'")) && got.contains("type='error'"), "{got}");
+        assert!(got.contains(&format!("<{condition} ")) && got.contains("id='join'"), "{got}");
+    }
+    juliet.send("<presence to='room@conference.localhost/juliet' type='unavailable'/>");
+    let rest = juliet.sync("after");
+    assert!(!rest.contains("type='error'"), "{rest}");
+}
+
+#[test]
+fn unavailable_presence_reaches_the_resource_that_sent_it_and_its_status_is_the_accounts_last_activity() {
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    let mut romeo = online(&server, "romeo", "garden");
+    // Romeo may see Juliet's presence, and so her last activity (XEP-0012 §4).
+    romeo.send("<presence to='juliet@localhost' type='subscribe'/>");
+    juliet.read_until("type='subscribe'/>", WAIT);
+    juliet.send("<presence to='romeo@localhost' type='subscribed'/>");
+    romeo.read_until("<presence from='juliet@localhost/balcony'", WAIT);
+    romeo.read_until("</presence>", WAIT);
+    juliet.send("<presence type='unavailable'><status>Gone fishing</status></presence>");
+    // RFC 6121 §4.5.2: the resource that sent it gets it too.
+    let echo = juliet.read_until("</presence>", WAIT);
+    assert!(echo.contains("type='unavailable'") && echo.contains("to='juliet@localhost/balcony'"), "{echo}");
+    assert!(echo.contains("<status>Gone fishing</status>"), "{echo}");
+    romeo.read_until("Gone fishing", WAIT);
+    juliet.send("</stream:stream>");
+    juliet.read_to_close(WAIT);
+    romeo.send("<iq type='get' to='juliet@localhost' id='last'><query xmlns='jabber:iq:last'/></iq>");
+    let last = romeo.read_until("</iq>", WAIT);
+    assert!(last.contains("type='result'") && last.contains(">Gone fishing</query>"), "{last}");
+}
+
+#[test]
+fn a_subscription_request_keeps_its_children_when_delivered_later_and_live() {
+    // RFC 6121 §3.1.3: a stored request is delivered as it was received (here with
+    // a XEP-0379 pre-authentication token).
+    let server = Server::start();
+    users(&server, &["juliet", "romeo"]);
+    let mut juliet = online(&server, "juliet", "balcony");
+    juliet.send(
+        "<presence to='romeo@localhost' type='subscribe'><status>It is Juliet</status>\
+         <preauth xmlns='urn:xmpp:pars:0' token='tok1'/></presence>",
+    );
+    juliet.sync("sent");
+    let mut romeo = server.login("romeo", "pw", "garden");
+    romeo.send("<presence/>");
+    let request = romeo.read_until("</presence>", WAIT);
+    assert!(request.contains("type='subscribe'") && request.contains("<status>It is Juliet</status>"), "{request}");
+    assert!(request.contains("<preauth xmlns='urn:xmpp:pars:0' token='tok1'/>"), "{request}");
+    // Live, a new request carries its own children.
+    juliet.send("<presence to='romeo@localhost' type='subscribe'><status>Again</status></presence>");
+    let again = romeo.read_until("</presence>", WAIT);
+    assert!(again.contains("<status>Again</status>") && !again.contains("tok1"), "{again}");
+}

@@ -97,8 +97,41 @@ fn cancelling_a_pending_request_clears_it_on_both_sides() {
 }
 
 #[test]
-fn subscribed_without_a_request_changes_nothing() {
-    scenario(&[("romeo", "subscribed")], (None, None));
+fn subscribed_without_a_request_pre_approves() {
+    // RFC 6121 §3.4: Romeo's roster gets Juliet with subscription none (approved);
+    // Juliet hears nothing.
+    scenario(&[("romeo", "subscribed")], (None, Some(("none", false))));
+}
+
+#[test]
+fn a_pre_approved_request_is_granted_at_once() {
+    scenario(&[("romeo", "subscribed"), ("juliet", "subscribe")], (Some(("to", false)), Some(("from", false))));
+}
+
+#[test]
+fn a_pre_approval_is_offered_pushed_with_approved_and_the_user_is_not_asked_again() {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut j = server.login("juliet", "pw", "a");
+    let mut r = server.login("romeo", "pw", "b");
+    assert!(r.received().contains("<sub xmlns='urn:xmpp:features:pre-approval'/>"), "{}", r.received());
+    for c in [&mut j, &mut r] {
+        c.send("<iq type='get' id='roster'><query xmlns='jabber:iq:roster'/></iq>");
+        c.read_until("id='roster'", WAIT);
+        c.send("<presence/>");
+        c.sync("up");
+    }
+    r.send("<presence to='juliet@localhost' type='subscribed'/>");
+    let push = r.read_until("</iq>", WAIT);
+    assert!(push.contains("jid='juliet@localhost'") && push.contains("approved='true'"), "{push}");
+    assert!(push.contains("subscription='none'"), "{push}");
+    j.send("<presence to='romeo@localhost' type='subscribe'/>");
+    j.read_until("type='subscribed'", WAIT);
+    let push = r.read_until("subscription='from'", WAIT);
+    assert!(!push.contains("type='subscribe'"), "no request for an approved contact: {push}");
+    let rest = r.sync("after");
+    assert!(!rest.contains("type='subscribe'") && !rest.contains("approved="), "{rest}");
 }
 
 #[test]

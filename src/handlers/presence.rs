@@ -39,7 +39,7 @@ pub fn route(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
         (None, _) | (Some(Err(_)), _) | (Some(_), Some("probe")) => {}
         (Some(Ok(to)), Some(t)) if subscription::Kind::parse(t).is_some() => {
             if let Some(kind) = subscription::Kind::parse(t) {
-                subscription::outbound(hub, sender, to.to_bare(), kind, out)
+                subscription::outbound(hub, sender, to.to_bare(), kind, subscription::payload_of(stanza), out)
             }
         }
         (Some(Ok(to)), t) => directed(hub, sender, stanza, &to, t, out),
@@ -192,9 +192,11 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
             }
         }
     }
-    // §3.1.3: subscription requests that waited for an available resource.
+    // §3.1.3: subscription requests that waited for an available resource, as
+    // they came.
     for item in items.iter().filter(|i| i.pending_in) {
-        out.extend_from_slice(&simple(item.jid.as_str(), owner.as_str(), Some("subscribe")));
+        let bytes = subscription::with_payload(item.jid.as_str(), owner.as_str(), "subscribe", item.request.as_deref());
+        out.extend_from_slice(&bytes);
     }
 }
 
@@ -223,6 +225,19 @@ pub fn unavailable(hub: &Hub<'_>, sender: &Rc<Session>, stanza: Option<&Element<
         for s in hub.registry.sessions(&owner).iter().filter(|s| s.available() && !Rc::ptr_eq(s, sender)) {
             send(s, sender, bytes_for(s.jid.as_str()), out);
         }
+        // §4.5.2: the resource that sent it gets it too (as for initial
+        // presence, §4.2.2); a session that just ended has no stream for it.
+        if stanza.is_some() {
+            out.extend_from_slice(&bytes_for(from));
+        }
+    }
+    if let Some(status) = stanza.and_then(|s| s.child("status", NS_CLIENT)) {
+        let text = status.text();
+        let mut end = text.len().min(super::last::MAX_STATUS);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        *sender.unavailable_status.borrow_mut() = Some(text[..end].into());
     }
     // §4.6.3: everyone who got directed presence learns the session is gone.
     for to in directed {
@@ -274,6 +289,9 @@ fn directed(
     out: &mut Vec<u8>,
 ) {
     let to_text = to.as_str().to_string();
+    if presence_type.is_none() && !directed_available_sent(hub, sender, stanza, to, out) {
+        return;
+    }
     {
         let mut directed = sender.directed.borrow_mut();
         match presence_type {
@@ -286,6 +304,61 @@ fn directed(
     }
     let bytes = stamped(stanza, sender.jid.as_str(), Some(&to_text));
     deliver_to(hub, Some(sender), &to_text, bytes, out);
+}
+
+/// Directed available presence to another domain (a group-chat join, most often):
+/// RFC 6120 §8.3 and §10.4.3, an address that cannot be reached gets an error
+/// presence back rather than silence, now (an unknown domain, a gateway that is
+/// not connected, no federation) or when the link fails (the s2s queue's bounce).
+/// True when the caller delivers it (local addresses, gateways); false when it is
+/// dealt with here: queued for the remote domain, or refused (the error in `out`).
+fn directed_available_sent(
+    hub: &Hub<'_>,
+    sender: &Rc<Session>,
+    stanza: &Element<'_>,
+    to: &Jid,
+    out: &mut Vec<u8>,
+) -> bool {
+    use crate::stanza::{Condition, StanzaError};
+    let refuse = |condition: Condition, text: &str, out: &mut Vec<u8>| {
+        let mut e = StanzaError::with_text(condition, text);
+        e.by = Some(hub.domain.as_str().to_string());
+        e.write_reply(stanza, sender.jid.as_str(), Some(to.as_str()), out);
+        false
+    };
+    match hub.address(to.domain()) {
+        Address::Accounts | Address::Component(_) => true,
+        Address::Nowhere => refuse(Condition::RemoteServerNotFound, "no such domain", out),
+        Address::ComponentAbsent => refuse(Condition::ServiceUnavailable, "the gateway is not connected", out),
+        Address::Remote(domain) => {
+            let Some(s2s) = hub.s2s else {
+                return refuse(Condition::RemoteServerNotFound, "this server does not federate", out);
+            };
+            let bytes = stamped(stanza, sender.jid.as_str(), Some(to.as_str()));
+            let bounce = crate::s2s::Bounce {
+                kind: crate::stanza::Kind::Presence,
+                from: sender.jid.as_str().to_string(),
+                to: to.as_str().to_string(),
+                id: stanza.attr("id").map(|i| i.into_owned()),
+            };
+            match s2s.send(&domain, bytes, Some(bounce)) {
+                Ok(()) => {
+                    let mut directed = sender.directed.borrow_mut();
+                    let to_text = to.as_str();
+                    if !directed.iter().any(|d| **d == *to_text) && directed.len() < MAX_DIRECTED {
+                        directed.push(to_text.into());
+                    }
+                    false
+                }
+                Err(e) => {
+                    let mut error = e.stanza_error();
+                    error.by = Some(hub.domain.as_str().to_string());
+                    error.write_reply(stanza, sender.jid.as_str(), Some(to.as_str()), out);
+                    false
+                }
+            }
+        }
+    }
 }
 
 fn item_of(hub: &Hub<'_>, owner: &BareJid, contact: &BareJid) -> Option<RosterItem> {
@@ -376,10 +449,10 @@ pub fn account_deleted(hub: &Hub<'_>, gone: &BareJid, items: &[RosterItem]) {
 /// the item is removed.
 pub fn cancel_both_ways(hub: &Hub<'_>, sender: &Rc<Session>, item: &RosterItem, out: &mut Vec<u8>) {
     if item.subscription.has_to() || item.ask {
-        subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribe, out);
+        subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribe, None, out);
     }
     if item.subscription.has_from() || item.pending_in {
-        subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribed, out);
+        subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribed, None, out);
     }
 }
 
@@ -428,7 +501,7 @@ pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
     match presence_type.as_deref() {
         Some(t) if subscription::Kind::parse(t).is_some() => {
             if let Some(kind) = subscription::Kind::parse(t) {
-                subscription::inbound(hub, &contact, &user, kind);
+                subscription::inbound(hub, &contact, &user, kind, subscription::payload_of(stanza));
             }
         }
         Some("probe") => {

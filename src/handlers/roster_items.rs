@@ -64,6 +64,9 @@ pub fn write_item(item: &RosterItem, out: &mut Vec<u8>) {
     if item.ask {
         w.attr("ask", "subscribe");
     }
+    if item.approved {
+        w.attr("approved", "true");
+    }
     if item.groups.is_empty() {
         w.close_empty();
         return;

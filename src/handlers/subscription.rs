@@ -15,9 +15,41 @@ use super::roster_items::push_to_interested;
 use crate::hub::{Address, Hub};
 use crate::jid::BareJid;
 use crate::sessions::Session;
-use crate::store::roster::RosterItem;
+use crate::store::roster::{RosterItem, MAX_REQUEST_PAYLOAD};
 use crate::store::StoreError;
+use crate::xml::Element;
 use std::rc::Rc;
+
+/// The children of a subscription stanza (a `<status/>`, a XEP-0379 `<preauth/>`),
+/// re-emitted in `jabber:client`, as many as fit in [`MAX_REQUEST_PAYLOAD`] bytes.
+pub fn payload_of(stanza: &Element<'_>) -> Option<Box<[u8]>> {
+    let mut out = Vec::new();
+    for child in stanza.children() {
+        let mut one = Vec::new();
+        let content = (child.ns() == stanza.ns()).then_some(crate::ns::NS_CLIENT);
+        crate::xml::writer::write_element(&mut one, &child, crate::ns::NS_CLIENT, content, &[]);
+        if out.len() + one.len() > MAX_REQUEST_PAYLOAD {
+            break;
+        }
+        out.extend_from_slice(&one);
+    }
+    (!out.is_empty()).then(|| out.into_boxed_slice())
+}
+
+/// A subscription stanza with its children, if any.
+pub(super) fn with_payload(from: &str, to: &str, kind: &str, payload: Option<&[u8]>) -> Vec<u8> {
+    let Some(payload) = payload else { return simple(from, to, Some(kind)) };
+    let mut out = Vec::with_capacity(120 + payload.len());
+    crate::xml::writer::XmlWriter::new(&mut out)
+        .start("presence")
+        .attr("from", from)
+        .attr("to", to)
+        .attr("type", kind)
+        .open();
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"</presence>");
+    out
+}
 
 /// The four subscription stanzas (§3.1–§3.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,7 +82,14 @@ impl Kind {
 }
 
 /// The outbound half, for a stanza a local user sent to `contact`.
-pub fn outbound(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: Kind, out: &mut Vec<u8>) {
+pub fn outbound(
+    hub: &Hub<'_>,
+    sender: &Rc<Session>,
+    contact: BareJid,
+    kind: Kind,
+    payload: Option<Box<[u8]>>,
+    out: &mut Vec<u8>,
+) {
     let user = sender.jid.to_bare();
     if contact == user {
         return;
@@ -67,7 +106,7 @@ pub fn outbound(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: Kin
         }
         return;
     }
-    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new() };
+    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new(), payload };
     if exchange.user_side(&user, &contact, kind) {
         exchange.route(&user, &contact, kind);
         exchange.after_sent(&user, &contact, kind);
@@ -77,8 +116,8 @@ pub fn outbound(hub: &Hub<'_>, sender: &Rc<Session>, contact: BareJid, kind: Kin
 
 /// The inbound half, for a stanza from another server or a gateway to a local
 /// account.
-pub fn inbound(hub: &Hub<'_>, from: &BareJid, owner: &BareJid, kind: Kind) {
-    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new() };
+pub fn inbound(hub: &Hub<'_>, from: &BareJid, owner: &BareJid, kind: Kind, payload: Option<Box<[u8]>>) {
+    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new(), payload };
     exchange.contact_side(owner, from, kind);
     exchange.finish(None, &mut Vec::new());
 }
@@ -90,6 +129,8 @@ struct Exchange<'h> {
     changes: Vec<(BareJid, RosterItem)>,
     /// Presence to send once they are stored: (to, bytes).
     sends: Vec<(String, Vec<u8>)>,
+    /// The children of the stanza the exchange is for (kept with a request).
+    payload: Option<Box<[u8]>>,
 }
 
 impl Exchange<'_> {
@@ -119,13 +160,14 @@ impl Exchange<'_> {
         if matches!(self.hub.address(to.domain()), Address::Accounts) {
             self.contact_side(to, from, kind);
         } else {
-            self.send(to.as_str(), simple(from.as_str(), to.as_str(), Some(kind.name())));
+            let payload = self.payload.as_deref().filter(|_| kind == Kind::Subscribe);
+            self.send(to.as_str(), with_payload(from.as_str(), to.as_str(), kind.name(), payload));
         }
     }
 
     /// The user's server, for what the user sent (§3.1.2, §3.1.5, §3.3.2,
-    /// §3.2.2). False when there is nothing to send (approving a request that is
-    /// not pending: pre-approval is not offered).
+    /// §3.2.2). False when there is nothing to send: approving a request that is
+    /// not pending pre-approves it (§3.4.1) and tells the contact nothing.
     fn user_side(&mut self, user: &BareJid, contact: &BareJid, kind: Kind) -> bool {
         let mine = self.item(user, contact);
         match kind {
@@ -137,9 +179,15 @@ impl Exchange<'_> {
                     self.put(user, item);
                 }
             }
-            Kind::Subscribed => match mine.and_then(RosterItem::grant_from) {
+            Kind::Subscribed => match mine.clone().and_then(RosterItem::grant_from) {
                 Some(item) => self.put(user, item),
-                None => return false,
+                None => {
+                    let item = mine.unwrap_or_else(|| RosterItem::new(contact.clone()));
+                    if let Some(item) = item.pre_approve() {
+                        self.put(user, item);
+                    }
+                    return false;
+                }
             },
             Kind::Unsubscribe => {
                 if let Some(item) = mine.and_then(RosterItem::cancel_to) {
@@ -179,6 +227,15 @@ impl Exchange<'_> {
         let item = self.item(owner, from);
         let changed = match kind {
             Kind::Subscribe => match item {
+                // §3.4.2: pre-approved: granted now, and the owner is not asked.
+                Some(i) if i.approved => {
+                    if let Some(granted) = i.grant_pre_approved() {
+                        self.put(owner, granted);
+                    }
+                    self.route(owner, from, Kind::Subscribed);
+                    self.current_presence(owner, from);
+                    return;
+                }
                 Some(i) if i.subscription.has_from() => {
                     // Already approved: answered on the owner's behalf, with its presence.
                     self.route(owner, from, Kind::Subscribed);
@@ -191,8 +248,10 @@ impl Exchange<'_> {
                         fresh.hidden = true;
                         fresh
                     });
-                    if !i.pending_in {
+                    // A request again replaces what the last one carried.
+                    if !i.pending_in || i.request != self.payload {
                         i.pending_in = true;
+                        i.request = self.payload.clone();
                         self.put(owner, i);
                     }
                     true
@@ -205,7 +264,8 @@ impl Exchange<'_> {
         if !changed {
             return;
         }
-        self.send(owner.as_str(), simple(from.as_str(), owner.as_str(), Some(kind.name())));
+        let payload = self.payload.as_deref().filter(|_| kind == Kind::Subscribe);
+        self.send(owner.as_str(), with_payload(from.as_str(), owner.as_str(), kind.name(), payload));
         if kind == Kind::Unsubscribe {
             // §3.3.3: the unsubscriber stops seeing the owner.
             self.unavailable(owner, from);
@@ -231,7 +291,7 @@ impl Exchange<'_> {
     /// Stores the changes in one transaction, pushes them to each owner's
     /// interested resources, then sends the presence.
     fn finish(self, current: Option<&Rc<Session>>, out: &mut Vec<u8>) {
-        let Exchange { hub, changes, sends } = self;
+        let Exchange { hub, changes, sends, .. } = self;
         if !changes.is_empty() {
             let owners: Vec<BareJid> = changes.iter().map(|(o, _)| o.clone()).collect();
             match hub.store.put_roster_items(changes) {

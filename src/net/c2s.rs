@@ -323,7 +323,8 @@ fn end_session(server: &Server, session: &Rc<crate::sessions::Session>) {
     redeliver(server, session, items);
     let account = session.jid.to_bare();
     if server.registry.sessions(&account).is_empty() {
-        crate::handlers::last::record_logout(&server.hub(), &account);
+        let status = session.unavailable_status.borrow_mut().take();
+        crate::handlers::last::record_logout(&server.hub(), &account, status.as_deref());
     }
 }
 

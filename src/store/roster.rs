@@ -87,6 +87,9 @@ impl Subscription {
     }
 }
 
+/// Bytes of a pending subscription request's children kept with its row.
+pub const MAX_REQUEST_PAYLOAD: usize = 2048;
+
 /// One roster item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RosterItem {
@@ -98,6 +101,13 @@ pub struct RosterItem {
     pub ask: bool,
     /// A subscription request received and not answered ("pending in").
     pub pending_in: bool,
+    /// The user approved the contact's subscription before it asked (RFC 6121
+    /// §3.4, `approved='true'`): its request will be granted at once.
+    pub approved: bool,
+    /// The children of the pending request as received (a `<status/>`, a XEP-0379
+    /// `<preauth/>`), re-emitted, so that it is delivered again as it came
+    /// (§3.1.3); at most [`MAX_REQUEST_PAYLOAD`] bytes.
+    pub request: Option<Box<[u8]>>,
     /// The roster version at which this item last changed.
     pub ver: u64,
     /// A tombstone: the item was removed at `ver`.
@@ -123,6 +133,8 @@ impl RosterItem {
     pub fn grant_from(mut self) -> Option<RosterItem> {
         self.pending_in.then(|| {
             self.pending_in = false;
+            self.request = None;
+            self.approved = false;
             self.hidden = false;
             self.subscription = self.subscription.with_from();
             self
@@ -138,10 +150,33 @@ impl RosterItem {
         })
     }
 
+    /// The user approves a subscription the contact has not asked for (§3.4.1):
+    /// nothing to do when it is granted or pending already.
+    pub fn pre_approve(mut self) -> Option<RosterItem> {
+        (!self.subscription.has_from() && !self.pending_in && !self.approved).then(|| {
+            self.approved = true;
+            self.hidden = false;
+            self
+        })
+    }
+
+    /// A pre-approved contact asks (§3.4.2): granted at once.
+    pub fn grant_pre_approved(mut self) -> Option<RosterItem> {
+        self.approved.then(|| {
+            self.approved = false;
+            self.pending_in = false;
+            self.request = None;
+            self.subscription = self.subscription.with_from();
+            self
+        })
+    }
+
     /// The contact's subscription to the user (or its request) ends (§3.2, §3.3.1).
     pub fn cancel_from(mut self) -> Option<RosterItem> {
-        (self.subscription.has_from() || self.pending_in).then(|| {
+        (self.subscription.has_from() || self.pending_in || self.approved).then(|| {
             self.pending_in = false;
+            self.request = None;
+            self.approved = false;
             self.subscription = self.subscription.without_from();
             self
         })
@@ -157,6 +192,8 @@ impl RosterItem {
             subscription: Subscription::None,
             ask: false,
             pending_in: false,
+            approved: false,
+            request: None,
             ver: 0,
             removed: false,
             hidden: false,
@@ -164,14 +201,16 @@ impl RosterItem {
     }
 
     /// `version, subscription, flags, ver (u64), name (u16 len + bytes or 0xffff),
-    /// group count (u16), groups (u16 len + bytes each)`.
+    /// group count (u16), groups (u16 len + bytes each)`, then the pending
+    /// request's payload (u16 len + bytes) if there is one.
     fn encode(&self) -> Vec<u8> {
         let mut out = vec![1, self.subscription.code()];
         out.push(
             u8::from(self.ask)
                 | u8::from(self.pending_in) << 1
                 | u8::from(self.removed) << 2
-                | u8::from(self.hidden) << 3,
+                | u8::from(self.hidden) << 3
+                | u8::from(self.approved) << 4,
         );
         out.extend_from_slice(&self.ver.to_be_bytes());
         match &self.name {
@@ -181,6 +220,10 @@ impl RosterItem {
         out.extend_from_slice(&(self.groups.len() as u16).to_be_bytes());
         for g in &self.groups {
             put_str(&mut out, g);
+        }
+        if let Some(r) = self.request.as_deref().filter(|r| r.len() <= MAX_REQUEST_PAYLOAD) {
+            out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+            out.extend_from_slice(r);
         }
         out
     }
@@ -203,6 +246,13 @@ impl RosterItem {
             let len = r.u16()?;
             groups.push(r.string(len)?);
         }
+        let request = match r.0.len() {
+            0 => None,
+            _ => {
+                let len = r.u16()?;
+                Some(r.take(usize::from(len))?.into())
+            }
+        };
         Ok(RosterItem {
             jid,
             name,
@@ -212,6 +262,8 @@ impl RosterItem {
             pending_in: flags & 2 != 0,
             removed: flags & 4 != 0,
             hidden: flags & 8 != 0,
+            approved: flags & 16 != 0,
+            request,
             ver,
         })
     }
@@ -390,6 +442,8 @@ impl Store {
             theirs.subscription = Subscription::None;
             theirs.ask = false;
             theirs.pending_in = false;
+            theirs.approved = false;
+            theirs.request = None;
             let (ver, min_ver) = versions.get(c.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
             theirs.ver = ver + 1;
             versions.insert(c.as_str(), (ver + 1, min_ver)).map_err(db_err)?;
@@ -405,6 +459,8 @@ impl Store {
         item.subscription = Subscription::None;
         item.ask = false;
         item.pending_in = false;
+        item.approved = false;
+        item.request = None;
         item.groups.clear();
         item.name = None;
         let stored = self.put_roster_item(owner, item)?;

@@ -27,6 +27,10 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// SASL failures that tested no credential one stream may have (a client walking
+/// its mechanisms needs a few).
+const MAX_UNTESTED_FAILURES: u32 = 10;
+
 /// Client-stream policy from the configuration.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -117,7 +121,10 @@ pub struct C2sStream {
     secure: bool,
     /// The authenticated account, from SASL success on.
     user: Option<BareJid>,
+    /// Failures that tested a credential (`c2s_max_auth_attempts`).
     failed_auth: u32,
+    /// Failures that tested none (see [`C2sStream::sasl_failure`]).
+    untested_failures: u32,
     /// The existing account the current SASL exchange names (its failures count
     /// per account too, S12).
     attempted: Option<BareJid>,
@@ -152,6 +159,7 @@ impl C2sStream {
             secure,
             user: None,
             failed_auth: 0,
+            untested_failures: 0,
             attempted: None,
             stream_id: String::new(),
             header_sent: false,
@@ -283,6 +291,7 @@ impl C2sStream {
                 .close_empty()
                 .end("session")
                 .empty_ns("ver", crate::ns::NS_ROSTER_VER)
+                .empty_ns("sub", crate::ns::NS_PRE_APPROVAL)
                 .empty_ns("sm", NS_SM)
                 .empty_ns("csi", crate::ns::NS_CSI);
         } else {
@@ -575,6 +584,13 @@ impl C2sStream {
                 self.phase = Phase::Sasl(Box::new(server), jid, disabled);
                 Step::Continue
             }
+            // RFC 5802 §6, XEP-0440 §4: "y" (the client could bind but thinks
+            // the server cannot) while -PLUS is offered is a downgrade; refused,
+            // though no credential was tested.
+            Err(Failure::NotAuthorized) => {
+                let text = "this server offers channel binding: use a -PLUS mechanism (RFC 5802 §6)";
+                self.sasl_failure_untested(Failure::NotAuthorized, Some(text), env, out)
+            }
             Err(f) => self.sasl_failure(f, None, env, out),
         }
     }
@@ -643,18 +659,52 @@ impl C2sStream {
 
     /// §6.4.5: a failure; the client may retry `max_auth_attempts` times in all,
     /// then the stream ends with `policy-violation`.
+    ///
+    /// Only a failure that tested a credential (`not-authorized`: a wrong proof,
+    /// password or token) counts, here and in the limiter. One that tested none (an
+    /// unsupported mechanism or binding type, a malformed message, an abort, the
+    /// downgrade signal) does not, so a client that walks its mechanism list gets in
+    /// on its first connection; at most [`MAX_UNTESTED_FAILURES`] of those.
     fn sasl_failure(&mut self, failure: Failure, text: Option<&str>, env: &Env<'_>, out: &mut Vec<u8>) -> Step {
+        let tested = failure == Failure::NotAuthorized;
+        self.sasl_failure_with(failure, text, tested, env, out)
+    }
+
+    /// A failure that tested no credential, whatever its condition.
+    fn sasl_failure_untested(
+        &mut self,
+        failure: Failure,
+        text: Option<&str>,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        self.sasl_failure_with(failure, text, false, env, out)
+    }
+
+    fn sasl_failure_with(
+        &mut self,
+        failure: Failure,
+        text: Option<&str>,
+        tested: bool,
+        env: &Env<'_>,
+        out: &mut Vec<u8>,
+    ) -> Step {
         self.phase = Phase::Negotiating;
         self.write_failure(failure, text, out);
         self.exchange = Exchange::Legacy;
-        if matches!(failure, Failure::NotAuthorized | Failure::InvalidAuthzid) {
+        let attempted = self.attempted.take();
+        let too_many = if tested {
             env.limiter.record_failure(env.peer, Instant::now());
-        }
-        if let (Failure::NotAuthorized, Some(account)) = (&failure, self.attempted.take()) {
-            env.limiter.record_account_failure(account.as_str(), Instant::now());
-        }
-        self.failed_auth += 1;
-        if self.failed_auth >= self.policy.max_auth_attempts {
+            if let Some(account) = attempted {
+                env.limiter.record_account_failure(account.as_str(), Instant::now());
+            }
+            self.failed_auth += 1;
+            self.failed_auth >= self.policy.max_auth_attempts
+        } else {
+            self.untested_failures += 1;
+            self.untested_failures >= MAX_UNTESTED_FAILURES
+        };
+        if too_many {
             return self.fail(
                 StreamError::with_text(StreamCondition::PolicyViolation, "too many failed authentication attempts"),
                 out,
