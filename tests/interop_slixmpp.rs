@@ -46,11 +46,19 @@ fn require_slixmpp() {
 /// options; panics with the script's output and the server's log unless it exits 0.
 fn run_check(server: &Server, script: &str, args: &[&str]) -> String {
     require_slixmpp();
+    run_check_with(&python(), server, script, args)
+}
+
+/// Debian 12's own Python with its python3-slixmpp 1.8.3 (the library poezio runs
+/// on), which ./scripts/test installs.
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+fn run_check_with(python: &str, server: &Server, script: &str, args: &[&str]) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
     let ca = server.data_dir().join("tls/ca.pem");
     let out_dir = tempfile::tempdir().expect("temp dir");
     let (out_path, err_path) = (out_dir.path().join("stdout"), out_dir.path().join("stderr"));
-    let mut child = Command::new(python())
+    let mut child = Command::new(python)
         .arg(&path)
         .args(["--host", "127.0.0.1", "--port", &server.port.to_string()])
         .args(["--tls-port", &server.tls_port.to_string(), "--ca"])
@@ -61,7 +69,7 @@ fn run_check(server: &Server, script: &str, args: &[&str]) -> String {
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", python()));
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let deadline = Instant::now() + SCRIPT_LIMIT;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -159,6 +167,26 @@ fn slixmpp_stream_management_resumes_a_dropped_session_with_nothing_lost() {
     let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
     run_check(&server, "sm_resume.py", &[&args[..], &peer[..]].concat());
     assert!(server.log().contains("juliet@localhost/balcony resumed"), "{}", server.log());
+}
+
+#[test]
+fn debian_slixmpp_1_8_with_default_settings_logs_in_on_its_first_connection() {
+    // poezio's library binds channels with tls-unique only: its -PLUS tries and
+    // the "y" downgrade signal are refused without using up the stream's attempts.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let out = run_check_with(DEBIAN_PYTHON, &server, "default_login.py", &args);
+    assert!(out.contains("slixmpp 1.8.3:") && out.contains("on the first connection"), "{out}");
+    assert!(out.contains("tried SCRAM-SHA-256-PLUS"), "the walk through the mechanisms: {out}");
+}
+
+#[test]
+fn pypi_slixmpp_with_default_settings_logs_in_on_its_first_connection() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let out = run_check(&server, "default_login.py", &["--jid", "juliet@localhost/balcony", "--password", "balcony"]);
+    assert!(out.contains("on the first connection"), "{out}");
 }
 
 #[test]

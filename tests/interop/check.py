@@ -10,6 +10,7 @@ XMPP_CA, and so on (the option's name in upper case, `-` as `_`, prefixed XMPP_)
 
 import argparse
 import asyncio
+import inspect
 import io
 import logging
 import os
@@ -79,11 +80,13 @@ def parse_args(description, extra_options):
     return args
 
 
-def connect(args, jid, password, mech=None, direct_tls=False, alpn=None, plugins=()):
+def connect(args, jid, password, mech=None, direct_tls=False, alpn=None, plugins=(), every_failure_ends=True):
     """A ClientXMPP that verifies the server against --ca, connecting with STARTTLS
     on --port (or Direct TLS on --tls-port), and never in plaintext. Returns
     (client, future): the future ends with None once the session has started, or
-    with the reason it could not (SASL failure, disconnection...)."""
+    with the reason it could not (SASL failure, disconnection...); with
+    every_failure_ends=False a SASL failure is not the end while slixmpp has other
+    mechanisms to try."""
     xmpp = slixmpp.ClientXMPP(jid, password, sasl_mech=mech)
     xmpp.register_plugin("xep_0199")  # XMPP Ping
     for plugin in plugins:
@@ -104,14 +107,19 @@ def connect(args, jid, password, mech=None, direct_tls=False, alpn=None, plugins
             online.set_result(result)
 
     xmpp.add_event_handler("session_start", lambda _: settle(None))
-    xmpp.add_event_handler("failed_auth", lambda s: settle(f"SASL failure: {s['condition']}"))
+    if every_failure_ends:
+        xmpp.add_event_handler("failed_auth", lambda s: settle(f"SASL failure: {s['condition']}"))
     xmpp.add_event_handler("failed_all_auth", lambda _: settle("no SASL mechanism left to try"))
     xmpp.add_event_handler("connection_failed", lambda e: settle(f"connection failed: {e}"))
     xmpp.add_event_handler("stream_error", lambda e: settle(f"stream error: {e['condition']}"))
     xmpp.add_event_handler("disconnected", lambda r: settle(f"disconnected before the session started ({r})"))
     port = args.tls_port if direct_tls else args.port
     check(port, "--tls-port is required for Direct TLS" if direct_tls else "--port is required")
-    xmpp.connect(args.host, int(port))
+    if "host" in inspect.signature(xmpp.connect).parameters:
+        xmpp.connect(args.host, int(port))
+    else:
+        # slixmpp before 1.10 (Debian 12's 1.8.3, which poezio runs on).
+        xmpp.connect((args.host, int(port)), use_ssl=direct_tls)
     return xmpp, online
 
 
