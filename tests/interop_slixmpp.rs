@@ -166,7 +166,7 @@ fn slixmpp_stream_management_resumes_a_dropped_session_with_nothing_lost() {
     let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
     let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
     run_check(&server, "sm_resume.py", &[&args[..], &peer[..]].concat());
-    assert!(server.log().contains("juliet@localhost/balcony resumed"), "{}", server.log());
+    server.wait_for_log("juliet@localhost/balcony resumed", WAIT);
 }
 
 #[test]
@@ -179,6 +179,17 @@ fn debian_slixmpp_1_8_with_default_settings_logs_in_on_its_first_connection() {
     let out = run_check_with(DEBIAN_PYTHON, &server, "default_login.py", &args);
     assert!(out.contains("slixmpp 1.8.3:") && out.contains("on the first connection"), "{out}");
     assert!(out.contains("tried SCRAM-SHA-256-PLUS"), "the walk through the mechanisms: {out}");
+}
+
+#[test]
+fn debian_poezio_in_tmux_logs_in_on_its_first_connection() {
+    // The terminal client itself (issue 19): it used to show policy-violation and
+    // need a second connection.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let out = run_check_with(DEBIAN_PYTHON, &server, "poezio_login.py", &args);
+    assert!(out.contains("logged in with PLAIN on the first connection (1 TCP connection, no stream error)"), "{out}");
 }
 
 #[test]
@@ -198,7 +209,7 @@ fn aioxmpp_resumes_a_dropped_session_and_nothing_is_lost_or_doubled() {
     let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
     let out = run_check(&server, "aioxmpp_sm_resume.py", &[&args[..], &peer[..]].concat());
     assert!(out.contains("OK (aioxmpp"), "{out}");
-    assert!(server.log().contains("juliet@localhost/balcony resumed"), "{}", server.log());
+    server.wait_for_log("juliet@localhost/balcony resumed", WAIT);
 }
 
 #[test]

@@ -333,7 +333,7 @@ fn on_sigterm_a_hibernated_session_ends_and_its_unacknowledged_messages_are_kept
     server.signal("TERM");
     let status = server.wait_exit(WAIT).expect("exits");
     assert!(status.success(), "{status:?}");
-    assert!(server.log().contains("juliet@localhost/phone was not resumed"), "{}", server.log());
+    server.wait_for_log("juliet@localhost/phone was not resumed", WAIT);
     let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
     let restarted = Server::start_in(dir, "");
     let mut juliet = restarted.login("juliet", "pw", "laptop");

@@ -383,7 +383,8 @@ pub async fn drive_from<C: Conn>(
             Action::Continue | Action::Restart | Action::CheckPassword(_) => {}
         }
     };
-    log::debug!("{} {:?}: {exit:?}", conn.label(), lease.peer());
+    let peer = lease.peer().map_or_else(|| "-".to_string(), |p| p.to_string());
+    log::debug!("{} {peer}: {exit:?}", conn.label());
     conn.finish(server, exit)
 }
 

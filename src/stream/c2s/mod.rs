@@ -693,6 +693,13 @@ impl C2sStream {
         self.write_failure(failure, text, out);
         self.exchange = Exchange::Legacy;
         let attempted = self.attempted.take();
+        // One line per failed login, for the operator (and fail2ban-style tools).
+        let who = attempted.as_ref().map_or("an unknown account", |a| a.as_str());
+        if tested {
+            log::info!("{}: authentication failed for {who} ({})", env.peer, failure.wire_name());
+        } else {
+            log::debug!("{}: SASL {} (no credential tested)", env.peer, failure.wire_name());
+        }
         let too_many = if tested {
             env.limiter.record_failure(env.peer, Instant::now());
             if let Some(account) = attempted {
