@@ -24,6 +24,18 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The group-chat service's settings (XEP-0045).
+#[derive(Clone, Debug)]
+pub struct MucConfig {
+    pub domain: Domain,
+    /// `muc_room_creation = "anyone"`: remote users may create rooms too.
+    pub anyone_creates: bool,
+    pub max_rooms: usize,
+    pub max_occupants: usize,
+    /// Messages kept per room for joiners (in memory).
+    pub history: usize,
+}
+
 /// The validated configuration of a running server.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -94,6 +106,8 @@ pub struct Config {
     pub max_resources_per_account: usize,
     /// What a bind to a resource already in use does (RFC 6120 §7.7.2.2).
     pub resource_conflict: ResourceConflict,
+    /// The group-chat service (XEP-0045), `None` when turned off.
+    pub muc: Option<MucConfig>,
     /// Bytes waiting to be written to one session before it is closed.
     pub c2s_queue_size: usize,
     /// Items one roster may hold (RFC 6121 §2).
@@ -263,6 +277,11 @@ const KEYS: &[Key] = &[
     Key { name: "auth_failures_per_account", kind: Kind::Int { min: 1, max: 100_000, default: 10 } },
     Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
     Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
+    Key { name: "muc_domain", kind: Kind::Str("conference.<domain>") },
+    Key { name: "muc_room_creation", kind: Kind::Choice(&["local", "anyone"]) },
+    Key { name: "muc_max_rooms", kind: Kind::Int { min: 1, max: 100_000, default: 256 } },
+    Key { name: "muc_max_occupants", kind: Kind::Int { min: 2, max: 10_000, default: 100 } },
+    Key { name: "muc_history", kind: Kind::Int { min: 0, max: 1000, default: 20 } },
     Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
     Key { name: "max_roster_items", kind: Kind::Int { min: 1, max: 100_000, default: 1000 } },
     Key { name: "max_offline_per_account", kind: Kind::Int { min: 0, max: 100_000, default: 200 } },
@@ -415,8 +434,11 @@ impl Config {
             max_attributes: v.int(take("max_xml_attributes"), "max_xml_attributes") as usize,
             max_namespaces: v.int(take("max_xml_namespaces"), "max_xml_namespaces") as usize,
         };
+        let domain = domain.unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid"));
+        let muc = v.muc(&mut take, &domain);
         let config = Config {
-            domain: domain.unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid")),
+            muc,
+            domain,
             data_dir,
             log_level,
             c2s_listen,
@@ -530,6 +552,35 @@ struct Validator<'p> {
 }
 
 impl Validator<'_> {
+    /// `muc_domain` and the service's limits.
+    fn muc(&mut self, take: &mut impl FnMut(&str) -> Option<(Raw, String)>, domain: &Domain) -> Option<MucConfig> {
+        let raw = take("muc_domain");
+        let shown = raw.as_ref().map_or("muc_domain".to_string(), |(_, k)| k.clone());
+        let name = self.string(raw, "muc_domain");
+        let creation = self.choice(take("muc_room_creation"), "muc_room_creation");
+        let max_rooms = self.int(take("muc_max_rooms"), "muc_max_rooms") as usize;
+        let max_occupants = self.int(take("muc_max_occupants"), "muc_max_occupants") as usize;
+        let history = self.int(take("muc_history"), "muc_history") as usize;
+        let name = match name.as_str() {
+            "" => return None,
+            "conference.<domain>" => format!("conference.{domain}"),
+            other => other.to_string(),
+        };
+        match Domain::parse(&name) {
+            Ok(d) if d != *domain => {
+                Some(MucConfig { domain: d, anyone_creates: creation == "anyone", max_rooms, max_occupants, history })
+            }
+            _ => {
+                self.problem(
+                    &shown,
+                    format!("{name:?} is not a domain other than the server's"),
+                    format!("muc_domain = \"conference.{domain}\" (or \"\" for no group chat)"),
+                );
+                None
+            }
+        }
+    }
+
     fn problem(&mut self, key: &str, message: String, fix: String) {
         self.problems.push(Problem { key: key.to_string(), message, fix });
     }

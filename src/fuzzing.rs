@@ -190,6 +190,14 @@ pub fn c2s_stream(data: &[u8]) {
         caps_ver: Rc::from("fuzz"),
     };
     let bindings = Default::default();
+    let Ok(muc_domain) = crate::jid::Domain::parse("conference.localhost") else { return };
+    let muc = crate::services::muc::Muc::new(crate::config::MucConfig {
+        domain: muc_domain,
+        anyone_creates: false,
+        max_rooms: 2,
+        max_occupants: 3,
+        history: 2,
+    });
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,
@@ -198,6 +206,7 @@ pub fn c2s_stream(data: &[u8]) {
         components: &components,
         configured_components: &[],
         s2s: None,
+        muc: Some(&muc),
     };
     let env = Env {
         hub,

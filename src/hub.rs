@@ -29,12 +29,16 @@ pub struct Hub<'a> {
     pub configured_components: &'a [ComponentConfig],
     /// Federation, when enabled.
     pub s2s: Option<&'a S2s>,
+    /// The group-chat service (XEP-0045), unless turned off.
+    pub muc: Option<&'a crate::services::muc::Muc>,
 }
 
 /// Where the stanzas for a domain go (RFC 6120 §8.5.1 / §8.5.2).
 pub enum Address {
     /// The server's own domain: its accounts, and the server itself.
     Accounts,
+    /// The built-in group-chat service (`muc_domain`).
+    Muc,
     /// A connected external component serves it (or a parent of it).
     Component(Rc<Link>),
     /// A configured component that is not connected now.
@@ -51,6 +55,9 @@ impl Hub<'_> {
     pub fn address(&self, domain: &str) -> Address {
         if domain == self.domain.as_str() {
             return Address::Accounts;
+        }
+        if self.muc.is_some_and(|m| m.domain().as_str() == domain) {
+            return Address::Muc;
         }
         if let Some(link) = self.components.serving(domain) {
             return Address::Component(link);

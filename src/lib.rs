@@ -18,6 +18,7 @@ pub mod router;
 pub mod s2s;
 pub mod sasl;
 pub mod server;
+pub mod services;
 pub mod session_pool;
 pub mod sessions;
 pub mod stanza;

@@ -111,6 +111,11 @@ impl Hub<'_> {
             Address::Component(link) => {
                 let _ = link.push(bytes);
             }
+            Address::Muc => {
+                if let Some(muc) = self.muc {
+                    muc.handle_bytes(self, &bytes);
+                }
+            }
             Address::Remote(domain) => {
                 if let Some(s2s) = self.s2s {
                     let _ = s2s.send(&domain, bytes, None);
@@ -190,6 +195,18 @@ impl<'a> Delivery<'a, '_> {
             Address::Component(_) if self.kind == Kind::Presence && self.local_sender().is_some() => {
                 if let Some(sender) = self.local_sender() {
                     presence::route(&self.hub, sender, self.stanza, self.out)
+                }
+            }
+            // Presence from a local session is the presence module's first (it
+            // tracks directed presence, so the room hears when the session ends).
+            Address::Muc if self.kind == Kind::Presence && self.local_sender().is_some() => {
+                if let Some(sender) = self.local_sender() {
+                    presence::route(&self.hub, sender, self.stanza, self.out)
+                }
+            }
+            Address::Muc => {
+                if let Some(muc) = self.hub.muc {
+                    muc.handle(&self.hub, self.from, self.stanza);
                 }
             }
             Address::Component(link) => self.forward_to_component(&link),

@@ -35,6 +35,8 @@ pub struct Server {
     pub components: crate::components::ComponentRegistry,
     /// Federation (`federation = true`).
     pub s2s: Option<crate::s2s::S2s>,
+    /// Group chat (XEP-0045) at `muc_domain`.
+    pub muc: Option<crate::services::muc::Muc>,
     pub limiter: AuthLimiter,
     /// Connection buffers in all (`max_buffer_memory`).
     pub buffers: crate::budget::MemoryBudget,
@@ -65,6 +67,7 @@ impl Server {
             components: &self.components,
             configured_components: &self.config.components,
             s2s: self.s2s.as_ref(),
+            muc: self.muc.as_ref(),
         }
     }
 
@@ -277,6 +280,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         s2s,
+        muc: config.muc.clone().map(crate::services::muc::Muc::new),
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(

@@ -194,8 +194,9 @@ fn a_new_resource_gets_the_presence_of_the_accounts_other_resources() {
 fn directed_presence_that_cannot_be_delivered_gets_an_error_presence_back() {
     // RFC 6120 §8.3, §10.4.3: a group-chat join where nothing serves the domain
     // (federation off), and presence to a gateway that is configured but not
-    // connected, are answered; unavailable presence to them is not.
-    let server = Server::start_with("[[component]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n");
+    // connected, are answered; unavailable presence to them is not. (No group
+    // chat here: `muc_domain = ''`.)
+    let server = Server::start_with("muc_domain = ''\n[[component]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n");
     users(&server, &["juliet"]);
     let mut juliet = online(&server, "juliet", "balcony");
     for (to, condition) in

@@ -70,7 +70,10 @@ fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
-    let domains = if req.on_behalf_of.is_none() { hub.components.domains() } else { Vec::new() };
+    let mut domains = if req.on_behalf_of.is_none() { hub.components.domains() } else { Vec::new() };
+    if let (None, Some(muc)) = (req.on_behalf_of, hub.muc) {
+        domains.push(muc.domain().as_str().to_string());
+    }
     let mut p = Vec::new();
     let mut w = XmlWriter::new(&mut p);
     w.start("query").attr("xmlns", NS_ITEMS);

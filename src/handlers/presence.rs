@@ -327,7 +327,7 @@ fn directed_available_sent(
         false
     };
     match hub.address(to.domain()) {
-        Address::Accounts | Address::Component(_) => true,
+        Address::Accounts | Address::Component(_) | Address::Muc => true,
         Address::Nowhere => refuse(Condition::RemoteServerNotFound, "no such domain", out),
         Address::ComponentAbsent => refuse(Condition::ServiceUnavailable, "the gateway is not connected", out),
         Address::Remote(domain) => {
@@ -472,6 +472,12 @@ fn send_remote(hub: &Hub<'_>, domain: &str, bytes: &[u8]) -> bool {
         }
         Address::Component(link) => {
             let _ = link.push(bytes.to_vec());
+            true
+        }
+        Address::Muc => {
+            if let Some(muc) = hub.muc {
+                muc.handle_bytes(hub, bytes);
+            }
             true
         }
         Address::ComponentAbsent | Address::Nowhere => true,

@@ -95,7 +95,7 @@ pub fn outbound(
         return;
     }
     let reachable = match hub.address(contact.domain()) {
-        Address::Accounts | Address::Component(_) => true,
+        Address::Accounts | Address::Component(_) | Address::Muc => true,
         Address::Remote(_) => hub.s2s.is_some(),
         Address::ComponentAbsent | Address::Nowhere => false,
     };

@@ -336,42 +336,15 @@ fn redeliver(server: &Server, session: &crate::sessions::Session, items: Vec<Box
     if items.is_empty() {
         return;
     }
-    let header = format!("<stream:stream xmlns='{}' xmlns:stream='{}'>", crate::ns::NS_CLIENT, crate::ns::NS_STREAMS);
-    let limits = crate::xml::Limits { max_stanza_size: 1 << 24, ..server.config.xml };
     let router = server.hub();
     let mut redelivered = 0;
-    // One stream of all the items, as if they had arrived on one connection.
-    let mut framer = crate::xml::Framer::new(limits);
-    framer.feed(header.as_bytes());
     for item in items {
-        let mut rest: &[u8] = &item;
-        while !rest.is_empty() {
-            let n = framer.feed(rest);
-            if n == 0 {
-                break;
+        crate::xml::for_each_stanza(&item, |e| {
+            if !answers_the_session(e) {
+                router.redeliver(e);
+                redelivered += 1;
             }
-            rest = &rest[n..];
-        }
-        loop {
-            match framer.next_event() {
-                Ok(Some(crate::xml::Event::Element(e))) => {
-                    if answers_the_session(&e) {
-                        continue;
-                    }
-                    router.redeliver(&e);
-                    redelivered += 1;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    // Not expected of our own output; the items after it still go.
-                    log::warn!("{}: a queued stanza does not frame again: {e}", session.jid);
-                    framer = crate::xml::Framer::new(limits);
-                    framer.feed(header.as_bytes());
-                    break;
-                }
-            }
-        }
+        });
     }
     log::debug!("{}: {redelivered} queued stanza(s) routed again", session.jid);
 }

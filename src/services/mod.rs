@@ -1,0 +1,5 @@
+//! Built-in services on subdomains of the server's domain (the product's spec
+//! §2.2), reached through the address table like any other domain: group chat
+//! (XEP-0045) first.
+
+pub mod muc;

@@ -1,0 +1,197 @@
+//! XEP-0045 multi-user chat at `muc_domain`: the service (its rooms, disco,
+//! creation policy and bounds) and the dispatch of stanzas to rooms. A room
+//! (`room.rs`) is a sans-I/O core: it takes a stanza from a real JID and returns
+//! the stanzas to send, which go out through the hub like any other (local
+//! sessions, gateways, federation).
+//!
+//! This first part: entering (with the status codes 110 and 201), nickname
+//! changes (303) and conflicts (409), leaving, presence updates, groupchat
+//! messages with history on join (`<delay/>`, `<history/>` limits) and the
+//! subject, private messages, locked new rooms and instant rooms (the owner's
+//! empty `muc#owner` submit), a room's and the service's disco, XEP-0410
+//! self-ping. Rooms live in memory and vanish with their last occupant.
+
+mod room;
+
+use crate::config::MucConfig;
+use crate::hub::Hub;
+use crate::jid::{BareJid, Domain, Jid};
+use crate::ns::{NS_CLIENT, NS_INFO, NS_ITEMS, NS_PING};
+use crate::stanza::{Condition, StanzaError};
+use crate::xml::writer::XmlWriter;
+use crate::xml::Element;
+use room::Room;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+
+/// The group-chat service.
+pub struct Muc {
+    pub config: MucConfig,
+    /// Rooms by their local part (at most `max_rooms`).
+    rooms: RefCell<BTreeMap<Box<str>, Room>>,
+}
+
+/// Stanzas a room or the service sends: (to, bytes).
+pub type Outgoing = Vec<(String, Vec<u8>)>;
+
+impl Muc {
+    pub fn new(config: MucConfig) -> Muc {
+        Muc { config, rooms: RefCell::new(BTreeMap::new()) }
+    }
+
+    pub fn domain(&self) -> &Domain {
+        &self.config.domain
+    }
+
+    /// A stanza for the service or one of its rooms, from `from` (a full JID as
+    /// its stream checked it); what it causes is sent through `hub`.
+    pub fn handle(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>) {
+        let mut out = Outgoing::new();
+        self.handle_into(hub, from, stanza, &mut out);
+        for (to, bytes) in out {
+            hub.send_bytes_to(&to, bytes);
+        }
+    }
+
+    /// A stanza wrenhub wrote itself (presence on a session's behalf: its
+    /// unavailable when the session ends), framed again.
+    pub fn handle_bytes(&self, hub: &Hub<'_>, bytes: &[u8]) {
+        crate::xml::for_each_stanza(bytes, |el| {
+            if let Some(from) = el.attr("from") {
+                self.handle(hub, &from, el);
+            }
+        });
+    }
+
+    fn handle_into(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>, out: &mut Outgoing) {
+        let Ok(sender) = from.parse::<Jid>() else { return };
+        let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else { return };
+        let error = |e: StanzaError, out: &mut Outgoing| {
+            let mut bytes = Vec::new();
+            if e.write_reply(stanza, from, Some(to.as_str()), &mut bytes) {
+                out.push((from.to_string(), bytes));
+            }
+        };
+        let Some(room_name) = to.local() else {
+            return match stanza.name() {
+                "iq" => self.service_iq(from, &to, stanza, out),
+                "message" | "presence" if stanza.attr("type").as_deref() == Some("error") => {}
+                "message" => error(StanzaError::new(Condition::ServiceUnavailable), out),
+                _ => {}
+            };
+        };
+        let mut rooms = self.rooms.borrow_mut();
+        let exists = rooms.contains_key(room_name);
+        if !exists {
+            let joining = stanza.name() == "presence" && stanza.attr("type").is_none() && to.resource().is_some();
+            if !joining {
+                if stanza.name() == "iq" || stanza.name() == "message" {
+                    error(StanzaError::with_text(Condition::ItemNotFound, "no such room"), out);
+                }
+                return;
+            }
+            // Creating a room: who may, and how many there are.
+            let local = sender.domain() == hub.domain.as_str();
+            if !local && !self.config.anyone_creates {
+                return error(
+                    StanzaError::with_text(Condition::NotAllowed, "only the hub's accounts create rooms"),
+                    out,
+                );
+            }
+            if rooms.len() >= self.config.max_rooms {
+                return error(StanzaError::with_text(Condition::ResourceConstraint, "muc_max_rooms rooms exist"), out);
+            }
+            let Ok(jid) = format!("{room_name}@{}", self.config.domain).parse::<BareJid>() else { return };
+            rooms.insert(room_name.into(), Room::new(jid, sender.to_bare(), &self.config));
+        }
+        let Some(room) = rooms.get_mut(room_name) else { return };
+        room.handle(&sender, to.resource(), stanza, out);
+        if room.is_empty() {
+            log::debug!("room {} is empty: it ends", room.jid);
+            rooms.remove(room_name);
+        }
+    }
+
+    /// The service's own iqs: disco#info, disco#items (the public rooms), ping.
+    fn service_iq(&self, from: &str, to: &Jid, iq: &Element<'_>, out: &mut Outgoing) {
+        let Some(payload) = iq.children().next() else { return };
+        let kind = iq.attr("type");
+        if !matches!(kind.as_deref(), Some("get") | Some("set")) {
+            return;
+        }
+        let mut body = Vec::new();
+        let answer = match (kind.as_deref(), payload.ns(), payload.name()) {
+            (Some("get"), NS_INFO, "query") if payload.attr("node").is_none() => {
+                let mut w = XmlWriter::new(&mut body);
+                w.start("query").attr("xmlns", NS_INFO).open();
+                w.start("identity").attr("category", "conference").attr("type", "text").attr("name", "Group chats");
+                w.close_empty();
+                for f in [NS_INFO, NS_ITEMS, NS_MUC, NS_PING] {
+                    w.start("feature").attr("var", f).close_empty();
+                }
+                w.end("query");
+                Ok(())
+            }
+            (Some("get"), NS_ITEMS, "query") => {
+                let mut w = XmlWriter::new(&mut body);
+                w.start("query").attr("xmlns", NS_ITEMS).open();
+                for room in self.rooms.borrow().values().filter(|r| r.is_public()) {
+                    let jid = room.jid.as_str();
+                    XmlWriter::new(&mut body).start("item").attr("jid", jid).attr("name", room.name()).close_empty();
+                }
+                XmlWriter::new(&mut body).end("query");
+                Ok(())
+            }
+            (Some("get"), NS_PING, "ping") => Ok(()),
+            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
+        };
+        out.push((from.to_string(), iq_reply(iq, to.as_str(), from, answer, &body)));
+    }
+}
+
+/// An iq's answer: a result carrying `body`, or the error.
+pub(crate) fn iq_reply(
+    iq: &Element<'_>,
+    from: &str,
+    to: &str,
+    answer: Result<(), StanzaError>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(120 + body.len());
+    match answer {
+        Ok(()) => {
+            let mut w = XmlWriter::new(&mut bytes);
+            w.start("iq")
+                .attr("from", from)
+                .attr("to", to)
+                .attr_opt("id", iq.attr("id").as_deref())
+                .attr("type", "result");
+            if body.is_empty() {
+                w.close_empty();
+            } else {
+                w.open();
+                bytes.extend_from_slice(body);
+                XmlWriter::new(&mut bytes).end("iq");
+            }
+        }
+        Err(e) => {
+            e.write_reply(iq, to, Some(from), &mut bytes);
+        }
+    }
+    bytes
+}
+
+/// The children of a stanza re-emitted in `jabber:client`, leaving out those in
+/// `skip` namespaces (the MUC protocol elements a room rewrites).
+pub(crate) fn children_except(stanza: &Element<'_>, skip: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for child in stanza.children().filter(|c| !skip.contains(&c.ns())) {
+        let content = (child.ns() == stanza.ns()).then_some(NS_CLIENT);
+        crate::xml::writer::write_element(&mut out, &child, NS_CLIENT, content, &[]);
+    }
+    out
+}

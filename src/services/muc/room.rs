@@ -1,0 +1,634 @@
+//! One room (XEP-0045): its occupants, subject and history, as a core that takes
+//! a stanza from a real JID and appends what to send to [`Outgoing`].
+
+use super::{children_except, iq_reply, Outgoing, NS_MUC, NS_MUC_OWNER, NS_MUC_USER};
+use crate::config::MucConfig;
+use crate::jid::{BareJid, Jid};
+use crate::ns::{NS_DELAY, NS_INFO, NS_ITEMS, NS_PING};
+use crate::stanza::{Condition, StanzaError};
+use crate::xml::writer::XmlWriter;
+use crate::xml::Element;
+use std::collections::VecDeque;
+
+const NS_DATA: &str = "jabber:x:data";
+const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
+const NS_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+/// Longest nickname kept (it is a JID resource too).
+const MAX_NICK: usize = 64;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Affiliation {
+    Owner,
+    None,
+}
+
+impl Affiliation {
+    fn name(self) -> &'static str {
+        match self {
+            Affiliation::Owner => "owner",
+            Affiliation::None => "none",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Role {
+    Moderator,
+    Participant,
+}
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Moderator => "moderator",
+            Role::Participant => "participant",
+        }
+    }
+}
+
+/// Someone in the room under a nickname (one or more of one account's resources).
+struct Occupant {
+    nick: Box<str>,
+    bare: BareJid,
+    /// The real full JIDs joined under this nickname.
+    real: Vec<Box<str>>,
+    affiliation: Affiliation,
+    role: Role,
+    /// The children of its last presence (show, status, caps), re-emitted.
+    presence: Box<[u8]>,
+}
+
+/// A message kept for those who join later.
+struct Kept {
+    nick: Box<str>,
+    stamp: u64,
+    /// The message's children, re-emitted.
+    body: Box<[u8]>,
+    chars: usize,
+}
+
+pub struct Room {
+    pub jid: BareJid,
+    name: String,
+    description: String,
+    public: bool,
+    /// Real JIDs shown to every occupant (`muc#roomconfig_whois` = anyone).
+    non_anonymous: bool,
+    /// New rooms stay locked until their owner configures them (§10.1.3).
+    locked: bool,
+    owners: Vec<BareJid>,
+    occupants: Vec<Occupant>,
+    subject: Option<(Box<str>, Box<[u8]>)>,
+    history: VecDeque<Kept>,
+    max_history: usize,
+    max_occupants: usize,
+}
+
+/// What `<history/>` in a join asks for (§7.2.15).
+#[derive(Default)]
+struct HistoryWanted {
+    maxstanzas: Option<usize>,
+    maxchars: Option<usize>,
+    since: Option<u64>,
+}
+
+impl Room {
+    pub fn new(jid: BareJid, creator: BareJid, config: &MucConfig) -> Room {
+        Room {
+            name: jid.local().unwrap_or_default().to_string(),
+            jid,
+            description: String::new(),
+            public: true,
+            non_anonymous: false,
+            locked: true,
+            owners: vec![creator],
+            occupants: Vec::new(),
+            subject: None,
+            history: VecDeque::new(),
+            max_history: config.history,
+            max_occupants: config.max_occupants,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.occupants.is_empty()
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.public && !self.locked
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn occupant_jid(&self, nick: &str) -> String {
+        format!("{}/{nick}", self.jid)
+    }
+
+    fn by_real(&self, real: &str) -> Option<usize> {
+        self.occupants.iter().position(|o| o.real.iter().any(|r| &**r == real))
+    }
+
+    fn by_nick(&self, nick: &str) -> Option<usize> {
+        self.occupants.iter().position(|o| &*o.nick == nick)
+    }
+
+    pub fn handle(&mut self, sender: &Jid, resource: Option<&str>, stanza: &Element<'_>, out: &mut Outgoing) {
+        match stanza.name() {
+            "presence" => self.presence(sender, resource, stanza, out),
+            "message" => self.message(sender, resource, stanza, out),
+            "iq" => self.iq(sender, resource, stanza, out),
+            _ => {}
+        }
+    }
+
+    fn error(&self, to: &Jid, resource: Option<&str>, stanza: &Element<'_>, e: StanzaError, out: &mut Outgoing) {
+        let from = match resource {
+            Some(n) => self.occupant_jid(n),
+            None => self.jid.as_str().to_string(),
+        };
+        let mut bytes = Vec::new();
+        if e.write_reply(stanza, to.as_str(), Some(&from), &mut bytes) {
+            out.push((to.as_str().to_string(), bytes));
+        }
+    }
+
+    // --- presence (§7.2, §7.6, §7.14) ---
+
+    fn presence(&mut self, sender: &Jid, resource: Option<&str>, stanza: &Element<'_>, out: &mut Outgoing) {
+        let real = sender.as_str();
+        let kind = stanza.attr("type");
+        let current = self.by_real(real);
+        match (kind.as_deref(), current) {
+            (Some("unavailable"), Some(i)) => {
+                self.leave(i, real, &children_except(stanza, &[NS_MUC, NS_MUC_USER]), &[], out)
+            }
+            // §7.2.21 / XEP-0045 §18.1.1: an error from an occupant's client removes it.
+            (Some("error"), Some(i)) => self.leave(i, real, &[], &["333"], out),
+            (None, _) => {
+                let Some(nick) = resource.filter(|n| !n.is_empty() && n.len() <= MAX_NICK) else {
+                    let e = StanzaError::with_text(Condition::JidMalformed, "join with a nickname: room@service/nick");
+                    return self.error(sender, resource, stanza, e, out);
+                };
+                match current {
+                    Some(i) if &*self.occupants[i].nick == nick => {
+                        // A presence update (§7.7): everyone sees it.
+                        self.occupants[i].presence = children_except(stanza, &[NS_MUC, NS_MUC_USER]).into();
+                        self.broadcast_presence(i, None, &[], out);
+                    }
+                    Some(i) => self.change_nick(i, real, nick, stanza, out),
+                    None => self.join(sender, nick, stanza, out),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn join(&mut self, sender: &Jid, nick: &str, stanza: &Element<'_>, out: &mut Outgoing) {
+        let real = sender.as_str();
+        let bare = sender.to_bare();
+        let owner = self.owners.contains(&bare);
+        let refuse = |room: &Room, condition: Condition, text: &str, out: &mut Outgoing| {
+            room.error(sender, Some(nick), stanza, StanzaError::with_text(condition, text), out);
+        };
+        if self.locked && !owner {
+            return refuse(self, Condition::ItemNotFound, "the room is being set up by its owner", out);
+        }
+        let created = self.occupants.is_empty() && self.locked && owner;
+        let same_account = self.by_nick(nick).filter(|&i| self.occupants[i].bare == bare);
+        if self.by_nick(nick).is_some() && same_account.is_none() {
+            return refuse(self, Condition::Conflict, "that nickname is in use", out);
+        }
+        if same_account.is_none() && self.occupants.len() >= self.max_occupants {
+            return refuse(self, Condition::ServiceUnavailable, "the room is full", out);
+        }
+        let presence: Box<[u8]> = children_except(stanza, &[NS_MUC, NS_MUC_USER]).into();
+        let index = match same_account {
+            // Another resource of the same account under the same nickname.
+            Some(i) => {
+                self.occupants[i].real.push(real.into());
+                self.occupants[i].presence = presence;
+                i
+            }
+            None => {
+                let (affiliation, role) =
+                    if owner { (Affiliation::Owner, Role::Moderator) } else { (Affiliation::None, Role::Participant) };
+                self.occupants.push(Occupant {
+                    nick: nick.into(),
+                    bare,
+                    real: vec![real.into()],
+                    affiliation,
+                    role,
+                    presence,
+                });
+                self.occupants.len() - 1
+            }
+        };
+        // §7.2.3: the others' presence to the new occupant, then its own to all.
+        for (i, o) in self.occupants.iter().enumerate() {
+            if i != index {
+                out.push((real.to_string(), self.presence_of(o, real, None, &[], false)));
+            }
+        }
+        let mut codes: Vec<&str> = Vec::new();
+        if self.non_anonymous {
+            codes.push("100");
+        }
+        if created {
+            codes.push("201");
+        }
+        self.broadcast_presence(index, None, &codes, out);
+        if created {
+            log::info!("room {} created by {}", self.jid, sender.to_bare());
+        }
+        // §7.2.15: history, then §7.2.16: the subject (empty if there is none).
+        let wanted = history_wanted(stanza);
+        for kept in self.history_for(&wanted) {
+            let mut m = Vec::with_capacity(kept.body.len() + 200);
+            XmlWriter::new(&mut m)
+                .start("message")
+                .attr("from", &self.occupant_jid(&kept.nick))
+                .attr("to", real)
+                .attr("type", "groupchat")
+                .open();
+            m.extend_from_slice(&kept.body);
+            let stamp = crate::clock::utc_timestamp(std::time::UNIX_EPOCH + std::time::Duration::from_secs(kept.stamp));
+            XmlWriter::new(&mut m)
+                .start("delay")
+                .attr("xmlns", NS_DELAY)
+                .attr("from", self.jid.as_str())
+                .attr("stamp", &stamp)
+                .close_empty()
+                .end("message");
+            out.push((real.to_string(), m));
+        }
+        out.push((real.to_string(), self.subject_message(real)));
+    }
+
+    fn history_for(&self, wanted: &HistoryWanted) -> Vec<&Kept> {
+        let mut picked: Vec<&Kept> = Vec::new();
+        let mut chars = 0usize;
+        for kept in self.history.iter().rev() {
+            if wanted.maxstanzas.is_some_and(|m| picked.len() >= m) || wanted.since.is_some_and(|s| kept.stamp < s) {
+                break;
+            }
+            chars += kept.chars;
+            if wanted.maxchars.is_some_and(|m| chars > m) {
+                break;
+            }
+            picked.push(kept);
+        }
+        picked.reverse();
+        picked
+    }
+
+    fn subject_message(&self, to: &str) -> Vec<u8> {
+        let mut m = Vec::with_capacity(160);
+        let from = match &self.subject {
+            Some((nick, _)) => self.occupant_jid(nick),
+            None => self.jid.as_str().to_string(),
+        };
+        XmlWriter::new(&mut m).start("message").attr("from", &from).attr("to", to).attr("type", "groupchat").open();
+        match &self.subject {
+            Some((_, bytes)) => m.extend_from_slice(bytes),
+            None => {
+                XmlWriter::new(&mut m).start("subject").close_empty();
+            }
+        }
+        XmlWriter::new(&mut m).end("message");
+        m
+    }
+
+    /// §7.6: unavailable with 303 and the new nickname, then available as it.
+    fn change_nick(&mut self, i: usize, real: &str, nick: &str, stanza: &Element<'_>, out: &mut Outgoing) {
+        if let Some(j) = self.by_nick(nick) {
+            if self.occupants[j].bare != self.occupants[i].bare {
+                let sender: Jid = match real.parse() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+                let e = StanzaError::with_text(Condition::Conflict, "that nickname is in use");
+                return self.error(&sender, Some(nick), stanza, e, out);
+            }
+        }
+        self.broadcast_presence(i, Some(nick), &["303"], out);
+        self.occupants[i].nick = nick.into();
+        self.occupants[i].presence = children_except(stanza, &[NS_MUC, NS_MUC_USER]).into();
+        self.broadcast_presence(i, None, &[], out);
+    }
+
+    /// An occupant's resource leaves (§7.14): its unavailable to everyone; the
+    /// occupant goes when its last resource does.
+    fn leave(&mut self, i: usize, real: &str, presence: &[u8], codes: &[&str], out: &mut Outgoing) {
+        if self.occupants[i].real.len() > 1 {
+            self.occupants[i].real.retain(|r| &**r != real);
+            let o = &self.occupants[i];
+            out.push((real.to_string(), self.presence_of(o, real, None, &["110"], true)));
+            return;
+        }
+        self.occupants[i].presence = presence.into();
+        let o = &self.occupants[i];
+        for other in &self.occupants {
+            for to in &other.real {
+                let mut own: Vec<&str> = codes.to_vec();
+                if other.bare == o.bare {
+                    own.push("110");
+                }
+                out.push((to.to_string(), self.presence_of(o, to, None, &own, true)));
+            }
+        }
+        self.occupants.remove(i);
+    }
+
+    /// Occupant `i`'s presence to every occupant (`new_nick`: the 303 form).
+    fn broadcast_presence(&self, i: usize, new_nick: Option<&str>, codes: &[&str], out: &mut Outgoing) {
+        let o = &self.occupants[i];
+        for other in &self.occupants {
+            for to in &other.real {
+                let mut own: Vec<&str> = codes.to_vec();
+                if other.bare == o.bare {
+                    own.push("110");
+                }
+                out.push((to.to_string(), self.presence_of(o, to, new_nick, &own, new_nick.is_some())));
+            }
+        }
+    }
+
+    /// `o`'s presence as `to` sees it: the real JID only to moderators, or to all
+    /// in a non-anonymous room (§7.2.3, §7.2.4).
+    fn presence_of(
+        &self,
+        o: &Occupant,
+        to: &str,
+        new_nick: Option<&str>,
+        codes: &[&str],
+        unavailable: bool,
+    ) -> Vec<u8> {
+        let viewer_moderator =
+            self.occupants.iter().any(|v| v.role == Role::Moderator && v.real.iter().any(|r| &**r == to));
+        let show_jid = self.non_anonymous || viewer_moderator || codes.contains(&"110");
+        let mut p = Vec::with_capacity(240 + o.presence.len());
+        let mut w = XmlWriter::new(&mut p);
+        w.start("presence").attr("from", &self.occupant_jid(&o.nick)).attr("to", to);
+        if unavailable {
+            w.attr("type", "unavailable");
+        }
+        w.open();
+        p.extend_from_slice(&o.presence);
+        let mut w = XmlWriter::new(&mut p);
+        w.start("x").attr("xmlns", NS_MUC_USER).open();
+        w.start("item")
+            .attr("affiliation", o.affiliation.name())
+            .attr("role", if unavailable && new_nick.is_none() { "none" } else { o.role.name() });
+        if show_jid {
+            if let Some(r) = o.real.first() {
+                w.attr("jid", r);
+            }
+        }
+        w.attr_opt("nick", new_nick).close_empty();
+        for code in codes {
+            w.start("status").attr("code", code).close_empty();
+        }
+        w.end("x").end("presence");
+        p
+    }
+
+    // --- messages (§7.4, §7.5, §8.1) ---
+
+    fn message(&mut self, sender: &Jid, resource: Option<&str>, stanza: &Element<'_>, out: &mut Outgoing) {
+        let kind = stanza.attr("type");
+        if kind.as_deref() == Some("error") {
+            return;
+        }
+        let Some(i) = self.by_real(sender.as_str()) else {
+            let e = StanzaError::with_text(Condition::NotAcceptable, "only occupants may send to the room");
+            return self.error(sender, resource, stanza, e, out);
+        };
+        match (resource, kind.as_deref()) {
+            (None, Some("groupchat")) => self.groupchat(i, stanza, out),
+            (Some(nick), Some("chat") | Some("normal") | None) => {
+                let Some(j) = self.by_nick(nick) else {
+                    let e = StanzaError::with_text(Condition::ItemNotFound, "no occupant has that nickname");
+                    return self.error(sender, resource, stanza, e, out);
+                };
+                // §7.5: a private message, from the sender's occupant JID.
+                let body = children_except(stanza, &[NS_MUC_USER]);
+                let from = self.occupant_jid(&self.occupants[i].nick);
+                for to in &self.occupants[j].real {
+                    let mut m = Vec::with_capacity(body.len() + 200);
+                    let mut w = XmlWriter::new(&mut m);
+                    w.start("message").attr("from", &from).attr("to", to).attr_opt("id", stanza.attr("id").as_deref());
+                    w.attr_opt("type", kind.as_deref()).open();
+                    m.extend_from_slice(&body);
+                    XmlWriter::new(&mut m).empty_ns("x", NS_MUC_USER).end("message");
+                    out.push((to.to_string(), m));
+                }
+            }
+            _ => {
+                let e = StanzaError::with_text(
+                    Condition::BadRequest,
+                    "to the room: type='groupchat'; to an occupant: chat",
+                );
+                self.error(sender, resource, stanza, e, out);
+            }
+        }
+    }
+
+    fn groupchat(&mut self, i: usize, stanza: &Element<'_>, out: &mut Outgoing) {
+        let nick = self.occupants[i].nick.clone();
+        let body = children_except(stanza, &[NS_DELAY]);
+        let has_body = stanza.child("body", stanza.ns()).is_some();
+        if let Some(subject) = stanza.child("subject", stanza.ns()).filter(|_| !has_body) {
+            // §8.1: moderators change the subject.
+            if self.occupants[i].role != Role::Moderator {
+                let e = StanzaError::with_text(Condition::Forbidden, "only moderators change the subject");
+                if let Some(real) = self.occupants[i].real.first().and_then(|r| r.parse::<Jid>().ok()) {
+                    self.error(&real, None, stanza, e, out);
+                }
+                return;
+            }
+            let mut s = Vec::new();
+            XmlWriter::new(&mut s).start("subject").open().text(&subject.text()).end("subject");
+            self.subject = Some((nick.clone(), s.into()));
+        }
+        let from = self.occupant_jid(&nick);
+        for o in &self.occupants {
+            for to in &o.real {
+                let mut m = Vec::with_capacity(body.len() + 200);
+                let mut w = XmlWriter::new(&mut m);
+                w.start("message").attr("from", &from).attr("to", to).attr_opt("id", stanza.attr("id").as_deref());
+                w.attr("type", "groupchat").open();
+                m.extend_from_slice(&body);
+                XmlWriter::new(&mut m).end("message");
+                out.push((to.to_string(), m));
+            }
+        }
+        if has_body && self.max_history > 0 {
+            let chars = stanza.child("body", stanza.ns()).map_or(0, |b| b.text().chars().count());
+            if self.history.len() >= self.max_history {
+                self.history.pop_front();
+            }
+            self.history.push_back(Kept { nick, stamp: crate::clock::now_unix(), body: body.into(), chars });
+        }
+    }
+
+    // --- iq (§10.1, §6.4, XEP-0410) ---
+
+    fn iq(&mut self, sender: &Jid, resource: Option<&str>, iq: &Element<'_>, out: &mut Outgoing) {
+        let kind = iq.attr("type");
+        if !matches!(kind.as_deref(), Some("get") | Some("set")) {
+            return;
+        }
+        let Some(payload) = iq.children().next() else { return };
+        let from = match resource {
+            Some(n) => self.occupant_jid(n),
+            None => self.jid.as_str().to_string(),
+        };
+        let occupant = self.by_real(sender.as_str());
+        let mut body = Vec::new();
+        let answer = match (resource, kind.as_deref(), payload.ns(), payload.name()) {
+            // XEP-0410: am I still in the room under this nickname?
+            (Some(nick), Some("get"), NS_PING, "ping") => match occupant {
+                Some(i) if &*self.occupants[i].nick == nick => Ok(()),
+                Some(_) => Err(StanzaError::new(Condition::ServiceUnavailable)),
+                None => Err(StanzaError::with_text(Condition::NotAcceptable, "you are not in this room")),
+            },
+            (Some(_), _, _, _) => Err(StanzaError::new(Condition::ServiceUnavailable)),
+            (None, Some("get"), NS_INFO, "query") if payload.attr("node").is_none() => {
+                self.write_info(&mut body);
+                Ok(())
+            }
+            (None, Some("get"), NS_ITEMS, "query") => {
+                XmlWriter::new(&mut body).empty_ns("query", NS_ITEMS);
+                Ok(())
+            }
+            (None, Some("get"), NS_PING, "ping") => Ok(()),
+            (None, _, NS_MUC_OWNER, "query") => self.owner_query(sender, kind.as_deref(), &payload, &mut body),
+            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
+        };
+        out.push((sender.as_str().to_string(), iq_reply(iq, &from, sender.as_str(), answer, &body)));
+    }
+
+    /// §6.4: the room's identity, features, and muc#roominfo.
+    fn write_info(&self, body: &mut Vec<u8>) {
+        let mut w = XmlWriter::new(body);
+        w.start("query").attr("xmlns", NS_INFO).open();
+        w.start("identity").attr("category", "conference").attr("type", "text").attr("name", &self.name).close_empty();
+        let anonymity = if self.non_anonymous { "muc_nonanonymous" } else { "muc_semianonymous" };
+        let visibility = if self.public { "muc_public" } else { "muc_hidden" };
+        for f in [
+            NS_MUC,
+            NS_INFO,
+            NS_ITEMS,
+            NS_PING,
+            "muc_temporary",
+            "muc_open",
+            "muc_unmoderated",
+            "muc_unsecured",
+            anonymity,
+            visibility,
+        ] {
+            w.start("feature").attr("var", f).close_empty();
+        }
+        w.start("x").attr("xmlns", NS_DATA).attr("type", "result").open();
+        field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMINFO);
+        field(&mut w, "muc#roominfo_description", None, &self.description);
+        field(&mut w, "muc#roominfo_occupants", None, &self.occupants.len().to_string());
+        w.end("x").end("query");
+    }
+
+    /// §10.1.2–10.1.3: the owner configures a new room (an empty submit makes it an
+    /// instant room) or asks for the form; `cancel` on a new room ends it.
+    fn owner_query(
+        &mut self,
+        sender: &Jid,
+        kind: Option<&str>,
+        query: &Element<'_>,
+        body: &mut Vec<u8>,
+    ) -> Result<(), StanzaError> {
+        if !self.owners.contains(&sender.to_bare()) {
+            return Err(StanzaError::with_text(Condition::Forbidden, "only the room's owners configure it"));
+        }
+        if kind == Some("get") {
+            let mut w = XmlWriter::new(body);
+            w.start("query").attr("xmlns", NS_MUC_OWNER).open();
+            w.start("x").attr("xmlns", NS_DATA).attr("type", "form").open();
+            w.start("title").open().text("Configuration of the room").end("title");
+            field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMCONFIG);
+            typed_field(&mut w, "muc#roomconfig_roomname", "text-single", "Name", &self.name);
+            typed_field(&mut w, "muc#roomconfig_roomdesc", "text-single", "Description", &self.description);
+            typed_field(
+                &mut w,
+                "muc#roomconfig_publicroom",
+                "boolean",
+                "Listed in the directory",
+                bool_value(self.public),
+            );
+            typed_field(&mut w, "muc#roomconfig_persistentroom", "boolean", "Kept when empty", "0");
+            let whois = if self.non_anonymous { "anyone" } else { "moderators" };
+            typed_field(&mut w, "muc#roomconfig_whois", "list-single", "Who sees real JIDs", whois);
+            w.end("x").end("query");
+            return Ok(());
+        }
+        let Some(form) = query.child("x", NS_DATA) else {
+            return Err(StanzaError::new(Condition::BadRequest));
+        };
+        match form.attr("type").as_deref() {
+            Some("cancel") => return Ok(()),
+            Some("submit") => {}
+            _ => return Err(StanzaError::new(Condition::BadRequest)),
+        }
+        for f in form.children().filter(|c| c.name() == "field") {
+            let var = f.attr("var").unwrap_or_default();
+            let value = f.children().find(|c| c.name() == "value").map(|v| v.text().into_owned()).unwrap_or_default();
+            match &*var {
+                "muc#roomconfig_roomname" if !value.is_empty() => self.name = value.chars().take(100).collect(),
+                "muc#roomconfig_roomdesc" => self.description = value.chars().take(500).collect(),
+                "muc#roomconfig_publicroom" => self.public = matches!(value.as_str(), "1" | "true"),
+                "muc#roomconfig_whois" => self.non_anonymous = value == "anyone",
+                _ => {}
+            }
+        }
+        if self.locked {
+            self.locked = false;
+            log::info!("room {} unlocked by its owner", self.jid);
+        }
+        Ok(())
+    }
+}
+
+fn bool_value(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+fn field(w: &mut XmlWriter<'_>, var: &str, kind: Option<&str>, value: &str) {
+    w.start("field").attr("var", var).attr_opt("type", kind).open();
+    w.start("value").open().text(value).end("value").end("field");
+}
+
+fn typed_field(w: &mut XmlWriter<'_>, var: &str, kind: &str, label: &str, value: &str) {
+    w.start("field").attr("var", var).attr("type", kind).attr("label", label).open();
+    w.start("value").open().text(value).end("value").end("field");
+}
+
+fn history_wanted(stanza: &Element<'_>) -> HistoryWanted {
+    let Some(h) = stanza.child("x", NS_MUC).and_then(|x| x.child("history", NS_MUC)) else {
+        return HistoryWanted::default();
+    };
+    let num = |name: &str| h.attr(name).and_then(|v| v.parse::<usize>().ok());
+    let seconds = num("seconds").map(|s| crate::clock::now_unix().saturating_sub(s as u64));
+    let since = h.attr("since").and_then(|s| crate::clock::parse_utc_timestamp(&s));
+    HistoryWanted {
+        maxstanzas: num("maxstanzas"),
+        maxchars: num("maxchars"),
+        since: match (seconds, since) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        },
+    }
+}

@@ -1,0 +1,207 @@
+//! XEP-0045 group chat at conference.localhost on the wire (the first part of
+//! issue 15): creating a locked room and making it an instant room, entering
+//! with the status codes, occupants' presence, groupchat messages, history and
+//! subject on join, nickname conflicts and changes, private messages, leaving,
+//! a session that ends leaving its rooms, disco, self-ping, and the bounds.
+
+mod common;
+use common::*;
+
+const MUC: &str = "http://jabber.org/protocol/muc";
+const ROOM: &str = "garden@conference.localhost";
+
+/// Logs in and sends initial presence (its echo read).
+fn online(server: &Server, user: &str, resource: &str) -> Client {
+    let mut c = server.login(user, "pw", resource);
+    c.send("<presence/>");
+    c.read_until(&format!("to='{user}@localhost/{resource}'/>"), WAIT);
+    c
+}
+
+/// Enters `room` as `nick`; returns everything up to and including the subject.
+fn enter(c: &mut Client, room: &str, nick: &str) -> String {
+    c.send(&format!("<presence to='{room}/{nick}'><x xmlns='{MUC}'/></presence>"));
+    let mut got = c.read_until("<subject", WAIT);
+    got.push_str(&c.read_until("</message>", WAIT));
+    got
+}
+
+/// Juliet creates the room and makes it an instant room (§10.1.2).
+fn juliet_creates(server: &Server) -> Client {
+    let mut juliet = online(server, "juliet", "balcony");
+    let created = enter(&mut juliet, ROOM, "Juliet");
+    assert!(created.contains("<status code='201'/>") && created.contains("<status code='110'/>"), "{created}");
+    assert!(created.contains("affiliation='owner' role='moderator'"), "{created}");
+    juliet.send(&format!(
+        "<iq type='set' to='{ROOM}' id='cfg'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    ));
+    juliet.read_until("id='cfg' type='result'/>", WAIT);
+    juliet
+}
+
+fn users(server: &Server) {
+    for u in ["juliet", "romeo", "nurse"] {
+        server.add_user(u, "pw");
+    }
+}
+
+#[test]
+fn the_service_is_listed_and_answers_disco() {
+    let server = Server::start();
+    users(&server);
+    let mut c = online(&server, "juliet", "balcony");
+    c.send("<iq type='get' to='localhost' id='items'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    let items = c.read_until("</iq>", WAIT);
+    assert!(items.contains("<item jid='conference.localhost'/>"), "{items}");
+    c.send("<iq type='get' to='conference.localhost' id='info'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let info = c.read_until("</iq>", WAIT);
+    assert!(info.contains("category='conference' type='text'") && info.contains(&format!("var='{MUC}'")), "{info}");
+}
+
+#[test]
+fn a_new_room_is_locked_until_its_owner_makes_it_an_instant_room_then_others_enter() {
+    let server = Server::start();
+    users(&server);
+    let mut juliet = online(&server, "juliet", "balcony");
+    enter(&mut juliet, ROOM, "Juliet");
+    // §10.1.3: locked, so Romeo cannot enter yet.
+    let mut romeo = online(&server, "romeo", "garden");
+    romeo.send(&format!("<presence to='{ROOM}/Romeo'><x xmlns='{MUC}'/></presence>"));
+    let refused = romeo.read_until("</presence>", WAIT);
+    assert!(refused.contains("type='error'") && refused.contains("<item-not-found "), "{refused}");
+    juliet.send(&format!(
+        "<iq type='set' to='{ROOM}' id='cfg'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    ));
+    juliet.read_until("id='cfg' type='result'/>", WAIT);
+    let entered = enter(&mut romeo, ROOM, "Romeo");
+    // The owner's presence first (Romeo is no moderator: no real JID), then his own.
+    let first = entered.find(&format!("from='{ROOM}/Juliet'")).expect(&entered);
+    let own = entered.find(&format!("from='{ROOM}/Romeo'")).expect(&entered);
+    assert!(first < own, "{entered}");
+    assert!(!entered[first..own].contains("jid='juliet@localhost"), "semi-anonymous: {entered}");
+    assert!(entered[own..].contains("<status code='110'/>") && !entered.contains("code='201'"), "{entered}");
+    // Juliet, a moderator, sees Romeo's real JID.
+    let seen = juliet.read_until("</presence>", WAIT);
+    assert!(seen.contains(&format!("from='{ROOM}/Romeo'")) && seen.contains("jid='romeo@localhost/garden'"), "{seen}");
+}
+
+#[test]
+fn messages_reach_every_occupant_and_later_joiners_get_history_then_the_subject() {
+    let server = Server::start_with("muc_history = 2\n");
+    users(&server);
+    let mut juliet = juliet_creates(&server);
+    juliet.send(&format!("<message to='{ROOM}' type='groupchat'><subject>Tonight</subject></message>"));
+    juliet.read_until("Tonight", WAIT);
+    let mut romeo = online(&server, "romeo", "garden");
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    for n in 1..=3 {
+        romeo.send(&format!("<message to='{ROOM}' type='groupchat' id='g{n}'><body>line {n}</body></message>"));
+        let echo = romeo.read_until("</message>", WAIT);
+        assert!(echo.contains(&format!("from='{ROOM}/Romeo'")) && echo.contains(&format!("line {n}")), "{echo}");
+        let got = juliet.read_until("</message>", WAIT);
+        assert!(got.contains(&format!("from='{ROOM}/Romeo'")) && got.contains("type='groupchat'"), "{got}");
+    }
+    // The nurse gets the last two (muc_history = 2) with <delay/>, then the subject.
+    let mut nurse = online(&server, "nurse", "kitchen");
+    let joined = enter(&mut nurse, ROOM, "Nurse");
+    assert!(!joined.contains("line 1") && joined.contains("line 2") && joined.contains("line 3"), "{joined}");
+    assert!(joined.contains("<delay xmlns='urn:xmpp:delay' from='garden@conference.localhost' stamp='"), "{joined}");
+    let subject = joined.rfind("<subject>Tonight</subject>").expect(&joined);
+    assert!(subject > joined.rfind("line 3").unwrap(), "the subject comes after the history: {joined}");
+    // <history maxstanzas='0'/>: none.
+    let mut laptop = server.login("nurse", "pw", "laptop");
+    laptop.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>"));
+    let mut got = laptop.read_until("<subject", WAIT);
+    got.push_str(&laptop.read_until("</message>", WAIT));
+    assert!(!got.contains("line "), "{got}");
+    // Only moderators change the subject.
+    romeo.send(&format!("<message to='{ROOM}' type='groupchat' id='s'><subject>Mine</subject></message>"));
+    let refused = romeo.read_until("</message>", WAIT);
+    assert!(refused.contains("type='error'") && refused.contains("<forbidden "), "{refused}");
+}
+
+#[test]
+fn nicknames_conflict_change_with_303_and_private_messages_go_between_occupants() {
+    let server = Server::start();
+    users(&server);
+    let mut juliet = juliet_creates(&server);
+    let mut romeo = online(&server, "romeo", "garden");
+    romeo.send(&format!("<presence to='{ROOM}/Juliet'><x xmlns='{MUC}'/></presence>"));
+    let conflict = romeo.read_until("</presence>", WAIT);
+    assert!(conflict.contains("type='error'") && conflict.contains("<conflict "), "409: {conflict}");
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    juliet.read_until("</presence>", WAIT);
+    // A private message, from the sender's occupant JID.
+    romeo.send(&format!("<message to='{ROOM}/Juliet' type='chat' id='pm'><body>psst</body></message>"));
+    let pm = juliet.read_until("</message>", WAIT);
+    assert!(pm.contains(&format!("from='{ROOM}/Romeo'")) && pm.contains("<body>psst</body>"), "{pm}");
+    assert!(pm.contains("<x xmlns='http://jabber.org/protocol/muc#user'/>"), "{pm}");
+    // §7.6: a new nickname: unavailable with 303 and the new name, then available.
+    romeo.send(&format!("<presence to='{ROOM}/Montague'/>"));
+    let change = juliet.read_until(&format!("from='{ROOM}/Montague'"), WAIT);
+    assert!(change.contains("type='unavailable'") && change.contains("<status code='303'/>"), "{change}");
+    assert!(change.contains("nick='Montague'"), "{change}");
+    let own = romeo.read_until(&format!("from='{ROOM}/Montague'"), WAIT);
+    assert!(own.contains("code='303'") && own.contains("code='110'"), "{own}");
+}
+
+#[test]
+fn leaving_and_a_session_that_ends_take_the_occupant_out_and_an_empty_room_ends() {
+    let server = Server::start();
+    users(&server);
+    let mut juliet = juliet_creates(&server);
+    let mut romeo = online(&server, "romeo", "garden");
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    juliet.read_until("</presence>", WAIT);
+    // Romeo's connection ends without a word: the room hears unavailable.
+    romeo.send("</stream:stream>");
+    romeo.read_to_close(WAIT);
+    let gone = juliet.read_until("</presence>", WAIT);
+    assert!(gone.contains(&format!("from='{ROOM}/Romeo'")) && gone.contains("type='unavailable'"), "{gone}");
+    // XEP-0410: Juliet is still in; after leaving she is not, and the room is gone.
+    juliet.send(&format!("<iq type='get' to='{ROOM}/Juliet' id='self'><ping xmlns='urn:xmpp:ping'/></iq>"));
+    juliet.read_until("id='self' type='result'/>", WAIT);
+    juliet.send(&format!("<presence to='{ROOM}/Juliet' type='unavailable'/>"));
+    let left = juliet.read_until("</presence>", WAIT);
+    assert!(left.contains("type='unavailable'") && left.contains("<status code='110'/>"), "{left}");
+    juliet.send(&format!(
+        "<iq type='get' to='{ROOM}' id='info'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let info = juliet.read_until("</iq>", WAIT);
+    assert!(info.contains("type='error'") && info.contains("<item-not-found "), "an empty room ends: {info}");
+}
+
+#[test]
+fn rooms_and_occupants_are_bounded_and_outsiders_cannot_post() {
+    let server = Server::start_with("muc_max_rooms = 1\nmuc_max_occupants = 2\n");
+    users(&server);
+    let mut juliet = juliet_creates(&server);
+    let mut romeo = online(&server, "romeo", "garden");
+    romeo.send(&format!("<message to='{ROOM}' type='groupchat' id='x'><body>let me in</body></message>"));
+    let refused = romeo.read_until("</message>", WAIT);
+    assert!(refused.contains("<not-acceptable "), "{refused}");
+    // A second room is over muc_max_rooms.
+    romeo.send(&format!("<presence to='other@conference.localhost/Romeo'><x xmlns='{MUC}'/></presence>"));
+    let no_room = romeo.read_until("</presence>", WAIT);
+    assert!(no_room.contains("<resource-constraint "), "{no_room}");
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    // The room holds two: the nurse is refused with service-unavailable.
+    let mut nurse = online(&server, "nurse", "kitchen");
+    nurse.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'/></presence>"));
+    let full = nurse.read_until("</presence>", WAIT);
+    assert!(full.contains("type='error'") && full.contains("<service-unavailable "), "{full}");
+}
+
+#[test]
+fn muc_domain_empty_turns_the_service_off() {
+    let server = Server::start_with("muc_domain = \"\"\n");
+    users(&server);
+    let mut juliet = online(&server, "juliet", "balcony");
+    juliet.send(&format!("<presence to='{ROOM}/Juliet'><x xmlns='{MUC}'/></presence>"));
+    let got = juliet.read_until("</presence>", WAIT);
+    assert!(got.contains("<remote-server-not-found "), "{got}");
+}
