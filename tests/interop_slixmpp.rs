@@ -201,6 +201,17 @@ fn pypi_slixmpp_with_default_settings_logs_in_on_its_first_connection() {
 }
 
 #[test]
+fn slixmpp_creates_configures_and_chats_in_a_group_chat() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let out = run_check(&server, "muc.py", &[&args[..], &peer[..]].concat());
+    assert!(out.contains("created, configured, joined and chatted"), "{out}");
+}
+
+#[test]
 fn aioxmpp_resumes_a_dropped_session_and_nothing_is_lost_or_doubled() {
     let server = Server::start();
     server.add_user("juliet", "balcony");
