@@ -205,3 +205,105 @@ fn muc_domain_empty_turns_the_service_off() {
     let got = juliet.read_until("</presence>", WAIT);
     assert!(got.contains("<remote-server-not-found "), "{got}");
 }
+
+/// Romeo in Juliet's instant room; both have read his arrival.
+fn juliet_and_romeo_in_the_room(server: &Server) -> (Client, Client) {
+    let mut juliet = juliet_creates(server);
+    let mut romeo = online(server, "romeo", "garden");
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    juliet.read_until("</presence>", WAIT);
+    (juliet, romeo)
+}
+
+fn admin(c: &mut Client, id: &str, item: &str) -> String {
+    c.send(&format!("<iq type='set' to='{ROOM}' id='{id}'><query xmlns='{MUC}#admin'>{item}</query></iq>"));
+    c.read_until_any(&[&format!("id='{id}' type='result'/>"), "</iq>"])
+}
+
+#[test]
+fn occupants_carry_a_stable_occupant_id_and_invitations_and_declines_are_passed_on() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    // XEP-0421: the same id on presence and messages, one per account.
+    romeo.send(&format!("<message to='{ROOM}' type='groupchat'><body>hi</body><occupant-id xmlns='urn:xmpp:occupant-id:0' id='forged'/></message>"));
+    let msg = juliet.read_until("</message>", WAIT);
+    let id = between(&msg, "<occupant-id xmlns='urn:xmpp:occupant-id:0' id='", "'").to_string();
+    assert!(!msg.contains("forged") && id.len() == 16, "{msg}");
+    romeo.send(&format!("<presence to='{ROOM}/Romeo'><show>away</show></presence>"));
+    let update = juliet.read_until("</presence>", WAIT);
+    assert!(update.contains(&format!("id='{id}'")) && update.contains("<show>away</show>"), "{update}");
+    // §7.8.2: an invitation through the room, from the inviter's account.
+    let mut nurse = online(&server, "nurse", "kitchen");
+    juliet.send(&format!(
+        "<message to='{ROOM}'><x xmlns='{MUC}#user'><invite to='nurse@localhost'><reason>Come</reason></invite></x></message>"
+    ));
+    let invite = nurse.read_until("</message>", WAIT);
+    assert!(
+        invite.contains(&format!("from='{ROOM}'")) && invite.contains("<invite from='juliet@localhost'>"),
+        "{invite}"
+    );
+    assert!(invite.contains("<reason>Come</reason>"), "{invite}");
+    // §7.8.3: the nurse declines; Juliet hears it.
+    nurse.send(&format!(
+        "<message to='{ROOM}'><x xmlns='{MUC}#user'><decline to='juliet@localhost/balcony'/></x></message>"
+    ));
+    let decline = juliet.read_until("</message>", WAIT);
+    assert!(decline.contains("<decline from='nurse@localhost'/>"), "{decline}");
+}
+
+#[test]
+fn moderators_kick_and_silence_and_owners_ban_grant_and_keep_an_owner() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    // Romeo, a participant, can neither kick nor ban.
+    let refused = admin(&mut romeo, "k0", "<item nick='Juliet' role='none'/>");
+    assert!(refused.contains("<forbidden "), "{refused}");
+    // Voice revoked (§8.4): a visitor cannot speak.
+    admin(&mut juliet, "v", "<item nick='Romeo' role='visitor'/>");
+    let demoted = romeo.read_until("</presence>", WAIT);
+    assert!(demoted.contains("role='visitor'"), "{demoted}");
+    romeo.send(&format!("<message to='{ROOM}' type='groupchat' id='quiet'><body>can I?</body></message>"));
+    let silenced = romeo.read_until("</message>", WAIT);
+    assert!(silenced.contains("type='error'") && silenced.contains("<forbidden "), "{silenced}");
+    // The moderators list (§9.? role list) and a kick (§8.2): 307 to all.
+    juliet.send(&format!(
+        "<iq type='get' to='{ROOM}' id='mods'><query xmlns='{MUC}#admin'><item role='moderator'/></query></iq>"
+    ));
+    let mods = juliet.read_until("</iq>", WAIT);
+    assert!(mods.contains("nick='Juliet'") && !mods.contains("nick='Romeo'"), "{mods}");
+    let kicked = admin(&mut juliet, "k", "<item nick='Romeo' role='none'><reason>out</reason></item>");
+    assert!(kicked.contains("type='result'"), "{kicked}");
+    let gone = romeo.read_until("</presence>", WAIT);
+    assert!(
+        gone.contains("type='unavailable'") && gone.contains("<status code='307'/>") && gone.contains("code='110'"),
+        "{gone}"
+    );
+    // A ban (§9.1): 301 if present, forbidden when entering, and on the outcast list.
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    juliet.read_until("</presence>", WAIT);
+    admin(&mut juliet, "b", "<item jid='romeo@localhost' affiliation='outcast'/>");
+    let banned = romeo.read_until("</presence>", WAIT);
+    assert!(banned.contains("<status code='301'/>"), "{banned}");
+    romeo.send(&format!("<presence to='{ROOM}/Romeo'><x xmlns='{MUC}'/></presence>"));
+    let refused = romeo.read_until("</presence>", WAIT);
+    assert!(refused.contains("type='error'") && refused.contains("<forbidden "), "{refused}");
+    juliet.send(&format!(
+        "<iq type='get' to='{ROOM}' id='bans'><query xmlns='{MUC}#admin'><item affiliation='outcast'/></query></iq>"
+    ));
+    let bans = juliet.read_until("</iq>", WAIT);
+    assert!(bans.contains("jid='romeo@localhost'"), "{bans}");
+    // §10.9: the last owner cannot step down; granting ownership first lets her.
+    let alone = admin(&mut juliet, "o", "<item jid='juliet@localhost' affiliation='admin'/>");
+    assert!(alone.contains("<conflict "), "{alone}");
+    let mut nurse = online(&server, "nurse", "kitchen");
+    enter(&mut nurse, ROOM, "Nurse");
+    admin(&mut juliet, "g", "<item jid='nurse@localhost' affiliation='owner'/>");
+    let promoted = nurse.read_until("affiliation='owner'", WAIT);
+    assert!(promoted.contains(&format!("from='{ROOM}/Nurse'")), "{promoted}");
+    let step_down = admin(&mut juliet, "o2", "<item jid='juliet@localhost' affiliation='admin'/>");
+    assert!(step_down.contains("type='result'"), "{step_down}");
+}

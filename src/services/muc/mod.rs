@@ -53,7 +53,13 @@ impl Muc {
         let mut out = Outgoing::new();
         self.handle_into(hub, from, stanza, &mut out);
         for (to, bytes) in out {
-            hub.send_bytes_to(&to, bytes);
+            if to.contains('/') {
+                hub.send_bytes_to(&to, bytes);
+            } else {
+                // A bare JID (an invitation): RFC 6121 §8.5 picks the resources,
+                // or offline storage.
+                crate::xml::for_each_stanza(&bytes, |el| hub.redeliver(el));
+            }
         }
     }
 

@@ -16,33 +16,73 @@ const NS_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
 /// Longest nickname kept (it is a JID resource too).
 const MAX_NICK: usize = 64;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+/// Accounts with an affiliation one room keeps (owners, admins, members, bans).
+const MAX_AFFILIATIONS: usize = 512;
+/// Items one muc#admin request may change, invitations one message may carry.
+const MAX_ITEMS: usize = 16;
+
+/// A long-lived relation of an account to the room (§5.2), lowest first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Affiliation {
-    Owner,
+    Outcast,
     None,
+    Member,
+    Admin,
+    Owner,
 }
 
 impl Affiliation {
+    const ALL: [Affiliation; 5] =
+        [Affiliation::Outcast, Affiliation::None, Affiliation::Member, Affiliation::Admin, Affiliation::Owner];
+
     fn name(self) -> &'static str {
         match self {
-            Affiliation::Owner => "owner",
+            Affiliation::Outcast => "outcast",
             Affiliation::None => "none",
+            Affiliation::Member => "member",
+            Affiliation::Admin => "admin",
+            Affiliation::Owner => "owner",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Affiliation> {
+        Affiliation::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// The role an occupant with it enters with (§5.1, an unmoderated room).
+    fn default_role(self) -> Role {
+        match self {
+            Affiliation::Owner | Affiliation::Admin => Role::Moderator,
+            _ => Role::Participant,
         }
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// A role while in the room (§5.1), lowest first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Role {
-    Moderator,
+    None,
+    Visitor,
     Participant,
+    Moderator,
 }
 
 impl Role {
+    const ALL: [Role; 4] = [Role::None, Role::Visitor, Role::Participant, Role::Moderator];
+
     fn name(self) -> &'static str {
         match self {
-            Role::Moderator => "moderator",
+            Role::None => "none",
+            Role::Visitor => "visitor",
             Role::Participant => "participant",
+            Role::Moderator => "moderator",
         }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
     }
 }
 
@@ -76,7 +116,10 @@ pub struct Room {
     non_anonymous: bool,
     /// New rooms stay locked until their owner configures them (§10.1.3).
     locked: bool,
-    owners: Vec<BareJid>,
+    /// Accounts with an affiliation other than none (at most [`MAX_AFFILIATIONS`]).
+    affiliations: Vec<(BareJid, Affiliation)>,
+    /// Keys the XEP-0421 occupant ids (stable per account in this room).
+    secret: [u8; 16],
     occupants: Vec<Occupant>,
     subject: Option<(Box<str>, Box<[u8]>)>,
     history: VecDeque<Kept>,
@@ -101,7 +144,12 @@ impl Room {
             public: true,
             non_anonymous: false,
             locked: true,
-            owners: vec![creator],
+            affiliations: vec![(creator, Affiliation::Owner)],
+            secret: {
+                let mut s = [0u8; 16];
+                crate::random::fill(&mut s);
+                s
+            },
             occupants: Vec::new(),
             subject: None,
             history: VecDeque::new(),
@@ -128,6 +176,18 @@ impl Room {
 
     fn by_real(&self, real: &str) -> Option<usize> {
         self.occupants.iter().position(|o| o.real.iter().any(|r| &**r == real))
+    }
+
+    fn affiliation_of(&self, bare: &BareJid) -> Affiliation {
+        self.affiliations.iter().find(|(b, _)| b == bare).map_or(Affiliation::None, |(_, a)| *a)
+    }
+
+    /// XEP-0421: the same id for the same account in this room, nothing else.
+    fn occupant_id(&self, bare: &BareJid) -> String {
+        use base64::Engine;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+        let tag = ring::hmac::sign(&key, bare.as_str().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..12])
     }
 
     fn by_nick(&self, nick: &str) -> Option<usize> {
@@ -188,7 +248,12 @@ impl Room {
     fn join(&mut self, sender: &Jid, nick: &str, stanza: &Element<'_>, out: &mut Outgoing) {
         let real = sender.as_str();
         let bare = sender.to_bare();
-        let owner = self.owners.contains(&bare);
+        let affiliation = self.affiliation_of(&bare);
+        let owner = affiliation == Affiliation::Owner;
+        if affiliation == Affiliation::Outcast {
+            let e = StanzaError::with_text(Condition::Forbidden, "you are banned from this room");
+            return self.error(sender, Some(nick), stanza, e, out);
+        }
         let refuse = |room: &Room, condition: Condition, text: &str, out: &mut Outgoing| {
             room.error(sender, Some(nick), stanza, StanzaError::with_text(condition, text), out);
         };
@@ -212,8 +277,7 @@ impl Room {
                 i
             }
             None => {
-                let (affiliation, role) =
-                    if owner { (Affiliation::Owner, Role::Moderator) } else { (Affiliation::None, Role::Participant) };
+                let role = affiliation.default_role();
                 self.occupants.push(Occupant {
                     nick: nick.into(),
                     bare,
@@ -390,7 +454,9 @@ impl Room {
         for code in codes {
             w.start("status").attr("code", code).close_empty();
         }
-        w.end("x").end("presence");
+        w.end("x");
+        w.start("occupant-id").attr("xmlns", NS_OCCUPANT_ID).attr("id", &self.occupant_id(&o.bare)).close_empty();
+        w.end("presence");
         p
     }
 
@@ -401,12 +467,20 @@ impl Room {
         if kind.as_deref() == Some("error") {
             return;
         }
+        if let (None, Some(x)) = (resource, stanza.child("x", NS_MUC_USER)) {
+            if let Some(decline) = x.child("decline", NS_MUC_USER) {
+                return self.decline(sender, &decline, out);
+            }
+        }
         let Some(i) = self.by_real(sender.as_str()) else {
             let e = StanzaError::with_text(Condition::NotAcceptable, "only occupants may send to the room");
             return self.error(sender, resource, stanza, e, out);
         };
         match (resource, kind.as_deref()) {
             (None, Some("groupchat")) => self.groupchat(i, stanza, out),
+            (None, Some("normal") | None) if stanza.child("x", NS_MUC_USER).is_some() => {
+                self.invitations(i, stanza, out)
+            }
             (Some(nick), Some("chat") | Some("normal") | None) => {
                 let Some(j) = self.by_nick(nick) else {
                     let e = StanzaError::with_text(Condition::ItemNotFound, "no occupant has that nickname");
@@ -437,7 +511,19 @@ impl Room {
 
     fn groupchat(&mut self, i: usize, stanza: &Element<'_>, out: &mut Outgoing) {
         let nick = self.occupants[i].nick.clone();
-        let body = children_except(stanza, &[NS_DELAY]);
+        if self.occupants[i].role < Role::Participant {
+            let e = StanzaError::with_text(Condition::Forbidden, "visitors have no voice in this room");
+            if let Some(real) = self.occupants[i].real.first().and_then(|r| r.parse::<Jid>().ok()) {
+                self.error(&real, None, stanza, e, out);
+            }
+            return;
+        }
+        let mut body = children_except(stanza, &[NS_DELAY, NS_OCCUPANT_ID]);
+        XmlWriter::new(&mut body)
+            .start("occupant-id")
+            .attr("xmlns", NS_OCCUPANT_ID)
+            .attr("id", &self.occupant_id(&self.occupants[i].bare))
+            .close_empty();
         let has_body = stanza.child("body", stanza.ns()).is_some();
         if let Some(subject) = stanza.child("subject", stanza.ns()).filter(|_| !has_body) {
             // §8.1: moderators change the subject.
@@ -473,6 +559,202 @@ impl Room {
         }
     }
 
+    // --- invitations (§7.8.2) and declines (§7.8.3) ---
+
+    /// A mediated invitation: the room passes it on, from the inviter's account.
+    fn invitations(&mut self, i: usize, stanza: &Element<'_>, out: &mut Outgoing) {
+        let Some(x) = stanza.child("x", NS_MUC_USER) else { return };
+        let inviter = self.occupants[i].bare.as_str().to_string();
+        for invite in x.children().filter(|c| c.is("invite", NS_MUC_USER)).take(MAX_ITEMS) {
+            let Some(to) = invite.attr("to").and_then(|t| t.parse::<Jid>().ok()) else { continue };
+            let reason = invite.child("reason", NS_MUC_USER).map(|r| r.text().into_owned());
+            out.push((to.as_str().to_string(), self.user_notice(to.as_str(), "invite", &inviter, reason.as_deref())));
+        }
+    }
+
+    /// A declined invitation goes back to whoever sent it.
+    fn decline(&self, sender: &Jid, decline: &Element<'_>, out: &mut Outgoing) {
+        let Some(to) = decline.attr("to").and_then(|t| t.parse::<Jid>().ok()) else { return };
+        let reason = decline.child("reason", NS_MUC_USER).map(|r| r.text().into_owned());
+        let from = sender.to_bare();
+        out.push((to.as_str().to_string(), self.user_notice(to.as_str(), "decline", from.as_str(), reason.as_deref())));
+    }
+
+    /// `<message from=room><x muc#user><NAME from><reason/></NAME></x></message>`.
+    fn user_notice(&self, to: &str, name: &str, from: &str, reason: Option<&str>) -> Vec<u8> {
+        let mut m = Vec::with_capacity(240);
+        let mut w = XmlWriter::new(&mut m);
+        w.start("message").attr("from", self.jid.as_str()).attr("to", to).open();
+        w.start("x").attr("xmlns", NS_MUC_USER).open();
+        w.start(name).attr("from", from);
+        match reason {
+            Some(r) => {
+                w.open().start("reason").open().text(r).end("reason").end(name);
+            }
+            None => {
+                w.close_empty();
+            }
+        }
+        w.end("x").end("message");
+        m
+    }
+
+    // --- roles and affiliations (§8, §9, §10 with muc#admin) ---
+
+    /// The sender's affiliation and role here.
+    fn actor(&self, sender: &Jid) -> (Affiliation, Role) {
+        let role = self.by_real(sender.as_str()).map_or(Role::None, |i| self.occupants[i].role);
+        (self.affiliation_of(&sender.to_bare()), role)
+    }
+
+    /// §9.5, §10.5: the accounts with one affiliation (admins and owners ask), or
+    /// the occupants with one role (moderators ask).
+    fn admin_list(&self, sender: &Jid, query: &Element<'_>, body: &mut Vec<u8>) -> Result<(), StanzaError> {
+        let (affiliation, role) = self.actor(sender);
+        let Some(item) = query.child("item", NS_MUC_ADMIN) else {
+            return Err(StanzaError::new(Condition::BadRequest));
+        };
+        let mut items = Vec::new();
+        if let Some(wanted) = item.attr("affiliation").and_then(|a| Affiliation::parse(&a)) {
+            if affiliation < Affiliation::Admin {
+                return Err(StanzaError::new(Condition::Forbidden));
+            }
+            for (jid, _) in self.affiliations.iter().filter(|(_, a)| *a == wanted) {
+                XmlWriter::new(&mut items)
+                    .start("item")
+                    .attr("affiliation", wanted.name())
+                    .attr("jid", jid.as_str())
+                    .close_empty();
+            }
+        } else if let Some(wanted) = item.attr("role").and_then(|r| Role::parse(&r)) {
+            if role < Role::Moderator {
+                return Err(StanzaError::new(Condition::Forbidden));
+            }
+            for o in self.occupants.iter().filter(|o| o.role == wanted) {
+                XmlWriter::new(&mut items)
+                    .start("item")
+                    .attr("affiliation", o.affiliation.name())
+                    .attr("role", wanted.name())
+                    .attr("nick", &o.nick)
+                    .attr("jid", o.real.first().map_or("", |r| r))
+                    .close_empty();
+            }
+        } else {
+            return Err(StanzaError::new(Condition::BadRequest));
+        }
+        XmlWriter::new(body).start("query").attr("xmlns", NS_MUC_ADMIN).open();
+        body.extend_from_slice(&items);
+        XmlWriter::new(body).end("query");
+        Ok(())
+    }
+
+    /// §8.2–§8.6 (kick, voice, moderator) and §9–§10 (ban, member, admin, owner):
+    /// every item is checked first, so an error changes nothing.
+    fn admin_set(&mut self, sender: &Jid, query: &Element<'_>, out: &mut Outgoing) -> Result<(), StanzaError> {
+        let (actor, actor_role) = self.actor(sender);
+        let bad = || StanzaError::new(Condition::BadRequest);
+        let mut changes: Vec<(BareJid, Option<Role>, Option<Affiliation>)> = Vec::new();
+        for item in query.children().filter(|c| c.is("item", NS_MUC_ADMIN)).take(MAX_ITEMS) {
+            if let Some(role) = item.attr("role") {
+                let role = Role::parse(&role).ok_or_else(bad)?;
+                let nick = item.attr("nick").ok_or_else(bad)?;
+                let t = self.by_nick(&nick).ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
+                let target = &self.occupants[t];
+                if actor_role < Role::Moderator {
+                    return Err(StanzaError::with_text(Condition::Forbidden, "only moderators change roles"));
+                }
+                // §8.2: nobody lowers the role of someone with a higher affiliation
+                // (nor an admin's or owner's, unless an owner).
+                let protected = target.affiliation >= Affiliation::Admin && actor < Affiliation::Owner;
+                if target.affiliation > actor || (protected && role < Role::Moderator) {
+                    return Err(StanzaError::with_text(Condition::NotAllowed, "their affiliation protects their role"));
+                }
+                changes.push((target.bare.clone(), Some(role), None));
+            } else if let Some(affiliation) = item.attr("affiliation") {
+                let affiliation = Affiliation::parse(&affiliation).ok_or_else(bad)?;
+                let bare = match (item.attr("jid"), item.attr("nick")) {
+                    (Some(j), _) => {
+                        j.parse::<Jid>().map(|j| j.to_bare()).map_err(|_| StanzaError::new(Condition::JidMalformed))?
+                    }
+                    (None, Some(n)) => {
+                        let t = self.by_nick(&n).ok_or_else(|| StanzaError::new(Condition::ItemNotFound))?;
+                        self.occupants[t].bare.clone()
+                    }
+                    (None, None) => return Err(bad()),
+                };
+                let current = self.affiliation_of(&bare);
+                // §10: owners change any; admins only what is below admin, to below admin.
+                let allowed = actor == Affiliation::Owner
+                    || (actor == Affiliation::Admin
+                        && current < Affiliation::Admin
+                        && affiliation < Affiliation::Admin);
+                if !allowed {
+                    return Err(StanzaError::with_text(Condition::Forbidden, "your affiliation does not allow that"));
+                }
+                changes.push((bare, None, Some(affiliation)));
+            } else {
+                return Err(bad());
+            }
+        }
+        if changes.is_empty() {
+            return Err(bad());
+        }
+        // §10.9: a room keeps an owner; the table keeps its bound.
+        let mut table = self.affiliations.clone();
+        for (bare, _, affiliation) in &changes {
+            if let Some(a) = affiliation {
+                table.retain(|(b, _)| b != bare);
+                if *a != Affiliation::None {
+                    table.push((bare.clone(), *a));
+                }
+            }
+        }
+        if !table.iter().any(|(_, a)| *a == Affiliation::Owner) {
+            return Err(StanzaError::with_text(Condition::Conflict, "the room must keep an owner"));
+        }
+        if table.len() > MAX_AFFILIATIONS {
+            return Err(StanzaError::with_text(Condition::ResourceConstraint, "the room's affiliation lists are full"));
+        }
+        self.affiliations = table;
+        for (bare, role, affiliation) in changes {
+            let Some(i) = self.occupants.iter().position(|o| o.bare == bare) else { continue };
+            match (role, affiliation) {
+                (Some(Role::None), _) => self.remove(i, "307", out),
+                (_, Some(Affiliation::Outcast)) => self.remove(i, "301", out),
+                (Some(r), _) => {
+                    self.occupants[i].role = r;
+                    self.broadcast_presence(i, None, &[], out);
+                }
+                (None, Some(a)) => {
+                    self.occupants[i].affiliation = a;
+                    self.occupants[i].role = a.default_role();
+                    self.broadcast_presence(i, None, &[], out);
+                }
+                (None, None) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes an occupant out (kicked: 307, banned: 301): every resource of it and
+    /// every other occupant hear unavailable with the code.
+    fn remove(&mut self, i: usize, code: &str, out: &mut Outgoing) {
+        self.occupants[i].role = Role::None;
+        self.occupants[i].presence = Box::default();
+        let o = &self.occupants[i];
+        for other in &self.occupants {
+            for to in &other.real {
+                let mut codes = vec![code];
+                if other.bare == o.bare {
+                    codes.push("110");
+                }
+                out.push((to.to_string(), self.presence_of(o, to, None, &codes, true)));
+            }
+        }
+        log::debug!("room {}: {} removed ({code})", self.jid, o.nick);
+        self.occupants.remove(i);
+    }
+
     // --- iq (§10.1, §6.4, XEP-0410) ---
 
     fn iq(&mut self, sender: &Jid, resource: Option<&str>, iq: &Element<'_>, out: &mut Outgoing) {
@@ -505,6 +787,8 @@ impl Room {
             }
             (None, Some("get"), NS_PING, "ping") => Ok(()),
             (None, _, NS_MUC_OWNER, "query") => self.owner_query(sender, kind.as_deref(), &payload, &mut body),
+            (None, Some("get"), NS_MUC_ADMIN, "query") => self.admin_list(sender, &payload, &mut body),
+            (None, Some("set"), NS_MUC_ADMIN, "query") => self.admin_set(sender, &payload, out),
             _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
         };
         out.push((sender.as_str().to_string(), iq_reply(iq, &from, sender.as_str(), answer, &body)));
@@ -522,6 +806,7 @@ impl Room {
             NS_INFO,
             NS_ITEMS,
             NS_PING,
+            NS_OCCUPANT_ID,
             "muc_temporary",
             "muc_open",
             "muc_unmoderated",
@@ -547,7 +832,7 @@ impl Room {
         query: &Element<'_>,
         body: &mut Vec<u8>,
     ) -> Result<(), StanzaError> {
-        if !self.owners.contains(&sender.to_bare()) {
+        if self.affiliation_of(&sender.to_bare()) != Affiliation::Owner {
             return Err(StanzaError::with_text(Condition::Forbidden, "only the room's owners configure it"));
         }
         if kind == Some("get") {
