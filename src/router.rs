@@ -96,6 +96,18 @@ impl Hub<'_> {
         self.send(Origin::Redelivery, stanza, &mut Vec::new());
     }
 
+    /// [`Hub::send_bytes_to`], telling whether it was taken: false when a local
+    /// session's queue is full (a built-in service then removes that occupant).
+    pub fn push_to(&self, jid: &str, bytes: Vec<u8>) -> bool {
+        if let Ok(Jid::Full(full)) = jid.parse::<Jid>() {
+            if full.domain() == self.domain.as_str() {
+                return self.registry.get(&full).is_none_or(|s| s.push(bytes).is_ok());
+            }
+        }
+        self.send_bytes_to(jid, bytes);
+        true
+    }
+
     /// Sends bytes to whoever serves `jid`'s domain, with no answer expected (an
     /// error reply, a refusal): a local session, a component, or federation.
     pub fn send_bytes_to(&self, jid: &str, bytes: Vec<u8>) {

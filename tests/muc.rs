@@ -307,3 +307,34 @@ fn moderators_kick_and_silence_and_owners_ban_grant_and_keep_an_owner() {
     let step_down = admin(&mut juliet, "o2", "<item jid='juliet@localhost' affiliation='admin'/>");
     assert!(step_down.contains("type='result'"), "{step_down}");
 }
+
+#[test]
+fn an_occupant_whose_queue_overflows_is_taken_out_with_333_and_the_room_goes_on() {
+    // Romeo's phone dropped (stream management keeps his session, and its queue
+    // fills): the room removes him alone, and Juliet keeps chatting.
+    let server = Server::start_with("c2s_queue_size = 4096\n");
+    users(&server);
+    let mut juliet = juliet_creates(&server);
+    let mut romeo = server.login("romeo", "pw", "phone");
+    romeo.send("<enable xmlns='urn:xmpp:sm:3' resume='true'/>");
+    romeo.read_until("<enabled ", WAIT);
+    enter(&mut romeo, ROOM, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    juliet.read_until("</presence>", WAIT);
+    drop(romeo);
+    server.wait_for_log("romeo@localhost/phone hibernates", WAIT);
+    let body = "x".repeat(400);
+    let mut removed = String::new();
+    for n in 0..30 {
+        juliet.send(&format!("<message to='{ROOM}' type='groupchat' id='f{n}'><body>{n} {body}</body></message>"));
+        let got = juliet.read_until_any(&["</message>", "</presence>"]);
+        if got.contains("</presence>") {
+            removed = got;
+            break;
+        }
+    }
+    assert!(removed.contains(&format!("from='{ROOM}/Romeo'")) && removed.contains("<status code='333'/>"), "{removed}");
+    juliet.send(&format!("<message to='{ROOM}' type='groupchat' id='after'><body>still here</body></message>"));
+    juliet.read_until("still here", WAIT);
+    server.wait_for_log("removed: its queue is full", WAIT);
+}

@@ -51,15 +51,23 @@ impl Muc {
     /// its stream checked it); what it causes is sent through `hub`.
     pub fn handle(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>) {
         let mut out = Outgoing::new();
-        self.handle_into(hub, from, stanza, &mut out);
-        for (to, bytes) in out {
-            if to.contains('/') {
-                hub.send_bytes_to(&to, bytes);
-            } else {
-                // A bare JID (an invitation): RFC 6121 §8.5 picks the resources,
-                // or offline storage.
-                crate::xml::for_each_stanza(&bytes, |el| hub.redeliver(el));
+        let room = self.handle_into(hub, from, stanza, &mut out);
+        let stalled = deliver(hub, out);
+        // A slow occupant never stalls the room: one whose queue is full is taken
+        // out (status 333), and only it.
+        if let (Some(room), false) = (room, stalled.is_empty()) {
+            let mut out = Outgoing::new();
+            let mut rooms = self.rooms.borrow_mut();
+            if let Some(r) = rooms.get_mut(&*room) {
+                for real in &stalled {
+                    r.technical_removal(real, &mut out);
+                }
+                if r.is_empty() {
+                    rooms.remove(&*room);
+                }
             }
+            drop(rooms);
+            deliver(hub, out);
         }
     }
 
@@ -73,9 +81,10 @@ impl Muc {
         });
     }
 
-    fn handle_into(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>, out: &mut Outgoing) {
-        let Ok(sender) = from.parse::<Jid>() else { return };
-        let Some(to) = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok()) else { return };
+    /// Handles a stanza; returns the room it was for.
+    fn handle_into(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>, out: &mut Outgoing) -> Option<Box<str>> {
+        let sender = from.parse::<Jid>().ok()?;
+        let to = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok())?;
         let error = |e: StanzaError, out: &mut Outgoing| {
             let mut bytes = Vec::new();
             if e.write_reply(stanza, from, Some(to.as_str()), &mut bytes) {
@@ -83,43 +92,43 @@ impl Muc {
             }
         };
         let Some(room_name) = to.local() else {
-            return match stanza.name() {
+            match stanza.name() {
                 "iq" => self.service_iq(from, &to, stanza, out),
                 "message" | "presence" if stanza.attr("type").as_deref() == Some("error") => {}
                 "message" => error(StanzaError::new(Condition::ServiceUnavailable), out),
                 _ => {}
-            };
+            }
+            return None;
         };
         let mut rooms = self.rooms.borrow_mut();
-        let exists = rooms.contains_key(room_name);
-        if !exists {
+        if !rooms.contains_key(room_name) {
             let joining = stanza.name() == "presence" && stanza.attr("type").is_none() && to.resource().is_some();
             if !joining {
                 if stanza.name() == "iq" || stanza.name() == "message" {
                     error(StanzaError::with_text(Condition::ItemNotFound, "no such room"), out);
                 }
-                return;
+                return None;
             }
             // Creating a room: who may, and how many there are.
             let local = sender.domain() == hub.domain.as_str();
             if !local && !self.config.anyone_creates {
-                return error(
-                    StanzaError::with_text(Condition::NotAllowed, "only the hub's accounts create rooms"),
-                    out,
-                );
+                error(StanzaError::with_text(Condition::NotAllowed, "only the hub's accounts create rooms"), out);
+                return None;
             }
             if rooms.len() >= self.config.max_rooms {
-                return error(StanzaError::with_text(Condition::ResourceConstraint, "muc_max_rooms rooms exist"), out);
+                error(StanzaError::with_text(Condition::ResourceConstraint, "muc_max_rooms rooms exist"), out);
+                return None;
             }
-            let Ok(jid) = format!("{room_name}@{}", self.config.domain).parse::<BareJid>() else { return };
+            let jid = format!("{room_name}@{}", self.config.domain).parse::<BareJid>().ok()?;
             rooms.insert(room_name.into(), Room::new(jid, sender.to_bare(), &self.config));
         }
-        let Some(room) = rooms.get_mut(room_name) else { return };
+        let room = rooms.get_mut(room_name)?;
         room.handle(&sender, to.resource(), stanza, out);
         if room.is_empty() {
             log::debug!("room {} is empty: it ends", room.jid);
             rooms.remove(room_name);
         }
+        Some(room_name.into())
     }
 
     /// The service's own iqs: disco#info, disco#items (the public rooms), ping.
@@ -157,6 +166,23 @@ impl Muc {
         };
         out.push((from.to_string(), iq_reply(iq, to.as_str(), from, answer, &body)));
     }
+}
+
+/// Sends what a room produced; returns the local full JIDs whose queue was full.
+fn deliver(hub: &Hub<'_>, out: Outgoing) -> Vec<String> {
+    let mut stalled = Vec::new();
+    for (to, bytes) in out {
+        if to.contains('/') {
+            if !hub.push_to(&to, bytes) && !stalled.contains(&to) {
+                stalled.push(to);
+            }
+        } else {
+            // A bare JID (an invitation): RFC 6121 §8.5 picks the resources, or
+            // offline storage.
+            crate::xml::for_each_stanza(&bytes, |el| hub.redeliver(el));
+        }
+    }
+    stalled
 }
 
 /// An iq's answer: a result carrying `body`, or the error.

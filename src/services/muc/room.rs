@@ -736,6 +736,18 @@ impl Room {
         Ok(())
     }
 
+    /// A resource whose queue overflowed leaves (status 333, a technical
+    /// removal); the others carry on.
+    pub fn technical_removal(&mut self, real: &str, out: &mut Outgoing) {
+        let Some(i) = self.by_real(real) else { return };
+        if self.occupants[i].real.len() > 1 {
+            self.occupants[i].real.retain(|r| &**r != real);
+            return;
+        }
+        log::info!("room {}: {real} removed: its queue is full", self.jid);
+        self.remove(i, "333", out);
+    }
+
     /// Takes an occupant out (kicked: 307, banned: 301): every resource of it and
     /// every other occupant hear unavailable with the code.
     fn remove(&mut self, i: usize, code: &str, out: &mut Outgoing) {
