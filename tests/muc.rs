@@ -338,3 +338,88 @@ fn an_occupant_whose_queue_overflows_is_taken_out_with_333_and_the_room_goes_on(
     juliet.read_until("still here", WAIT);
     server.wait_for_log("removed: its queue is full", WAIT);
 }
+
+fn configure(c: &mut Client, id: &str, fields: &[(&str, &str)]) -> String {
+    let fields: String =
+        fields.iter().map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>")).collect();
+    c.send(&format!(
+        "<iq type='set' to='{ROOM}' id='{id}'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    ));
+    c.read_until_any(&[&format!("id='{id}' type='result'/>"), "</iq>"])
+}
+
+#[test]
+fn password_members_only_and_moderated_rooms_and_a_config_change_is_announced() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    juliet.send(&format!("<iq type='get' to='{ROOM}' id='form'><query xmlns='{MUC}#owner'/></iq>"));
+    let form = juliet.read_until("</iq>", WAIT);
+    for var in ["muc#roomconfig_membersonly", "muc#roomconfig_moderatedroom", "muc#roomconfig_roomsecret"] {
+        assert!(form.contains(&format!("var='{var}'")), "{form}");
+    }
+    // §10.2.1: a change is announced (104), and whois=anyone too (172).
+    let done = configure(&mut juliet, "c1", &[("muc#roomconfig_whois", "anyone")]);
+    assert!(done.contains("type='result'"), "{done}");
+    let notice = romeo.read_until("</message>", WAIT);
+    assert!(notice.contains("<status code='104'/>") && notice.contains("<status code='172'/>"), "{notice}");
+    // A password (§7.2.6).
+    configure(
+        &mut juliet,
+        "c2",
+        &[("muc#roomconfig_passwordprotectedroom", "1"), ("muc#roomconfig_roomsecret", "rose")],
+    );
+    let mut nurse = online(&server, "nurse", "kitchen");
+    nurse.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'/></presence>"));
+    let refused = nurse.read_until("</presence>", WAIT);
+    assert!(refused.contains("<not-authorized "), "{refused}");
+    enter_with(&mut nurse, "<password>rose</password>");
+    nurse.send(&format!("<presence to='{ROOM}/Nurse' type='unavailable'/>"));
+    assert!(nurse.read_until("</presence>", WAIT).contains("type='unavailable'"));
+    // Members only (§7.2.5): registration-required until she is a member.
+    configure(&mut juliet, "c3", &[("muc#roomconfig_passwordprotectedroom", "0"), ("muc#roomconfig_membersonly", "1")]);
+    nurse.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'/></presence>"));
+    let refused = nurse.read_until("</presence>", WAIT);
+    assert!(refused.contains("<registration-required "), "{refused}");
+    admin(&mut juliet, "m", "<item jid='nurse@localhost' affiliation='member'/>");
+    enter_with(&mut nurse, "");
+    // Moderated (§8.4): someone without an affiliation enters as a visitor.
+    configure(&mut juliet, "c4", &[("muc#roomconfig_membersonly", "0"), ("muc#roomconfig_moderatedroom", "1")]);
+    romeo.send(&format!("<presence to='{ROOM}/Romeo' type='unavailable'/>"));
+    romeo.read_until(&format!("from='{ROOM}/Romeo' to='romeo@localhost/garden' type='unavailable'"), WAIT);
+    romeo.read_until("</presence>", WAIT);
+    let back = enter(&mut romeo, ROOM, "Romeo");
+    assert!(back.contains("role='visitor'"), "{back}");
+}
+
+/// The nurse enters as Nurse with `extra` in the MUC element; returns it.
+fn enter_with(nurse: &mut Client, extra: &str) -> String {
+    nurse.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'>{extra}</x></presence>"));
+    let mut got = nurse.read_until("<subject", WAIT);
+    got.push_str(&nurse.read_until("</message>", WAIT));
+    assert!(got.contains("<status code='110'/>"), "{got}");
+    got
+}
+
+#[test]
+fn the_owner_destroys_the_room_with_a_reason_and_an_alternate_venue() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    romeo.send(&format!("<iq type='set' to='{ROOM}' id='d0'><query xmlns='{MUC}#owner'><destroy/></query></iq>"));
+    assert!(romeo.read_until("</iq>", WAIT).contains("<forbidden "));
+    juliet.send(&format!(
+        "<iq type='set' to='{ROOM}' id='d'><query xmlns='{MUC}#owner'><destroy jid='porch@conference.localhost'><reason>Moving</reason></destroy></query></iq>"
+    ));
+    let gone = romeo.read_until("</presence>", WAIT);
+    assert!(
+        gone.contains("type='unavailable'") && gone.contains("<destroy jid='porch@conference.localhost'>"),
+        "{gone}"
+    );
+    assert!(gone.contains("<reason>Moving</reason>"), "{gone}");
+    juliet.read_until("id='d' type='result'/>", WAIT);
+    juliet.send(&format!(
+        "<iq type='get' to='{ROOM}' id='info'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    assert!(juliet.read_until("</iq>", WAIT).contains("<item-not-found "));
+}

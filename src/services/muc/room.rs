@@ -114,6 +114,14 @@ pub struct Room {
     public: bool,
     /// Real JIDs shown to every occupant (`muc#roomconfig_whois` = anyone).
     non_anonymous: bool,
+    /// Only members (and up) may enter (§7.2.5: `registration-required`).
+    members_only: bool,
+    /// Occupants without an affiliation enter as visitors (§8.4).
+    moderated: bool,
+    /// Entering needs this password (§7.2.6: `not-authorized`).
+    password: Option<String>,
+    /// Participants may change the subject, not only moderators.
+    participants_set_subject: bool,
     /// New rooms stay locked until their owner configures them (§10.1.3).
     locked: bool,
     /// Accounts with an affiliation other than none (at most [`MAX_AFFILIATIONS`]).
@@ -125,6 +133,8 @@ pub struct Room {
     history: VecDeque<Kept>,
     max_history: usize,
     max_occupants: usize,
+    /// The service's bound, which `muc#roomconfig_maxusers` cannot pass.
+    service_max_occupants: usize,
 }
 
 /// What `<history/>` in a join asks for (§7.2.15).
@@ -143,6 +153,10 @@ impl Room {
             description: String::new(),
             public: true,
             non_anonymous: false,
+            members_only: false,
+            moderated: false,
+            password: None,
+            participants_set_subject: false,
             locked: true,
             affiliations: vec![(creator, Affiliation::Owner)],
             secret: {
@@ -155,6 +169,7 @@ impl Room {
             history: VecDeque::new(),
             max_history: config.history,
             max_occupants: config.max_occupants,
+            service_max_occupants: config.max_occupants,
         }
     }
 
@@ -250,6 +265,17 @@ impl Room {
         let bare = sender.to_bare();
         let affiliation = self.affiliation_of(&bare);
         let owner = affiliation == Affiliation::Owner;
+        if let Some(password) = &self.password {
+            let given = stanza.child("x", NS_MUC).and_then(|x| x.child("password", NS_MUC)).map(|p| p.text());
+            if given.as_deref() != Some(password.as_str()) {
+                let e = StanzaError::with_text(Condition::NotAuthorized, "this room needs its password");
+                return self.error(sender, Some(nick), stanza, e, out);
+            }
+        }
+        if self.members_only && affiliation < Affiliation::Member {
+            let e = StanzaError::with_text(Condition::RegistrationRequired, "this room is for its members");
+            return self.error(sender, Some(nick), stanza, e, out);
+        }
         if affiliation == Affiliation::Outcast {
             let e = StanzaError::with_text(Condition::Forbidden, "you are banned from this room");
             return self.error(sender, Some(nick), stanza, e, out);
@@ -277,7 +303,7 @@ impl Room {
                 i
             }
             None => {
-                let role = affiliation.default_role();
+                let role = self.entering_role(affiliation);
                 self.occupants.push(Occupant {
                     nick: nick.into(),
                     bare,
@@ -526,8 +552,9 @@ impl Room {
             .close_empty();
         let has_body = stanza.child("body", stanza.ns()).is_some();
         if let Some(subject) = stanza.child("subject", stanza.ns()).filter(|_| !has_body) {
-            // §8.1: moderators change the subject.
-            if self.occupants[i].role != Role::Moderator {
+            // §8.1: moderators change the subject (participants too, if allowed).
+            let may = self.occupants[i].role == Role::Moderator || self.participants_set_subject;
+            if !may {
                 let e = StanzaError::with_text(Condition::Forbidden, "only moderators change the subject");
                 if let Some(real) = self.occupants[i].real.first().and_then(|r| r.parse::<Jid>().ok()) {
                     self.error(&real, None, stanza, e, out);
@@ -727,7 +754,7 @@ impl Room {
                 }
                 (None, Some(a)) => {
                     self.occupants[i].affiliation = a;
-                    self.occupants[i].role = a.default_role();
+                    self.occupants[i].role = self.entering_role(a);
                     self.broadcast_presence(i, None, &[], out);
                 }
                 (None, None) => {}
@@ -798,7 +825,7 @@ impl Room {
                 Ok(())
             }
             (None, Some("get"), NS_PING, "ping") => Ok(()),
-            (None, _, NS_MUC_OWNER, "query") => self.owner_query(sender, kind.as_deref(), &payload, &mut body),
+            (None, _, NS_MUC_OWNER, "query") => self.owner_query(sender, kind.as_deref(), &payload, &mut body, out),
             (None, Some("get"), NS_MUC_ADMIN, "query") => self.admin_list(sender, &payload, &mut body),
             (None, Some("set"), NS_MUC_ADMIN, "query") => self.admin_set(sender, &payload, out),
             _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
@@ -820,9 +847,9 @@ impl Room {
             NS_PING,
             NS_OCCUPANT_ID,
             "muc_temporary",
-            "muc_open",
-            "muc_unmoderated",
-            "muc_unsecured",
+            if self.members_only { "muc_membersonly" } else { "muc_open" },
+            if self.moderated { "muc_moderated" } else { "muc_unmoderated" },
+            if self.password.is_some() { "muc_passwordprotected" } else { "muc_unsecured" },
             anonymity,
             visibility,
         ] {
@@ -843,29 +870,17 @@ impl Room {
         kind: Option<&str>,
         query: &Element<'_>,
         body: &mut Vec<u8>,
+        out: &mut Outgoing,
     ) -> Result<(), StanzaError> {
         if self.affiliation_of(&sender.to_bare()) != Affiliation::Owner {
             return Err(StanzaError::with_text(Condition::Forbidden, "only the room's owners configure it"));
         }
         if kind == Some("get") {
-            let mut w = XmlWriter::new(body);
-            w.start("query").attr("xmlns", NS_MUC_OWNER).open();
-            w.start("x").attr("xmlns", NS_DATA).attr("type", "form").open();
-            w.start("title").open().text("Configuration of the room").end("title");
-            field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMCONFIG);
-            typed_field(&mut w, "muc#roomconfig_roomname", "text-single", "Name", &self.name);
-            typed_field(&mut w, "muc#roomconfig_roomdesc", "text-single", "Description", &self.description);
-            typed_field(
-                &mut w,
-                "muc#roomconfig_publicroom",
-                "boolean",
-                "Listed in the directory",
-                bool_value(self.public),
-            );
-            typed_field(&mut w, "muc#roomconfig_persistentroom", "boolean", "Kept when empty", "0");
-            let whois = if self.non_anonymous { "anyone" } else { "moderators" };
-            typed_field(&mut w, "muc#roomconfig_whois", "list-single", "Who sees real JIDs", whois);
-            w.end("x").end("query");
+            self.write_config_form(body);
+            return Ok(());
+        }
+        if let Some(destroy) = query.child("destroy", NS_MUC_OWNER) {
+            self.destroy(&destroy, out);
             return Ok(());
         }
         let Some(form) = query.child("x", NS_DATA) else {
@@ -876,22 +891,130 @@ impl Room {
             Some("submit") => {}
             _ => return Err(StanzaError::new(Condition::BadRequest)),
         }
+        let was_non_anonymous = self.non_anonymous;
+        let mut password_on = self.password.is_some();
+        let mut secret = self.password.clone().unwrap_or_default();
+        let truthy = |v: &str| matches!(v, "1" | "true");
         for f in form.children().filter(|c| c.name() == "field") {
             let var = f.attr("var").unwrap_or_default();
             let value = f.children().find(|c| c.name() == "value").map(|v| v.text().into_owned()).unwrap_or_default();
             match &*var {
                 "muc#roomconfig_roomname" if !value.is_empty() => self.name = value.chars().take(100).collect(),
                 "muc#roomconfig_roomdesc" => self.description = value.chars().take(500).collect(),
-                "muc#roomconfig_publicroom" => self.public = matches!(value.as_str(), "1" | "true"),
+                "muc#roomconfig_publicroom" => self.public = truthy(&value),
                 "muc#roomconfig_whois" => self.non_anonymous = value == "anyone",
+                "muc#roomconfig_membersonly" => self.members_only = truthy(&value),
+                "muc#roomconfig_moderatedroom" => self.moderated = truthy(&value),
+                "muc#roomconfig_changesubject" => self.participants_set_subject = truthy(&value),
+                "muc#roomconfig_passwordprotectedroom" => password_on = truthy(&value),
+                "muc#roomconfig_roomsecret" => secret = value.chars().take(100).collect(),
+                "muc#roomconfig_maxusers" => {
+                    if let Ok(n) = value.parse::<usize>() {
+                        self.max_occupants = n.clamp(2, self.service_max_occupants);
+                    }
+                }
                 _ => {}
             }
         }
+        self.password = (password_on && !secret.is_empty()).then_some(secret);
         if self.locked {
             self.locked = false;
             log::info!("room {} unlocked by its owner", self.jid);
+        } else {
+            // §10.2.1: occupants hear that the configuration changed (104), and
+            // whether real JIDs are now shown (172) or not (173).
+            let mut codes = vec!["104"];
+            if self.non_anonymous != was_non_anonymous {
+                codes.push(if self.non_anonymous { "172" } else { "173" });
+            }
+            for to in self.occupants.iter().flat_map(|o| o.real.iter()) {
+                let mut m = Vec::with_capacity(200);
+                let mut w = XmlWriter::new(&mut m);
+                w.start("message").attr("from", self.jid.as_str()).attr("to", to).attr("type", "groupchat").open();
+                w.start("x").attr("xmlns", NS_MUC_USER).open();
+                for c in &codes {
+                    w.start("status").attr("code", c).close_empty();
+                }
+                w.end("x").end("message");
+                out.push((to.to_string(), m));
+            }
         }
         Ok(())
+    }
+
+    /// The muc#roomconfig form with the room's current values (§10.2).
+    fn write_config_form(&self, body: &mut Vec<u8>) {
+        let mut w = XmlWriter::new(body);
+        w.start("query").attr("xmlns", NS_MUC_OWNER).open();
+        w.start("x").attr("xmlns", NS_DATA).attr("type", "form").open();
+        w.start("title").open().text("Configuration of the room").end("title");
+        field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMCONFIG);
+        typed_field(&mut w, "muc#roomconfig_roomname", "text-single", "Name", &self.name);
+        typed_field(&mut w, "muc#roomconfig_roomdesc", "text-single", "Description", &self.description);
+        typed_field(&mut w, "muc#roomconfig_publicroom", "boolean", "Listed in the directory", bool_value(self.public));
+        typed_field(&mut w, "muc#roomconfig_persistentroom", "boolean", "Kept when empty", "0");
+        typed_field(&mut w, "muc#roomconfig_membersonly", "boolean", "Members only", bool_value(self.members_only));
+        typed_field(&mut w, "muc#roomconfig_moderatedroom", "boolean", "Moderated", bool_value(self.moderated));
+        let subject = bool_value(self.participants_set_subject);
+        typed_field(&mut w, "muc#roomconfig_changesubject", "boolean", "Participants set the subject", subject);
+        let protected = bool_value(self.password.is_some());
+        typed_field(&mut w, "muc#roomconfig_passwordprotectedroom", "boolean", "Password protected", protected);
+        typed_field(
+            &mut w,
+            "muc#roomconfig_roomsecret",
+            "text-private",
+            "Password",
+            self.password.as_deref().unwrap_or(""),
+        );
+        typed_field(
+            &mut w,
+            "muc#roomconfig_maxusers",
+            "text-single",
+            "Most occupants",
+            &self.max_occupants.to_string(),
+        );
+        let whois = if self.non_anonymous { "anyone" } else { "moderators" };
+        typed_field(&mut w, "muc#roomconfig_whois", "list-single", "Who sees real JIDs", whois);
+        w.end("x").end("query");
+    }
+
+    /// §10.9: the owner destroys the room; every occupant hears why, and where to go.
+    fn destroy(&mut self, destroy: &Element<'_>, out: &mut Outgoing) {
+        let venue = destroy.attr("jid").map(|j| j.into_owned());
+        let reason = destroy.child("reason", NS_MUC_OWNER).map(|r| r.text().into_owned());
+        for o in &self.occupants {
+            for to in &o.real {
+                let mut p = Vec::with_capacity(300);
+                let mut w = XmlWriter::new(&mut p);
+                w.start("presence")
+                    .attr("from", &self.occupant_jid(&o.nick))
+                    .attr("to", to)
+                    .attr("type", "unavailable");
+                w.open().start("x").attr("xmlns", NS_MUC_USER).open();
+                w.start("item").attr("affiliation", "none").attr("role", "none").close_empty();
+                w.start("destroy").attr_opt("jid", venue.as_deref());
+                match &reason {
+                    Some(r) => {
+                        w.open().start("reason").open().text(r).end("reason").end("destroy");
+                    }
+                    None => {
+                        w.close_empty();
+                    }
+                }
+                w.end("x").end("presence");
+                out.push((to.to_string(), p));
+            }
+        }
+        log::info!("room {} destroyed by its owner", self.jid);
+        self.occupants.clear();
+    }
+
+    /// The role an occupant enters with: visitors in a moderated room (§8.4).
+    fn entering_role(&self, affiliation: Affiliation) -> Role {
+        match affiliation.default_role() {
+            Role::Participant if self.moderated && affiliation < Affiliation::Member => Role::Visitor,
+            r => r,
+        }
     }
 }
 
