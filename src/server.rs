@@ -293,6 +293,9 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         shutting_down: Cell::new(false),
         refusing: Cell::new(0),
     });
+    if let Some(muc) = &server.muc {
+        muc.load(&server.store);
+    }
     log::info!(
         "wrenhub {} serving {} (max_sessions {}, data in {})",
         env!("CARGO_PKG_VERSION"),

@@ -423,3 +423,44 @@ fn the_owner_destroys_the_room_with_a_reason_and_an_alternate_venue() {
     ));
     assert!(juliet.read_until("</iq>", WAIT).contains("<item-not-found "));
 }
+
+#[test]
+fn a_persistent_room_keeps_its_configuration_affiliations_and_subject_across_a_restart() {
+    let mut server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    configure(&mut juliet, "p", &[("muc#roomconfig_persistentroom", "1"), ("muc#roomconfig_roomname", "The Garden")]);
+    juliet.send(&format!("<message to='{ROOM}' type='groupchat'><subject>Kept</subject></message>"));
+    juliet.read_until("Kept", WAIT);
+    admin(&mut juliet, "b", "<item jid='nurse@localhost' affiliation='outcast'/>");
+    for (c, nick) in [(&mut romeo, "Romeo"), (&mut juliet, "Juliet")] {
+        c.send(&format!("<presence to='{ROOM}/{nick}' type='unavailable'/>"));
+        c.read_until("<status code='110'/>", WAIT);
+    }
+    // Empty, it stays: listed with its name.
+    juliet.send("<iq type='get' to='conference.localhost' id='rooms'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    assert!(juliet.read_until("</iq>", WAIT).contains("name='The Garden'"));
+    drop((juliet, romeo));
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("exits");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let server = Server::start_in(dir, "");
+    server.wait_for_log("1 persistent group-chat room(s)", WAIT);
+    let mut romeo = online(&server, "romeo", "garden");
+    let back = enter(&mut romeo, ROOM, "Romeo");
+    assert!(back.contains("<subject>Kept</subject>") && !back.contains("code='201'"), "{back}");
+    romeo.send(&format!(
+        "<iq type='get' to='{ROOM}' id='info'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let info = romeo.read_until("</iq>", WAIT);
+    assert!(info.contains("name='The Garden'") && info.contains("var='muc_persistent'"), "{info}");
+    let mut nurse = online(&server, "nurse", "kitchen");
+    nurse.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'/></presence>"));
+    assert!(nurse.read_until("</presence>", WAIT).contains("<forbidden "), "the ban is kept");
+    // Juliet is still the owner: she may destroy it, and then it is gone for good.
+    let mut juliet = online(&server, "juliet", "balcony");
+    juliet.send(&format!("<iq type='set' to='{ROOM}' id='d'><query xmlns='{MUC}#owner'><destroy/></query></iq>"));
+    juliet.read_until("id='d' type='result'/>", WAIT);
+    juliet.send("<iq type='get' to='conference.localhost' id='rooms2'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
+    assert!(!juliet.read_until("</iq>", WAIT).contains("The Garden"));
+}

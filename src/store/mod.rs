@@ -9,6 +9,7 @@
 pub mod account_xml;
 pub mod blocklist;
 pub mod fast_tokens;
+pub mod muc_rooms;
 pub mod offline;
 pub mod roster;
 pub mod writer;
@@ -194,6 +195,7 @@ impl Store {
         Store::create_account_xml_table(&txn)?;
         Store::create_blocklist_table(&txn)?;
         Store::create_fast_token_table(&txn)?;
+        Store::create_muc_room_table(&txn)?;
         txn.commit().map_err(db_err)?;
         Ok(Store {
             db,

@@ -47,6 +47,30 @@ impl Muc {
         &self.config.domain
     }
 
+    /// Reads the persistent rooms (at start).
+    pub fn load(&self, store: &crate::store::Store) {
+        let records = match store.muc_rooms(self.config.max_rooms) {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("group-chat rooms: {e}");
+                return;
+            }
+        };
+        let mut rooms = self.rooms.borrow_mut();
+        for (name, record) in records {
+            let Ok(jid) = format!("{name}@{}", self.config.domain).parse::<BareJid>() else { continue };
+            match Room::decode(jid, &record, &self.config) {
+                Some(room) => {
+                    rooms.insert(name.into(), room);
+                }
+                None => log::warn!("group-chat room {name}: its stored record does not decode; left out"),
+            }
+        }
+        if !rooms.is_empty() {
+            log::info!("{} persistent group-chat room(s) at {}", rooms.len(), self.config.domain);
+        }
+    }
+
     /// A stanza for the service or one of its rooms, from `from` (a full JID as
     /// its stream checked it); what it causes is sent through `hub`.
     pub fn handle(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>) {
@@ -62,7 +86,7 @@ impl Muc {
                 for real in &stalled {
                     r.technical_removal(real, &mut out);
                 }
-                if r.is_empty() {
+                if r.is_empty() && !r.persistent {
                     rooms.remove(&*room);
                 }
             }
@@ -124,7 +148,14 @@ impl Muc {
         }
         let room = rooms.get_mut(room_name)?;
         room.handle(&sender, to.resource(), stanza, out);
-        if room.is_empty() {
+        if room.take_dirty() {
+            // What a persistent room keeps is stored before the answers go out.
+            let record = room.persistent.then(|| room.encode());
+            if let Err(e) = hub.store.put_muc_room(room_name, record.as_deref()) {
+                log::error!("group-chat room {}: {e}", room.jid);
+            }
+        }
+        if room.is_empty() && !room.persistent {
             log::debug!("room {} is empty: it ends", room.jid);
             rooms.remove(room_name);
         }

@@ -124,6 +124,10 @@ pub struct Room {
     participants_set_subject: bool,
     /// New rooms stay locked until their owner configures them (§10.1.3).
     locked: bool,
+    /// Kept (in the store too) when its last occupant leaves.
+    pub persistent: bool,
+    /// What the store keeps changed since the service last saved it.
+    dirty: bool,
     /// Accounts with an affiliation other than none (at most [`MAX_AFFILIATIONS`]).
     affiliations: Vec<(BareJid, Affiliation)>,
     /// Keys the XEP-0421 occupant ids (stable per account in this room).
@@ -158,6 +162,8 @@ impl Room {
             password: None,
             participants_set_subject: false,
             locked: true,
+            persistent: false,
+            dirty: false,
             affiliations: vec![(creator, Affiliation::Owner)],
             secret: {
                 let mut s = [0u8; 16];
@@ -175,6 +181,93 @@ impl Room {
 
     pub fn is_empty(&self) -> bool {
         self.occupants.is_empty()
+    }
+
+    /// True once after a change the store keeps (configuration, affiliations,
+    /// subject).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The store's record of a persistent room: `version 1, flags, name,
+    /// description, password?, max occupants (u32), secret (16), subject? (nick,
+    /// bytes), affiliations (u16 count, then jid and code each)`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1];
+        let flags = [
+            self.public,
+            self.non_anonymous,
+            self.members_only,
+            self.moderated,
+            self.participants_set_subject,
+            self.locked,
+        ];
+        out.push(flags.iter().enumerate().fold(0u8, |acc, (i, f)| acc | (u8::from(*f) << i)));
+        put(&mut out, self.name.as_bytes());
+        put(&mut out, self.description.as_bytes());
+        put_opt(&mut out, self.password.as_deref().map(str::as_bytes));
+        out.extend_from_slice(&(self.max_occupants as u32).to_be_bytes());
+        out.extend_from_slice(&self.secret);
+        match &self.subject {
+            Some((nick, bytes)) => {
+                out.push(1);
+                put(&mut out, nick.as_bytes());
+                put(&mut out, bytes);
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&(self.affiliations.len() as u16).to_be_bytes());
+        for (jid, a) in &self.affiliations {
+            put(&mut out, jid.as_str().as_bytes());
+            out.push(Affiliation::ALL.iter().position(|x| x == a).unwrap_or(1) as u8);
+        }
+        out
+    }
+
+    /// A persistent room from its record; `None` if the record is not one.
+    pub fn decode(jid: BareJid, record: &[u8], config: &MucConfig) -> Option<Room> {
+        let mut r = Reader(record);
+        if r.u8()? != 1 {
+            return None;
+        }
+        let flags = r.u8()?;
+        let flag = |i: u8| flags & (1 << i) != 0;
+        let name = r.string()?;
+        let description = r.string()?;
+        let password = match r.u8()? {
+            0 => None,
+            _ => Some(r.string()?),
+        };
+        let max_occupants = (u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize).clamp(2, config.max_occupants);
+        let mut secret = [0u8; 16];
+        secret.copy_from_slice(r.take(16)?);
+        let subject = match r.u8()? {
+            0 => None,
+            _ => Some((r.string()?.into_boxed_str(), r.bytes()?.into_boxed_slice())),
+        };
+        let count = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+        let mut affiliations = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let jid = r.string()?.parse::<BareJid>().ok()?;
+            let a = *Affiliation::ALL.get(usize::from(r.u8()?))?;
+            affiliations.push((jid, a));
+        }
+        let mut room = Room::new(jid, affiliations.first()?.0.clone(), config);
+        room.public = flag(0);
+        room.non_anonymous = flag(1);
+        room.members_only = flag(2);
+        room.moderated = flag(3);
+        room.participants_set_subject = flag(4);
+        room.locked = flag(5);
+        room.name = name;
+        room.description = description;
+        room.password = password;
+        room.max_occupants = max_occupants;
+        room.secret = secret;
+        room.subject = subject;
+        room.affiliations = affiliations;
+        room.persistent = true;
+        Some(room)
     }
 
     pub fn is_public(&self) -> bool {
@@ -564,6 +657,7 @@ impl Room {
             let mut s = Vec::new();
             XmlWriter::new(&mut s).start("subject").open().text(&subject.text()).end("subject");
             self.subject = Some((nick.clone(), s.into()));
+            self.dirty = true;
         }
         let from = self.occupant_jid(&nick);
         for o in &self.occupants {
@@ -742,7 +836,10 @@ impl Room {
         if table.len() > MAX_AFFILIATIONS {
             return Err(StanzaError::with_text(Condition::ResourceConstraint, "the room's affiliation lists are full"));
         }
-        self.affiliations = table;
+        if self.affiliations != table {
+            self.affiliations = table;
+            self.dirty = true;
+        }
         for (bare, role, affiliation) in changes {
             let Some(i) = self.occupants.iter().position(|o| o.bare == bare) else { continue };
             match (role, affiliation) {
@@ -846,7 +943,7 @@ impl Room {
             NS_ITEMS,
             NS_PING,
             NS_OCCUPANT_ID,
-            "muc_temporary",
+            if self.persistent { "muc_persistent" } else { "muc_temporary" },
             if self.members_only { "muc_membersonly" } else { "muc_open" },
             if self.moderated { "muc_moderated" } else { "muc_unmoderated" },
             if self.password.is_some() { "muc_passwordprotected" } else { "muc_unsecured" },
@@ -902,6 +999,7 @@ impl Room {
                 "muc#roomconfig_roomname" if !value.is_empty() => self.name = value.chars().take(100).collect(),
                 "muc#roomconfig_roomdesc" => self.description = value.chars().take(500).collect(),
                 "muc#roomconfig_publicroom" => self.public = truthy(&value),
+                "muc#roomconfig_persistentroom" => self.persistent = truthy(&value),
                 "muc#roomconfig_whois" => self.non_anonymous = value == "anyone",
                 "muc#roomconfig_membersonly" => self.members_only = truthy(&value),
                 "muc#roomconfig_moderatedroom" => self.moderated = truthy(&value),
@@ -917,6 +1015,7 @@ impl Room {
             }
         }
         self.password = (password_on && !secret.is_empty()).then_some(secret);
+        self.dirty = true;
         if self.locked {
             self.locked = false;
             log::info!("room {} unlocked by its owner", self.jid);
@@ -952,7 +1051,8 @@ impl Room {
         typed_field(&mut w, "muc#roomconfig_roomname", "text-single", "Name", &self.name);
         typed_field(&mut w, "muc#roomconfig_roomdesc", "text-single", "Description", &self.description);
         typed_field(&mut w, "muc#roomconfig_publicroom", "boolean", "Listed in the directory", bool_value(self.public));
-        typed_field(&mut w, "muc#roomconfig_persistentroom", "boolean", "Kept when empty", "0");
+        let persistent = bool_value(self.persistent);
+        typed_field(&mut w, "muc#roomconfig_persistentroom", "boolean", "Kept when empty", persistent);
         typed_field(&mut w, "muc#roomconfig_membersonly", "boolean", "Members only", bool_value(self.members_only));
         typed_field(&mut w, "muc#roomconfig_moderatedroom", "boolean", "Moderated", bool_value(self.moderated));
         let subject = bool_value(self.participants_set_subject);
@@ -1007,6 +1107,8 @@ impl Room {
         }
         log::info!("room {} destroyed by its owner", self.jid);
         self.occupants.clear();
+        self.persistent = false;
+        self.dirty = true;
     }
 
     /// The role an occupant enters with: visitors in a moderated room (§8.4).
@@ -1050,5 +1152,45 @@ fn history_wanted(stanza: &Element<'_>) -> HistoryWanted {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         },
+    }
+}
+
+fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let b = &b[..b.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            out.push(1);
+            put(out, b);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Reads a room record.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
+        Some(self.take(usize::from(len))?.to_vec())
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?).ok()
     }
 }
