@@ -33,6 +33,7 @@ fn the_benchmark_runs_and_measures_every_figure_for_both_servers() {
             .chain(["cpu_ms_per_login", "msgs_per_s", "p50_ms", "p99_ms", "max_ms", "cpu_s_per_10k_msgs"])
             .chain(["msgs_per_s_sm", "cpu_s_per_10k_msgs_sm"])
             .chain(["cpu_ms_per_reconnect_login", "cpu_ms_per_reconnect_resume"])
+            .chain(["muc_join_s", "muc_deliveries_per_s", "cpu_us_per_muc_delivery"])
     {
         assert_eq!(json.matches(&format!("\"{figure}\":")).count(), 5, "{figure}:\n{json}");
     }
@@ -43,6 +44,7 @@ fn the_benchmark_runs_and_measures_every_figure_for_both_servers() {
     // The hostile and offline figures (a memory delta may be 0 and then has no ratio).
     for figure in ["kib_per_unauth_partial", "kib_per_unauth_header", "peak_kib_100_stanzas"].into_iter().chain([
         "kib_per_hibernated_session",
+        "kib_per_occupant",
         "offline_per_s_1",
         "offline_per_s_2",
         "offline_ping_p99_ms_1",

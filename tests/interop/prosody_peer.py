@@ -161,6 +161,7 @@ class ProsodyPeer(PeerProcess):
       peers may still authenticate with dialback (always enabled).
     users: [(user, password)] registered at start() (start(users=...) adds more).
     extra_modules / extra_config: more modules_enabled entries / raw global Lua config.
+    components: raw Lua after the VirtualHost (e.g. a `Component ... "muc"`).
     routes_only: unrouted domains fail at once (True) or go to DNS (False).
     die_with_parent: Prosody gets SIGTERM if the thread that started it dies (Linux);
       set False when starting it from a short-lived thread.
@@ -169,7 +170,7 @@ class ProsodyPeer(PeerProcess):
     def __init__(self, work_dir, domain, c2s_port, s2s_port, routes=None, cert_file=None, key_file=None,
                  ca_file=None, s2s_secure_auth=True, users=(), s2s_direct_tls_port=None, extra_modules=(),
                  extra_config="", routes_only=True, die_with_parent=True, prosody="prosody",
-                 prosodyctl="prosodyctl"):
+                 prosodyctl="prosodyctl", components=""):
         self.work_dir = Path(work_dir).resolve()
         self.domain = domain
         self.c2s_port = int(c2s_port)
@@ -185,6 +186,7 @@ class ProsodyPeer(PeerProcess):
         self.users = list(users)
         self.extra_modules = list(extra_modules)
         self.extra_config = extra_config
+        self.components = components
         self.routes_only = routes_only
         self.die_with_parent = die_with_parent
         self.prosody = prosody
@@ -246,6 +248,8 @@ class ProsodyPeer(PeerProcess):
         if self.extra_config:
             lines.append(self.extra_config)
         lines.append(f"VirtualHost {_lua(self.domain)}")
+        if self.components:
+            lines.append(self.components)
         return "\n".join(lines) + "\n"
 
     def write_config(self):

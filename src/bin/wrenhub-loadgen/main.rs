@@ -8,6 +8,7 @@
 //!   delivered messages per second and the latency percentiles;
 //! - `reconnects`: clients that drop their connection and come back, by a full
 //!   login, a XEP-0198 resumption inside SASL2, or a XEP-0484 FAST login;
+//! - `room`: N sessions in one group chat, S of them sending (XEP-0045);
 //! - `wait-login`: retries one login until it succeeds (startup time).
 //!
 //! Results are one JSON object per line on stdout. SCRAM-SHA-1 because Prosody's
@@ -16,6 +17,7 @@
 //! the measurement on the server), and SCRAM's PBKDF2 runs once per account.
 
 mod reconnects;
+mod room;
 
 use argh::FromArgs;
 use event_listener::Event as Notify;
@@ -67,6 +69,7 @@ enum Command {
     Offline(OfflineCmd),
     Reconnects(reconnects::ReconnectsCmd),
     Hibernate(reconnects::HibernateCmd),
+    Room(room::RoomCmd),
     WaitLogin(WaitLoginCmd),
 }
 
@@ -581,6 +584,7 @@ fn main() -> std::process::ExitCode {
         Command::Offline(cmd) => offline(&ex, &target, &user, users, cmd),
         Command::Reconnects(cmd) => reconnects::run(&ex, &target, &user, cmd),
         Command::Hibernate(cmd) => reconnects::hibernate(&ex, &target, &user, cmd),
+        Command::Room(cmd) => room::run(&ex, &target, &user, cmd),
     }
 }
 
