@@ -40,8 +40,10 @@ const MUC: &str = "http://jabber.org/protocol/muc";
 
 /// Enters the room; returns once the subject (the end of the join) arrived.
 async fn enter(conn: &mut Conn, room: &str, nick: &str) -> io::Result<()> {
-    conn.send(format!("<presence to='{room}/{nick}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>").as_bytes())
-        .await?;
+    conn.send(
+        format!("<presence to='{room}/{nick}'><x xmlns='{MUC}'><history maxstanzas='0'/></x></presence>").as_bytes(),
+    )
+    .await?;
     loop {
         let ev = conn.element().await?;
         match (ev.name.as_str(), ev.kind.as_deref()) {
@@ -71,7 +73,8 @@ pub fn run(
         let (conns, failed, target) = (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(target));
         let names = names.clone();
         futures_lite::future::block_on(ex.run(run_jobs(ex, n, 50, move |i| {
-            let (conns, failed, target, name) = (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(&target), names[i].clone());
+            let (conns, failed, target, name) =
+                (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(&target), names[i].clone());
             async move {
                 match login(&target, &name, &format!("m{i}")).await {
                     Ok(c) => conns.borrow_mut()[i] = Some(c),
