@@ -24,15 +24,7 @@ use std::rc::Rc;
 /// re-emitted in `jabber:client`, as many as fit in [`MAX_REQUEST_PAYLOAD`] bytes.
 pub fn payload_of(stanza: &Element<'_>) -> Option<Box<[u8]>> {
     let mut out = Vec::new();
-    for child in stanza.children() {
-        let mut one = Vec::new();
-        let content = (child.ns() == stanza.ns()).then_some(crate::ns::NS_CLIENT);
-        crate::xml::writer::write_element(&mut one, &child, crate::ns::NS_CLIENT, content, &[]);
-        if out.len() + one.len() > MAX_REQUEST_PAYLOAD {
-            break;
-        }
-        out.extend_from_slice(&one);
-    }
+    crate::xml::writer::write_children(&mut out, stanza, crate::ns::NS_CLIENT, &[], MAX_REQUEST_PAYLOAD);
     (!out.is_empty()).then(|| out.into_boxed_slice())
 }
 

@@ -91,6 +91,23 @@ impl Override<'_> {
     }
 }
 
+/// Writes `el`'s children anew under a parent in `parent_ns`: those in `el`'s own
+/// namespace move to `parent_ns` (a `jabber:server` stanza's `<status/>` written
+/// for a client), those in a `skip` namespace are left out, and the output stops
+/// before it would pass `max` bytes.
+pub fn write_children(out: &mut Vec<u8>, el: &Element<'_>, parent_ns: &str, skip: &[&str], max: usize) {
+    let start = out.len();
+    for child in el.children().filter(|c| !skip.contains(&c.ns())) {
+        let before = out.len();
+        let content = (child.ns() == el.ns()).then_some(parent_ns);
+        write_element(out, &child, parent_ns, content, &[]);
+        if out.len() - start > max {
+            out.truncate(before);
+            break;
+        }
+    }
+}
+
 /// Writes `el` anew into `out`. `parent_ns` is the default namespace in force where
 /// it is written (the stream's content namespace for a stanza); `content_ns`, when
 /// given, replaces the top element's namespace (e.g. `jabber:client` stanzas written

@@ -252,9 +252,6 @@ pub(crate) fn iq_reply(
 /// `skip` namespaces (the MUC protocol elements a room rewrites).
 pub(crate) fn children_except(stanza: &Element<'_>, skip: &[&str]) -> Vec<u8> {
     let mut out = Vec::new();
-    for child in stanza.children().filter(|c| !skip.contains(&c.ns())) {
-        let content = (child.ns() == stanza.ns()).then_some(NS_CLIENT);
-        crate::xml::writer::write_element(&mut out, &child, NS_CLIENT, content, &[]);
-    }
+    crate::xml::writer::write_children(&mut out, stanza, NS_CLIENT, skip, usize::MAX);
     out
 }

@@ -409,9 +409,10 @@ impl Room {
             }
         };
         // §7.2.3: the others' presence to the new occupant, then its own to all.
+        let newcomer = &self.occupants[index];
         for (i, o) in self.occupants.iter().enumerate() {
             if i != index {
-                out.push((real.to_string(), self.presence_of(o, real, None, &[], false)));
+                out.push((real.to_string(), self.presence_of(o, newcomer, real, None, &[], false)));
             }
         }
         let mut codes: Vec<&str> = Vec::new();
@@ -507,50 +508,46 @@ impl Room {
         if self.occupants[i].real.len() > 1 {
             self.occupants[i].real.retain(|r| &**r != real);
             let o = &self.occupants[i];
-            out.push((real.to_string(), self.presence_of(o, real, None, &["110"], true)));
+            out.push((real.to_string(), self.presence_of(o, o, real, None, &["110"], true)));
             return;
         }
         self.occupants[i].presence = presence.into();
-        let o = &self.occupants[i];
-        for other in &self.occupants {
-            for to in &other.real {
-                let mut own: Vec<&str> = codes.to_vec();
-                if other.bare == o.bare {
-                    own.push("110");
-                }
-                out.push((to.to_string(), self.presence_of(o, to, None, &own, true)));
-            }
-        }
+        self.broadcast(i, None, codes, true, out);
         self.occupants.remove(i);
     }
 
     /// Occupant `i`'s presence to every occupant (`new_nick`: the 303 form).
     fn broadcast_presence(&self, i: usize, new_nick: Option<&str>, codes: &[&str], out: &mut Outgoing) {
+        self.broadcast(i, new_nick, codes, new_nick.is_some(), out);
+    }
+
+    /// Occupant `i`'s presence to every resource of every occupant, with `codes`
+    /// (and 110 to its own resources).
+    fn broadcast(&self, i: usize, new_nick: Option<&str>, codes: &[&str], unavailable: bool, out: &mut Outgoing) {
         let o = &self.occupants[i];
-        for other in &self.occupants {
-            for to in &other.real {
-                let mut own: Vec<&str> = codes.to_vec();
-                if other.bare == o.bare {
-                    own.push("110");
-                }
-                out.push((to.to_string(), self.presence_of(o, to, new_nick, &own, new_nick.is_some())));
+        for viewer in &self.occupants {
+            let mut own: Vec<&str> = codes.to_vec();
+            if viewer.bare == o.bare {
+                own.push("110");
+            }
+            for to in &viewer.real {
+                out.push((to.to_string(), self.presence_of(o, viewer, to, new_nick, &own, unavailable)));
             }
         }
     }
 
-    /// `o`'s presence as `to` sees it: the real JID only to moderators, or to all
-    /// in a non-anonymous room (§7.2.3, §7.2.4).
+    /// `o`'s presence as `viewer` sees it (at its resource `to`): the real JID only
+    /// to moderators, or to all in a non-anonymous room (§7.2.3, §7.2.4).
     fn presence_of(
         &self,
         o: &Occupant,
+        viewer: &Occupant,
         to: &str,
         new_nick: Option<&str>,
         codes: &[&str],
         unavailable: bool,
     ) -> Vec<u8> {
-        let viewer_moderator =
-            self.occupants.iter().any(|v| v.role == Role::Moderator && v.real.iter().any(|r| &**r == to));
-        let show_jid = self.non_anonymous || viewer_moderator || codes.contains(&"110");
+        let show_jid = self.non_anonymous || viewer.role == Role::Moderator || codes.contains(&"110");
         let mut p = Vec::with_capacity(240 + o.presence.len());
         let mut w = XmlWriter::new(&mut p);
         w.start("presence").attr("from", &self.occupant_jid(&o.nick)).attr("to", to);
@@ -877,17 +874,8 @@ impl Room {
     fn remove(&mut self, i: usize, code: &str, out: &mut Outgoing) {
         self.occupants[i].role = Role::None;
         self.occupants[i].presence = Box::default();
-        let o = &self.occupants[i];
-        for other in &self.occupants {
-            for to in &other.real {
-                let mut codes = vec![code];
-                if other.bare == o.bare {
-                    codes.push("110");
-                }
-                out.push((to.to_string(), self.presence_of(o, to, None, &codes, true)));
-            }
-        }
-        log::debug!("room {}: {} removed ({code})", self.jid, o.nick);
+        self.broadcast(i, None, &[code], true, out);
+        log::debug!("room {}: {} removed ({code})", self.jid, self.occupants[i].nick);
         self.occupants.remove(i);
     }
 
