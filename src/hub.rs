@@ -71,9 +71,11 @@ impl Hub<'_> {
         }
     }
 
-    /// Is `domain` served here (ours, or exactly a configured component's)? An
-    /// inbound s2s stream may ask for these.
+    /// Is `domain` served here (ours, the group-chat service's, or exactly a
+    /// configured component's)? An inbound s2s stream may ask for these.
     pub fn serves(&self, domain: &str) -> bool {
-        domain == self.domain.as_str() || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
+        domain == self.domain.as_str()
+            || self.muc.is_some_and(|m| m.domain().as_str() == domain)
+            || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
     }
 }

@@ -96,16 +96,29 @@ impl Hub<'_> {
         self.send(Origin::Redelivery, stanza, &mut Vec::new());
     }
 
-    /// [`Hub::send_bytes_to`], telling whether it was taken: false when a local
-    /// session's queue is full (a built-in service then removes that occupant).
-    pub fn push_to(&self, jid: &str, bytes: Vec<u8>) -> bool {
-        if let Ok(Jid::Full(full)) = jid.parse::<Jid>() {
-            if full.domain() == self.domain.as_str() {
-                return self.registry.get(&full).is_none_or(|s| s.push(bytes).is_ok());
+    /// What a built-in service at `service` (group chat) sends to `jid`: a local
+    /// session, a remote user over federation from the service's own domain, or
+    /// whoever else serves the domain. False when it was not taken: a local
+    /// session's queue or the remote domain's is full (the service then removes
+    /// that occupant).
+    pub fn push_from_service(&self, service: &Domain, jid: &str, bytes: Vec<u8>) -> bool {
+        let Ok(parsed) = jid.parse::<Jid>() else { return true };
+        match self.address(parsed.domain()) {
+            Address::Accounts => match &parsed {
+                Jid::Full(full) => self.registry.get(full).is_none_or(|s| s.push(bytes).is_ok()),
+                // A bare JID (an invitation): RFC 6121 §8.5 picks the resources,
+                // or offline storage.
+                Jid::Bare(_) => {
+                    crate::xml::for_each_stanza(&bytes, |el| self.redeliver(el));
+                    true
+                }
+            },
+            Address::Remote(domain) => self.s2s.is_some_and(|s2s| s2s.send_from(service, &domain, bytes, None).is_ok()),
+            _ => {
+                self.send_bytes_to(jid, bytes);
+                true
             }
         }
-        self.send_bytes_to(jid, bytes);
-        true
     }
 
     /// Sends bytes to whoever serves `jid`'s domain, with no answer expected (an

@@ -228,7 +228,13 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             if config.s2s_dialback { "on" } else { "off" }
         );
         let dialback_secret = store.secret("dialback").map_err(ServeError::Store)?;
-        Some(crate::s2s::S2s::new(config.max_s2s_links, config.s2s_queue_size, dialback_secret, trust))
+        Some(crate::s2s::S2s::new(
+            config.domain.clone(),
+            config.max_s2s_links,
+            config.s2s_queue_size,
+            dialback_secret,
+            trust,
+        ))
     } else {
         None
     };

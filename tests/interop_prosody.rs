@@ -14,8 +14,15 @@ use std::time::Duration;
 /// Runs wrenhub (hub.test) against Prosody (prosody.test) in `mode`; returns
 /// wrenhub's server for the log checks.
 fn federate(mode: &str) -> Server {
+    with_prosody("prosody_federation.py", mode)
+}
+
+/// Runs `script` (tests/interop) with wrenhub for hub.test (its group chat at
+/// conference.hub.test) and the script's Prosody for prosody.test (with
+/// conference.prosody.test, which its certificate names too).
+fn with_prosody(script: &str, mode: &str) -> Server {
     let work = tempfile::tempdir().unwrap();
-    let (cert, key, ca) = test_identity("prosody.test");
+    let (cert, key, ca) = test_identity_for(&["prosody.test", "conference.prosody.test"]);
     let (cert_path, key_path, ca_path) =
         (work.path().join("prosody.pem"), work.path().join("prosody.key"), work.path().join("prosody-ca.pem"));
     std::fs::write(&cert_path, cert).unwrap();
@@ -25,14 +32,15 @@ fn federate(mode: &str) -> Server {
     let trust = if mode == "external" { format!("s2s_ca_file = '{}'\n", ca_path.display()) } else { String::new() };
     let server = Server::start_with(&format!(
         "domain = 'hub.test'\nfederation = true\ns2s_listen = ['127.0.0.1:0']\ns2s_system_roots = false\n{trust}\
-         [[s2s_route]]\ndomain = 'prosody.test'\naddress = '127.0.0.1:{prosody_s2s}'\n"
+         [[s2s_route]]\ndomain = 'prosody.test'\naddress = '127.0.0.1:{prosody_s2s}'\n\
+         [[s2s_route]]\ndomain = 'conference.prosody.test'\naddress = '127.0.0.1:{prosody_s2s}'\n"
     ));
     server.add_user("romeo", "montague");
     server.add_user("benvolio", "cousin");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/prosody_federation.py");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop").join(script);
     let hub_ca = server.data_dir().join("tls/ca.pem");
     let mut child = Command::new(python())
-        .arg(&script)
+        .arg(&path)
         .args(["--work"])
         .arg(work.path())
         .args(["--mode", mode, "--hub-domain", "hub.test"])
@@ -63,7 +71,7 @@ fn federate(mode: &str) -> Server {
     }
     let out = child.wait_with_output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "prosody federation ({mode}) failed:\n{text}\n--- wrenhub log ---\n{}", server.log());
+    assert!(out.status.success(), "{script} ({mode}) failed:\n{text}\n--- wrenhub log ---\n{}", server.log());
     println!("{mode}: {}", text.lines().rev().find(|l| l.starts_with("prosody:")).unwrap_or(""));
     server
 }
@@ -80,4 +88,21 @@ fn prosody_federates_with_dialback_both_ways() {
     let server = federate("dialback");
     server.wait_for_log("s2s link to prosody.test established (dialback", WAIT);
     server.wait_for_log("prosody.test authenticated by dialback", WAIT);
+}
+
+#[test]
+fn a_prosody_user_joins_a_wrenhub_room_and_a_wrenhub_user_a_prosody_room_with_certificates() {
+    // The group-chat service speaks for its own domain over s2s (its own link,
+    // authenticated by the name the hub's certificate carries for it).
+    let server = with_prosody("prosody_muc_federation.py", "external");
+    server.wait_for_log("s2s link to prosody.test established (SASL EXTERNAL", WAIT);
+    server.wait_for_log("from conference.hub.test)", WAIT);
+    server.wait_for_log("conference.prosody.test authenticated by certificate", WAIT);
+}
+
+#[test]
+fn a_prosody_user_joins_a_wrenhub_room_and_a_wrenhub_user_a_prosody_room_with_dialback() {
+    let server = with_prosody("prosody_muc_federation.py", "dialback");
+    server.wait_for_log("from conference.hub.test)", WAIT);
+    server.wait_for_log("conference.prosody.test authenticated by dialback", WAIT);
 }

@@ -498,8 +498,8 @@ pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
     let presence_type = stanza.attr("type");
     let exists = matches!(hub.store.account(&user), Ok(Some(_)));
     let available: Vec<Rc<Session>> = hub.registry.sessions(&user).into_iter().filter(|s| s.available()).collect();
-    let deliver = |bytes: &[u8], to_full: Option<&str>| {
-        for s in available.iter().filter(|s| to_full.is_none_or(|f| f == s.jid.as_str())) {
+    let deliver = |bytes: &[u8]| {
+        for s in &available {
             let _ = s.push(bytes.to_vec());
         }
     };
@@ -528,8 +528,15 @@ pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
             let mut bytes = Vec::with_capacity(256);
             write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
             match to {
-                Jid::Full(f) => deliver(&bytes, Some(f.as_str())),
-                Jid::Bare(_) => deliver(&bytes, None),
+                // RFC 6121 §8.5.3.1: to a full JID, the connected resource gets it,
+                // available or not (a client that only joined a group chat hears
+                // the room's occupants).
+                Jid::Full(f) => {
+                    if let Some(s) = hub.registry.get(f) {
+                        let _ = s.push(bytes);
+                    }
+                }
+                Jid::Bare(_) => deliver(&bytes),
             }
         }
     }

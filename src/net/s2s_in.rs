@@ -34,14 +34,14 @@ impl Inbound {
             Step::Restart => Action::Restart,
             Step::StartTls => Action::StartTls,
             Step::Close => Action::Close,
-            Step::Verify(domain, key) => {
+            Step::Verify { local, remote: domain, key } => {
                 let Some(s2s) = server.s2s.as_ref() else { return Action::Close };
                 let request = VerifyRequest {
                     stream_id: self.stream.stream_id().to_string(),
                     key,
                     waiter: Rc::downgrade(&self.waiter),
                 };
-                if let Err(e) = s2s.request_verify(&domain, request) {
+                if let Err(e) = s2s.request_verify(&local, &domain, request) {
                     log::warn!("s2s in: cannot verify {domain}: {e:?}");
                     let verdict = match e {
                         SendError::QueueFull | SendError::TooManyLinks => Verdict::Overloaded,

@@ -146,7 +146,7 @@ async fn connect_and_serve(server: &Server, link: &OutLink) -> Ended {
     log::debug!("s2s link to {}: connected to {}", link.remote, candidate.addr);
     // The stream's header is its first output, written before anything is read.
     let mut header = Vec::new();
-    let stream = S2sOutStream::new((*server.domain).clone(), link.remote.clone(), candidate.direct_tls, &mut header);
+    let stream = S2sOutStream::new(link.local.clone(), link.remote.clone(), candidate.direct_tls, &mut header);
     if let Err(e) = transport.write_all(&header, config.write_timeout).await {
         return Ended::Failed(format!("write failed: {e}"));
     }
@@ -188,7 +188,12 @@ impl Conn for Outbound<'_> {
                     Some(crate::stream::s2s_out::AuthMethod::SaslExternal) => "SASL EXTERNAL",
                     _ => "dialback",
                 };
-                log::info!("s2s link to {} established ({how}, via {})", link.remote, self.candidate.addr);
+                log::info!(
+                    "s2s link to {} established ({how}, via {}, from {})",
+                    link.remote,
+                    self.candidate.addr,
+                    link.local
+                );
             }
             if link.has_queued() {
                 link.drain_into(out);

@@ -4,7 +4,8 @@
 //! delivered. The stream state machines are in `stream::s2s_in` / `stream::s2s_out`,
 //! the connection tasks in `net::s2s_in` / `net::s2s_out`.
 //!
-//! One outbound link per remote domain, created on demand when the router sends
+//! One outbound link per pair of a local domain (the hub's, or one of its
+//! built-in services' such as group chat) and a remote domain, created on demand when the router sends
 //! the first stanza there. Its queue is bounded in bytes (`s2s_queue_size`) and in
 //! time: the link must be connected and authenticated within `s2s_connect_timeout`,
 //! after which the queue drains at once; a stanza that cannot go out is bounced to
@@ -112,8 +113,11 @@ impl SendError {
     }
 }
 
-/// The outbound link to one remote domain, as the router sees it.
+/// The outbound link from one local domain to one remote domain, as the router
+/// sees it (RFC 6120 §4.2: a stream authenticates one pair of domains).
 pub struct OutLink {
+    /// The domain this side speaks for (the stream's `from`).
+    pub local: Domain,
     pub remote: Domain,
     /// Authenticated: queued stanzas may go out.
     ready: Cell<bool>,
@@ -140,8 +144,9 @@ pub fn max_verify_links(max_links: usize) -> usize {
 }
 
 impl OutLink {
-    fn new(remote: Domain, limit: usize) -> OutLink {
+    fn new(local: Domain, remote: Domain, limit: usize) -> OutLink {
         OutLink {
+            local,
             remote,
             ready: Cell::new(false),
             closed: Cell::new(false),
@@ -238,6 +243,8 @@ impl OutLink {
 
 /// The federation state of the server.
 pub struct S2s {
+    /// The hub's own domain: where stanzas come from unless a service says.
+    home: Domain,
     links: RefCell<Vec<Rc<OutLink>>>,
     max_links: usize,
     queue_limit: usize,
@@ -251,8 +258,9 @@ pub struct S2s {
 }
 
 impl S2s {
-    pub fn new(max_links: usize, queue_limit: usize, secret: Vec<u8>, trust: PeerTrust) -> S2s {
+    pub fn new(home: Domain, max_links: usize, queue_limit: usize, secret: Vec<u8>, trust: PeerTrust) -> S2s {
         S2s {
+            home,
             links: RefCell::new(Vec::new()),
             max_links,
             queue_limit,
@@ -263,12 +271,13 @@ impl S2s {
         }
     }
 
-    /// The link to a domain, created (and handed to the spawner) if there is none,
-    /// within the budget of its purpose: stanzas, or only dialback verification.
-    fn link(&self, remote: &Domain, for_stanzas: bool) -> Result<Rc<OutLink>, SendError> {
+    /// The link from `local` to `remote`, created (and handed to the spawner) if
+    /// there is none, within the budget of its purpose: stanzas, or only dialback
+    /// verification.
+    fn link(&self, local: &Domain, remote: &Domain, for_stanzas: bool) -> Result<Rc<OutLink>, SendError> {
         let mut links = self.links.borrow_mut();
         let carrying = links.iter().filter(|l| l.carries_stanzas.get()).count();
-        if let Some(l) = links.iter().find(|l| l.remote == *remote && !l.closed.get()) {
+        if let Some(l) = links.iter().find(|l| l.remote == *remote && l.local == *local && !l.closed.get()) {
             if for_stanzas && !l.carries_stanzas.get() {
                 if carrying >= self.max_links {
                     return Err(SendError::TooManyLinks);
@@ -285,7 +294,7 @@ impl S2s {
         if full {
             return Err(SendError::TooManyLinks);
         }
-        let link = Rc::new(OutLink::new(remote.clone(), self.queue_limit));
+        let link = Rc::new(OutLink::new(local.clone(), remote.clone(), self.queue_limit));
         link.carries_stanzas.set(for_stanzas);
         links.push(Rc::clone(&link));
         self.spawn.borrow_mut().push(Rc::clone(&link));
@@ -293,14 +302,27 @@ impl S2s {
         Ok(link)
     }
 
-    /// Queues a stanza (already in `jabber:server`, `from` stamped) for a remote domain.
+    /// Queues a stanza (already in `jabber:server`, `from` stamped) from the hub's
+    /// domain for a remote domain.
     pub fn send(&self, remote: &Domain, bytes: Vec<u8>, bounce: Option<Bounce>) -> Result<(), SendError> {
-        self.link(remote, true)?.push(bytes, bounce)
+        self.link(&self.home, remote, true)?.push(bytes, bounce)
     }
 
-    /// Asks the authoritative server of `remote` whether a dialback key is its own.
-    pub fn request_verify(&self, remote: &Domain, request: VerifyRequest) -> Result<(), SendError> {
-        let link = self.link(remote, false)?;
+    /// Queues a stanza from another local domain (a built-in service's).
+    pub fn send_from(
+        &self,
+        local: &Domain,
+        remote: &Domain,
+        bytes: Vec<u8>,
+        bounce: Option<Bounce>,
+    ) -> Result<(), SendError> {
+        self.link(local, remote, true)?.push(bytes, bounce)
+    }
+
+    /// Asks the authoritative server of `remote` whether a dialback key it gave
+    /// for `local` (the domain the key was presented to) is its own.
+    pub fn request_verify(&self, local: &Domain, remote: &Domain, request: VerifyRequest) -> Result<(), SendError> {
+        let link = self.link(local, remote, false)?;
         let mut verifies = link.verifies.borrow_mut();
         if verifies.len() >= MAX_VERIFIES {
             return Err(SendError::QueueFull);
@@ -381,7 +403,7 @@ mod tests {
 
     #[test]
     fn queues_are_bounded_and_links_limited() {
-        let s2s = S2s::new(1, 10, Vec::new(), PeerTrust::none());
+        let s2s = S2s::new(domain("here"), 1, 10, Vec::new(), PeerTrust::none());
         s2s.send(&domain("there"), b"12345".to_vec(), bounce("1")).unwrap();
         assert_eq!(s2s.send(&domain("there"), b"123456".to_vec(), bounce("2")), Err(SendError::QueueFull));
         assert_eq!(s2s.send(&domain("else"), b"1".to_vec(), None), Err(SendError::TooManyLinks));
@@ -395,7 +417,7 @@ mod tests {
     #[test]
     fn stanzas_drained_but_not_written_bounce_when_the_link_ends() {
         // REVIEW D1: bytes moved into the connection's output are not yet sent.
-        let s2s = S2s::new(4, 1000, Vec::new(), PeerTrust::none());
+        let s2s = S2s::new(domain("here"), 4, 1000, Vec::new(), PeerTrust::none());
         s2s.send(&domain("there"), b"one".to_vec(), bounce("1")).unwrap();
         s2s.send(&domain("there"), b"two".to_vec(), bounce("2")).unwrap();
         let link = s2s.take_new_links().remove(0);
@@ -416,9 +438,11 @@ mod tests {
     #[test]
     fn links_made_to_verify_claims_have_their_own_budget() {
         // S11: an unauthenticated peer claiming 32 domains filled max_s2s_links.
-        let s2s = S2s::new(8, 1000, Vec::new(), PeerTrust::none());
+        let s2s = S2s::new(domain("here"), 8, 1000, Vec::new(), PeerTrust::none());
         let verify = || VerifyRequest { stream_id: "s".into(), key: "k".into(), waiter: Weak::new() };
-        let allowed = (0..20).filter(|i| s2s.request_verify(&domain(&format!("x{i}.evil")), verify()).is_ok()).count();
+        let allowed = (0..20)
+            .filter(|i| s2s.request_verify(&domain("here"), &domain(&format!("x{i}.evil")), verify()).is_ok())
+            .count();
         assert_eq!(allowed, max_verify_links(8));
         for i in 0..8 {
             s2s.send(&domain(&format!("real{i}.example")), b"m".to_vec(), None).unwrap();

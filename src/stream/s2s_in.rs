@@ -51,9 +51,14 @@ pub enum Step {
     /// Flush, then read a new header (after SASL success).
     Restart,
     Close,
-    /// Ask the authoritative server of the domain whether this key is its own
-    /// (XEP-0220 §2.3), then call [`S2sInStream::dialback_answer`].
-    Verify(Domain, String),
+    /// Ask the authoritative server of `remote` whether this key, presented to
+    /// `local` (ours), is its own (XEP-0220 §2.3), then call
+    /// [`S2sInStream::dialback_answer`].
+    Verify {
+        local: Domain,
+        remote: Domain,
+        key: String,
+    },
 }
 
 pub struct S2sInStream {
@@ -342,7 +347,7 @@ impl S2sInStream {
             return Step::Continue;
         }
         self.pending.push((from.clone(), to.as_str().to_string()));
-        Step::Verify(from, el.text().trim().to_string())
+        Step::Verify { local: to, remote: from, key: el.text().trim().to_string() }
     }
 
     /// The authoritative server answered, or could not be asked (XEP-0220 §2.4:

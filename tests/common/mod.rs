@@ -790,6 +790,13 @@ pub fn exchange(server: &Server, input: &str) -> String {
 
 /// A test CA and a certificate it signs for `domain`: (cert PEM, key PEM, CA PEM).
 pub fn test_identity(domain: &str) -> (String, String, String) {
+    test_identity_for(&[domain])
+}
+
+/// [`test_identity`] for a certificate naming every one of `names` (the first is
+/// its common name).
+pub fn test_identity_for(names: &[&str]) -> (String, String, String) {
+    let domain = names[0];
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -798,7 +805,7 @@ pub fn test_identity(domain: &str) -> (String, String, String) {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec![domain.to_string()]).unwrap();
+    let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
     params.distinguished_name.push(rcgen::DnType::CommonName, domain);
     let cert = params.signed_by(&key, &issuer).unwrap();
     (cert.pem(), key.serialize_pem(), ca_cert.pem())

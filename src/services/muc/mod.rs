@@ -76,7 +76,7 @@ impl Muc {
     pub fn handle(&self, hub: &Hub<'_>, from: &str, stanza: &Element<'_>) {
         let mut out = Outgoing::new();
         let room = self.handle_into(hub, from, stanza, &mut out);
-        let stalled = deliver(hub, out);
+        let stalled = deliver(hub, self.domain(), out);
         // A slow occupant never stalls the room: one whose queue is full is taken
         // out (status 333), and only it.
         if let (Some(room), false) = (room, stalled.is_empty()) {
@@ -91,7 +91,7 @@ impl Muc {
                 }
             }
             drop(rooms);
-            deliver(hub, out);
+            deliver(hub, self.domain(), out);
         }
     }
 
@@ -199,18 +199,12 @@ impl Muc {
     }
 }
 
-/// Sends what a room produced; returns the local full JIDs whose queue was full.
-fn deliver(hub: &Hub<'_>, out: Outgoing) -> Vec<String> {
+/// Sends what a room produced; returns the full JIDs whose queue was full.
+fn deliver(hub: &Hub<'_>, service: &Domain, out: Outgoing) -> Vec<String> {
     let mut stalled = Vec::new();
     for (to, bytes) in out {
-        if to.contains('/') {
-            if !hub.push_to(&to, bytes) && !stalled.contains(&to) {
-                stalled.push(to);
-            }
-        } else {
-            // A bare JID (an invitation): RFC 6121 §8.5 picks the resources, or
-            // offline storage.
-            crate::xml::for_each_stanza(&bytes, |el| hub.redeliver(el));
+        if !hub.push_from_service(service, &to, bytes) && to.contains('/') && !stalled.contains(&to) {
+            stalled.push(to);
         }
     }
     stalled
