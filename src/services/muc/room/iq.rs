@@ -1,0 +1,244 @@
+//! The room's iqs: disco (§6.4), XEP-0410 self-ping, muc#owner configuration
+//! (§10.1, §10.2) and destruction (§10.9).
+
+use super::*;
+
+impl Room {
+    // --- iq (§10.1, §6.4, XEP-0410) ---
+
+    pub(super) fn iq(&mut self, sender: &Jid, resource: Option<&str>, iq: &Element<'_>, out: &mut Outgoing) {
+        let kind = iq.attr("type");
+        if !matches!(kind.as_deref(), Some("get") | Some("set")) {
+            return;
+        }
+        let Some(payload) = iq.children().next() else { return };
+        let from = match resource {
+            Some(n) => self.occupant_jid(n),
+            None => self.jid.as_str().to_string(),
+        };
+        let occupant = self.by_real(sender.as_str());
+        let mut body = Vec::new();
+        let answer = match (resource, kind.as_deref(), payload.ns(), payload.name()) {
+            // XEP-0410: am I still in the room under this nickname?
+            (Some(nick), Some("get"), NS_PING, "ping") => match occupant {
+                Some(i) if &*self.occupants[i].nick == nick => Ok(()),
+                Some(_) => Err(StanzaError::new(Condition::ServiceUnavailable)),
+                None => Err(StanzaError::with_text(Condition::NotAcceptable, "you are not in this room")),
+            },
+            (Some(_), _, _, _) => Err(StanzaError::new(Condition::ServiceUnavailable)),
+            (None, Some("get"), NS_INFO, "query") if payload.attr("node").is_none() => {
+                self.write_info(&mut body);
+                Ok(())
+            }
+            (None, Some("get"), NS_ITEMS, "query") => {
+                XmlWriter::new(&mut body).empty_ns("query", NS_ITEMS);
+                Ok(())
+            }
+            (None, Some("get"), NS_PING, "ping") => Ok(()),
+            (None, _, NS_MUC_OWNER, "query") => self.owner_query(sender, kind.as_deref(), &payload, &mut body, out),
+            (None, Some("get"), NS_MUC_ADMIN, "query") => self.admin_list(sender, &payload, &mut body),
+            (None, Some("set"), NS_MUC_ADMIN, "query") => self.admin_set(sender, &payload, out),
+            _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
+        };
+        out.push((sender.as_str().to_string(), iq_reply(iq, &from, sender.as_str(), answer, &body)));
+    }
+
+    /// §6.4: the room's identity, features, and muc#roominfo.
+    pub(super) fn write_info(&self, body: &mut Vec<u8>) {
+        let mut w = XmlWriter::new(body);
+        w.start("query").attr("xmlns", NS_INFO).open();
+        w.start("identity").attr("category", "conference").attr("type", "text").attr("name", &self.name).close_empty();
+        let anonymity = if self.non_anonymous { "muc_nonanonymous" } else { "muc_semianonymous" };
+        let visibility = if self.public { "muc_public" } else { "muc_hidden" };
+        for f in [
+            NS_MUC,
+            NS_INFO,
+            NS_ITEMS,
+            NS_PING,
+            NS_OCCUPANT_ID,
+            if self.persistent { "muc_persistent" } else { "muc_temporary" },
+            if self.members_only { "muc_membersonly" } else { "muc_open" },
+            if self.moderated { "muc_moderated" } else { "muc_unmoderated" },
+            if self.password.is_some() { "muc_passwordprotected" } else { "muc_unsecured" },
+            anonymity,
+            visibility,
+        ] {
+            w.start("feature").attr("var", f).close_empty();
+        }
+        w.start("x").attr("xmlns", NS_DATA).attr("type", "result").open();
+        field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMINFO);
+        field(&mut w, "muc#roominfo_description", None, &self.description);
+        field(&mut w, "muc#roominfo_occupants", None, &self.occupants.len().to_string());
+        w.end("x").end("query");
+    }
+
+    /// §10.1.2–10.1.3: the owner configures a new room (an empty submit makes it an
+    /// instant room) or asks for the form; `cancel` on a new room ends it.
+    pub(super) fn owner_query(
+        &mut self,
+        sender: &Jid,
+        kind: Option<&str>,
+        query: &Element<'_>,
+        body: &mut Vec<u8>,
+        out: &mut Outgoing,
+    ) -> Result<(), StanzaError> {
+        if self.affiliation_of(&sender.to_bare()) != Affiliation::Owner {
+            return Err(StanzaError::with_text(Condition::Forbidden, "only the room's owners configure it"));
+        }
+        if kind == Some("get") {
+            self.write_config_form(body);
+            return Ok(());
+        }
+        if let Some(destroy) = query.child("destroy", NS_MUC_OWNER) {
+            self.destroy(&destroy, out);
+            return Ok(());
+        }
+        let Some(form) = query.child("x", NS_DATA) else {
+            return Err(StanzaError::new(Condition::BadRequest));
+        };
+        match form.attr("type").as_deref() {
+            Some("cancel") => return Ok(()),
+            Some("submit") => {}
+            _ => return Err(StanzaError::new(Condition::BadRequest)),
+        }
+        let was_non_anonymous = self.non_anonymous;
+        let mut password_on = self.password.is_some();
+        let mut secret = self.password.clone().unwrap_or_default();
+        let truthy = |v: &str| matches!(v, "1" | "true");
+        for f in form.children().filter(|c| c.name() == "field") {
+            let var = f.attr("var").unwrap_or_default();
+            let value = f.children().find(|c| c.name() == "value").map(|v| v.text().into_owned()).unwrap_or_default();
+            match &*var {
+                "muc#roomconfig_roomname" if !value.is_empty() => self.name = value.chars().take(100).collect(),
+                "muc#roomconfig_roomdesc" => self.description = value.chars().take(500).collect(),
+                "muc#roomconfig_publicroom" => self.public = truthy(&value),
+                "muc#roomconfig_persistentroom" => self.persistent = truthy(&value),
+                "muc#roomconfig_whois" => self.non_anonymous = value == "anyone",
+                "muc#roomconfig_membersonly" => self.members_only = truthy(&value),
+                "muc#roomconfig_moderatedroom" => self.moderated = truthy(&value),
+                "muc#roomconfig_changesubject" => self.participants_set_subject = truthy(&value),
+                "muc#roomconfig_passwordprotectedroom" => password_on = truthy(&value),
+                "muc#roomconfig_roomsecret" => secret = value.chars().take(100).collect(),
+                "muc#roomconfig_maxusers" => {
+                    if let Ok(n) = value.parse::<usize>() {
+                        self.max_occupants = n.clamp(2, self.service_max_occupants);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.password = (password_on && !secret.is_empty()).then_some(secret);
+        self.dirty = true;
+        if self.locked {
+            self.locked = false;
+            log::info!("room {} unlocked by its owner", self.jid);
+        } else {
+            // §10.2.1: occupants hear that the configuration changed (104), and
+            // whether real JIDs are now shown (172) or not (173).
+            let mut codes = vec!["104"];
+            if self.non_anonymous != was_non_anonymous {
+                codes.push(if self.non_anonymous { "172" } else { "173" });
+            }
+            for to in self.occupants.iter().flat_map(|o| o.real.iter()) {
+                let mut m = Vec::with_capacity(200);
+                let mut w = XmlWriter::new(&mut m);
+                w.start("message").attr("from", self.jid.as_str()).attr("to", to).attr("type", "groupchat").open();
+                w.start("x").attr("xmlns", NS_MUC_USER).open();
+                for c in &codes {
+                    w.start("status").attr("code", c).close_empty();
+                }
+                w.end("x").end("message");
+                out.push((to.to_string(), m));
+            }
+        }
+        Ok(())
+    }
+
+    /// The muc#roomconfig form with the room's current values (§10.2).
+    pub(super) fn write_config_form(&self, body: &mut Vec<u8>) {
+        let mut w = XmlWriter::new(body);
+        w.start("query").attr("xmlns", NS_MUC_OWNER).open();
+        w.start("x").attr("xmlns", NS_DATA).attr("type", "form").open();
+        w.start("title").open().text("Configuration of the room").end("title");
+        field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMCONFIG);
+        typed_field(&mut w, "muc#roomconfig_roomname", "text-single", "Name", &self.name);
+        typed_field(&mut w, "muc#roomconfig_roomdesc", "text-single", "Description", &self.description);
+        typed_field(&mut w, "muc#roomconfig_publicroom", "boolean", "Listed in the directory", bool_value(self.public));
+        let persistent = bool_value(self.persistent);
+        typed_field(&mut w, "muc#roomconfig_persistentroom", "boolean", "Kept when empty", persistent);
+        typed_field(&mut w, "muc#roomconfig_membersonly", "boolean", "Members only", bool_value(self.members_only));
+        typed_field(&mut w, "muc#roomconfig_moderatedroom", "boolean", "Moderated", bool_value(self.moderated));
+        let subject = bool_value(self.participants_set_subject);
+        typed_field(&mut w, "muc#roomconfig_changesubject", "boolean", "Participants set the subject", subject);
+        let protected = bool_value(self.password.is_some());
+        typed_field(&mut w, "muc#roomconfig_passwordprotectedroom", "boolean", "Password protected", protected);
+        typed_field(
+            &mut w,
+            "muc#roomconfig_roomsecret",
+            "text-private",
+            "Password",
+            self.password.as_deref().unwrap_or(""),
+        );
+        typed_field(
+            &mut w,
+            "muc#roomconfig_maxusers",
+            "text-single",
+            "Most occupants",
+            &self.max_occupants.to_string(),
+        );
+        let whois = if self.non_anonymous { "anyone" } else { "moderators" };
+        typed_field(&mut w, "muc#roomconfig_whois", "list-single", "Who sees real JIDs", whois);
+        w.end("x").end("query");
+    }
+
+    /// §10.9: the owner destroys the room; every occupant hears why, and where to go.
+    pub(super) fn destroy(&mut self, destroy: &Element<'_>, out: &mut Outgoing) {
+        let venue = destroy.attr("jid").map(|j| j.into_owned());
+        let reason = destroy.child("reason", NS_MUC_OWNER).map(|r| r.text().into_owned());
+        for o in &self.occupants {
+            for to in &o.real {
+                let mut p = Vec::with_capacity(300);
+                let mut w = XmlWriter::new(&mut p);
+                w.start("presence")
+                    .attr("from", &self.occupant_jid(&o.nick))
+                    .attr("to", to)
+                    .attr("type", "unavailable");
+                w.open().start("x").attr("xmlns", NS_MUC_USER).open();
+                w.start("item").attr("affiliation", "none").attr("role", "none").close_empty();
+                w.start("destroy").attr_opt("jid", venue.as_deref());
+                match &reason {
+                    Some(r) => {
+                        w.open().start("reason").open().text(r).end("reason").end("destroy");
+                    }
+                    None => {
+                        w.close_empty();
+                    }
+                }
+                w.end("x").end("presence");
+                out.push((to.to_string(), p));
+            }
+        }
+        log::info!("room {} destroyed by its owner", self.jid);
+        self.occupants.clear();
+        self.persistent = false;
+        self.dirty = true;
+    }
+}
+
+pub(super) fn bool_value(b: bool) -> &'static str {
+    if b {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+pub(super) fn field(w: &mut XmlWriter<'_>, var: &str, kind: Option<&str>, value: &str) {
+    w.start("field").attr("var", var).attr_opt("type", kind).open();
+    w.start("value").open().text(value).end("value").end("field");
+}
+
+pub(super) fn typed_field(w: &mut XmlWriter<'_>, var: &str, kind: &str, label: &str, value: &str) {
+    w.start("field").attr("var", var).attr("type", kind).attr("label", label).open();
+    w.start("value").open().text(value).end("value").end("field");
+}

@@ -1,0 +1,257 @@
+//! One room (XEP-0045): its occupants, subject and history, as a core that takes
+//! a stanza from a real JID and appends what to send to [`Outgoing`].
+
+use super::{children_except, iq_reply, Outgoing, NS_MUC, NS_MUC_OWNER, NS_MUC_USER};
+use crate::config::MucConfig;
+use crate::jid::{BareJid, Jid};
+use crate::ns::{NS_DELAY, NS_INFO, NS_ITEMS, NS_PING};
+use crate::stanza::{Condition, StanzaError};
+use crate::xml::writer::XmlWriter;
+use crate::xml::Element;
+use std::collections::VecDeque;
+
+mod admin;
+mod iq;
+mod messages;
+mod presence;
+mod record;
+
+const NS_DATA: &str = "jabber:x:data";
+const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
+const NS_ROOMCONFIG: &str = "http://jabber.org/protocol/muc#roomconfig";
+/// Longest nickname kept (it is a JID resource too).
+const MAX_NICK: usize = 64;
+
+const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+const NS_OCCUPANT_ID: &str = "urn:xmpp:occupant-id:0";
+/// Accounts with an affiliation one room keeps (owners, admins, members, bans).
+const MAX_AFFILIATIONS: usize = 512;
+/// Items one muc#admin request may change, invitations one message may carry.
+const MAX_ITEMS: usize = 16;
+
+/// A long-lived relation of an account to the room (§5.2), lowest first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Affiliation {
+    Outcast,
+    None,
+    Member,
+    Admin,
+    Owner,
+}
+
+impl Affiliation {
+    const ALL: [Affiliation; 5] =
+        [Affiliation::Outcast, Affiliation::None, Affiliation::Member, Affiliation::Admin, Affiliation::Owner];
+
+    fn name(self) -> &'static str {
+        match self {
+            Affiliation::Outcast => "outcast",
+            Affiliation::None => "none",
+            Affiliation::Member => "member",
+            Affiliation::Admin => "admin",
+            Affiliation::Owner => "owner",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Affiliation> {
+        Affiliation::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// The role an occupant with it enters with (§5.1, an unmoderated room).
+    fn default_role(self) -> Role {
+        match self {
+            Affiliation::Owner | Affiliation::Admin => Role::Moderator,
+            _ => Role::Participant,
+        }
+    }
+}
+
+/// A role while in the room (§5.1), lowest first.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Role {
+    None,
+    Visitor,
+    Participant,
+    Moderator,
+}
+
+impl Role {
+    const ALL: [Role; 4] = [Role::None, Role::Visitor, Role::Participant, Role::Moderator];
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::None => "none",
+            Role::Visitor => "visitor",
+            Role::Participant => "participant",
+            Role::Moderator => "moderator",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.name() == s)
+    }
+}
+
+/// Someone in the room under a nickname (one or more of one account's resources).
+struct Occupant {
+    nick: Box<str>,
+    bare: BareJid,
+    /// The real full JIDs joined under this nickname.
+    real: Vec<Box<str>>,
+    affiliation: Affiliation,
+    role: Role,
+    /// The children of its last presence (show, status, caps), re-emitted.
+    presence: Box<[u8]>,
+}
+
+/// A message kept for those who join later.
+struct Kept {
+    nick: Box<str>,
+    stamp: u64,
+    /// The message's children, re-emitted.
+    body: Box<[u8]>,
+    chars: usize,
+}
+
+pub struct Room {
+    pub jid: BareJid,
+    name: String,
+    description: String,
+    public: bool,
+    /// Real JIDs shown to every occupant (`muc#roomconfig_whois` = anyone).
+    non_anonymous: bool,
+    /// Only members (and up) may enter (§7.2.5: `registration-required`).
+    members_only: bool,
+    /// Occupants without an affiliation enter as visitors (§8.4).
+    moderated: bool,
+    /// Entering needs this password (§7.2.6: `not-authorized`).
+    password: Option<String>,
+    /// Participants may change the subject, not only moderators.
+    participants_set_subject: bool,
+    /// New rooms stay locked until their owner configures them (§10.1.3).
+    locked: bool,
+    /// Kept (in the store too) when its last occupant leaves.
+    pub persistent: bool,
+    /// What the store keeps changed since the service last saved it.
+    dirty: bool,
+    /// Accounts with an affiliation other than none (at most [`MAX_AFFILIATIONS`]).
+    affiliations: Vec<(BareJid, Affiliation)>,
+    /// Keys the XEP-0421 occupant ids (stable per account in this room).
+    secret: [u8; 16],
+    occupants: Vec<Occupant>,
+    subject: Option<(Box<str>, Box<[u8]>)>,
+    history: VecDeque<Kept>,
+    max_history: usize,
+    max_occupants: usize,
+    /// The service's bound, which `muc#roomconfig_maxusers` cannot pass.
+    service_max_occupants: usize,
+}
+
+/// What `<history/>` in a join asks for (§7.2.15).
+#[derive(Default)]
+struct HistoryWanted {
+    maxstanzas: Option<usize>,
+    maxchars: Option<usize>,
+    since: Option<u64>,
+}
+
+impl Room {
+    pub fn new(jid: BareJid, creator: BareJid, config: &MucConfig) -> Room {
+        Room {
+            name: jid.local().unwrap_or_default().to_string(),
+            jid,
+            description: String::new(),
+            public: true,
+            non_anonymous: false,
+            members_only: false,
+            moderated: false,
+            password: None,
+            participants_set_subject: false,
+            locked: true,
+            persistent: false,
+            dirty: false,
+            affiliations: vec![(creator, Affiliation::Owner)],
+            secret: {
+                let mut s = [0u8; 16];
+                crate::random::fill(&mut s);
+                s
+            },
+            occupants: Vec::new(),
+            subject: None,
+            history: VecDeque::new(),
+            max_history: config.history,
+            max_occupants: config.max_occupants,
+            service_max_occupants: config.max_occupants,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.occupants.is_empty()
+    }
+
+    /// True once after a change the store keeps (configuration, affiliations,
+    /// subject).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn is_public(&self) -> bool {
+        self.public && !self.locked
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn occupant_jid(&self, nick: &str) -> String {
+        format!("{}/{nick}", self.jid)
+    }
+
+    fn by_real(&self, real: &str) -> Option<usize> {
+        self.occupants.iter().position(|o| o.real.iter().any(|r| &**r == real))
+    }
+
+    fn affiliation_of(&self, bare: &BareJid) -> Affiliation {
+        self.affiliations.iter().find(|(b, _)| b == bare).map_or(Affiliation::None, |(_, a)| *a)
+    }
+
+    /// XEP-0421: the same id for the same account in this room, nothing else.
+    fn occupant_id(&self, bare: &BareJid) -> String {
+        use base64::Engine;
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+        let tag = ring::hmac::sign(&key, bare.as_str().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&tag.as_ref()[..12])
+    }
+
+    fn by_nick(&self, nick: &str) -> Option<usize> {
+        self.occupants.iter().position(|o| &*o.nick == nick)
+    }
+
+    pub fn handle(&mut self, sender: &Jid, resource: Option<&str>, stanza: &Element<'_>, out: &mut Outgoing) {
+        match stanza.name() {
+            "presence" => self.presence(sender, resource, stanza, out),
+            "message" => self.message(sender, resource, stanza, out),
+            "iq" => self.iq(sender, resource, stanza, out),
+            _ => {}
+        }
+    }
+
+    fn error(&self, to: &Jid, resource: Option<&str>, stanza: &Element<'_>, e: StanzaError, out: &mut Outgoing) {
+        let from = match resource {
+            Some(n) => self.occupant_jid(n),
+            None => self.jid.as_str().to_string(),
+        };
+        let mut bytes = Vec::new();
+        if e.write_reply(stanza, to.as_str(), Some(&from), &mut bytes) {
+            out.push((to.as_str().to_string(), bytes));
+        }
+    }
+
+    /// The role an occupant enters with: visitors in a moderated room (§8.4).
+    fn entering_role(&self, affiliation: Affiliation) -> Role {
+        match affiliation.default_role() {
+            Role::Participant if self.moderated && affiliation < Affiliation::Member => Role::Visitor,
+            r => r,
+        }
+    }
+}

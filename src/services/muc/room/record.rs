@@ -1,0 +1,127 @@
+//! A persistent room's record in the store: its configuration, affiliations and
+//! subject (not its occupants or history).
+
+use super::*;
+
+impl Room {
+    /// The store's record of a persistent room: `version 1, flags, name,
+    /// description, password?, max occupants (u32), secret (16), subject? (nick,
+    /// bytes), affiliations (u16 count, then jid and code each)`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![1];
+        let flags = [
+            self.public,
+            self.non_anonymous,
+            self.members_only,
+            self.moderated,
+            self.participants_set_subject,
+            self.locked,
+        ];
+        out.push(flags.iter().enumerate().fold(0u8, |acc, (i, f)| acc | (u8::from(*f) << i)));
+        put(&mut out, self.name.as_bytes());
+        put(&mut out, self.description.as_bytes());
+        put_opt(&mut out, self.password.as_deref().map(str::as_bytes));
+        out.extend_from_slice(&(self.max_occupants as u32).to_be_bytes());
+        out.extend_from_slice(&self.secret);
+        match &self.subject {
+            Some((nick, bytes)) => {
+                out.push(1);
+                put(&mut out, nick.as_bytes());
+                put(&mut out, bytes);
+            }
+            None => out.push(0),
+        }
+        out.extend_from_slice(&(self.affiliations.len() as u16).to_be_bytes());
+        for (jid, a) in &self.affiliations {
+            put(&mut out, jid.as_str().as_bytes());
+            out.push(Affiliation::ALL.iter().position(|x| x == a).unwrap_or(1) as u8);
+        }
+        out
+    }
+
+    /// A persistent room from its record; `None` if the record is not one.
+    pub fn decode(jid: BareJid, record: &[u8], config: &MucConfig) -> Option<Room> {
+        let mut r = Reader(record);
+        if r.u8()? != 1 {
+            return None;
+        }
+        let flags = r.u8()?;
+        let flag = |i: u8| flags & (1 << i) != 0;
+        let name = r.string()?;
+        let description = r.string()?;
+        let password = match r.u8()? {
+            0 => None,
+            _ => Some(r.string()?),
+        };
+        let max_occupants = (u32::from_be_bytes(r.take(4)?.try_into().ok()?) as usize).clamp(2, config.max_occupants);
+        let mut secret = [0u8; 16];
+        secret.copy_from_slice(r.take(16)?);
+        let subject = match r.u8()? {
+            0 => None,
+            _ => Some((r.string()?.into_boxed_str(), r.bytes()?.into_boxed_slice())),
+        };
+        let count = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+        let mut affiliations = Vec::with_capacity(usize::from(count));
+        for _ in 0..count {
+            let jid = r.string()?.parse::<BareJid>().ok()?;
+            let a = *Affiliation::ALL.get(usize::from(r.u8()?))?;
+            affiliations.push((jid, a));
+        }
+        let mut room = Room::new(jid, affiliations.first()?.0.clone(), config);
+        room.public = flag(0);
+        room.non_anonymous = flag(1);
+        room.members_only = flag(2);
+        room.moderated = flag(3);
+        room.participants_set_subject = flag(4);
+        room.locked = flag(5);
+        room.name = name;
+        room.description = description;
+        room.password = password;
+        room.max_occupants = max_occupants;
+        room.secret = secret;
+        room.subject = subject;
+        room.affiliations = affiliations;
+        room.persistent = true;
+        Some(room)
+    }
+}
+
+pub(super) fn put(out: &mut Vec<u8>, b: &[u8]) {
+    let b = &b[..b.len().min(usize::from(u16::MAX))];
+    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+pub(super) fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        Some(b) => {
+            out.push(1);
+            put(out, b);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Reads a room record.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn bytes(&mut self) -> Option<Vec<u8>> {
+        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
+        Some(self.take(usize::from(len))?.to_vec())
+    }
+    fn string(&mut self) -> Option<String> {
+        String::from_utf8(self.bytes()?).ok()
+    }
+}
