@@ -2,7 +2,7 @@
 //! validation that names every problem with its key and the fix. Only this module
 //! parses TOML. Every limit the server enforces is a key here (README's table).
 
-use crate::jid::Domain;
+use crate::jid::{BareJid, Domain};
 use crate::xml::Limits;
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,13 +24,27 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Who may create group-chat rooms (`muc_room_creation`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoomCreation {
+    /// The hub's own accounts.
+    Local,
+    /// Only the accounts named in `admins`.
+    Admins,
+    /// Anyone, remote users too.
+    Anyone,
+}
+
 /// The group-chat service's settings (XEP-0045).
 #[derive(Clone, Debug)]
 pub struct MucConfig {
     pub domain: Domain,
-    /// `muc_room_creation = "anyone"`: remote users may create rooms too.
-    pub anyone_creates: bool,
+    pub creation: RoomCreation,
+    /// The hub's `admins`: they may create rooms under `"admins"`, and own every room.
+    pub admins: std::sync::Arc<[BareJid]>,
     pub max_rooms: usize,
+    /// Rooms one account may have created and still own.
+    pub max_rooms_per_user: usize,
     pub max_occupants: usize,
     /// Messages kept per room for joiners (in memory).
     pub history: usize,
@@ -40,6 +54,8 @@ pub struct MucConfig {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub domain: Domain,
+    /// The hub's administrators (accounts): they own every group-chat room.
+    pub admins: Vec<BareJid>,
     pub data_dir: PathBuf,
     pub log_level: log::LevelFilter,
     /// Client listeners (RFC 6120 §3: port 5222).
@@ -233,6 +249,8 @@ enum Kind {
     Bool(bool),
     /// One of these words; the first is the default.
     Choice(&'static [&'static str]),
+    /// A list of bare JIDs (accounts), empty by default.
+    Jids,
     /// `[[component]]` tables: `domain`, and `secret` or `secret_file`.
     Components,
     /// `[[s2s_route]]` tables: `domain`, `address`, optional `direct_tls`.
@@ -243,6 +261,7 @@ enum Kind {
 
 const KEYS: &[Key] = &[
     Key { name: "domain", kind: Kind::Str("localhost") },
+    Key { name: "admins", kind: Kind::Jids },
     Key { name: "data_dir", kind: Kind::Str("./wrenhub-data") },
     Key { name: "log_level", kind: Kind::Str("info") },
     Key { name: "c2s_listen", kind: Kind::Addrs(&["127.0.0.1:5222", "[::1]:5222"]) },
@@ -278,8 +297,9 @@ const KEYS: &[Key] = &[
     Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
     Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
     Key { name: "muc_domain", kind: Kind::Str("conference.<domain>") },
-    Key { name: "muc_room_creation", kind: Kind::Choice(&["local", "anyone"]) },
+    Key { name: "muc_room_creation", kind: Kind::Choice(&["local", "admins", "anyone"]) },
     Key { name: "muc_max_rooms", kind: Kind::Int { min: 1, max: 100_000, default: 256 } },
+    Key { name: "muc_max_rooms_per_user", kind: Kind::Int { min: 1, max: 100_000, default: 16 } },
     Key { name: "muc_max_occupants", kind: Kind::Int { min: 2, max: 10_000, default: 100 } },
     Key { name: "muc_history", kind: Kind::Int { min: 0, max: 1000, default: 20 } },
     Key { name: "c2s_queue_size", kind: Kind::Int { min: 4096, max: 64 * 1024 * 1024, default: 1024 * 1024 } },
@@ -435,9 +455,11 @@ impl Config {
             max_namespaces: v.int(take("max_xml_namespaces"), "max_xml_namespaces") as usize,
         };
         let domain = domain.unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid"));
-        let muc = v.muc(&mut take, &domain);
+        let admins = v.jids(take("admins"), "admins");
+        let muc = v.muc(&mut take, &domain, &admins);
         let config = Config {
             muc,
+            admins,
             domain,
             data_dir,
             log_level,
@@ -553,12 +575,22 @@ struct Validator<'p> {
 
 impl Validator<'_> {
     /// `muc_domain` and the service's limits.
-    fn muc(&mut self, take: &mut impl FnMut(&str) -> Option<(Raw, String)>, domain: &Domain) -> Option<MucConfig> {
+    fn muc(
+        &mut self,
+        take: &mut impl FnMut(&str) -> Option<(Raw, String)>,
+        domain: &Domain,
+        admins: &[BareJid],
+    ) -> Option<MucConfig> {
         let raw = take("muc_domain");
         let shown = raw.as_ref().map_or("muc_domain".to_string(), |(_, k)| k.clone());
         let name = self.string(raw, "muc_domain");
-        let creation = self.choice(take("muc_room_creation"), "muc_room_creation");
+        let creation = match &*self.choice(take("muc_room_creation"), "muc_room_creation") {
+            "admins" => RoomCreation::Admins,
+            "anyone" => RoomCreation::Anyone,
+            _ => RoomCreation::Local,
+        };
         let max_rooms = self.int(take("muc_max_rooms"), "muc_max_rooms") as usize;
+        let max_rooms_per_user = self.int(take("muc_max_rooms_per_user"), "muc_max_rooms_per_user") as usize;
         let max_occupants = self.int(take("muc_max_occupants"), "muc_max_occupants") as usize;
         let history = self.int(take("muc_history"), "muc_history") as usize;
         let name = match name.as_str() {
@@ -567,9 +599,15 @@ impl Validator<'_> {
             other => other.to_string(),
         };
         match Domain::parse(&name) {
-            Ok(d) if d != *domain => {
-                Some(MucConfig { domain: d, anyone_creates: creation == "anyone", max_rooms, max_occupants, history })
-            }
+            Ok(d) if d != *domain => Some(MucConfig {
+                domain: d,
+                creation,
+                admins: admins.into(),
+                max_rooms,
+                max_rooms_per_user,
+                max_occupants,
+                history,
+            }),
             _ => {
                 self.problem(
                     &shown,
@@ -934,6 +972,49 @@ impl Validator<'_> {
     }
 
     /// Like `addrs`, but an empty list is allowed (the listener is off).
+    /// A list of bare JIDs (`admins = ["alice@hub.lan"]`).
+    fn jids(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<BareJid> {
+        let (items, k): (Vec<String>, String) = match raw {
+            None => return Vec::new(),
+            Some((Raw::Flags(v), k)) => (v, k),
+            Some((Raw::Flag(s), k)) | Some((Raw::Toml(toml::Value::String(s)), k)) => (vec![s], k),
+            Some((Raw::Toml(toml::Value::Array(a)), k)) => {
+                let mut items = Vec::new();
+                for v in a {
+                    match v {
+                        toml::Value::String(s) => items.push(s),
+                        other => self.problem(
+                            &k,
+                            format!("every account must be a string, got {}", show(&other)),
+                            format!("{name} = [\"alice@hub.lan\"]"),
+                        ),
+                    }
+                }
+                (items, k)
+            }
+            Some((other, k)) => {
+                self.problem(
+                    &k,
+                    format!("must be a list of accounts, got {}", describe(&other)),
+                    format!("{name} = [\"alice@hub.lan\"]"),
+                );
+                return Vec::new();
+            }
+        };
+        let mut jids = Vec::new();
+        for item in items {
+            match item.parse::<BareJid>() {
+                Ok(j) if j.local().is_some() => jids.push(j),
+                _ => self.problem(
+                    &k,
+                    format!("{item:?} is not an account (user@domain)"),
+                    format!("{name} = [\"alice@hub.lan\"]"),
+                ),
+            }
+        }
+        jids
+    }
+
     fn addrs_allow_empty(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<SocketAddr> {
         let empty_default = matches!(key(name).kind, Kind::Addrs(d) if d.is_empty());
         match &raw {
@@ -1024,6 +1105,7 @@ pub fn key_table() -> Vec<(String, String, String)> {
             }
             Kind::Choice(w) => (k.name.to_string(), format!("\"{}\"", w[0]), w.join(" / ")),
             Kind::Addrs(d) => (k.name.to_string(), format!("{d:?}"), "list of IP:port".to_string()),
+            Kind::Jids => (k.name.to_string(), "[]".to_string(), "list of accounts".to_string()),
             Kind::Int { min, max, default } => (k.name.to_string(), default.to_string(), format!("{min}–{max}")),
             Kind::Secs { max, default } => (k.name.to_string(), format!("{default} s"), format!("1–{max} s")),
         })

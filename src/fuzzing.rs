@@ -193,8 +193,10 @@ pub fn c2s_stream(data: &[u8]) {
     let Ok(muc_domain) = crate::jid::Domain::parse("conference.localhost") else { return };
     let muc = crate::services::muc::Muc::new(crate::config::MucConfig {
         domain: muc_domain,
-        anyone_creates: false,
+        creation: crate::config::RoomCreation::Local,
+        admins: std::sync::Arc::from(Vec::new()),
         max_rooms: 2,
+        max_rooms_per_user: 2,
         max_occupants: 3,
         history: 2,
     });

@@ -337,6 +337,9 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             _ => "a stop signal",
         };
         log::info!("received {name}, shutting down");
+        if let Some(muc) = &server.muc {
+            muc.shutdown(&server.hub());
+        }
         server.shutting_down.set(true);
         drop(accepters);
         drop(control);

@@ -193,6 +193,22 @@ fn debian_poezio_in_tmux_logs_in_on_its_first_connection() {
 }
 
 #[test]
+fn debian_profanity_in_tmux_creates_a_room_and_chats_in_it() {
+    // A real terminal client (issue 15): /join creates the room, /room accept
+    // unlocks it, and what a second occupant sends shows on Profanity's screen.
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let out = run_check_with(DEBIAN_PYTHON, &server, "profanity_muc.py", &[&args[..], &peer[..]].concat());
+    assert!(
+        out.contains("joined lobby@conference.localhost") && out.contains("sent and received in the room"),
+        "{out}"
+    );
+}
+
+#[test]
 fn pypi_slixmpp_with_default_settings_logs_in_on_its_first_connection() {
     let server = Server::start();
     server.add_user("juliet", "balcony");

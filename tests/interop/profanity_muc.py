@@ -63,6 +63,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 SESSION = "profanity"
 NOBODY = 65534
+WIDTH, HEIGHT = 200, 50   # the tmux pane
+OCCUPANTS_SIZE = 20       # the occupants panel's width, percent of the room window
 NS_STREAMS = "http://etherx.jabber.org/streams"
 NS_TLS = "urn:ietf:params:xml:ns:xmpp-tls"
 NS_SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
@@ -101,6 +103,7 @@ def parse_args():
         env = "XMPP_" + name[2:].upper().replace("-", "_")
         parser.add_argument(name, default=os.environ.get(env, default), help=f"{help_text} (env {env})")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (printed at the end)")
+    parser.add_argument("--show-screen", action="store_true", help="on success too, print Profanity's last screen to stderr")
     args = parser.parse_args()
     if args.ca is None:
         parser.error("--ca (or XMPP_CA) is required")
@@ -184,7 +187,7 @@ def subject_hash(pem_text):
     check(m, "--ca holds no PEM certificate")
     der = base64.b64decode("".join(m.group(1).split()))
     _, cs, ce = _der(der, 0)                       # Certificate
-    tbs_tag, _, tcs, tce = _children(der, cs, ce)[0]  # TBSCertificate
+    _, _, tcs, tce = _children(der, cs, ce)[0]     # TBSCertificate
     fields = _children(der, tcs, tce)
     if fields[0][0] == 0xA0:                       # [0] version
         fields = fields[1:]
@@ -211,7 +214,6 @@ class Raw:
         self.sock = None
         self.transcript = []      # ("SEND"|"RECV", text), PLAIN credentials redacted
         self.pending = []         # complete top-level elements not consumed yet
-        self.seen = []            # every complete top-level element, in order
 
     def who(self):
         return f"{self.local} (raw client)"
@@ -291,7 +293,6 @@ class Raw:
                     self.depth -= 1
                     if self.depth == 1:
                         self.pending.append(elem)
-                        self.seen.append(elem)
                         self.root.remove(elem)
         except ET.ParseError as e:
             raise Fail(f"{self.who()}: the server sent bad XML: {e}") from None
@@ -307,8 +308,7 @@ class Raw:
                     del self.pending[i]
                     return elem
             left = until - time.monotonic()
-            check(left > 0, f"{self.who()}: no {what} within {timeout:g} s"
-                            f"{' (the overall deadline)' if until < time.monotonic() + 0.01 and self.deadline.left() < 0.5 else ''}")
+            check(left > 0, f"{self.who()}: no {what} (waited {timeout:g} s or up to the overall deadline)")
             self.pump(min(left, 0.2))
 
     def close(self):
@@ -393,7 +393,8 @@ grlog=false
 [ui]
 splash=false
 occupants=true
-occupants.size=20
+occupants.size={OCCUPANTS_SIZE}
+statuses.muc=all
 wrap=false
 [chatstates]
 enabled=false
@@ -464,7 +465,7 @@ muc.nick={local}
         argv = self.as_user([self.args.profanity, "-l", "DEBUG", "-a", self.account])
         self.tmux_started = True
         # exec: env, setpriv and profanity replace the pane's shell, so #{pane_pid} is profanity.
-        self.tmux("new-session", "-d", "-s", SESSION, "-x", "200", "-y", "50", "exec " + shlex.join(argv))
+        self.tmux("new-session", "-d", "-s", SESSION, "-x", str(WIDTH), "-y", str(HEIGHT), "exec " + shlex.join(argv))
         pids = self.tmux("display-message", "-p", "-t", SESSION, "#{pane_pid} #{pid}").split()
         self.pid, self.tmux_pid = (int(p) if p.isdigit() else None for p in (pids + ["", ""])[:2])
 
@@ -610,7 +611,17 @@ def run(args, deadline, prof, romeo):
     # 2. Juliet joins (creates) the room; unlock it with the instant-room form.
     prof.type(f"/join {room}")
     joined = f"You have joined the room as {j_nick}"
-    screen, log = wait_for(prof, f"juliet to join {room}", lambda s, l: joined in s)
+
+    def join_refused():
+        # wrenhub's join errors carry no <x xmlns='…/muc'/>, so Profanity shows them as a
+        # plain "Error from ROOM/NICK: text" rather than "Error joining room".
+        log = prof.log()
+        m = re.search(rf'RECV: <presence [^\n]*type="error"[^\n]*from="{re.escape(room)}/[^\n]*', log) or \
+            re.search(rf'RECV: <presence [^\n]*from="{re.escape(room)}/[^\n]*type="error"[^\n]*', log)
+        check(not m, f"the join of {room} was refused: {m.group(0)[m.group(0).find('<'):] if m else ''}")
+        check(f"Error from {room}" not in prof.pane(), f"Profanity shows an error from {room}")
+
+    screen, log = wait_for(prof, f"juliet to join {room}", lambda s, l: joined in s, extra=join_refused)
     check(re.search(rf'SENT: <presence [^\n]*to="{re.escape(room)}/{re.escape(j_nick)}"[^\n]*'
                     rf'<x xmlns="{re.escape(NS_MUC)}"/>', log),
           "Profanity's join presence (with <x xmlns='http://jabber.org/protocol/muc'/>) is not in its debug log")
@@ -648,9 +659,11 @@ def run(args, deadline, prof, romeo):
           f"juliet's occupant presence does not say owner: {show(juliet_p)}")
 
     def occupants_panel_lists(screen, nick):
-        # The occupants panel is the right-hand column of the room window.
-        return any(len(line) - len(line.lstrip()) < len(line) and line.rstrip().endswith(" " + nick)
-                   and line.rstrip().rfind(" " + nick) > 120 for line in screen.splitlines())
+        # The occupants panel is the room window's right-hand OCCUPANTS_SIZE % of the pane:
+        # a line that ends with the nick there.
+        panel = WIDTH * (100 - OCCUPANTS_SIZE) // 100 - 2
+        return any(line.rstrip().endswith(" " + nick) and line.rstrip().rfind(" " + nick) >= panel
+                   for line in screen.splitlines())
 
     screen, log = wait_for(prof, "Profanity to show romeo joining",
                            lambda s, l: f"-> {r_nick} has joined the room" in s and occupants_panel_lists(s, r_nick),
@@ -684,6 +697,9 @@ def run(args, deadline, prof, romeo):
     check(re.search(rf'RECV: <message [^\n]*type="groupchat"[^\n]*from="{re.escape(self_from)}"[^\n]*{re.escape(from_romeo)}', log)
           or re.search(rf'RECV: <message [^\n]*from="{re.escape(self_from)}"[^\n]*type="groupchat"[^\n]*{re.escape(from_romeo)}', log),
           "Profanity's debug log has no groupchat message from romeo with the token")
+
+    if args.show_screen:
+        print(f"--- Profanity's screen (tmux capture-pane):\n{screen}", file=sys.stderr)
 
     # Leave politely (best effort: the tmux server is killed anyway).
     romeo.send(f"<presence to={quoteattr(self_from)} type='unavailable'/>")

@@ -13,7 +13,7 @@
 
 mod room;
 
-use crate::config::MucConfig;
+use crate::config::{MucConfig, RoomCreation};
 use crate::hub::Hub;
 use crate::jid::{BareJid, Domain, Jid};
 use crate::ns::{NS_CLIENT, NS_INFO, NS_ITEMS, NS_PING};
@@ -95,6 +95,15 @@ impl Muc {
         }
     }
 
+    /// The server stops: every occupant hears it is out of its room (status 332).
+    pub fn shutdown(&self, hub: &Hub<'_>) {
+        let mut out = Outgoing::new();
+        for room in self.rooms.borrow_mut().values_mut() {
+            room.shut_down(&mut out);
+        }
+        deliver(hub, self.domain(), out);
+    }
+
     /// A stanza wrenhub wrote itself (presence on a session's behalf: its
     /// unavailable when the session ends), framed again.
     pub fn handle_bytes(&self, hub: &Hub<'_>, bytes: &[u8]) {
@@ -110,8 +119,7 @@ impl Muc {
         let sender = from.parse::<Jid>().ok()?;
         let to = stanza.attr("to").and_then(|t| t.parse::<Jid>().ok())?;
         let error = |e: StanzaError, out: &mut Outgoing| {
-            let mut bytes = Vec::new();
-            if e.write_reply(stanza, from, Some(to.as_str()), &mut bytes) {
+            if let Some(bytes) = error_reply(stanza, to.as_str(), from, self.domain().as_str(), e) {
                 out.push((from.to_string(), bytes));
             }
         };
@@ -134,13 +142,28 @@ impl Muc {
                 return None;
             }
             // Creating a room: who may, and how many there are.
+            let creator = sender.to_bare();
             let local = sender.domain() == hub.domain.as_str();
-            if !local && !self.config.anyone_creates {
-                error(StanzaError::with_text(Condition::NotAllowed, "only the hub's accounts create rooms"), out);
+            let admin = self.config.admins.contains(&creator);
+            let refusal = match self.config.creation {
+                RoomCreation::Anyone => None,
+                RoomCreation::Local if local => None,
+                RoomCreation::Local => Some("only the hub's accounts create rooms"),
+                RoomCreation::Admins if admin => None,
+                RoomCreation::Admins => Some("only the hub's admins create rooms"),
+            };
+            if let Some(text) = refusal {
+                error(StanzaError::with_text(Condition::NotAllowed, text), out);
                 return None;
             }
             if rooms.len() >= self.config.max_rooms {
                 error(StanzaError::with_text(Condition::ResourceConstraint, "muc_max_rooms rooms exist"), out);
+                return None;
+            }
+            let owned = rooms.values().filter(|r| r.is_owned_by(&creator)).count();
+            if !admin && owned >= self.config.max_rooms_per_user {
+                let text = "you own muc_max_rooms_per_user rooms already";
+                error(StanzaError::with_text(Condition::ResourceConstraint, text), out);
                 return None;
             }
             let jid = format!("{room_name}@{}", self.config.domain).parse::<BareJid>().ok()?;
@@ -208,6 +231,28 @@ fn deliver(hub: &Hub<'_>, service: &Domain, out: Outgoing) -> Vec<String> {
         }
     }
     stalled
+}
+
+/// The error reply to `stanza` (none to an error), from `from` to `to`, `by` the
+/// room or the service. A refused entry carries `<x xmlns=muc/>` as XEP-0045's
+/// examples do (§7.2.6–§7.2.10): clients such as Profanity only take an error
+/// with it as the end of their join.
+pub(crate) fn error_reply(stanza: &Element<'_>, from: &str, to: &str, by: &str, mut e: StanzaError) -> Option<Vec<u8>> {
+    if stanza.attr("type").as_deref() == Some("error") {
+        return None;
+    }
+    e.by = Some(by.to_string());
+    let name = stanza.name();
+    let mut bytes = Vec::with_capacity(300);
+    let mut w = XmlWriter::new(&mut bytes);
+    w.start(name).attr("from", from).attr("to", to).attr_opt("id", stanza.attr("id").as_deref());
+    w.attr("type", "error").open();
+    if name == "presence" {
+        w.empty_ns("x", NS_MUC);
+    }
+    e.write_error_element(&mut bytes);
+    XmlWriter::new(&mut bytes).end(name);
+    Some(bytes)
 }
 
 /// An iq's answer: a result carrying `body`, or the error.

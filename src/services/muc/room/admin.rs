@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// Longest reason kept from a muc#admin item.
+const MAX_REASON: usize = 500;
+
+/// One item of a muc#admin set, checked.
+struct Change {
+    bare: BareJid,
+    role: Option<Role>,
+    affiliation: Option<Affiliation>,
+    reason: Option<String>,
+}
+
+/// Who removed an occupant and why (§8.2: `<actor nick/>`, `<reason/>`).
+#[derive(Default)]
+pub(super) struct Removal<'a> {
+    pub actor: Option<&'a str>,
+    pub reason: Option<&'a str>,
+}
+
 impl Room {
     // --- roles and affiliations (§8, §9, §10 with muc#admin) ---
 
@@ -63,8 +81,9 @@ impl Room {
     ) -> Result<(), StanzaError> {
         let (actor, actor_role) = self.actor(sender);
         let bad = || StanzaError::new(Condition::BadRequest);
-        let mut changes: Vec<(BareJid, Option<Role>, Option<Affiliation>)> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
         for item in query.children().filter(|c| c.is("item", NS_MUC_ADMIN)).take(MAX_ITEMS) {
+            let reason = item.child("reason", NS_MUC_ADMIN).map(|r| r.text().chars().take(MAX_REASON).collect());
             if let Some(role) = item.attr("role") {
                 let role = Role::parse(&role).ok_or_else(bad)?;
                 let nick = item.attr("nick").ok_or_else(bad)?;
@@ -79,7 +98,7 @@ impl Room {
                 if target.affiliation > actor || (protected && role < Role::Moderator) {
                     return Err(StanzaError::with_text(Condition::NotAllowed, "their affiliation protects their role"));
                 }
-                changes.push((target.bare.clone(), Some(role), None));
+                changes.push(Change { bare: target.bare.clone(), role: Some(role), affiliation: None, reason });
             } else if let Some(affiliation) = item.attr("affiliation") {
                 let affiliation = Affiliation::parse(&affiliation).ok_or_else(bad)?;
                 let bare = match (item.attr("jid"), item.attr("nick")) {
@@ -101,7 +120,7 @@ impl Room {
                 if !allowed {
                     return Err(StanzaError::with_text(Condition::Forbidden, "your affiliation does not allow that"));
                 }
-                changes.push((bare, None, Some(affiliation)));
+                changes.push(Change { bare, role: None, affiliation: Some(affiliation), reason });
             } else {
                 return Err(bad());
             }
@@ -111,11 +130,11 @@ impl Room {
         }
         // §10.9: a room keeps an owner; the table keeps its bound.
         let mut table = self.affiliations.clone();
-        for (bare, _, affiliation) in &changes {
-            if let Some(a) = affiliation {
-                table.retain(|(b, _)| b != bare);
-                if *a != Affiliation::None {
-                    table.push((bare.clone(), *a));
+        for c in &changes {
+            if let Some(a) = c.affiliation {
+                table.retain(|(b, _)| *b != c.bare);
+                if a != Affiliation::None {
+                    table.push((c.bare.clone(), a));
                 }
             }
         }
@@ -129,13 +148,19 @@ impl Room {
             self.affiliations = table;
             self.dirty = true;
         }
-        for (bare, role, affiliation) in changes {
+        let actor_nick = self.by_real(sender.as_str()).map(|i| self.occupants[i].nick.clone());
+        for Change { bare, role, affiliation, reason } in changes {
             let Some(i) = self.occupants.iter().position(|o| o.bare == bare) else { continue };
+            let why = Removal { actor: actor_nick.as_deref(), reason: reason.as_deref() };
+            let out_of_members_only = self.members_only && affiliation.is_some_and(|a| a < Affiliation::Member);
             match (role, affiliation) {
-                (Some(Role::None), _) => self.remove(i, "307", out),
-                (_, Some(Affiliation::Outcast)) => self.remove(i, "301", out),
+                (Some(Role::None), _) => self.remove(i, "307", &why, out),
+                (_, Some(Affiliation::Outcast)) => self.remove(i, "301", &why, out),
+                // §9.4: no longer a member of a members-only room.
+                (None, Some(_)) if out_of_members_only => self.remove(i, "321", &why, out),
                 (Some(r), _) => {
                     self.occupants[i].role = r;
+                    self.occupants[i].voice_requested = false;
                     self.broadcast_presence(i, None, &[], out);
                 }
                 (None, Some(a)) => {
@@ -158,15 +183,34 @@ impl Room {
             return;
         }
         log::info!("room {}: {real} removed: its queue is full", self.jid);
-        self.remove(i, "333", out);
+        self.remove(i, "333", &Removal::default(), out);
+    }
+
+    /// The service stops: each occupant's resources hear
+    /// their own unavailable with 332; the room keeps nothing of its occupants.
+    pub fn shut_down(&mut self, out: &mut Outgoing) {
+        for o in &self.occupants {
+            for to in &o.real {
+                out.push((to.to_string(), self.presence_of(o, o, to, None, &["110", "332"], true, &[])));
+            }
+        }
+        self.occupants.clear();
     }
 
     /// Takes an occupant out (kicked: 307, banned: 301): every resource of it and
     /// every other occupant hear unavailable with the code.
-    pub(super) fn remove(&mut self, i: usize, code: &str, out: &mut Outgoing) {
+    pub(super) fn remove(&mut self, i: usize, code: &str, why: &Removal<'_>, out: &mut Outgoing) {
         self.occupants[i].role = Role::None;
         self.occupants[i].presence = Box::default();
-        self.broadcast(i, None, &[code], true, out);
+        let mut item = Vec::new();
+        let mut w = XmlWriter::new(&mut item);
+        if let Some(nick) = why.actor {
+            w.start("actor").attr("nick", nick).close_empty();
+        }
+        if let Some(reason) = why.reason {
+            w.start("reason").open().text(reason).end("reason");
+        }
+        self.broadcast(i, None, &[code], true, &item, out);
         log::debug!("room {}: {} removed ({code})", self.jid, self.occupants[i].nick);
         self.occupants.remove(i);
     }

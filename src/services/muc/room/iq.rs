@@ -3,12 +3,18 @@
 
 use super::*;
 
+/// The start of the id of an iq passed on to an occupant.
+const FORWARD_ID: &str = "muc-fwd.";
+
 impl Room {
     // --- iq (§10.1, §6.4, XEP-0410) ---
 
     pub(super) fn iq(&mut self, sender: &Jid, resource: Option<&str>, iq: &Element<'_>, out: &mut Outgoing) {
         let kind = iq.attr("type");
         if !matches!(kind.as_deref(), Some("get") | Some("set")) {
+            if let Some(nick) = resource {
+                self.forward_iq_answer(sender, nick, iq, out);
+            }
             return;
         }
         let Some(payload) = iq.children().next() else { return };
@@ -20,16 +26,23 @@ impl Room {
         let mut body = Vec::new();
         let answer = match (resource, kind.as_deref(), payload.ns(), payload.name()) {
             // XEP-0410: am I still in the room under this nickname?
-            (Some(nick), Some("get"), NS_PING, "ping") => match occupant {
-                Some(i) if &*self.occupants[i].nick == nick => Ok(()),
-                Some(_) => Err(StanzaError::new(Condition::ServiceUnavailable)),
-                None => Err(StanzaError::with_text(Condition::NotAcceptable, "you are not in this room")),
-            },
-            (Some(_), _, _, _) => Err(StanzaError::new(Condition::ServiceUnavailable)),
-            (None, Some("get"), NS_INFO, "query") if payload.attr("node").is_none() => {
-                self.write_info(&mut body);
+            (Some(nick), Some("get"), NS_PING, "ping")
+                if occupant.is_some_and(|i| &*self.occupants[i].nick == nick) =>
+            {
                 Ok(())
             }
+            (Some(nick), _, _, _) => return self.forward_iq(sender, occupant, nick, iq, out),
+            (None, Some("get"), NS_INFO, "query") => match payload.attr("node").as_deref() {
+                None => {
+                    self.write_info(&mut body);
+                    Ok(())
+                }
+                Some(super::register::NODE_ROOMUSER) => {
+                    self.write_reserved_nick(sender, &mut body);
+                    Ok(())
+                }
+                Some(_) => Err(StanzaError::new(Condition::ItemNotFound)),
+            },
             (None, Some("get"), NS_ITEMS, "query") => {
                 XmlWriter::new(&mut body).empty_ns("query", NS_ITEMS);
                 Ok(())
@@ -38,9 +51,60 @@ impl Room {
             (None, _, NS_MUC_OWNER, "query") => self.owner_query(sender, kind.as_deref(), &payload, &mut body, out),
             (None, Some("get"), NS_MUC_ADMIN, "query") => self.admin_list(sender, &payload, &mut body),
             (None, Some("set"), NS_MUC_ADMIN, "query") => self.admin_set(sender, &payload, out),
+            (None, _, super::register::NS_REGISTER, "query") => {
+                self.register_query(sender, kind.as_deref(), &payload, &mut body, out)
+            }
+            (None, _, super::vcard::NS_VCARD, "vCard") => {
+                self.vcard_query(sender, kind.as_deref(), &payload, &mut body, out)
+            }
             _ => Err(StanzaError::new(Condition::ServiceUnavailable)),
         };
         out.push((sender.as_str().to_string(), iq_reply(iq, &from, sender.as_str(), answer, &body)));
+    }
+
+    /// An iq to an occupant (a vCard or version request): passed on to its real
+    /// JID from the sender's occupant JID, so no real JID is revealed; the id
+    /// carries the sender's resource, so the answer finds it without a table.
+    fn forward_iq(&self, sender: &Jid, occupant: Option<usize>, nick: &str, iq: &Element<'_>, out: &mut Outgoing) {
+        let fail = |e: StanzaError, out: &mut Outgoing| self.error(sender, Some(nick), iq, e, out);
+        let Some(i) = occupant else {
+            return fail(StanzaError::with_text(Condition::NotAcceptable, "only occupants query occupants"), out);
+        };
+        let Some(target) = self.by_nick(nick).and_then(|t| self.occupants[t].real.first()) else {
+            return fail(StanzaError::with_text(Condition::ItemNotFound, "no occupant has that nickname"), out);
+        };
+        use base64::Engine;
+        let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sender.as_str());
+        let id = format!("{FORWARD_ID}{tag}.{}", iq.attr("id").unwrap_or_default());
+        let mut bytes = Vec::with_capacity(300);
+        let mut w = XmlWriter::new(&mut bytes);
+        w.start("iq").attr("from", &self.occupant_jid(&self.occupants[i].nick)).attr("to", target).attr("id", &id);
+        w.attr_opt("type", iq.attr("type").as_deref()).open();
+        crate::xml::writer::write_children(&mut bytes, iq, NS_CLIENT, &[], usize::MAX);
+        XmlWriter::new(&mut bytes).end("iq");
+        out.push((target.to_string(), bytes));
+    }
+
+    /// The answer to a forwarded iq, from the occupant that got it, to the
+    /// resource that asked (if it is still the occupant with that nickname).
+    fn forward_iq_answer(&self, sender: &Jid, nick: &str, iq: &Element<'_>, out: &mut Outgoing) {
+        use base64::Engine;
+        let Some(answerer) = self.by_real(sender.as_str()) else { return };
+        let Some(id) = iq.attr("id") else { return };
+        let Some((tag, original)) = id.strip_prefix(FORWARD_ID).and_then(|rest| rest.split_once('.')) else { return };
+        let Ok(asker) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(tag) else { return };
+        let Ok(asker) = String::from_utf8(asker) else { return };
+        let asks = self.by_nick(nick).is_some_and(|a| self.occupants[a].real.iter().any(|r| **r == *asker));
+        if !asks {
+            return;
+        }
+        let mut bytes = Vec::with_capacity(300);
+        let mut w = XmlWriter::new(&mut bytes);
+        w.start("iq").attr("from", &self.occupant_jid(&self.occupants[answerer].nick)).attr("to", &asker);
+        w.attr("id", original).attr_opt("type", iq.attr("type").as_deref()).open();
+        crate::xml::writer::write_children(&mut bytes, iq, NS_CLIENT, &[], usize::MAX);
+        XmlWriter::new(&mut bytes).end("iq");
+        out.push((asker, bytes));
     }
 
     /// §6.4: the room's identity, features, and muc#roominfo.
@@ -56,6 +120,9 @@ impl Room {
             NS_ITEMS,
             NS_PING,
             NS_OCCUPANT_ID,
+            super::vcard::NS_VCARD,
+            "http://jabber.org/protocol/muc#request",
+            "http://jabber.org/protocol/muc#register",
             if self.persistent { "muc_persistent" } else { "muc_temporary" },
             if self.members_only { "muc_membersonly" } else { "muc_open" },
             if self.moderated { "muc_moderated" } else { "muc_unmoderated" },
@@ -69,6 +136,9 @@ impl Room {
         field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMINFO);
         field(&mut w, "muc#roominfo_description", None, &self.description);
         field(&mut w, "muc#roominfo_occupants", None, &self.occupants.len().to_string());
+        if let Some(hash) = self.vcard.as_ref().and_then(|v| v.photo_hash.as_deref()) {
+            field(&mut w, "muc#roominfo_avatarhash", None, hash);
+        }
         w.end("x").end("query");
     }
 
@@ -102,6 +172,7 @@ impl Room {
             _ => return Err(StanzaError::new(Condition::BadRequest)),
         }
         let was_non_anonymous = self.non_anonymous;
+        let was_members_only = self.members_only;
         let mut password_on = self.password.is_some();
         let mut secret = self.password.clone().unwrap_or_default();
         let truthy = |v: &str| matches!(v, "1" | "true");
@@ -139,19 +210,30 @@ impl Room {
             if self.non_anonymous != was_non_anonymous {
                 codes.push(if self.non_anonymous { "172" } else { "173" });
             }
-            for to in self.occupants.iter().flat_map(|o| o.real.iter()) {
-                let mut m = Vec::with_capacity(200);
-                let mut w = XmlWriter::new(&mut m);
-                w.start("message").attr("from", self.jid.as_str()).attr("to", to).attr("type", "groupchat").open();
-                w.start("x").attr("xmlns", NS_MUC_USER).open();
-                for c in &codes {
-                    w.start("status").attr("code", c).close_empty();
-                }
-                w.end("x").end("message");
-                out.push((to.to_string(), m));
+            self.config_changed(&codes, out);
+        }
+        if self.members_only && !was_members_only {
+            // §9.4/§10.2: a room that became members-only removes non-members (322).
+            while let Some(i) = self.occupants.iter().position(|o| o.affiliation < Affiliation::Member) {
+                self.remove(i, "322", &super::admin::Removal::default(), out);
             }
         }
         Ok(())
+    }
+
+    /// §10.2.1: every occupant hears that the configuration changed (`codes`).
+    pub(super) fn config_changed(&self, codes: &[&str], out: &mut Outgoing) {
+        for to in self.occupants.iter().flat_map(|o| o.real.iter()) {
+            let mut m = Vec::with_capacity(200);
+            let mut w = XmlWriter::new(&mut m);
+            w.start("message").attr("from", self.jid.as_str()).attr("to", to).attr("type", "groupchat").open();
+            w.start("x").attr("xmlns", NS_MUC_USER).open();
+            for c in codes {
+                w.start("status").attr("code", c).close_empty();
+            }
+            w.end("x").end("message");
+            out.push((to.to_string(), m));
+        }
     }
 
     /// The muc#roomconfig form with the room's current values (§10.2).

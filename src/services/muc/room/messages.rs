@@ -22,6 +22,7 @@ impl Room {
         };
         match (resource, kind.as_deref()) {
             (None, Some("groupchat")) => self.groupchat(i, stanza, out),
+            (None, Some("normal") | None) if Room::is_voice_form(stanza) => self.voice_form(i, stanza, out),
             (None, Some("normal") | None) if stanza.child("x", NS_MUC_USER).is_some() => {
                 self.invitations(i, stanza, out)
             }

@@ -4,7 +4,7 @@
 use super::{children_except, iq_reply, Outgoing, NS_MUC, NS_MUC_OWNER, NS_MUC_USER};
 use crate::config::MucConfig;
 use crate::jid::{BareJid, Jid};
-use crate::ns::{NS_DELAY, NS_INFO, NS_ITEMS, NS_PING};
+use crate::ns::{NS_CLIENT, NS_DELAY, NS_INFO, NS_ITEMS, NS_PING};
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
@@ -15,6 +15,9 @@ mod iq;
 mod messages;
 mod presence;
 mod record;
+mod register;
+mod vcard;
+mod voice;
 
 const NS_DATA: &str = "jabber:x:data";
 const NS_ROOMINFO: &str = "http://jabber.org/protocol/muc#roominfo";
@@ -102,6 +105,8 @@ struct Occupant {
     role: Role,
     /// The children of its last presence (show, status, caps), re-emitted.
     presence: Box<[u8]>,
+    /// A voice request of its is with the moderators (§7.13).
+    voice_requested: bool,
 }
 
 /// A message kept for those who join later.
@@ -145,6 +150,13 @@ pub struct Room {
     max_occupants: usize,
     /// The service's bound, which `muc#roomconfig_maxusers` cannot pass.
     service_max_occupants: usize,
+    /// The hub's admins (owners of every room).
+    admins: std::sync::Arc<[BareJid]>,
+    /// Nicknames reserved by registration (§7.10), at most one per account;
+    /// together with `affiliations` within [`MAX_AFFILIATIONS`].
+    reserved: Vec<(BareJid, Box<str>)>,
+    /// The room's vcard-temp (its avatar), and the SHA-1 of its photo.
+    vcard: Option<vcard::RoomVcard>,
 }
 
 /// What `<history/>` in a join asks for (§7.2.15).
@@ -182,6 +194,9 @@ impl Room {
             max_history: config.history,
             max_occupants: config.max_occupants,
             service_max_occupants: config.max_occupants,
+            admins: std::sync::Arc::clone(&config.admins),
+            reserved: Vec::new(),
+            vcard: None,
         }
     }
 
@@ -211,8 +226,17 @@ impl Room {
         self.occupants.iter().position(|o| o.real.iter().any(|r| &**r == real))
     }
 
+    /// The account's affiliation: the hub's admins own every room.
     fn affiliation_of(&self, bare: &BareJid) -> Affiliation {
+        if self.admins.contains(bare) {
+            return Affiliation::Owner;
+        }
         self.affiliations.iter().find(|(b, _)| b == bare).map_or(Affiliation::None, |(_, a)| *a)
+    }
+
+    /// Is `bare` one of the room's owners (by its affiliation list)?
+    pub fn is_owned_by(&self, bare: &BareJid) -> bool {
+        self.affiliations.iter().any(|(b, a)| b == bare && *a == Affiliation::Owner)
     }
 
     /// XEP-0421: the same id for the same account in this room, nothing else.
@@ -236,13 +260,15 @@ impl Room {
         }
     }
 
+    /// An error reply from the room (`by` the room). A refused entry carries
+    /// `<x xmlns=muc/>` as XEP-0045's examples do (§7.2.6–§7.2.10): clients
+    /// such as Profanity only take an error with it as the end of their join.
     fn error(&self, to: &Jid, resource: Option<&str>, stanza: &Element<'_>, e: StanzaError, out: &mut Outgoing) {
         let from = match resource {
             Some(n) => self.occupant_jid(n),
             None => self.jid.as_str().to_string(),
         };
-        let mut bytes = Vec::new();
-        if e.write_reply(stanza, to.as_str(), Some(&from), &mut bytes) {
+        if let Some(bytes) = super::error_reply(stanza, &from, to.as_str(), self.jid.as_str(), e) {
             out.push((to.as_str().to_string(), bytes));
         }
     }

@@ -61,6 +61,9 @@ impl Room {
         if self.locked && !owner {
             return refuse(self, Condition::ItemNotFound, "the room is being set up by its owner", out);
         }
+        if self.reserved_by_other(nick, &bare) {
+            return refuse(self, Condition::Conflict, "that nickname is reserved by a member", out);
+        }
         let created = self.occupants.is_empty() && self.locked && owner;
         let same_account = self.by_nick(nick).filter(|&i| self.occupants[i].bare == bare);
         if self.by_nick(nick).is_some() && same_account.is_none() {
@@ -86,6 +89,7 @@ impl Room {
                     affiliation,
                     role,
                     presence,
+                    voice_requested: false,
                 });
                 self.occupants.len() - 1
             }
@@ -94,7 +98,7 @@ impl Room {
         let newcomer = &self.occupants[index];
         for (i, o) in self.occupants.iter().enumerate() {
             if i != index {
-                out.push((real.to_string(), self.presence_of(o, newcomer, real, None, &[], false)));
+                out.push((real.to_string(), self.presence_of(o, newcomer, real, None, &[], false, &[])));
             }
         }
         let mut codes: Vec<&str> = Vec::new();
@@ -168,8 +172,9 @@ impl Room {
 
     /// §7.6: unavailable with 303 and the new nickname, then available as it.
     pub(super) fn change_nick(&mut self, i: usize, real: &str, nick: &str, stanza: &Element<'_>, out: &mut Outgoing) {
-        if let Some(j) = self.by_nick(nick) {
-            if self.occupants[j].bare != self.occupants[i].bare {
+        let reserved = self.reserved_by_other(nick, &self.occupants[i].bare);
+        if let Some(j) = self.by_nick(nick).or(reserved.then_some(i)) {
+            if reserved || self.occupants[j].bare != self.occupants[i].bare {
                 let sender: Jid = match real.parse() {
                     Ok(j) => j,
                     Err(_) => return,
@@ -190,27 +195,29 @@ impl Room {
         if self.occupants[i].real.len() > 1 {
             self.occupants[i].real.retain(|r| &**r != real);
             let o = &self.occupants[i];
-            out.push((real.to_string(), self.presence_of(o, o, real, None, &["110"], true)));
+            out.push((real.to_string(), self.presence_of(o, o, real, None, &["110"], true, &[])));
             return;
         }
         self.occupants[i].presence = presence.into();
-        self.broadcast(i, None, codes, true, out);
+        self.broadcast(i, None, codes, true, &[], out);
         self.occupants.remove(i);
     }
 
     /// Occupant `i`'s presence to every occupant (`new_nick`: the 303 form).
     pub(super) fn broadcast_presence(&self, i: usize, new_nick: Option<&str>, codes: &[&str], out: &mut Outgoing) {
-        self.broadcast(i, new_nick, codes, new_nick.is_some(), out);
+        self.broadcast(i, new_nick, codes, new_nick.is_some(), &[], out);
     }
 
     /// Occupant `i`'s presence to every resource of every occupant, with `codes`
-    /// (and 110 to its own resources).
+    /// (and 110 to its own resources); `item` goes inside `<item/>` (the actor
+    /// and reason of a removal).
     pub(super) fn broadcast(
         &self,
         i: usize,
         new_nick: Option<&str>,
         codes: &[&str],
         unavailable: bool,
+        item: &[u8],
         out: &mut Outgoing,
     ) {
         let o = &self.occupants[i];
@@ -220,7 +227,7 @@ impl Room {
                 own.push("110");
             }
             for to in &viewer.real {
-                out.push((to.to_string(), self.presence_of(o, viewer, to, new_nick, &own, unavailable)));
+                out.push((to.to_string(), self.presence_of(o, viewer, to, new_nick, &own, unavailable, item)));
             }
         }
     }
@@ -235,6 +242,7 @@ impl Room {
         new_nick: Option<&str>,
         codes: &[&str],
         unavailable: bool,
+        item: &[u8],
     ) -> Vec<u8> {
         let show_jid = self.non_anonymous || viewer.role == Role::Moderator || codes.contains(&"110");
         let mut p = Vec::with_capacity(240 + o.presence.len());
@@ -255,7 +263,15 @@ impl Room {
                 w.attr("jid", r);
             }
         }
-        w.attr_opt("nick", new_nick).close_empty();
+        w.attr_opt("nick", new_nick);
+        if item.is_empty() {
+            w.close_empty();
+        } else {
+            w.open();
+            p.extend_from_slice(item);
+            XmlWriter::new(&mut p).end("item");
+        }
+        let mut w = XmlWriter::new(&mut p);
         for code in codes {
             w.start("status").attr("code", code).close_empty();
         }

@@ -4,11 +4,13 @@
 use super::*;
 
 impl Room {
-    /// The store's record of a persistent room: `version 1, flags, name,
+    /// The store's record of a persistent room: `version 2, flags, name,
     /// description, password?, max occupants (u32), secret (16), subject? (nick,
-    /// bytes), affiliations (u16 count, then jid and code each)`.
+    /// bytes), affiliations (u16 count, then jid and code each)`; version 2 adds
+    /// `reserved nicknames (u16 count, then jid and nick each), vCard? (bytes,
+    /// photo hash?)`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![1];
+        let mut out = vec![2];
         let flags = [
             self.public,
             self.non_anonymous,
@@ -36,13 +38,27 @@ impl Room {
             put(&mut out, jid.as_str().as_bytes());
             out.push(Affiliation::ALL.iter().position(|x| x == a).unwrap_or(1) as u8);
         }
+        out.extend_from_slice(&(self.reserved.len() as u16).to_be_bytes());
+        for (jid, nick) in &self.reserved {
+            put(&mut out, jid.as_str().as_bytes());
+            put(&mut out, nick.as_bytes());
+        }
+        match &self.vcard {
+            Some(v) => {
+                out.push(1);
+                put(&mut out, &v.bytes);
+                put_opt(&mut out, v.photo_hash.as_deref().map(str::as_bytes));
+            }
+            None => out.push(0),
+        }
         out
     }
 
     /// A persistent room from its record; `None` if the record is not one.
     pub fn decode(jid: BareJid, record: &[u8], config: &MucConfig) -> Option<Room> {
         let mut r = Reader(record);
-        if r.u8()? != 1 {
+        let version = r.u8()?;
+        if !matches!(version, 1 | 2) {
             return None;
         }
         let flags = r.u8()?;
@@ -67,7 +83,26 @@ impl Room {
             let a = *Affiliation::ALL.get(usize::from(r.u8()?))?;
             affiliations.push((jid, a));
         }
+        let mut reserved = Vec::new();
+        let mut vcard = None;
+        if version >= 2 {
+            let count = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
+            for _ in 0..count {
+                let jid = r.string()?.parse::<BareJid>().ok()?;
+                reserved.push((jid, r.string()?.into_boxed_str()));
+            }
+            if r.u8()? == 1 {
+                let bytes = r.bytes()?.into_boxed_slice();
+                let photo_hash = match r.u8()? {
+                    0 => None,
+                    _ => Some(r.string()?),
+                };
+                vcard = Some(super::vcard::RoomVcard { bytes, photo_hash });
+            }
+        }
         let mut room = Room::new(jid, affiliations.first()?.0.clone(), config);
+        room.reserved = reserved;
+        room.vcard = vcard;
         room.public = flag(0);
         room.non_anonymous = flag(1);
         room.members_only = flag(2);
