@@ -584,7 +584,7 @@ impl Validator<'_> {
         let raw = take("muc_domain");
         let shown = raw.as_ref().map_or("muc_domain".to_string(), |(_, k)| k.clone());
         let name = self.string(raw, "muc_domain");
-        let creation = match &*self.choice(take("muc_room_creation"), "muc_room_creation") {
+        let creation = match self.choice(take("muc_room_creation"), "muc_room_creation") {
             "admins" => RoomCreation::Admins,
             "anyone" => RoomCreation::Anyone,
             _ => RoomCreation::Local,
@@ -1118,6 +1118,16 @@ mod tests {
 
     fn load(text: &str) -> Result<Config, Vec<Problem>> {
         Config::from_table(text.parse().unwrap(), &Overrides::default())
+    }
+
+    #[test]
+    fn admins_are_accounts_and_anything_else_is_named() {
+        let c = load("admins = ['alice@hub.lan']\nmuc_room_creation = 'admins'").unwrap();
+        assert_eq!(c.admins.len(), 1);
+        assert_eq!(c.muc.unwrap().creation, RoomCreation::Admins);
+        let p = load("admins = ['hub.lan', 3]").unwrap_err();
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(p.iter().all(|p| p.key == "admins"), "{p:?}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! XEP-0045 group chat at conference.localhost on the wire (the first part of
-//! issue 15): creating a locked room and making it an instant room, entering
+//! XEP-0045 group chat at conference.localhost on the wire (issue 15): creating a locked room and making it an instant room, entering
 //! with the status codes, occupants' presence, groupchat messages, history and
 //! subject on join, nickname conflicts and changes, private messages, leaving,
-//! a session that ends leaving its rooms, disco, self-ping, and the bounds.
+//! a session that ends leaving its rooms, disco, self-ping, and the bounds; then
+//! roles and affiliations, configuration, persistence, reserved nicknames, voice
+//! requests, room vCards, iqs to occupants, removal codes and creation policy.
 
 mod common;
 use common::*;
@@ -463,4 +464,253 @@ fn a_persistent_room_keeps_its_configuration_affiliations_and_subject_across_a_r
     juliet.read_until("id='d' type='result'/>", WAIT);
     juliet.send("<iq type='get' to='conference.localhost' id='rooms2'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
     assert!(!juliet.read_until("</iq>", WAIT).contains("The Garden"));
+}
+
+// --- the second part of issue 15 ---
+
+fn iq(c: &mut Client, id: &str, kind: &str, to: &str, payload: &str) -> String {
+    c.send(&format!("<iq type='{kind}' to='{to}' id='{id}'>{payload}</iq>"));
+    c.read_until_any(&[&format!("id='{id}' type='result'/>"), "</iq>"])
+}
+
+#[test]
+fn a_reserved_nickname_makes_a_member_keeps_others_out_and_is_discoverable() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    // §7.10: the registration form, then a submitted nickname.
+    romeo.send(&format!("<iq type='get' to='{ROOM}' id='rf'><query xmlns='jabber:iq:register'/></iq>"));
+    let form = romeo.read_until("</iq>", WAIT);
+    assert!(form.contains("var='muc#register_roomnick'") && form.contains("<required/>"), "{form}");
+    let submit = |nick: &str| {
+        format!(
+            "<query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+             <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#register</value></field>\
+             <field var='muc#register_roomnick'><value>{nick}</value></field></x></query>"
+        )
+    };
+    romeo.send(&format!("<iq type='set' to='{ROOM}' id='rs'>{}</iq>", submit("Romeo")));
+    romeo.read_until("id='rs' type='result'/>", WAIT);
+    // He is a member now: everyone sees his new affiliation, and the list has him.
+    let seen = juliet.read_until("</presence>", WAIT);
+    assert!(seen.contains(&format!("from='{ROOM}/Romeo'")) && seen.contains("affiliation='member'"), "{seen}");
+    juliet.send(&format!(
+        "<iq type='get' to='{ROOM}' id='ml'><query xmlns='{MUC}#admin'><item affiliation='member'/></query></iq>"
+    ));
+    let members = juliet.read_until("</iq>", WAIT);
+    assert!(members.contains("jid='romeo@localhost'"), "{members}");
+    // §7.12: his reserved nickname, asked for.
+    romeo.send(&format!(
+        "<iq type='get' to='{ROOM}' id='rn'><query xmlns='http://jabber.org/protocol/disco#info' node='x-roomuser-item'/></iq>"
+    ));
+    let reserved = romeo.read_until("</iq>", WAIT);
+    assert!(reserved.contains("name='Romeo'"), "{reserved}");
+    romeo.send(&format!("<iq type='get' to='{ROOM}' id='rg'><query xmlns='jabber:iq:register'/></iq>"));
+    let registered = romeo.read_until("</iq>", WAIT);
+    assert!(registered.contains("<registered/><username>Romeo</username>"), "{registered}");
+    // Nobody else takes it, to enter or to register; the refusal ends a join (<x/>).
+    romeo.send(&format!("<presence to='{ROOM}/Romeo' type='unavailable'/>"));
+    romeo.read_until("type='unavailable'", WAIT);
+    let mut nurse = online(&server, "nurse", "kitchen");
+    nurse.send(&format!("<presence to='{ROOM}/Romeo'><x xmlns='{MUC}'/></presence>"));
+    let refused = nurse.read_until("</presence>", WAIT);
+    assert!(
+        refused.contains("type='error'")
+            && refused.contains(&format!("<x xmlns='{MUC}'/>"))
+            && refused.contains("<conflict "),
+        "{refused}"
+    );
+    assert!(refused.contains(&format!("by='{ROOM}'")), "{refused}");
+    nurse.send(&format!("<iq type='set' to='{ROOM}' id='ns'>{}</iq>", submit("Romeo")));
+    let taken = nurse.read_until("</iq>", WAIT);
+    assert!(taken.contains("type='error'") && taken.contains("<conflict "), "{taken}");
+    // Unregistering frees it and ends the membership.
+    romeo.send(&format!("<iq type='set' to='{ROOM}' id='ru'><query xmlns='jabber:iq:register'><remove/></query></iq>"));
+    romeo.read_until("id='ru' type='result'/>", WAIT);
+    enter_with(&mut nurse, "");
+    let _ = nurse.take_received();
+    nurse.send(&format!("<presence to='{ROOM}/Romeo'/>"));
+    let renamed = nurse.read_until("</presence>", WAIT);
+    assert!(renamed.contains("<status code='303'/>") && !renamed.contains("type='error'"), "{renamed}");
+}
+
+#[test]
+fn a_visitors_voice_request_reaches_the_moderators_once_and_their_approval_gives_voice() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    configure(&mut juliet, "mod", &[("muc#roomconfig_moderatedroom", "1")]);
+    romeo.read_until("<status code='104'/>", WAIT);
+    romeo.send(&format!("<presence to='{ROOM}/Romeo' type='unavailable'/>"));
+    romeo.read_until(&format!("from='{ROOM}/Romeo' to='romeo@localhost/garden' type='unavailable'"), WAIT);
+    romeo.read_until("</presence>", WAIT);
+    assert!(enter(&mut romeo, ROOM, "Romeo").contains("role='visitor'"));
+    let _ = juliet.sync("settled");
+    // §7.13: the request, as a muc#request form.
+    let request = format!(
+        "<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+         <field var='muc#role'><value>participant</value></field></x></message>"
+    );
+    romeo.send(&request);
+    let form = juliet.read_until("</message>", WAIT);
+    assert!(form.contains("<title>Voice request</title>") && form.contains("<value>Romeo</value>"), "{form}");
+    assert!(
+        form.contains("var='muc#request_allow'") && form.contains("<value>romeo@localhost/garden</value>"),
+        "{form}"
+    );
+    // A second request while the first is open is not passed on.
+    romeo.send(&request);
+    let _ = romeo.sync("asked-twice");
+    let quiet = juliet.sync("nothing-more");
+    assert!(!quiet.contains("Voice request"), "{quiet}");
+    // §8.6: the moderator approves; everyone sees Romeo a participant.
+    juliet.send(&format!(
+        "<message to='{ROOM}'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='FORM_TYPE'><value>http://jabber.org/protocol/muc#request</value></field>\
+         <field var='muc#role'><value>participant</value></field>\
+         <field var='muc#roomnick'><value>Romeo</value></field>\
+         <field var='muc#request_allow'><value>true</value></field></x></message>"
+    ));
+    let voiced = romeo.read_until("</presence>", WAIT);
+    assert!(voiced.contains(&format!("from='{ROOM}/Romeo'")) && voiced.contains("role='participant'"), "{voiced}");
+    // Someone with voice asking gets not-acceptable.
+    juliet.send(&request);
+    let refused = juliet.read_until("</message>", WAIT);
+    assert!(refused.contains("type='error'") && refused.contains("<not-acceptable "), "{refused}");
+}
+
+#[test]
+fn a_room_vcard_is_the_owners_to_set_anyone_may_fetch_it_and_its_photo_hash_is_in_roominfo() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    // base64("abc"); its SHA-1 is a9993e36...
+    let vcard = "<vCard xmlns='vcard-temp'><PHOTO><TYPE>image/png</TYPE><BINVAL>YWJj</BINVAL></PHOTO></vCard>";
+    let refused = iq(&mut romeo, "rv", "set", ROOM, vcard);
+    assert!(refused.contains("type='error'") && refused.contains("<forbidden "), "{refused}");
+    juliet.send(&format!("<iq type='set' to='{ROOM}' id='jv'>{vcard}</iq>"));
+    juliet.read_until("id='jv' type='result'/>", WAIT);
+    let notice = romeo.read_until("</message>", WAIT);
+    assert!(notice.contains("<status code='104'/>"), "{notice}");
+    romeo.send(&format!("<iq type='get' to='{ROOM}' id='gv'><vCard xmlns='vcard-temp'/></iq>"));
+    let got = romeo.read_until("</iq>", WAIT);
+    assert!(got.contains("<BINVAL>YWJj</BINVAL>"), "{got}");
+    romeo.send(&format!(
+        "<iq type='get' to='{ROOM}' id='di'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    let info = romeo.read_until("</iq>", WAIT);
+    assert!(info.contains("var='vcard-temp'"), "{info}");
+    assert!(
+        info.contains("<field var='muc#roominfo_avatarhash'><value>a9993e364706816aba3e25717850c26c9cd0d89d</value>"),
+        "{info}"
+    );
+}
+
+#[test]
+fn an_iq_to_an_occupant_goes_to_its_real_jid_from_the_askers_occupant_jid_and_the_answer_comes_back() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    romeo.send(&format!("<iq type='get' to='{ROOM}/Juliet' id='v1'><vCard xmlns='vcard-temp'/></iq>"));
+    let asked = juliet.read_until("</iq>", WAIT);
+    assert!(
+        asked.contains(&format!("from='{ROOM}/Romeo'")) && asked.contains("<vCard xmlns='vcard-temp'/>"),
+        "{asked}"
+    );
+    assert!(!asked.contains("romeo@localhost"), "no real JID in a semi-anonymous room: {asked}");
+    let id = between(&asked, "id='", "'").to_string();
+    juliet.send(&format!(
+        "<iq type='result' to='{ROOM}/Romeo' id='{id}'><vCard xmlns='vcard-temp'><NICKNAME>J</NICKNAME></vCard></iq>"
+    ));
+    let answer = romeo.read_until("</iq>", WAIT);
+    assert!(answer.contains(&format!("from='{ROOM}/Juliet'")) && answer.contains("id='v1'"), "{answer}");
+    assert!(answer.contains("<NICKNAME>J</NICKNAME>"), "{answer}");
+    // A forged id finds nobody; an outsider cannot ask.
+    juliet.send(&format!("<iq type='result' to='{ROOM}/Romeo' id='muc-fwd.bm9ib2R5.x'/>"));
+    let quiet = romeo.sync("after-forged");
+    assert!(!quiet.contains("id='x'"), "{quiet}");
+    let mut nurse = online(&server, "nurse", "kitchen");
+    let outside = iq(&mut nurse, "o1", "get", &format!("{ROOM}/Juliet"), "<vCard xmlns='vcard-temp'/>");
+    assert!(outside.contains("type='error'") && outside.contains("<not-acceptable "), "{outside}");
+}
+
+#[test]
+fn a_kick_names_its_actor_and_reason_and_a_room_turned_members_only_removes_non_members() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    admin(&mut juliet, "k", "<item nick='Romeo' role='none'><reason>Too loud</reason></item>");
+    let gone = romeo.read_until("</presence>", WAIT);
+    assert!(gone.contains("<status code='307'/>") && gone.contains("<actor nick='Juliet'/>"), "{gone}");
+    assert!(gone.contains("<reason>Too loud</reason>"), "{gone}");
+    // §9.4 / §10.2: members-only removes those without membership (322); losing
+    // membership in a members-only room removes (321).
+    enter(&mut romeo, ROOM, "Romeo");
+    let mut nurse = online(&server, "nurse", "kitchen");
+    admin(&mut juliet, "m", "<item jid='nurse@localhost' affiliation='member'/>");
+    enter_with(&mut nurse, "");
+    configure(&mut juliet, "mo", &[("muc#roomconfig_membersonly", "1")]);
+    let removed =
+        romeo.read_until(&format!("from='{ROOM}/Romeo' to='romeo@localhost/garden' type='unavailable'"), WAIT);
+    let removed = removed + &romeo.read_until("</presence>", WAIT);
+    assert!(removed.contains("<status code='322'/>"), "{removed}");
+    let _ = nurse.take_received();
+    admin(&mut juliet, "un", "<item jid='nurse@localhost' affiliation='none'/>");
+    let out = nurse.read_until("<status code='321'/>", WAIT);
+    assert!(out.contains("type='unavailable'"), "{out}");
+}
+
+#[test]
+fn history_since_and_maxstanzas_limit_what_a_joiner_gets() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    for n in 1..=3 {
+        juliet.send(&format!("<message to='{ROOM}' type='groupchat'><body>m{n}</body></message>"));
+        romeo.read_until(&format!("<body>m{n}</body>"), WAIT);
+    }
+    let mut nurse = online(&server, "nurse", "kitchen");
+    let future = enter_with(&mut nurse, "<history since='2999-01-01T00:00:00Z'/>");
+    assert!(!future.contains("<body>"), "{future}");
+    nurse.send(&format!("<presence to='{ROOM}/Nurse' type='unavailable'/>"));
+    nurse.read_until("type='unavailable'", WAIT);
+    nurse.read_until("</presence>", WAIT);
+    let past = enter_with(&mut nurse, "<history since='2000-01-01T00:00:00Z' maxstanzas='2'/>");
+    assert!(!past.contains("m1") && past.contains("m2") && past.contains("m3"), "{past}");
+    assert!(past.contains("<delay xmlns='urn:xmpp:delay'"), "{past}");
+}
+
+#[test]
+fn under_muc_room_creation_admins_only_admins_create_and_each_account_owns_a_bounded_number() {
+    let server = Server::start_with("admins = ['juliet@localhost']\nmuc_room_creation = 'admins'\n");
+    users(&server);
+    let mut romeo = online(&server, "romeo", "garden");
+    romeo.send(&format!("<presence to='new@conference.localhost/Romeo'><x xmlns='{MUC}'/></presence>"));
+    let refused = romeo.read_until("</presence>", WAIT);
+    assert!(refused.contains("<not-allowed ") && refused.contains(&format!("<x xmlns='{MUC}'/>")), "{refused}");
+    let mut juliet = online(&server, "juliet", "balcony");
+    let created = enter(&mut juliet, "new@conference.localhost", "Juliet");
+    assert!(created.contains("<status code='201'/>"), "{created}");
+    drop((juliet, romeo));
+    let server = Server::start_with("muc_max_rooms_per_user = 1\n");
+    users(&server);
+    let mut romeo = online(&server, "romeo", "garden");
+    assert!(enter(&mut romeo, "one@conference.localhost", "Romeo").contains("<status code='201'/>"));
+    romeo.send("<presence to='two@conference.localhost/Romeo'><x xmlns='http://jabber.org/protocol/muc'/></presence>");
+    let refused = romeo.read_until("</presence>", WAIT);
+    assert!(refused.contains("<resource-constraint "), "{refused}");
+}
+
+#[test]
+fn on_sigterm_every_occupant_hears_it_is_out_of_the_room_with_332() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    let _ = romeo.sync("before");
+    server.signal("TERM");
+    for (c, nick) in [(&mut juliet, "Juliet"), (&mut romeo, "Romeo")] {
+        let out = c.read_until("<status code='332'/>", WAIT);
+        assert!(out.contains(&format!("from='{ROOM}/{nick}'")) && out.contains("type='unavailable'"), "{out}");
+    }
 }

@@ -191,7 +191,10 @@ impl Room {
     pub fn shut_down(&mut self, out: &mut Outgoing) {
         for o in &self.occupants {
             for to in &o.real {
-                out.push((to.to_string(), self.presence_of(o, o, to, None, &["110", "332"], true, &[])));
+                out.push((
+                    to.to_string(),
+                    self.presence_of(o, o, to, &super::presence::Shown::unavailable(&["110", "332"])),
+                ));
             }
         }
         self.occupants.clear();

@@ -98,7 +98,7 @@ impl Room {
         let newcomer = &self.occupants[index];
         for (i, o) in self.occupants.iter().enumerate() {
             if i != index {
-                out.push((real.to_string(), self.presence_of(o, newcomer, real, None, &[], false, &[])));
+                out.push((real.to_string(), self.presence_of(o, newcomer, real, &Shown::available(&[]))));
             }
         }
         let mut codes: Vec<&str> = Vec::new();
@@ -195,7 +195,7 @@ impl Room {
         if self.occupants[i].real.len() > 1 {
             self.occupants[i].real.retain(|r| &**r != real);
             let o = &self.occupants[i];
-            out.push((real.to_string(), self.presence_of(o, o, real, None, &["110"], true, &[])));
+            out.push((real.to_string(), self.presence_of(o, o, real, &Shown::unavailable(&["110"]))));
             return;
         }
         self.occupants[i].presence = presence.into();
@@ -227,23 +227,18 @@ impl Room {
                 own.push("110");
             }
             for to in &viewer.real {
-                out.push((to.to_string(), self.presence_of(o, viewer, to, new_nick, &own, unavailable, item)));
+                out.push((
+                    to.to_string(),
+                    self.presence_of(o, viewer, to, &Shown { new_nick, codes: &own, unavailable, item }),
+                ));
             }
         }
     }
 
     /// `o`'s presence as `viewer` sees it (at its resource `to`): the real JID only
     /// to moderators, or to all in a non-anonymous room (§7.2.3, §7.2.4).
-    pub(super) fn presence_of(
-        &self,
-        o: &Occupant,
-        viewer: &Occupant,
-        to: &str,
-        new_nick: Option<&str>,
-        codes: &[&str],
-        unavailable: bool,
-        item: &[u8],
-    ) -> Vec<u8> {
+    pub(super) fn presence_of(&self, o: &Occupant, viewer: &Occupant, to: &str, shown: &Shown<'_>) -> Vec<u8> {
+        let Shown { new_nick, codes, unavailable, item } = *shown;
         let show_jid = self.non_anonymous || viewer.role == Role::Moderator || codes.contains(&"110");
         let mut p = Vec::with_capacity(240 + o.presence.len());
         let mut w = XmlWriter::new(&mut p);
@@ -279,6 +274,26 @@ impl Room {
         w.start("occupant-id").attr("xmlns", NS_OCCUPANT_ID).attr("id", &self.occupant_id(&o.bare)).close_empty();
         w.end("presence");
         p
+    }
+}
+
+/// How an occupant's presence is shown: the 303 form's new nickname, the
+/// status codes, unavailable or not, and what goes inside `<item/>`.
+#[derive(Clone, Copy)]
+pub(super) struct Shown<'a> {
+    pub new_nick: Option<&'a str>,
+    pub codes: &'a [&'a str],
+    pub unavailable: bool,
+    pub item: &'a [u8],
+}
+
+impl<'a> Shown<'a> {
+    pub fn available(codes: &'a [&'a str]) -> Shown<'a> {
+        Shown { new_nick: None, codes, unavailable: false, item: &[] }
+    }
+
+    pub fn unavailable(codes: &'a [&'a str]) -> Shown<'a> {
+        Shown { new_nick: None, codes, unavailable: true, item: &[] }
     }
 }
 
