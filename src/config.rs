@@ -50,6 +50,15 @@ pub struct MucConfig {
     pub history: usize,
 }
 
+/// The user directory's settings (XEP-0055).
+#[derive(Clone, Debug)]
+pub struct DirectoryConfig {
+    pub domain: Domain,
+    /// Remote users may search too.
+    pub remote: bool,
+    pub max_results: usize,
+}
+
 /// The validated configuration of a running server.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -124,6 +133,8 @@ pub struct Config {
     pub resource_conflict: ResourceConflict,
     /// The group-chat service (XEP-0045), `None` when turned off.
     pub muc: Option<MucConfig>,
+    /// The user directory, unless `directory_domain = ""`.
+    pub directory: Option<DirectoryConfig>,
     /// Bytes waiting to be written to one session before it is closed.
     pub c2s_queue_size: usize,
     /// Items one roster may hold (RFC 6121 §2).
@@ -296,6 +307,9 @@ const KEYS: &[Key] = &[
     Key { name: "auth_failures_per_account", kind: Kind::Int { min: 1, max: 100_000, default: 10 } },
     Key { name: "max_resources_per_account", kind: Kind::Int { min: 1, max: 1000, default: 10 } },
     Key { name: "resource_conflict", kind: Kind::Choice(&["takeover", "refuse"]) },
+    Key { name: "directory_domain", kind: Kind::Str("directory.<domain>") },
+    Key { name: "directory_remote", kind: Kind::Bool(false) },
+    Key { name: "directory_max_results", kind: Kind::Int { min: 1, max: 1000, default: 50 } },
     Key { name: "muc_domain", kind: Kind::Str("conference.<domain>") },
     Key { name: "muc_room_creation", kind: Kind::Choice(&["local", "admins", "anyone"]) },
     Key { name: "muc_max_rooms", kind: Kind::Int { min: 1, max: 100_000, default: 256 } },
@@ -457,8 +471,10 @@ impl Config {
         let domain = domain.unwrap_or_else(|| Domain::parse("localhost").expect("built-in domain is valid"));
         let admins = v.jids(take("admins"), "admins");
         let muc = v.muc(&mut take, &domain, &admins);
+        let directory = v.directory(&mut take, &domain);
         let config = Config {
             muc,
+            directory,
             admins,
             domain,
             data_dir,
@@ -613,6 +629,35 @@ impl Validator<'_> {
                     &shown,
                     format!("{name:?} is not a domain other than the server's"),
                     format!("muc_domain = \"conference.{domain}\" (or \"\" for no group chat)"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `directory_domain` and its settings.
+    fn directory(
+        &mut self,
+        take: &mut impl FnMut(&str) -> Option<(Raw, String)>,
+        domain: &Domain,
+    ) -> Option<DirectoryConfig> {
+        let raw = take("directory_domain");
+        let shown = raw.as_ref().map_or("directory_domain".to_string(), |(_, k)| k.clone());
+        let name = self.string(raw, "directory_domain");
+        let remote = self.bool(take("directory_remote"), "directory_remote");
+        let max_results = self.int(take("directory_max_results"), "directory_max_results") as usize;
+        let name = match name.as_str() {
+            "" => return None,
+            "directory.<domain>" => format!("directory.{domain}"),
+            other => other.to_string(),
+        };
+        match Domain::parse(&name) {
+            Ok(d) if d != *domain => Some(DirectoryConfig { domain: d, remote, max_results }),
+            _ => {
+                self.problem(
+                    &shown,
+                    format!("{name:?} is not a domain other than the server's"),
+                    format!("directory_domain = \"directory.{domain}\" (or \"\" for no directory)"),
                 );
                 None
             }

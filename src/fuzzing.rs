@@ -200,6 +200,12 @@ pub fn c2s_stream(data: &[u8]) {
         max_occupants: 3,
         history: 2,
     });
+    let Ok(directory_domain) = crate::jid::Domain::parse("directory.localhost") else { return };
+    let directory = crate::services::directory::Directory::new(crate::config::DirectoryConfig {
+        domain: directory_domain,
+        remote: false,
+        max_results: 3,
+    });
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,
@@ -209,6 +215,7 @@ pub fn c2s_stream(data: &[u8]) {
         configured_components: &[],
         s2s: None,
         muc: Some(&muc),
+        directory: Some(&directory),
     };
     let env = Env {
         hub,

@@ -31,6 +31,8 @@ pub struct Hub<'a> {
     pub s2s: Option<&'a S2s>,
     /// The group-chat service (XEP-0045), unless turned off.
     pub muc: Option<&'a crate::services::muc::Muc>,
+    /// The user directory (XEP-0055), unless turned off.
+    pub directory: Option<&'a crate::services::directory::Directory>,
 }
 
 /// Where the stanzas for a domain go (RFC 6120 §8.5.1 / §8.5.2).
@@ -39,6 +41,8 @@ pub enum Address {
     Accounts,
     /// The built-in group-chat service (`muc_domain`).
     Muc,
+    /// The built-in user directory (`directory_domain`).
+    Directory,
     /// A connected external component serves it (or a parent of it).
     Component(Rc<Link>),
     /// A configured component that is not connected now.
@@ -59,6 +63,9 @@ impl Hub<'_> {
         if self.muc.is_some_and(|m| m.domain().as_str() == domain) {
             return Address::Muc;
         }
+        if self.directory.is_some_and(|d| d.domain().as_str() == domain) {
+            return Address::Directory;
+        }
         if let Some(link) = self.components.serving(domain) {
             return Address::Component(link);
         }
@@ -71,11 +78,12 @@ impl Hub<'_> {
         }
     }
 
-    /// Is `domain` served here (ours, the group-chat service's, or exactly a
+    /// Is `domain` served here (ours, a built-in service's, or exactly a
     /// configured component's)? An inbound s2s stream may ask for these.
     pub fn serves(&self, domain: &str) -> bool {
         domain == self.domain.as_str()
             || self.muc.is_some_and(|m| m.domain().as_str() == domain)
+            || self.directory.is_some_and(|d| d.domain().as_str() == domain)
             || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
     }
 }

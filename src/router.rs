@@ -146,7 +146,8 @@ impl Hub<'_> {
                     let _ = s2s.send(&domain, bytes, None);
                 }
             }
-            Address::ComponentAbsent | Address::Nowhere => {}
+            // The directory expects no answers.
+            Address::Directory | Address::ComponentAbsent | Address::Nowhere => {}
         }
     }
 }
@@ -232,6 +233,11 @@ impl<'a> Delivery<'a, '_> {
             Address::Muc => {
                 if let Some(muc) = self.hub.muc {
                     muc.handle(&self.hub, self.from, self.stanza);
+                }
+            }
+            Address::Directory => {
+                if let Some(directory) = self.hub.directory {
+                    directory.handle(&self.hub, self.from, self.stanza);
                 }
             }
             Address::Component(link) => self.forward_to_component(&link),

@@ -37,6 +37,8 @@ pub struct Server {
     pub s2s: Option<crate::s2s::S2s>,
     /// Group chat (XEP-0045) at `muc_domain`.
     pub muc: Option<crate::services::muc::Muc>,
+    /// The user directory (XEP-0055) at `directory_domain`.
+    pub directory: Option<crate::services::directory::Directory>,
     pub limiter: AuthLimiter,
     /// Connection buffers in all (`max_buffer_memory`).
     pub buffers: crate::budget::MemoryBudget,
@@ -68,6 +70,7 @@ impl Server {
             configured_components: &self.config.components,
             s2s: self.s2s.as_ref(),
             muc: self.muc.as_ref(),
+            directory: self.directory.as_ref(),
         }
     }
 
@@ -287,6 +290,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         s2s,
         muc: config.muc.clone().map(crate::services::muc::Muc::new),
+        directory: config.directory.clone().map(crate::services::directory::Directory::new),
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(

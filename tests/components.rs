@@ -28,10 +28,7 @@ fn open(server: &Server, domain: &str) -> (Client, String) {
 }
 
 fn connect(server: &Server) -> Client {
-    let (mut c, id) = open(server, "gw.localhost");
-    c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}s3cret"))));
-    c.read_until("<handshake/>", WAIT);
-    c
+    component_client(server, "gw.localhost", "s3cret")
 }
 
 #[test]

@@ -74,6 +74,9 @@ fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if let (None, Some(muc)) = (req.on_behalf_of, hub.muc) {
         domains.push(muc.domain().as_str().to_string());
     }
+    if let (None, Some(directory)) = (req.on_behalf_of, hub.directory) {
+        domains.push(directory.domain().as_str().to_string());
+    }
     let mut p = Vec::new();
     let mut w = XmlWriter::new(&mut p);
     w.start("query").attr("xmlns", NS_ITEMS);

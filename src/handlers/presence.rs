@@ -327,7 +327,7 @@ fn directed_available_sent(
         false
     };
     match hub.address(to.domain()) {
-        Address::Accounts | Address::Component(_) | Address::Muc => true,
+        Address::Accounts | Address::Component(_) | Address::Muc | Address::Directory => true,
         Address::Nowhere => refuse(Condition::RemoteServerNotFound, "no such domain", out),
         Address::ComponentAbsent => refuse(Condition::ServiceUnavailable, "the gateway is not connected", out),
         Address::Remote(domain) => {
@@ -480,7 +480,8 @@ fn send_remote(hub: &Hub<'_>, domain: &str, bytes: &[u8]) -> bool {
             }
             true
         }
-        Address::ComponentAbsent | Address::Nowhere => true,
+        // The directory takes no presence.
+        Address::Directory | Address::ComponentAbsent | Address::Nowhere => true,
     }
 }
 

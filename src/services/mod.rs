@@ -1,5 +1,6 @@
 //! Built-in services on subdomains of the server's domain (the product's spec
 //! §2.2), reached through the address table like any other domain: group chat
-//! (XEP-0045) first.
+//! (XEP-0045) and the user directory (XEP-0055).
 
+pub mod directory;
 pub mod muc;

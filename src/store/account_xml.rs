@@ -24,6 +24,21 @@ impl Store {
         Ok(())
     }
 
+    /// Visits every account's vCard (XEP-0054) until `visit` says stop: (owner,
+    /// the element's bytes).
+    pub fn vcards(&self, mut visit: impl FnMut(&str, &[u8]) -> bool) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let (owner, key) = k.value();
+            if key == "vcard" && !visit(owner, v.value()) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn account_xml(&self, owner: &BareJid, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;

@@ -155,7 +155,7 @@ impl LocalCa {
 }
 
 /// The subdomains the hub's own services use (group chat, upload, proxy, pubsub).
-pub const SERVICE_SUBDOMAINS: &[&str] = &["conference", "upload", "proxy", "pubsub"];
+pub const SERVICE_SUBDOMAINS: &[&str] = &["conference", "directory", "upload", "proxy", "pubsub"];
 
 /// The names a server certificate for `domain` must carry: the domain, and for a
 /// host name its service subdomains, named one by one: a wildcard under a

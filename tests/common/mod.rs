@@ -837,3 +837,19 @@ pub fn python() -> String {
     }
     "python3".to_string()
 }
+
+/// A connected external component (XEP-0114) for `domain` with `secret`.
+pub fn component_client(server: &Server, domain: &str, secret: &str) -> Client {
+    let port = server.component_port.expect("component listener");
+    let mut c = Client::connect_port(port);
+    c.send(&format!(
+        "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
+    ));
+    let header = c.read_until(">", WAIT);
+    let id = between(&header, "id='", "'").to_string();
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, format!("{id}{secret}").as_bytes());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    c.send(&format!("<handshake>{hex}</handshake>"));
+    c.read_until("<handshake/>", WAIT);
+    c
+}
