@@ -224,7 +224,10 @@ fn slixmpp_creates_configures_and_chats_in_a_group_chat() {
     let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
     let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
     let out = run_check(&server, "muc.py", &[&args[..], &peer[..]].concat());
-    assert!(out.contains("created, configured, joined and chatted"), "{out}");
+    assert!(
+        out.contains("created, configured, joined and chatted") && out.contains("kicked, banned, destroyed"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -430,9 +430,27 @@ fn a_persistent_room_keeps_its_configuration_affiliations_and_subject_across_a_r
     let mut server = Server::start();
     users(&server);
     let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
-    configure(&mut juliet, "p", &[("muc#roomconfig_persistentroom", "1"), ("muc#roomconfig_roomname", "The Garden")]);
+    configure(
+        &mut juliet,
+        "p",
+        &[
+            ("muc#roomconfig_persistentroom", "1"),
+            ("muc#roomconfig_roomname", "The Garden"),
+            ("muc#roomconfig_allowpm", "moderators"),
+            ("muc#roomconfig_historylength", "5"),
+            ("muc#roomconfig_allowinvites", "0"),
+        ],
+    );
     juliet.send(&format!("<message to='{ROOM}' type='groupchat'><subject>Kept</subject></message>"));
     juliet.read_until("Kept", WAIT);
+    // A reserved nickname and the room's vCard are kept too.
+    romeo.send(&format!(
+        "<iq type='set' to='{ROOM}' id='reg'><query xmlns='jabber:iq:register'><x xmlns='jabber:x:data' type='submit'>\
+         <field var='muc#register_roomnick'><value>Romeo</value></field></x></query></iq>"
+    ));
+    romeo.read_until("id='reg' type='result'/>", WAIT);
+    juliet.send(&format!("<iq type='set' to='{ROOM}' id='vc'><vCard xmlns='vcard-temp'><FN>Garden</FN></vCard></iq>"));
+    juliet.read_until("id='vc' type='result'/>", WAIT);
     admin(&mut juliet, "b", "<item jid='nurse@localhost' affiliation='outcast'/>");
     for (c, nick) in [(&mut romeo, "Romeo"), (&mut juliet, "Juliet")] {
         c.send(&format!("<presence to='{ROOM}/{nick}' type='unavailable'/>"));
@@ -458,8 +476,22 @@ fn a_persistent_room_keeps_its_configuration_affiliations_and_subject_across_a_r
     let mut nurse = online(&server, "nurse", "kitchen");
     nurse.send(&format!("<presence to='{ROOM}/Nurse'><x xmlns='{MUC}'/></presence>"));
     assert!(nurse.read_until("</presence>", WAIT).contains("<forbidden "), "the ban is kept");
-    // Juliet is still the owner: she may destroy it, and then it is gone for good.
+    assert!(back.contains("affiliation='member'"), "the registration is kept: {back}");
+    romeo.send(&format!("<iq type='get' to='{ROOM}' id='vg'><vCard xmlns='vcard-temp'/></iq>"));
+    assert!(romeo.read_until("</iq>", WAIT).contains("<FN>Garden</FN>"), "the vCard is kept");
+    // Juliet is still the owner, and the options are as she left them.
     let mut juliet = online(&server, "juliet", "balcony");
+    juliet.send(&format!("<iq type='get' to='{ROOM}' id='form'><query xmlns='{MUC}#owner'/></iq>"));
+    let form = juliet.read_until("</iq>", WAIT);
+    for (var, value) in [
+        ("muc#roomconfig_allowpm", "moderators"),
+        ("muc#roomconfig_historylength", "5"),
+        ("muc#roomconfig_allowinvites", "0"),
+    ] {
+        let field = between(&form, &format!("var='{var}'"), "</field>");
+        assert!(field.contains(&format!("<value>{value}</value>")), "{var}: {form}");
+    }
+    // She may destroy it, and then it is gone for good.
     juliet.send(&format!("<iq type='set' to='{ROOM}' id='d'><query xmlns='{MUC}#owner'><destroy/></query></iq>"));
     juliet.read_until("id='d' type='result'/>", WAIT);
     juliet.send("<iq type='get' to='conference.localhost' id='rooms2'><query xmlns='http://jabber.org/protocol/disco#items'/></iq>");
@@ -713,4 +745,40 @@ fn on_sigterm_every_occupant_hears_it_is_out_of_the_room_with_332() {
         let out = c.read_until("<status code='332'/>", WAIT);
         assert!(out.contains(&format!("from='{ROOM}/{nick}'")) && out.contains("type='unavailable'"), "{out}");
     }
+}
+
+#[test]
+fn the_owner_limits_private_messages_invitations_and_the_history_kept() {
+    let server = Server::start();
+    users(&server);
+    let (mut juliet, mut romeo) = juliet_and_romeo_in_the_room(&server);
+    configure(
+        &mut juliet,
+        "o",
+        &[
+            ("muc#roomconfig_allowpm", "moderators"),
+            ("muc#roomconfig_allowinvites", "0"),
+            ("muc#roomconfig_historylength", "1"),
+        ],
+    );
+    romeo.read_until("<status code='104'/>", WAIT);
+    romeo.read_until("</message>", WAIT);
+    // A participant's private message and invitation are refused.
+    romeo.send(&format!("<message to='{ROOM}/Juliet' type='chat'><body>psst</body></message>"));
+    let refused = romeo.read_until("</message>", WAIT);
+    assert!(refused.contains("type='error'") && refused.contains("<not-acceptable "), "{refused}");
+    romeo.send(&format!("<message to='{ROOM}'><x xmlns='{MUC}#user'><invite to='nurse@localhost'/></x></message>"));
+    let refused = romeo.read_until("</message>", WAIT);
+    assert!(refused.contains("type='error'") && refused.contains("<forbidden "), "{refused}");
+    // The moderator's go through.
+    juliet.send(&format!("<message to='{ROOM}/Romeo' type='chat'><body>hello</body></message>"));
+    assert!(romeo.read_until("</message>", WAIT).contains("<body>hello</body>"));
+    // One message kept for a newcomer.
+    for n in 1..=3 {
+        juliet.send(&format!("<message to='{ROOM}' type='groupchat'><body>h{n}</body></message>"));
+        romeo.read_until(&format!("<body>h{n}</body>"), WAIT);
+    }
+    let mut nurse = online(&server, "nurse", "kitchen");
+    let got = enter_with(&mut nurse, "");
+    assert!(got.contains("h3") && !got.contains("h2"), "{got}");
 }

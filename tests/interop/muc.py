@@ -1,4 +1,5 @@
-"""Group chat with slixmpp's xep_0045 plugin: create, configure, join, chat.
+"""Group chat with slixmpp's xep_0045 plugin: create, configure, join, chat, kick,
+ban, destroy.
 
     muc.py --port P --ca CA.pem --jid juliet@localhost/balcony --password balcony \
            --peer-jid romeo@localhost/orchard --peer-password montague \
@@ -14,7 +15,9 @@ same account and gets the history; both leave.
 
 import asyncio
 
-from check import check, close, expect, main, online
+from slixmpp.exceptions import PresenceError
+
+from check import Fail, check, close, expect, main, online
 
 
 async def run(args):
@@ -61,10 +64,32 @@ async def run(args):
     bodies = sorted(m["body"] for m in history)
     check(bodies == ["from juliet", "from romeo"], f"history on join: {bodies}")
     check(subject["subject"] == "Tonight", f"subject on join: {subject}")
-    for client, nick in ((later, "Romeo"), (romeo, "Romeo"), (juliet, "Juliet")):
-        client.plugin["xep_0045"].leave_muc(room, nick)
-    await juliet.plugin["xep_0199"].send_ping(juliet.boundjid.domain, timeout=5)
-    print(f"created, configured, joined and chatted in {room} ({len(bodies)} kept in history)")
+    # Kick (§8.2): every resource of Romeo's hears 307 and the reason.
+    gone = {who: asyncio.Queue() for who in ("romeo", "later")}
+    for who, client in (("romeo", romeo), ("later", later)):
+        client.add_event_handler(f"muc::{room}::got_offline",
+                                 lambda p, q=gone[who]: str(p["from"]) == f"{room}/Romeo" and q.put_nowait(p))
+    await muc_j.set_role(room, "Romeo", "none", reason="Too loud", timeout=5)
+    for who, queue in gone.items():
+        p = await expect(queue, f"{who}: the kick")
+        codes = set(p["muc"]["status_codes"])
+        check({307, 110} <= codes and p["muc"]["item"]["reason"] == "Too loud", f"{who} kicked with {p}")
+    # Ban (§9.1): his next attempt to enter is forbidden.
+    await muc_j.set_affiliation(room, "outcast", jid=args.peer_jid.split("/")[0], reason="Banned", timeout=5)
+    try:
+        await muc_r.join_muc_wait(room, "Romeo", maxstanzas=0, timeout=5)
+        raise Fail("a banned user entered the room")
+    except PresenceError as e:
+        check(e.condition == "forbidden", f"the banned user's join: {e.condition}")
+    # Destroy (§10.9): Juliet hears it with the reason; the room is gone.
+    destroyed = asyncio.Queue()
+    juliet.add_event_handler(f"muc::{room}::got_offline", destroyed.put_nowait)
+    await muc_j.destroy(room, reason="Closing time", timeout=5)
+    p = await expect(destroyed, "juliet: the room's destruction")
+    check(p["muc"]["destroy"]["reason"] == "Closing time", f"destroyed with {p}")
+    items = await juliet.plugin["xep_0030"].get_items(jid=room.split("@")[1], timeout=5)
+    check(room not in [str(i[0]) for i in items["disco_items"]["items"]], f"the room is still listed: {items}")
+    print(f"created, configured, joined and chatted in {room} ({len(bodies)} kept in history); kicked, banned, destroyed")
     await close(juliet, romeo, later)
 
 

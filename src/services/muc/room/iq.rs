@@ -195,6 +195,20 @@ impl Room {
                         self.max_occupants = n.clamp(2, self.service_max_occupants);
                     }
                 }
+                "muc#roomconfig_allowinvites" => self.allow_invites = truthy(&value),
+                "muc#roomconfig_allowpm" => {
+                    if let Some(p) = PrivateMessages::parse(&value) {
+                        self.allow_pm = p;
+                    }
+                }
+                "muc#roomconfig_historylength" | "muc#maxhistoryfetch" => {
+                    if let Ok(n) = value.parse::<usize>() {
+                        self.max_history = n.min(self.service_max_history);
+                        while self.history.len() > self.max_history {
+                            self.history.pop_front();
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -270,6 +284,12 @@ impl Room {
         );
         let whois = if self.non_anonymous { "anyone" } else { "moderators" };
         typed_field(&mut w, "muc#roomconfig_whois", "list-single", "Who sees real JIDs", whois);
+        let invites = bool_value(self.allow_invites);
+        typed_field(&mut w, "muc#roomconfig_allowinvites", "boolean", "Occupants may invite others", invites);
+        let pm = self.allow_pm.name();
+        typed_field(&mut w, "muc#roomconfig_allowpm", "list-single", "Who may send private messages", pm);
+        let history = self.max_history.to_string();
+        typed_field(&mut w, "muc#roomconfig_historylength", "text-single", "Messages kept for newcomers", &history);
         w.end("x").end("query");
     }
 

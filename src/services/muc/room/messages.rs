@@ -26,6 +26,10 @@ impl Room {
             (None, Some("normal") | None) if stanza.child("x", NS_MUC_USER).is_some() => {
                 self.invitations(i, stanza, out)
             }
+            (Some(_), Some("chat") | Some("normal") | None) if !self.allow_pm.allows(self.occupants[i].role) => {
+                let e = StanzaError::with_text(Condition::NotAcceptable, "private messages are not allowed here");
+                self.error(sender, resource, stanza, e, out);
+            }
             (Some(nick), Some("chat") | Some("normal") | None) => {
                 let Some(j) = self.by_nick(nick) else {
                     let e = StanzaError::with_text(Condition::ItemNotFound, "no occupant has that nickname");
@@ -111,6 +115,14 @@ impl Room {
     /// A mediated invitation: the room passes it on, from the inviter's account.
     pub(super) fn invitations(&mut self, i: usize, stanza: &Element<'_>, out: &mut Outgoing) {
         let Some(x) = stanza.child("x", NS_MUC_USER) else { return };
+        let o = &self.occupants[i];
+        if !self.allow_invites && o.role < Role::Moderator && o.affiliation < Affiliation::Admin {
+            let e = StanzaError::with_text(Condition::Forbidden, "only moderators invite to this room");
+            if let Some(real) = o.real.first().and_then(|r| r.parse::<Jid>().ok()) {
+                self.error(&real, None, stanza, e, out);
+            }
+            return;
+        }
         let inviter = self.occupants[i].bare.as_str().to_string();
         for invite in x.children().filter(|c| c.is("invite", NS_MUC_USER)).take(MAX_ITEMS) {
             let Some(to) = invite.attr("to").and_then(|t| t.parse::<Jid>().ok()) else { continue };

@@ -95,6 +95,44 @@ impl Role {
     }
 }
 
+/// Who may send private messages in a room, lowest bar first.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum PrivateMessages {
+    Anyone,
+    Participants,
+    Moderators,
+    Nobody,
+}
+
+impl PrivateMessages {
+    const ALL: [PrivateMessages; 4] =
+        [PrivateMessages::Anyone, PrivateMessages::Participants, PrivateMessages::Moderators, PrivateMessages::Nobody];
+
+    /// The `muc#roomconfig_allowpm` value.
+    fn name(self) -> &'static str {
+        match self {
+            PrivateMessages::Anyone => "anyone",
+            PrivateMessages::Participants => "participants",
+            PrivateMessages::Moderators => "moderators",
+            PrivateMessages::Nobody => "none",
+        }
+    }
+
+    fn parse(s: &str) -> Option<PrivateMessages> {
+        PrivateMessages::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    /// May an occupant with this role send one?
+    fn allows(self, role: Role) -> bool {
+        match self {
+            PrivateMessages::Anyone => true,
+            PrivateMessages::Participants => role >= Role::Participant,
+            PrivateMessages::Moderators => role == Role::Moderator,
+            PrivateMessages::Nobody => false,
+        }
+    }
+}
+
 /// Someone in the room under a nickname (one or more of one account's resources).
 struct Occupant {
     nick: Box<str>,
@@ -133,6 +171,11 @@ pub struct Room {
     password: Option<String>,
     /// Participants may change the subject, not only moderators.
     participants_set_subject: bool,
+    /// Occupants may invite others (`muc#roomconfig_allowinvites`); otherwise only
+    /// moderators and admins do.
+    allow_invites: bool,
+    /// Who may send private messages (`muc#roomconfig_allowpm`).
+    allow_pm: PrivateMessages,
     /// New rooms stay locked until their owner configures them (§10.1.3).
     locked: bool,
     /// Kept (in the store too) when its last occupant leaves.
@@ -146,7 +189,10 @@ pub struct Room {
     occupants: Vec<Occupant>,
     subject: Option<(Box<str>, Box<[u8]>)>,
     history: VecDeque<Kept>,
+    /// Messages kept for joiners (`muc#roomconfig_historylength`, up to the
+    /// service's `muc_history`).
     max_history: usize,
+    service_max_history: usize,
     max_occupants: usize,
     /// The service's bound, which `muc#roomconfig_maxusers` cannot pass.
     service_max_occupants: usize,
@@ -179,6 +225,8 @@ impl Room {
             moderated: false,
             password: None,
             participants_set_subject: false,
+            allow_invites: true,
+            allow_pm: PrivateMessages::Anyone,
             locked: true,
             persistent: false,
             dirty: false,
@@ -192,6 +240,7 @@ impl Room {
             subject: None,
             history: VecDeque::new(),
             max_history: config.history,
+            service_max_history: config.history,
             max_occupants: config.max_occupants,
             service_max_occupants: config.max_occupants,
             admins: std::sync::Arc::clone(&config.admins),

@@ -8,7 +8,8 @@ impl Room {
     /// description, password?, max occupants (u32), secret (16), subject? (nick,
     /// bytes), affiliations (u16 count, then jid and code each)`; version 2 adds
     /// `reserved nicknames (u16 count, then jid and nick each), vCard? (bytes,
-    /// photo hash?)`.
+    /// photo hash?), private-message policy (u8), history length (u16)` (and
+    /// flag 6, invitations by occupants).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![2];
         let flags = [
@@ -18,6 +19,7 @@ impl Room {
             self.moderated,
             self.participants_set_subject,
             self.locked,
+            self.allow_invites,
         ];
         out.push(flags.iter().enumerate().fold(0u8, |acc, (i, f)| acc | (u8::from(*f) << i)));
         put(&mut out, self.name.as_bytes());
@@ -51,6 +53,8 @@ impl Room {
             }
             None => out.push(0),
         }
+        out.push(PrivateMessages::ALL.iter().position(|p| *p == self.allow_pm).unwrap_or(0) as u8);
+        out.extend_from_slice(&(self.max_history.min(usize::from(u16::MAX)) as u16).to_be_bytes());
         out
     }
 
@@ -100,6 +104,12 @@ impl Room {
                 vcard = Some(super::vcard::RoomVcard { bytes, photo_hash });
             }
         }
+        let (allow_pm, max_history) = if version >= 2 {
+            let pm = *PrivateMessages::ALL.get(usize::from(r.u8()?))?;
+            (pm, usize::from(u16::from_be_bytes(r.take(2)?.try_into().ok()?)).min(config.history))
+        } else {
+            (PrivateMessages::Anyone, config.history)
+        };
         let mut room = Room::new(jid, affiliations.first()?.0.clone(), config);
         room.reserved = reserved;
         room.vcard = vcard;
@@ -109,6 +119,9 @@ impl Room {
         room.moderated = flag(3);
         room.participants_set_subject = flag(4);
         room.locked = flag(5);
+        room.allow_invites = version < 2 || flag(6);
+        room.allow_pm = allow_pm;
+        room.max_history = max_history;
         room.name = name;
         room.description = description;
         room.password = password;
