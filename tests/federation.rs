@@ -297,7 +297,7 @@ fn srv_records_from_dns_locate_the_peer() {
     a.add_user("alice", "wonderland");
     b.add_user("bob", "builder");
     messages_both_ways(&a, &b);
-    a.wait_for_log(&format!("s2s link to b.test established (dialback, via 127.0.0.1:{b_port})"), WAIT);
+    a.wait_for_log(&format!("s2s link to b.test established (dialback, via 127.0.0.1:{b_port}, from a.test)"), WAIT);
     // S18: by default a DNS answer into loopback or the LAN is not followed.
     let strict = lonely(&format!("s2s_dns_server = '127.0.0.1:{dns_port}'\ns2s_connect_timeout = 5\n"));
     let mut carol = strict.login("alice", "wonderland", "c");

@@ -206,6 +206,8 @@ fn directed_presence_that_cannot_be_delivered_gets_an_error_presence_back() {
         let got = juliet.read_until("</presence>", WAIT);
         assert!(got.contains(&format!("from='{to}'")) && got.contains("type='error'"), "{got}");
         assert!(got.contains(&format!("<{condition} ")) && got.contains("id='join'"), "{got}");
+        // The join's <x/> comes back with it: clients end the join on that.
+        assert!(got.contains("<x xmlns='http://jabber.org/protocol/muc'/>"), "{got}");
     }
     juliet.send("<presence to='room@conference.localhost/juliet' type='unavailable'/>");
     let rest = juliet.sync("after");

@@ -25,6 +25,10 @@ use crate::xml::Framer;
 use event_listener::EventListener;
 use std::time::{Duration, Instant};
 
+/// Bytes of output buffer a connection keeps between writes; a larger one is
+/// given back once it is four times that.
+const OUT_KEPT: usize = 4096;
+
 /// What the driver does after an input.
 pub enum Action {
     /// Write the output and go on.
@@ -363,6 +367,12 @@ pub async fn drive_from<C: Conn>(
         }
         conn.written();
         out.clear();
+        // A burst (a room's 49 presences on entering, an offline batch) must not
+        // leave its buffer behind on every idle connection: that was most of the
+        // memory a group-chat occupant cost (issue 15).
+        if out.capacity() > OUT_KEPT * 4 {
+            out.shrink_to(OUT_KEPT);
+        }
         match action {
             Action::StartTls => {
                 // RFC 6120 §5.4.3.3: nothing received before the handshake is processed.

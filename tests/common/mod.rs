@@ -816,11 +816,16 @@ pub fn test_identity_for(names: &[&str]) -> (String, String, String) {
 /// below Linux's ephemeral range (32768–60999), so outgoing connections of other
 /// tests cannot take it meanwhile.
 pub fn free_port() -> u16 {
+    // Never the same port twice in one test binary: two servers of one test (or
+    // of two tests at once) would otherwise race for it.
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     loop {
         let mut b = [0u8; 2];
         getrandom::fill(&mut b).unwrap();
         let port = 20000 + u16::from_be_bytes(b) % 12000;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
