@@ -712,33 +712,12 @@ impl Validator<'_> {
 
     fn addrs(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<SocketAddr> {
         let Kind::Addrs(default) = key(name).kind else { unreachable!("{name} is an address key") };
-        let (items, k): (Vec<String>, String) = match raw {
+        let (items, k) = match raw {
             None => (default.iter().map(|s| s.to_string()).collect(), name.to_string()),
-            Some((Raw::Flags(v), k)) => (v, k),
-            Some((Raw::Flag(s), k)) => (vec![s], k),
-            Some((Raw::Toml(toml::Value::Array(a)), k)) => {
-                let mut items = Vec::new();
-                for v in a {
-                    match v {
-                        toml::Value::String(s) => items.push(s),
-                        other => self.problem(
-                            &k,
-                            format!("every address must be a string, got {}", show(&other)),
-                            format!("{name} = [\"127.0.0.1:5222\"]"),
-                        ),
-                    }
-                }
-                (items, k)
-            }
-            Some((Raw::Toml(toml::Value::String(s)), k)) => (vec![s], k),
-            Some((other, k)) => {
-                self.problem(
-                    &k,
-                    format!("must be a list of addresses, got {}", describe(&other)),
-                    format!("{name} = [\"127.0.0.1:5222\"]"),
-                );
-                return Vec::new();
-            }
+            Some(raw) => match self.strings(raw, ("address", "addresses"), &format!("{name} = [\"127.0.0.1:5222\"]")) {
+                Some(list) => list,
+                None => return Vec::new(),
+            },
         };
         let mut addrs = Vec::new();
         for item in items {
@@ -1017,34 +996,39 @@ impl Validator<'_> {
     }
 
     /// Like `addrs`, but an empty list is allowed (the listener is off).
-    /// A list of bare JIDs (`admins = ["alice@hub.lan"]`).
-    fn jids(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<BareJid> {
-        let (items, k): (Vec<String>, String) = match raw {
-            None => return Vec::new(),
-            Some((Raw::Flags(v), k)) => (v, k),
-            Some((Raw::Flag(s), k)) | Some((Raw::Toml(toml::Value::String(s)), k)) => (vec![s], k),
-            Some((Raw::Toml(toml::Value::Array(a)), k)) => {
+    /// A list of strings (one string, or repeated flags, count as a list), with
+    /// the key as written; `None` (the problem noted) when it is something else.
+    fn strings(&mut self, raw: (Raw, String), what: (&str, &str), example: &str) -> Option<(Vec<String>, String)> {
+        let (one, many) = what;
+        match raw {
+            (Raw::Flags(v), k) => Some((v, k)),
+            (Raw::Flag(s), k) | (Raw::Toml(toml::Value::String(s)), k) => Some((vec![s], k)),
+            (Raw::Toml(toml::Value::Array(a)), k) => {
                 let mut items = Vec::new();
                 for v in a {
                     match v {
                         toml::Value::String(s) => items.push(s),
                         other => self.problem(
                             &k,
-                            format!("every account must be a string, got {}", show(&other)),
-                            format!("{name} = [\"alice@hub.lan\"]"),
+                            format!("every {one} must be a string, got {}", show(&other)),
+                            example.into(),
                         ),
                     }
                 }
-                (items, k)
+                Some((items, k))
             }
-            Some((other, k)) => {
-                self.problem(
-                    &k,
-                    format!("must be a list of accounts, got {}", describe(&other)),
-                    format!("{name} = [\"alice@hub.lan\"]"),
-                );
-                return Vec::new();
+            (other, k) => {
+                self.problem(&k, format!("must be a list of {many}, got {}", describe(&other)), example.into());
+                None
             }
+        }
+    }
+
+    /// A list of bare JIDs (`admins = ["alice@hub.lan"]`).
+    fn jids(&mut self, raw: Option<(Raw, String)>, name: &str) -> Vec<BareJid> {
+        let example = format!("{name} = [\"alice@hub.lan\"]");
+        let Some((items, k)) = raw.and_then(|raw| self.strings(raw, ("account", "accounts"), &example)) else {
+            return Vec::new();
         };
         let mut jids = Vec::new();
         for item in items {

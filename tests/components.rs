@@ -7,24 +7,9 @@ use std::time::Duration;
 
 const GW: &str = "[[component]]\ndomain = 'gw.localhost'\nsecret = 's3cret'\n";
 
-fn sha1_hex(s: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// Opens a component stream for `domain`; returns the client and the stream id.
 fn open(server: &Server, domain: &str) -> (Client, String) {
-    let port = server.component_port.expect("component listener");
-    let mut c = Client::connect_port(port);
-    c.send(&format!(
-        "<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='{domain}'>"
-    ));
-    let header = c.read_until(">", WAIT);
-    let id = between(&header, "id='", "'").to_string();
-    (c, id)
+    component_stream(server, domain)
 }
 
 fn connect(server: &Server) -> Client {
@@ -50,7 +35,7 @@ fn unconfigured_domains_and_second_connections_are_refused() {
     assert_stream_error(&unknown.read_to_close(WAIT), "host-unknown");
     let _first = connect(&server);
     let (mut second, id) = open(&server, "gw.localhost");
-    second.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}s3cret"))));
+    second.send(&format!("<handshake>{}</handshake>", component_handshake(&id, "s3cret")));
     assert_stream_error(&second.read_to_close(WAIT), "conflict");
 }
 
@@ -143,7 +128,7 @@ fn components_can_use_direct_tls_and_a_secret_file() {
     c.send("<stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' to='gw.localhost'>");
     let header = c.read_until(">", WAIT);
     let id = between(&header, "id='", "'").to_string();
-    c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}from-a-file"))));
+    c.send(&format!("<handshake>{}</handshake>", component_handshake(&id, "from-a-file")));
     c.read_until("<handshake/>", WAIT);
 }
 
@@ -202,7 +187,7 @@ fn wrong_component_handshakes_are_limited_per_address() {
     }
     // Now even the right secret is refused from this address for the window.
     let (mut c, id) = open(&server, "gw.localhost");
-    c.send(&format!("<handshake>{}</handshake>", sha1_hex(&format!("{id}s3cret"))));
+    c.send(&format!("<handshake>{}</handshake>", component_handshake(&id, "s3cret")));
     let got = c.read_to_close(WAIT);
     assert_stream_error(&got, "policy-violation");
     assert!(got.contains("too many wrong handshakes"), "{got}");

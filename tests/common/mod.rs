@@ -843,8 +843,8 @@ pub fn python() -> String {
     "python3".to_string()
 }
 
-/// A connected external component (XEP-0114) for `domain` with `secret`.
-pub fn component_client(server: &Server, domain: &str, secret: &str) -> Client {
+/// A component stream (XEP-0114) opened for `domain`: the client and the stream id.
+pub fn component_stream(server: &Server, domain: &str) -> (Client, String) {
     let port = server.component_port.expect("component listener");
     let mut c = Client::connect_port(port);
     c.send(&format!(
@@ -852,9 +852,19 @@ pub fn component_client(server: &Server, domain: &str, secret: &str) -> Client {
     ));
     let header = c.read_until(">", WAIT);
     let id = between(&header, "id='", "'").to_string();
+    (c, id)
+}
+
+/// The XEP-0114 handshake digest: hex SHA-1 of the stream id and the secret.
+pub fn component_handshake(id: &str, secret: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, format!("{id}{secret}").as_bytes());
-    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    c.send(&format!("<handshake>{hex}</handshake>"));
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A connected external component (XEP-0114) for `domain` with `secret`.
+pub fn component_client(server: &Server, domain: &str, secret: &str) -> Client {
+    let (mut c, id) = component_stream(server, domain);
+    c.send(&format!("<handshake>{}</handshake>", component_handshake(&id, secret)));
     c.read_until("<handshake/>", WAIT);
     c
 }

@@ -18,88 +18,45 @@ Standard library only: poezio runs as its own process (its own python3 and
 slixmpp), configured entirely by a config file given with -f. TLS is STARTTLS on
 --port, verified against --ca (poezio's ca_cert_path; ignore_certificate stays
 off). As root (CI), poezio (which refuses root) runs as uid/gid 65534 via
-setpriv (or runuser), in a private temporary HOME owned by that user.
+setpriv (or runuser), in a private temporary HOME owned by that user. The tmux,
+user and option plumbing is terminal.py's (shared with profanity_muc.py).
 """
 
-import argparse
 import os
 import re
-import shlex
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+import terminal
+from terminal import check
 
 SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
 STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
-SESSION = "poezio"
-NOBODY = 65534
-
-
-class Fail(Exception):
-    """The check failed; the message says how."""
-
-
-def check(condition, message):
-    if not condition:
-        raise Fail(message)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    options = [
-        ("--host", "127.0.0.1", "server address"),
-        ("--port", None, "client (STARTTLS) port"),
-        ("--tls-port", None, "Direct TLS port (XEP-0368; unused, poezio 0.14 has no Direct TLS option)"),
-        ("--ca", None, "CA certificate (PEM) that signed the server's certificate"),
-        ("--jid", "juliet@localhost/balcony", "account to log in with (full JID)"),
-        ("--password", "balcony", "its password"),
-        ("--timeout", "20", "hard limit for the whole check, in seconds"),
-        ("--poezio", shutil.which("poezio", path="/usr/bin:/usr/local/bin:" + os.environ.get("PATH", "")) or "/usr/bin/poezio",
-         "the poezio executable"),
-    ]
-    for name, default, help_text in options:
-        env = "XMPP_" + name[2:].upper().replace("-", "_")
-        parser.add_argument(name, default=os.environ.get(env, default), help=f"{help_text} (env {env})")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (printed at the end)")
-    args = parser.parse_args()
-    if args.ca is None:
-        parser.error("--ca (or XMPP_CA) is required")
-    if args.port is None:
-        parser.error("--port (or XMPP_PORT) is required")
-    return args
+    return terminal.parse_args(__doc__, [
+        *terminal.connection_options("Direct TLS port (XEP-0368; unused, poezio 0.14 has no Direct TLS option)",
+                                     "account to log in with (full JID)"),
+        terminal.timeout_option(20),
+        terminal.program_option("poezio"),
+    ])
 
 
-class Deadline:
-    def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
-        self.seconds = seconds
-
-    def left(self):
-        return self.end - time.monotonic()
-
-
-class Poezio:
+class Poezio(terminal.TerminalClient):
     """poezio in a private tmux server, with its own HOME, config and debug log."""
 
+    name = program_name = session = "poezio"
+    join_lines = True
+
     def __init__(self, args, deadline):
-        self.args = args
-        self.deadline = deadline
-        self.root = os.geteuid() == 0
-        # As root, the directory must be reachable by uid 65534: /tmp is (1777),
-        # whereas a root-only $TMPDIR might not be.
-        base = "/tmp" if self.root and os.path.isdir("/tmp") else None
-        self.dir = Path(tempfile.mkdtemp(prefix="poezio-login-", dir=base))
-        self.tmux_socket = self.dir / "tmux.sock"
-        self.home = self.dir / "home"
+        super().__init__(args, deadline, "poezio-login-", args.poezio, ("config", "data", "cache"))
         self.cfg = self.home / "poezio.cfg"
         self.debug_log = self.home / "debug.log"
         self.log_dir = self.home / "logs"
-        self.tmux_started = False
-        self.pid = self.tmux_pid = None
+        self.marker = str(self.cfg)
+        self.extra_env = ["PYTHONDONTWRITEBYTECODE=1"]
 
     # --- set-up -----------------------------------------------------------
 
@@ -149,95 +106,28 @@ lang = en
 info_win_height = 12
 """
         self.cfg.write_text(config)
-        (self.dir / "tmux.conf").write_text(
-            "set -g remain-on-exit on\nset -g history-limit 5000\nset -g status off\n"
-            'set -g default-terminal "tmux-256color"\n'
-        )
-        if self.root:
-            for path in [self.dir, *self.dir.rglob("*")]:
-                os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
-            os.chmod(self.dir, 0o700)
+        self.hand_over()
         # The passwords and the CA copy: only poezio's user needs them.
         os.chmod(self.cfg, 0o600)
         os.chmod(ca, 0o644)
 
-    def drop_privileges(self):
-        """The argv prefix that runs poezio unprivileged (empty when not root)."""
-        if not self.root:
-            return []
-        if shutil.which("setpriv"):
-            return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
-        if shutil.which("runuser"):
-            return ["runuser", "-u", "nobody", "--"]
-        raise Fail("running as root, and neither setpriv nor runuser is available to run poezio unprivileged")
-
-    def as_user(self, argv):
-        env = ["env", "-i", f"HOME={self.home}", "PATH=/usr/bin:/bin:/usr/local/bin", "TERM=tmux-256color",
-               "LANG=C.UTF-8", "LC_ALL=C.UTF-8", f"XDG_CONFIG_HOME={self.home / 'config'}",
-               f"XDG_DATA_HOME={self.home / 'data'}", f"XDG_CACHE_HOME={self.home / 'cache'}",
-               f"TMPDIR={self.home}", "USER=juliet", "PYTHONDONTWRITEBYTECODE=1"]
-        return env + self.drop_privileges() + argv
-
     def preflight(self):
         """The unprivileged user can write its HOME and read the CA copy."""
-        probe = self.as_user(["sh", "-c", 'test -w "$HOME" && test -r "$HOME/ca.pem" && test -w "$HOME/poezio.cfg"'])
-        r = subprocess.run(probe, capture_output=True, text=True, timeout=max(1, self.deadline.left()))
-        check(r.returncode == 0, f"poezio's user cannot use {self.home} (rc {r.returncode}): {r.stderr.strip()}")
-        check(Path(self.args.poezio).exists(), f"no poezio at {self.args.poezio}")
-
-    # --- tmux -------------------------------------------------------------
-
-    def tmux(self, *argv, check_rc=True, timeout=5):
-        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
-        env["TMUX_TMPDIR"] = str(self.dir)
-        env["LANG"] = env["LC_ALL"] = "C.UTF-8"
-        r = subprocess.run(["tmux", "-S", str(self.tmux_socket), "-f", str(self.dir / "tmux.conf"), *argv],
-                           capture_output=True, text=True, env=env,
-                           timeout=max(0.5, min(timeout, self.deadline.left() + 1)))
-        if check_rc and r.returncode != 0:
-            raise Fail(f"tmux {' '.join(argv[:1])} failed (rc {r.returncode}): {r.stderr.strip()}")
-        return r.stdout
+        super().preflight(self.home / "ca.pem", self.cfg)
 
     def start(self):
-        argv = self.as_user([self.args.poezio, "-f", str(self.cfg), "-d", str(self.debug_log)])
-        self.tmux_started = True
-        # exec: env, setpriv and poezio replace the pane's shell, so #{pane_pid} is poezio.
-        self.tmux("new-session", "-d", "-s", SESSION, "-x", "200", "-y", "50", "exec " + shlex.join(argv))
-        pids = self.tmux("display-message", "-p", "-t", SESSION, "#{pane_pid} #{pid}").split()
-        self.pid, self.tmux_pid = (int(p) if p.isdigit() else None for p in (pids + ["", ""])[:2])
-
-    def pane(self):
-        try:
-            return self.tmux("capture-pane", "-p", "-J", "-t", SESSION, check_rc=False)
-        except subprocess.TimeoutExpired:
-            return ""
-
-    def pane_dead(self):
-        try:
-            out = self.tmux("display-message", "-p", "-t", SESSION, "#{pane_dead} #{pane_dead_status}", check_rc=False)
-        except subprocess.TimeoutExpired:
-            return None
-        parts = out.split()
-        if parts and parts[0] == "1":
-            return parts[1] if len(parts) > 1 else "?"
-        return None
-
-    def keys(self, *keys, literal=False):
-        self.tmux("send-keys", "-t", SESSION, *(["-l"] if literal else []), *keys)
+        super().start([self.program, "-f", str(self.cfg), "-d", str(self.debug_log)])
 
     def command(self, text):
         """Type /TEXT and Enter. The roster tab only opens its command line on a
         lone '/' keypress (a burst of keys reads as a paste), so type '/', wait
         for the prompt on the bottom line, then the rest."""
         self.keys("/", literal=True)
-        while not self.bottom_line().startswith("/"):
-            check(self.pane_dead() is None, "poezio exited")
-            check(self.deadline.left() > 0.3, "poezio's command line did not open on '/'")
-            time.sleep(0.05)
+        self.until(lambda: self.bottom_line().startswith("/"), "poezio's command line did not open on '/'",
+                   exited="poezio exited")
         self.keys(text, literal=True)
-        while not self.bottom_line().startswith("/" + text):
-            check(self.deadline.left() > 0.3, f"poezio's command line does not show /{text}: {self.bottom_line()!r}")
-            time.sleep(0.05)
+        self.until(lambda: self.bottom_line().startswith("/" + text),
+                   lambda: f"poezio's command line does not show /{text}: {self.bottom_line()!r}")
         self.keys("Enter")
 
     def bottom_line(self):
@@ -245,58 +135,8 @@ info_win_height = 12
         lines = self.pane().rstrip("\n").splitlines()
         return re.sub(r"^[^│]*│", "", lines[-1]).strip() if lines else ""
 
-    def log(self):
-        try:
-            return self.debug_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
     def errors_log(self):
-        try:
-            return (self.log_dir / "errors.log").read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    @staticmethod
-    def alive(pid, marker):
-        """pid still runs (not a zombie) and its command line has marker (not a reused pid)."""
-        if not pid:
-            return False
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[-1].split()[0] != "Z" and marker.encode() in cmdline
-
-    def end(self, pid, marker):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self.alive(pid, marker):
-                return
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                return
-            until = time.monotonic() + 1
-            while self.alive(pid, marker) and time.monotonic() < until:
-                time.sleep(0.02)
-
-    def stop(self):
-        # poezio outlives its terminal: once tmux is gone, it spins on a closed
-        # tty instead of exiting. So end poezio first (TERM, then KILL), then tmux.
-        self.end(self.pid, str(self.cfg))
-        if self.tmux_started:
-            try:
-                self.tmux("kill-server", check_rc=False, timeout=3)
-            except Exception:
-                pass
-            self.tmux_started = False
-        self.end(self.tmux_pid, str(self.tmux_socket))
-
-    def cleanup(self):
-        self.stop()
-        if not self.args.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
+        return terminal.read_text(self.log_dir / "errors.log")
 
 
 # --- what poezio's debug log says -------------------------------------------
@@ -358,8 +198,8 @@ def run(args, deadline, poezio):
         "Event triggered: failed_all_auth": "poezio: SASL failed",
         "Event triggered: disconnected": "poezio was disconnected",
     }
-    screen = log = ""
-    while True:
+
+    def logged_in():
         screen, log = poezio.pane(), poezio.log()
         for needle, what in failures.items():
             check(needle not in screen, f"{what} ({needle!r} on its screen)")
@@ -367,11 +207,11 @@ def run(args, deadline, poezio):
         for needle, what in log_failures.items():
             check(needle not in log, f"{what} ({needle!r} in its debug log)")
         if "Authentication success." in screen and "Your JID is" in screen and events(log, "session_start"):
-            break
-        dead = poezio.pane_dead()
-        check(dead is None, f"poezio exited (status {dead}) before logging in")
-        check(deadline.left() > 0.3, f"poezio did not log in within {deadline.seconds:g} s")
-        time.sleep(0.05)
+            return screen, log
+        return None
+
+    screen, log = poezio.until(logged_in, f"poezio did not log in within {deadline.seconds:g} s",
+                               exited=lambda dead: f"poezio exited (status {dead}) before logging in")
 
     bound = re.search(r"Your JID is (\S+)", screen).group(1)
     check(bound.split("/")[0] == args.jid.split("/")[0], f"bound to {bound}, not {args.jid}")
@@ -388,28 +228,22 @@ def run(args, deadline, poezio):
     domain = args.jid.split("@")[-1].split("/")[0]
     poezio.command(f"version {domain}")
     answers = (f"{domain} is running", f"Could not get the software version from {domain}")
-    while True:
+
+    def answered():
         screen, log = poezio.pane(), poezio.log()
         if any(a in screen for a in answers):
-            break
+            return screen
         check(not stream_errors(log), f"poezio received a stream error: {stream_errors(log)}")
-        check(poezio.pane_dead() is None, "poezio exited after logging in")
-        check(deadline.left() > 0.3, "no answer to /version on the session")
-        time.sleep(0.05)
+        return None
+
+    screen = poezio.until(answered, "no answer to /version on the session", exited="poezio exited after logging in")
     version = re.search("(" + "|".join(map(re.escape, answers)) + ").*", screen).group(0).strip()
     log = poezio.log()
     check(events(log, "connected") == 1, f"{events(log, 'connected')} connections by the end")
     check(not stream_errors(log), f"poezio received a stream error: {stream_errors(log)}")
     check("Stream error" not in screen, "poezio shows a stream error")
 
-    # Leave politely (best effort: the tmux server is killed anyway).
-    try:
-        poezio.command("quit")
-    except Fail:
-        pass
-    quit_by = time.monotonic() + min(3, max(0, deadline.left() - 0.5))
-    while poezio.pane_dead() is None and time.monotonic() < quit_by:
-        time.sleep(0.05)
+    poezio.quit(lambda: poezio.command("quit"), 3)
 
     tried = " → ".join(f"{mech} ({outcome})" for mech, outcome in trace)
     used = trace[-1][0]
@@ -427,38 +261,18 @@ def poezio_version(args):
 
 def main():
     args = parse_args()
-    deadline = Deadline(float(args.timeout))
-
-    def alarm(*_):
-        raise Fail(f"hard timeout ({args.timeout} s)")
-
-    signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(args.timeout))
+    deadline = terminal.Deadline(float(args.timeout))
     poezio = Poezio(args, deadline)
-    code = 0
-    try:
-        run(args, deadline, poezio)
-    except (Fail, subprocess.TimeoutExpired, OSError) as e:
-        code = 1
-        screen = ""
-        try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            screen = poezio.pane() if poezio.tmux_started else ""
-        except Exception:
-            pass
-        print(f"FAIL: {e}", file=sys.stderr)
+
+    def report(screen):
         print(f"--- mechanisms tried: {sasl_trace(poezio.log())}", file=sys.stderr)
         print(f"--- poezio's screen (tmux capture-pane):\n{screen}", file=sys.stderr)
         print(f"--- poezio's debug log ({poezio.debug_log}):\n{redact(poezio.log())}", file=sys.stderr)
         errors = poezio.errors_log()
         if errors:
             print(f"--- poezio's errors.log:\n{errors}", file=sys.stderr)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        poezio.cleanup()
-        if args.keep:
-            print(f"kept {poezio.dir}", file=sys.stderr)
-    sys.exit(code)
+
+    terminal.main(args, poezio, lambda: run(args, deadline, poezio), report)
 
 
 if __name__ == "__main__":

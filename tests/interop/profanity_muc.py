@@ -39,30 +39,26 @@ certificate verification failed" and ask for /tls allow: the check fails there.
 Standard library only (run with /usr/bin/python3). Profanity runs in a private
 temporary HOME (XDG_CONFIG_HOME, XDG_DATA_HOME, XDG_CACHE_HOME inside it) with its
 profrc and accounts file written there; as root (CI), it runs as uid/gid 65534 via
-setpriv (or runuser), and that HOME is owned by that user.
+setpriv (or runuser), and that HOME is owned by that user. The tmux, user and
+option plumbing is terminal.py's (shared with poezio_login.py).
 """
 
-import argparse
 import base64
 import hashlib
 import os
 import re
 import secrets
-import shlex
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-SESSION = "profanity"
-NOBODY = 65534
+import terminal
+from terminal import Fail, check
+
 WIDTH, HEIGHT = 200, 50   # the tmux pane
 OCCUPANTS_SIZE = 20       # the occupants panel's width, percent of the room window
 NS_STREAMS = "http://etherx.jabber.org/streams"
@@ -74,56 +70,23 @@ NS_MUC = "http://jabber.org/protocol/muc"
 NS_MUC_USER = "http://jabber.org/protocol/muc#user"
 
 
-class Fail(Exception):
-    """The check failed; the message says how."""
-
-
-def check(condition, message):
-    if not condition:
-        raise Fail(message)
-
-
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    options = [
-        ("--host", "127.0.0.1", "server address"),
-        ("--port", None, "client (STARTTLS) port"),
-        ("--tls-port", None, "Direct TLS port (XEP-0368; unused: both clients use STARTTLS on --port)"),
-        ("--ca", None, "CA certificate (PEM) that signed the server's certificate"),
-        ("--jid", "juliet@localhost/balcony", "Profanity's account (full JID)"),
-        ("--password", "balcony", "its password"),
+    def validate(parser, args):
+        for name in ("jid", "peer_jid"):
+            if not re.fullmatch(r"[^@/\s]+@[^@/\s]+/\S+", getattr(args, name)):
+                parser.error(f"--{name.replace('_', '-')} must be a full JID (user@domain/resource)")
+        if not re.fullmatch(r"[^@/\s]+@[^@/\s]+", args.room):
+            parser.error("--room must be a bare room JID (room@service)")
+
+    return terminal.parse_args(__doc__, [
+        *terminal.connection_options("Direct TLS port (XEP-0368; unused: both clients use STARTTLS on --port)",
+                                     "Profanity's account (full JID)"),
         ("--peer-jid", "romeo@localhost/orchard", "the raw client's account (full JID)"),
         ("--peer-password", "montague", "its password"),
         ("--room", "lobby@conference.localhost", "the room Juliet creates and both chat in"),
-        ("--timeout", "30", "hard limit for the whole check, in seconds"),
-        ("--profanity", shutil.which("profanity", path="/usr/bin:/usr/local/bin:" + os.environ.get("PATH", ""))
-         or "/usr/bin/profanity", "the profanity executable"),
-    ]
-    for name, default, help_text in options:
-        env = "XMPP_" + name[2:].upper().replace("-", "_")
-        parser.add_argument(name, default=os.environ.get(env, default), help=f"{help_text} (env {env})")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (printed at the end)")
-    parser.add_argument("--show-screen", action="store_true", help="on success too, print Profanity's last screen to stderr")
-    args = parser.parse_args()
-    if args.ca is None:
-        parser.error("--ca (or XMPP_CA) is required")
-    if args.port is None:
-        parser.error("--port (or XMPP_PORT) is required")
-    for name in ("jid", "peer_jid"):
-        if not re.fullmatch(r"[^@/\s]+@[^@/\s]+/\S+", getattr(args, name)):
-            parser.error(f"--{name.replace('_', '-')} must be a full JID (user@domain/resource)")
-    if not re.fullmatch(r"[^@/\s]+@[^@/\s]+", args.room):
-        parser.error("--room must be a bare room JID (room@service)")
-    return args
-
-
-class Deadline:
-    def __init__(self, seconds):
-        self.end = time.monotonic() + seconds
-        self.seconds = seconds
-
-    def left(self):
-        return self.end - time.monotonic()
+        terminal.timeout_option(30),
+        terminal.program_option("profanity"),
+    ], flags=[("--show-screen", "on success too, print Profanity's last screen to stderr")], validate=validate)
 
 
 def split_jid(jid):
@@ -343,29 +306,25 @@ def status_codes(elem):
 
 # --- Juliet: Profanity in tmux ------------------------------------------------
 
-class Profanity:
+class Profanity(terminal.TerminalClient):
     """Profanity in a private tmux server, with its own HOME, profrc, accounts and debug log."""
 
+    name = "Profanity"
+    program_name = session = "profanity"
+    width, height = WIDTH, HEIGHT
+
     def __init__(self, args, deadline):
-        self.args = args
-        self.deadline = deadline
-        self.root = os.geteuid() == 0
-        # As root, the directory must be reachable by uid 65534: /tmp is (1777),
-        # whereas a root-only $TMPDIR might not be.
-        base = "/tmp" if self.root and os.path.isdir("/tmp") else None
-        self.dir = Path(tempfile.mkdtemp(prefix="profanity-muc-", dir=base))
-        self.tmux_socket = self.dir / "tmux.sock"
-        self.home = self.dir / "home"
-        self.config_home = self.home / ".config"
-        self.data_home = self.home / ".local" / "share"
-        self.cache_home = self.home / ".cache"
+        super().__init__(args, deadline, "profanity-muc-", args.profanity, (".config", ".local/share", ".cache"))
         self.certs = self.home / "trusted-ca"
         self.profrc = self.config_home / "profanity" / "profrc"
         self.accounts = self.data_home / "profanity" / "accounts"
         self.debug_log = self.data_home / "profanity" / "logs" / "profanity.log"
-        self.tmux_started = False
-        self.pid = self.tmux_pid = None
         self.account = args.jid.split("/")[0]
+        self.marker = self.account
+        # SSL_CERT_FILE/SSL_CERT_DIR name nothing: OpenSSL's default store adds no
+        # trust anchor, so only tls.certpath (the --ca copy) can verify the server.
+        self.extra_env = [f"SSL_CERT_FILE={self.home / 'no-default-ca.pem'}",
+                          f"SSL_CERT_DIR={self.home / 'no-default-ca.d'}"]
 
     # --- set-up -----------------------------------------------------------
 
@@ -409,84 +368,16 @@ password={a.password}
 tls.policy=force
 muc.nick={local}
 """)
-        (self.dir / "tmux.conf").write_text(
-            "set -g remain-on-exit on\nset -g history-limit 5000\nset -g status off\n"
-            'set -g default-terminal "tmux-256color"\n'
-        )
-        if self.root:
-            for path in [self.dir, *self.dir.rglob("*")]:
-                os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
-            os.chmod(self.dir, 0o700)
+        self.hand_over()
         os.chmod(self.accounts, 0o600)   # has the password
         os.chmod(ca, 0o644)
 
-    def drop_privileges(self):
-        """The argv prefix that runs Profanity unprivileged (empty when not root)."""
-        if not self.root:
-            return []
-        if shutil.which("setpriv"):
-            return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
-        if shutil.which("runuser"):
-            return ["runuser", "-u", "nobody", "--"]
-        raise Fail("running as root, and neither setpriv nor runuser is available to run Profanity unprivileged")
-
-    def as_user(self, argv):
-        # SSL_CERT_FILE/SSL_CERT_DIR name nothing: OpenSSL's default store adds no
-        # trust anchor, so only tls.certpath (the --ca copy) can verify the server.
-        env = ["env", "-i", f"HOME={self.home}", "PATH=/usr/bin:/bin:/usr/local/bin", "TERM=tmux-256color",
-               "LANG=C.UTF-8", "LC_ALL=C.UTF-8", f"XDG_CONFIG_HOME={self.config_home}",
-               f"XDG_DATA_HOME={self.data_home}", f"XDG_CACHE_HOME={self.cache_home}",
-               f"SSL_CERT_FILE={self.home / 'no-default-ca.pem'}", f"SSL_CERT_DIR={self.home / 'no-default-ca.d'}",
-               f"TMPDIR={self.home}", "USER=juliet"]
-        return env + self.drop_privileges() + argv
-
     def preflight(self):
         """The unprivileged user can write its HOME and read its files."""
-        probe = self.as_user(["sh", "-c", 'test -w "$HOME" && test -r "$1" && test -w "$2"', "sh",
-                              str(self.certs / f"{self.ca_hash}.0"), str(self.accounts)])
-        r = subprocess.run(probe, capture_output=True, text=True, timeout=max(1, self.deadline.left()))
-        check(r.returncode == 0, f"Profanity's user cannot use {self.home} (rc {r.returncode}): {r.stderr.strip()}")
-        check(Path(self.args.profanity).exists(), f"no profanity at {self.args.profanity} (apt-get install profanity)")
-
-    # --- tmux -------------------------------------------------------------
-
-    def tmux(self, *argv, check_rc=True, timeout=5):
-        env = {k: v for k, v in os.environ.items() if k != "TMUX"}
-        env["TMUX_TMPDIR"] = str(self.dir)
-        env["LANG"] = env["LC_ALL"] = "C.UTF-8"
-        r = subprocess.run(["tmux", "-S", str(self.tmux_socket), "-f", str(self.dir / "tmux.conf"), *argv],
-                           capture_output=True, text=True, env=env,
-                           timeout=max(0.5, min(timeout, self.deadline.left() + 1)))
-        if check_rc and r.returncode != 0:
-            raise Fail(f"tmux {' '.join(argv[:1])} failed (rc {r.returncode}): {r.stderr.strip()}")
-        return r.stdout
+        super().preflight(self.certs / f"{self.ca_hash}.0", self.accounts, " (apt-get install profanity)")
 
     def start(self):
-        argv = self.as_user([self.args.profanity, "-l", "DEBUG", "-a", self.account])
-        self.tmux_started = True
-        # exec: env, setpriv and profanity replace the pane's shell, so #{pane_pid} is profanity.
-        self.tmux("new-session", "-d", "-s", SESSION, "-x", str(WIDTH), "-y", str(HEIGHT), "exec " + shlex.join(argv))
-        pids = self.tmux("display-message", "-p", "-t", SESSION, "#{pane_pid} #{pid}").split()
-        self.pid, self.tmux_pid = (int(p) if p.isdigit() else None for p in (pids + ["", ""])[:2])
-
-    def pane(self):
-        try:
-            return self.tmux("capture-pane", "-p", "-t", SESSION, check_rc=False)
-        except subprocess.TimeoutExpired:
-            return ""
-
-    def pane_dead(self):
-        try:
-            out = self.tmux("display-message", "-p", "-t", SESSION, "#{pane_dead} #{pane_dead_status}", check_rc=False)
-        except subprocess.TimeoutExpired:
-            return None
-        parts = out.split()
-        if parts and parts[0] == "1":
-            return parts[1] if len(parts) > 1 else "?"
-        return None
-
-    def keys(self, *keys, literal=False):
-        self.tmux("send-keys", "-t", SESSION, *(["-l"] if literal else []), *keys)
+        super().start([self.program, "-l", "DEBUG", "-a", self.account])
 
     def input_line(self):
         """Profanity's input line: the pane's last line (below the status bar)."""
@@ -496,56 +387,10 @@ muc.nick={local}
     def type(self, text):
         """Type text, wait until the input line shows it, press Enter."""
         self.keys(text, literal=True)
-        while not self.input_line().endswith(text):
-            check(self.pane_dead() is None, "Profanity exited")
-            check(self.deadline.left() > 0.3, f"Profanity's input line does not show {text!r}: {self.input_line()!r}")
-            time.sleep(0.05)
+        self.until(lambda: self.input_line().endswith(text),
+                   lambda: f"Profanity's input line does not show {text!r}: {self.input_line()!r}",
+                   exited="Profanity exited")
         self.keys("Enter")
-
-    def log(self):
-        try:
-            return self.debug_log.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    @staticmethod
-    def alive(pid, marker):
-        """pid still runs (not a zombie) and its command line has marker (not a reused pid)."""
-        if not pid:
-            return False
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[-1].split()[0] != "Z" and marker.encode() in cmdline
-
-    def end(self, pid, marker):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not self.alive(pid, marker):
-                return
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                return
-            until = time.monotonic() + 1
-            while self.alive(pid, marker) and time.monotonic() < until:
-                time.sleep(0.02)
-
-    def stop(self):
-        self.end(self.pid, self.account)
-        if self.tmux_started:
-            try:
-                self.tmux("kill-server", check_rc=False, timeout=3)
-            except Exception:
-                pass
-            self.tmux_started = False
-        self.end(self.tmux_pid, str(self.tmux_socket))
-
-    def cleanup(self):
-        self.stop()
-        if not self.args.keep:
-            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # Things on Profanity's screen, or in its debug log, that end the check at once.
@@ -572,7 +417,7 @@ def error_lines(text, needle):
 
 def wait_for(prof, what, done, extra=None):
     """Poll Profanity's screen and log until done(screen, log) is true, or a failure shows."""
-    while True:
+    def ready():
         screen, log = prof.pane(), prof.log()
         for needle, why in SCREEN_FAILURES.items():
             check(needle not in screen, f"{why}: {error_lines(screen, needle)!r} on its screen")
@@ -580,15 +425,13 @@ def wait_for(prof, what, done, extra=None):
             check(needle not in log, f"{why}: {error_lines(log, needle)!r} in its debug log")
         if extra:
             extra()
-        if done(screen, log):
-            return screen, log
-        dead = prof.pane_dead()
-        check(dead is None, f"Profanity exited (status {dead}) while waiting for {what}")
-        check(prof.deadline.left() > 0.3, f"timed out ({prof.deadline.seconds:g} s) waiting for {what}")
-        time.sleep(0.05)
+        return (screen, log) if done(screen, log) else None
+
+    return prof.until(ready, f"timed out ({prof.deadline.seconds:g} s) waiting for {what}",
+                      exited=lambda dead: f"Profanity exited (status {dead}) while waiting for {what}")
 
 
-def run(args, deadline, prof, romeo):
+def run(args, prof, romeo):
     room = args.room
     j_nick, r_nick = split_jid(args.jid)[0], split_jid(args.peer_jid)[0]
     prof.prepare()
@@ -704,13 +547,7 @@ def run(args, deadline, prof, romeo):
     # Leave politely (best effort: the tmux server is killed anyway).
     romeo.send(f"<presence to={quoteattr(self_from)} type='unavailable'/>")
     romeo.close()
-    try:
-        prof.type("/quit")
-    except Fail:
-        pass
-    quit_by = time.monotonic() + min(2, max(0, deadline.left() - 0.5))
-    while prof.pane_dead() is None and time.monotonic() < quit_by:
-        time.sleep(0.05)
+    prof.quit(lambda: prof.type("/quit"), 2)
 
     print(f"profanity {version}: joined {room}{' (created, /room accept)' if locked else ''}, "
           f"sent and received in the room (romeo got {from_juliet!r} from {occupant_from}; "
@@ -719,37 +556,16 @@ def run(args, deadline, prof, romeo):
 
 def main():
     args = parse_args()
-    deadline = Deadline(float(args.timeout))
-
-    def alarm(*_):
-        raise Fail(f"hard timeout ({args.timeout} s)")
-
-    signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, float(args.timeout))
+    deadline = terminal.Deadline(float(args.timeout))
     prof = Profanity(args, deadline)
     romeo = Raw(args, deadline, args.peer_jid, args.peer_password)
-    code = 0
-    try:
-        run(args, deadline, prof, romeo)
-    except (Fail, subprocess.TimeoutExpired, OSError) as e:
-        code = 1
-        screen = ""
-        try:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            screen = prof.pane() if prof.tmux_started else ""
-        except Exception:
-            pass
-        print(f"FAIL: {e}", file=sys.stderr)
+
+    def report(screen):
         print(f"--- Profanity's screen (tmux capture-pane):\n{screen}", file=sys.stderr)
         print(f"--- Profanity's debug log ({prof.debug_log}):\n{prof.log()}", file=sys.stderr)
         print(f"--- romeo's raw stream:\n{romeo.dump()}", file=sys.stderr)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        romeo.close()
-        prof.cleanup()
-        if args.keep:
-            print(f"kept {prof.dir}", file=sys.stderr)
-    sys.exit(code)
+
+    terminal.main(args, prof, lambda: run(args, prof, romeo), report, close=romeo.close)
 
 
 if __name__ == "__main__":
