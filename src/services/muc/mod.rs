@@ -1,15 +1,16 @@
 //! XEP-0045 multi-user chat at `muc_domain`: the service (its rooms, disco,
 //! creation policy and bounds) and the dispatch of stanzas to rooms. A room
-//! (`room.rs`) is a sans-I/O core: it takes a stanza from a real JID and returns
+//! (`room/`) is a sans-I/O core: it takes a stanza from a real JID and returns
 //! the stanzas to send, which go out through the hub like any other (local
 //! sessions, gateways, federation).
 //!
-//! This first part: entering (with the status codes 110 and 201), nickname
-//! changes (303) and conflicts (409), leaving, presence updates, groupchat
-//! messages with history on join (`<delay/>`, `<history/>` limits) and the
-//! subject, private messages, locked new rooms and instant rooms (the owner's
-//! empty `muc#owner` submit), a room's and the service's disco, XEP-0410
-//! self-ping. Rooms live in memory and vanish with their last occupant.
+//! The room (`room/`) covers entering and leaving with the status codes,
+//! nickname changes and conflicts, history and the subject, private messages,
+//! roles and affiliations (muc#admin), configuration (muc#owner, locked new
+//! rooms, instant rooms), reserved nicknames, voice requests, the room's vCard,
+//! iqs to occupants, invitations, destruction and persistence; this module is the
+//! service: its rooms and their bounds, who creates them, its disco, and sending
+//! what rooms produce (a slow occupant is removed, status 333).
 
 mod room;
 
