@@ -597,9 +597,7 @@ impl Validator<'_> {
         domain: &Domain,
         admins: &[BareJid],
     ) -> Option<MucConfig> {
-        let raw = take("muc_domain");
-        let shown = raw.as_ref().map_or("muc_domain".to_string(), |(_, k)| k.clone());
-        let name = self.string(raw, "muc_domain");
+        let name = self.service_domain(take("muc_domain"), "muc_domain", "conference", domain, "group chat");
         let creation = match self.choice(take("muc_room_creation"), "muc_room_creation") {
             "admins" => RoomCreation::Admins,
             "anyone" => RoomCreation::Anyone,
@@ -609,30 +607,15 @@ impl Validator<'_> {
         let max_rooms_per_user = self.int(take("muc_max_rooms_per_user"), "muc_max_rooms_per_user") as usize;
         let max_occupants = self.int(take("muc_max_occupants"), "muc_max_occupants") as usize;
         let history = self.int(take("muc_history"), "muc_history") as usize;
-        let name = match name.as_str() {
-            "" => return None,
-            "conference.<domain>" => format!("conference.{domain}"),
-            other => other.to_string(),
-        };
-        match Domain::parse(&name) {
-            Ok(d) if d != *domain => Some(MucConfig {
-                domain: d,
-                creation,
-                admins: admins.into(),
-                max_rooms,
-                max_rooms_per_user,
-                max_occupants,
-                history,
-            }),
-            _ => {
-                self.problem(
-                    &shown,
-                    format!("{name:?} is not a domain other than the server's"),
-                    format!("muc_domain = \"conference.{domain}\" (or \"\" for no group chat)"),
-                );
-                None
-            }
-        }
+        Some(MucConfig {
+            domain: name?,
+            creation,
+            admins: admins.into(),
+            max_rooms,
+            max_rooms_per_user,
+            max_occupants,
+            history,
+        })
     }
 
     /// `directory_domain` and its settings.
@@ -641,23 +624,37 @@ impl Validator<'_> {
         take: &mut impl FnMut(&str) -> Option<(Raw, String)>,
         domain: &Domain,
     ) -> Option<DirectoryConfig> {
-        let raw = take("directory_domain");
-        let shown = raw.as_ref().map_or("directory_domain".to_string(), |(_, k)| k.clone());
-        let name = self.string(raw, "directory_domain");
+        let name = self.service_domain(take("directory_domain"), "directory_domain", "directory", domain, "directory");
         let remote = self.bool(take("directory_remote"), "directory_remote");
         let max_results = self.int(take("directory_max_results"), "directory_max_results") as usize;
+        Some(DirectoryConfig { domain: name?, remote, max_results })
+    }
+
+    /// A built-in service's domain key: its default `PREFIX.<domain>`, `""` (the
+    /// service is off: `None`), or another domain than the server's (else a
+    /// problem, and `None`).
+    fn service_domain(
+        &mut self,
+        raw: Option<(Raw, String)>,
+        key: &str,
+        prefix: &str,
+        domain: &Domain,
+        what: &str,
+    ) -> Option<Domain> {
+        let shown = raw.as_ref().map_or(key.to_string(), |(_, k)| k.clone());
+        let name = self.string(raw, key);
         let name = match name.as_str() {
             "" => return None,
-            "directory.<domain>" => format!("directory.{domain}"),
+            n if n == format!("{prefix}.<domain>") => format!("{prefix}.{domain}"),
             other => other.to_string(),
         };
         match Domain::parse(&name) {
-            Ok(d) if d != *domain => Some(DirectoryConfig { domain: d, remote, max_results }),
+            Ok(d) if d != *domain => Some(d),
             _ => {
                 self.problem(
                     &shown,
                     format!("{name:?} is not a domain other than the server's"),
-                    format!("directory_domain = \"directory.{domain}\" (or \"\" for no directory)"),
+                    format!("{key} = \"{prefix}.{domain}\" (or \"\" for no {what})"),
                 );
                 None
             }

@@ -70,3 +70,6 @@ pub const NS_TIME: &str = "urn:xmpp:time";
 pub const NS_VCARD: &str = "vcard-temp";
 /// `jabber:iq:version`
 pub const NS_VERSION: &str = "jabber:iq:version";
+
+/// XEP-0045: a group-chat join (and what an error to one echoes).
+pub const NS_MUC: &str = "http://jabber.org/protocol/muc";

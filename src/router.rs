@@ -568,16 +568,7 @@ impl<'a> Delivery<'a, '_> {
         if self.kind == Kind::Iq && self.stanza_type == Some("result") {
             return;
         }
-        let by = self.hub.domain.as_str();
-        if self.kind == Kind::Presence && self.stanza.child("x", crate::services::muc::NS_MUC).is_some() {
-            // A group-chat join: the error carries <x/> so the client ends it.
-            let from = self.to.unwrap_or(by);
-            if let Some(bytes) = crate::services::muc::error_reply(self.stanza, from, self.from, by, e) {
-                self.reply(bytes);
-            }
-            return;
-        }
-        e.by = Some(by.to_string());
+        e.by = Some(self.hub.domain.as_str().to_string());
         let mut bytes = Vec::with_capacity(300);
         if e.write_reply(self.stanza, self.from, self.to, &mut bytes) {
             self.reply(bytes);

@@ -2,7 +2,7 @@
 //! defined condition in one enum with its wire name and default error type, written
 //! from one place.
 
-use crate::ns::NS_STANZAS;
+use crate::ns::{NS_MUC, NS_STANZAS};
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
 
@@ -159,6 +159,23 @@ impl StanzaError {
         recipient: Option<&str>,
         out: &mut Vec<u8>,
     ) -> bool {
+        // A refused group-chat join echoes its <x xmlns=muc/> (XEP-0045 §7.2.6–
+        // §7.2.10; RFC 6120 §8.3.1 allows the original's payload): clients such as
+        // Profanity end a join only on an error that carries it.
+        let join = original.name() == "presence" && original.child("x", NS_MUC).is_some();
+        self.write_reply_with(original, sender, recipient, join, out)
+    }
+
+    /// [`StanzaError::write_reply`], with `<x xmlns=muc/>` before the error when
+    /// `muc_x` (a group chat's errors to presence always carry it).
+    pub fn write_reply_with(
+        &self,
+        original: &Element<'_>,
+        sender: &str,
+        recipient: Option<&str>,
+        muc_x: bool,
+        out: &mut Vec<u8>,
+    ) -> bool {
         if original.attr("type").as_deref() == Some("error") {
             return false;
         }
@@ -171,6 +188,9 @@ impl StanzaError {
             .attr_opt("id", id.as_deref())
             .attr("type", "error")
             .open();
+        if muc_x {
+            w.empty_ns("x", NS_MUC);
+        }
         self.write_error_element(out);
         XmlWriter::new(out).end(name);
         true

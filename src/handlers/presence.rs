@@ -322,16 +322,8 @@ fn directed_available_sent(
     use crate::stanza::{Condition, StanzaError};
     let refuse = |condition: Condition, text: &str, out: &mut Vec<u8>| {
         let mut e = StanzaError::with_text(condition, text);
-        let by = hub.domain.as_str();
-        if stanza.child("x", crate::services::muc::NS_MUC).is_some() {
-            // A group-chat join: the error carries <x/> so the client ends it.
-            if let Some(bytes) = crate::services::muc::error_reply(stanza, to.as_str(), sender.jid.as_str(), by, e) {
-                out.extend_from_slice(&bytes);
-            }
-        } else {
-            e.by = Some(by.to_string());
-            e.write_reply(stanza, sender.jid.as_str(), Some(to.as_str()), out);
-        }
+        e.by = Some(hub.domain.as_str().to_string());
+        e.write_reply(stanza, sender.jid.as_str(), Some(to.as_str()), out);
         false
     };
     match hub.address(to.domain()) {

@@ -24,13 +24,18 @@ from prosody_peer import ProsodyPeer
 HERE = Path(__file__).resolve().parent
 
 
-def run(args, *client_args):
-    cmd = [sys.executable, str(HERE / "federation.py"), *client_args, "--s2s-wait", "15", "--timeout", "45"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+def run_client(script, *client_args, timeout=45):
+    """Runs a client check script (tests/interop) to the end; exits on its failure."""
+    cmd = [sys.executable, str(HERE / script), *client_args, "--s2s-wait", "15", "--timeout", str(timeout)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 45)
     print(done.stdout, end="")
     if done.returncode != 0:
         print(done.stderr, file=sys.stderr)
-        raise SystemExit(f"federation.py failed ({done.returncode}): {' '.join(client_args[:8])}")
+        raise SystemExit(f"{script} failed ({done.returncode}): {' '.join(client_args[:8])}")
+
+
+def run(args, *client_args):
+    run_client("federation.py", *client_args)
 
 
 def main():

@@ -16,22 +16,14 @@ Romeo joins it. Exits 0 on success.
 """
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
+from prosody_federation import run_client
 from prosody_peer import ProsodyPeer
 
-HERE = Path(__file__).resolve().parent
-
-
 def run(*client_args):
-    cmd = [sys.executable, str(HERE / "muc_federation.py"), *client_args, "--s2s-wait", "15", "--timeout", "50"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    print(done.stdout, end="")
-    if done.returncode != 0:
-        print(done.stderr, file=sys.stderr)
-        raise SystemExit(f"muc_federation.py failed ({done.returncode}): {' '.join(client_args)}")
+    run_client("muc_federation.py", *client_args, timeout=50)
 
 
 def main():
@@ -69,7 +61,7 @@ def main():
     except BaseException:
         print("--- prosody log (tail) ---\n" + "\n".join(peer.log_text().splitlines()[-120:]), file=sys.stderr)
         raise
-    muc_external = f"SASL EXTERNAL" in log and f"conference.{hub}" in log
+    muc_external = "SASL EXTERNAL" in log and f"conference.{hub}" in log
     print(f"prosody: conference.{hub} seen in its log: {f'conference.{hub}' in log}; external={muc_external}")
     print("ok")
 

@@ -25,7 +25,7 @@ use room::Room;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-pub const NS_MUC: &str = "http://jabber.org/protocol/muc";
+pub use crate::ns::NS_MUC;
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
@@ -235,25 +235,11 @@ fn deliver(hub: &Hub<'_>, service: &Domain, out: Outgoing) -> Vec<String> {
 }
 
 /// The error reply to `stanza` (none to an error), from `from` to `to`, `by` the
-/// room or the service. A refused entry carries `<x xmlns=muc/>` as XEP-0045's
-/// examples do (§7.2.6–§7.2.10): clients such as Profanity only take an error
-/// with it as the end of their join.
+/// room or the service; to presence it carries `<x xmlns=muc/>`.
 pub(crate) fn error_reply(stanza: &Element<'_>, from: &str, to: &str, by: &str, mut e: StanzaError) -> Option<Vec<u8>> {
-    if stanza.attr("type").as_deref() == Some("error") {
-        return None;
-    }
     e.by = Some(by.to_string());
-    let name = stanza.name();
     let mut bytes = Vec::with_capacity(300);
-    let mut w = XmlWriter::new(&mut bytes);
-    w.start(name).attr("from", from).attr("to", to).attr_opt("id", stanza.attr("id").as_deref());
-    w.attr("type", "error").open();
-    if name == "presence" {
-        w.empty_ns("x", NS_MUC);
-    }
-    e.write_error_element(&mut bytes);
-    XmlWriter::new(&mut bytes).end(name);
-    Some(bytes)
+    e.write_reply_with(stanza, to, Some(from), stanza.name() == "presence", &mut bytes).then_some(bytes)
 }
 
 /// An iq's answer: a result carrying `body`, or the error.

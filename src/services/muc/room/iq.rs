@@ -76,13 +76,8 @@ impl Room {
         use base64::Engine;
         let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sender.as_str());
         let id = format!("{FORWARD_ID}{tag}.{}", iq.attr("id").unwrap_or_default());
-        let mut bytes = Vec::with_capacity(300);
-        let mut w = XmlWriter::new(&mut bytes);
-        w.start("iq").attr("from", &self.occupant_jid(&self.occupants[i].nick)).attr("to", target).attr("id", &id);
-        w.attr_opt("type", iq.attr("type").as_deref()).open();
-        crate::xml::writer::write_children(&mut bytes, iq, NS_CLIENT, &[], usize::MAX);
-        XmlWriter::new(&mut bytes).end("iq");
-        out.push((target.to_string(), bytes));
+        let from = self.occupant_jid(&self.occupants[i].nick);
+        out.push((target.to_string(), passed_on(iq, &from, target, &id)));
     }
 
     /// The answer to a forwarded iq, from the occupant that got it, to the
@@ -98,12 +93,8 @@ impl Room {
         if !asks {
             return;
         }
-        let mut bytes = Vec::with_capacity(300);
-        let mut w = XmlWriter::new(&mut bytes);
-        w.start("iq").attr("from", &self.occupant_jid(&self.occupants[answerer].nick)).attr("to", &asker);
-        w.attr("id", original).attr_opt("type", iq.attr("type").as_deref()).open();
-        crate::xml::writer::write_children(&mut bytes, iq, NS_CLIENT, &[], usize::MAX);
-        XmlWriter::new(&mut bytes).end("iq");
+        let from = self.occupant_jid(&self.occupants[answerer].nick);
+        let bytes = passed_on(iq, &from, &asker, original);
         out.push((asker, bytes));
     }
 
@@ -343,4 +334,15 @@ pub(super) fn field(w: &mut XmlWriter<'_>, var: &str, kind: Option<&str>, value:
 pub(super) fn typed_field(w: &mut XmlWriter<'_>, var: &str, kind: &str, label: &str, value: &str) {
     w.start("field").attr("var", var).attr("type", kind).attr("label", label).open();
     w.start("value").open().text(value).end("value").end("field");
+}
+
+/// `iq` re-addressed (from, to, id), its type and children kept.
+fn passed_on(iq: &Element<'_>, from: &str, to: &str, id: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(300);
+    let mut w = XmlWriter::new(&mut bytes);
+    w.start("iq").attr("from", from).attr("to", to).attr("id", id);
+    w.attr_opt("type", iq.attr("type").as_deref()).open();
+    crate::xml::writer::write_children(&mut bytes, iq, NS_CLIENT, &[], usize::MAX);
+    XmlWriter::new(&mut bytes).end("iq");
+    bytes
 }

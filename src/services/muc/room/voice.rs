@@ -3,6 +3,7 @@
 //! submitted answer grants voice. One request per occupant is outstanding at a
 //! time, so a visitor cannot flood the moderators.
 
+use super::iq::{field, typed_field};
 use super::register::form_value;
 use super::*;
 
@@ -59,19 +60,14 @@ impl Room {
                     .open()
                     .text("To grant voice, check \"Grant voice to this person?\" and submit.")
                     .end("instructions");
-                form_field(&mut w, "FORM_TYPE", "hidden", None, NS_MUC_REQUEST);
-                form_field(&mut w, "muc#role", "list-single", Some("Requested role"), "participant");
-                form_field(&mut w, "muc#jid", "jid-single", Some("User ID"), &real);
-                form_field(&mut w, "muc#roomnick", "text-single", Some("Room Nickname"), &nick);
-                form_field(&mut w, "muc#request_allow", "boolean", Some("Grant voice to this person?"), "false");
+                field(&mut w, "FORM_TYPE", Some("hidden"), NS_MUC_REQUEST);
+                typed_field(&mut w, "muc#role", "list-single", "Requested role", "participant");
+                typed_field(&mut w, "muc#jid", "jid-single", "User ID", &real);
+                typed_field(&mut w, "muc#roomnick", "text-single", "Room Nickname", &nick);
+                typed_field(&mut w, "muc#request_allow", "boolean", "Grant voice to this person?", "false");
                 w.end("x").end("message");
                 out.push((to.to_string(), msg));
             }
         }
     }
-}
-
-fn form_field(w: &mut XmlWriter<'_>, var: &str, kind: &str, label: Option<&str>, value: &str) {
-    w.start("field").attr("var", var).attr("type", kind).attr_opt("label", label).open();
-    w.start("value").open().text(value).end("value").end("field");
 }
