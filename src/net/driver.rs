@@ -26,8 +26,8 @@ use event_listener::EventListener;
 use std::time::{Duration, Instant};
 
 /// Bytes of output buffer a connection keeps between writes; a larger one is
-/// given back once it is four times that.
-const OUT_KEPT: usize = 4096;
+/// given back whole (an idle connection then holds none).
+const OUT_KEPT: usize = 1024;
 
 /// What the driver does after an input.
 pub enum Action {
@@ -370,8 +370,8 @@ pub async fn drive_from<C: Conn>(
         // A burst (a room's 49 presences on entering, an offline batch) must not
         // leave its buffer behind on every idle connection: that was most of the
         // memory a group-chat occupant cost (issue 15).
-        if out.capacity() > OUT_KEPT * 4 {
-            out.shrink_to(OUT_KEPT);
+        if out.capacity() > OUT_KEPT {
+            out = Vec::new();
         }
         match action {
             Action::StartTls => {

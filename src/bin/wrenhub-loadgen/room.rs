@@ -1,10 +1,15 @@
 //! `room`: N sessions in one group chat (XEP-0045), S of them sending.
 //!
 //! 1. logs N sessions in, prints `{"phase":"logged_in"}`, waits for a line on stdin;
-//! 2. the first creates the room (and submits the instant-room form), the others
-//!    enter at once; prints `{"phase":"joined","join_seconds":…}` (the time for
-//!    all N to be in) and waits for a line on stdin;
-//! 3. S senders send groupchat messages for D seconds, each with at most W of its
+//! 2. with `--rooms K`, the same sessions enter K-1 rooms one session after
+//!    another (what a room keeps per occupant, without a burst of N² queued
+//!    presences whose peak the allocator would keep), each followed by
+//!    `{"phase":"joined","at_once":false,…}` and a line on stdin;
+//! 3. then the first creates the room the messages go to (and submits the
+//!    instant-room form), the others enter at once; prints
+//!    `{"phase":"joined","at_once":true,"join_seconds":…}` (the time for all N to
+//!    be in) and waits for a line on stdin;
+//! 4. S senders send groupchat messages for D seconds, each with at most W of its
 //!    own in flight (until the room reflects them back); every occupant counts
 //!    what it receives: deliveries per second.
 
@@ -34,6 +39,9 @@ pub struct RoomCmd {
     /// the group-chat service (default conference.DOMAIN)
     #[argh(option)]
     muc: Option<String>,
+    /// rooms the sessions enter, one after another (messages go to the last)
+    #[argh(option, default = "1")]
+    rooms: usize,
 }
 
 const MUC: &str = "http://jabber.org/protocol/muc";
@@ -52,6 +60,80 @@ async fn enter(conn: &mut Conn, room: &str, nick: &str) -> io::Result<()> {
             _ => {}
         }
     }
+}
+
+/// The first of `conns` creates `room` as an instant room (§10.1.2), the others
+/// enter it (`at_once`, or one after another); then everyone reads what the joins sent it (the others'
+/// presence), so that memory measured next is the room's, not unread queues.
+/// Returns the seconds from the first of the others entering to the last.
+async fn fill_room(
+    ex: &smol::LocalExecutor<'static>,
+    conns: &mut Vec<Conn>,
+    room: &str,
+    domain: &str,
+    at_once: bool,
+) -> io::Result<f64> {
+    let first = &mut conns[0];
+    enter(first, room, "n0").await?;
+    let iq = format!(
+        "<iq type='set' to='{room}' id='instant'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
+    );
+    first.send(iq.as_bytes()).await?;
+    loop {
+        let ev = first.element().await?;
+        if ev.name == "iq" {
+            match ev.kind.as_deref() {
+                Some("result") => break,
+                _ => return Err(other(format!("instant room: {ev:?}"))),
+            }
+        }
+    }
+    let started = Instant::now();
+    if !at_once {
+        for (k, c) in conns.iter_mut().enumerate().skip(1) {
+            enter(c, room, &format!("n{k}")).await?;
+        }
+        return drain(conns, domain).await.map(|()| started.elapsed().as_secs_f64());
+    }
+    let tasks: Vec<_> = conns
+        .drain(1..)
+        .enumerate()
+        .map(|(k, mut c)| {
+            let room = room.to_string();
+            ex.spawn(async move {
+                enter(&mut c, &room, &format!("n{}", k + 1)).await?;
+                Ok::<_, io::Error>(c)
+            })
+        })
+        .collect();
+    let mut failure = None;
+    for t in tasks {
+        match t.await {
+            Ok(c) => conns.push(c),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    let join_seconds = started.elapsed().as_secs_f64();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    drain(conns, domain).await?;
+    Ok(join_seconds)
+}
+
+/// Everyone reads what it was sent, up to the answer to a ping.
+async fn drain(conns: &mut [Conn], domain: &str) -> io::Result<()> {
+    for c in conns.iter_mut() {
+        c.send(format!("<iq type='get' to='{domain}' id='drain'><ping xmlns='urn:xmpp:ping'/></iq>").as_bytes())
+            .await?;
+        loop {
+            let ev = c.element().await?;
+            if ev.name == "iq" && ev.id == "drain" {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn wait_for_stdin() {
@@ -92,80 +174,22 @@ pub fn run(
     print("{\"phase\":\"logged_in\"}".to_string());
     wait_for_stdin();
     let mut conns: Vec<Conn> = conns.borrow_mut().drain(..).flatten().collect();
-    // The first creates the room and makes it an instant room (§10.1.2).
-    let created = futures_lite::future::block_on(ex.run(async {
-        let first = &mut conns[0];
-        enter(first, &room, "n0").await?;
-        let iq = format!(
-            "<iq type='set' to='{room}' id='instant'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'/></query></iq>"
-        );
-        first.send(iq.as_bytes()).await?;
-        loop {
-            let ev = first.element().await?;
-            if ev.name == "iq" {
-                return match ev.kind.as_deref() {
-                    Some("result") => Ok(()),
-                    _ => Err(other(format!("instant room: {ev:?}"))),
-                };
+    let service = cmd.muc.clone().unwrap_or_else(|| format!("conference.{}", target.domain));
+    let rooms = cmd.rooms.max(1);
+    for r in 1..=rooms {
+        let at_once = r == rooms;
+        let name = if at_once { room.clone() } else { format!("bench{r}@{service}") };
+        match futures_lite::future::block_on(ex.run(fill_room(ex, &mut conns, &name, &target.domain, at_once))) {
+            Ok(join_seconds) => {
+                print(format!("{{\"phase\":\"joined\",\"at_once\":{at_once},\"join_seconds\":{join_seconds:.4}}}"))
             }
-        }
-    }));
-    if let Err(e) = created {
-        print(format!("{{\"error\":{:?}}}", e.to_string()));
-        return std::process::ExitCode::FAILURE;
-    }
-    let started = Instant::now();
-    let rest: Vec<Conn> = conns.drain(1..).collect();
-    let entered: Vec<io::Result<Conn>> = futures_lite::future::block_on(ex.run(async {
-        let tasks: Vec<_> = rest
-            .into_iter()
-            .enumerate()
-            .map(|(k, mut c)| {
-                let room = room.clone();
-                ex.spawn(async move {
-                    enter(&mut c, &room, &format!("n{}", k + 1)).await?;
-                    Ok(c)
-                })
-            })
-            .collect();
-        let mut out = Vec::new();
-        for t in tasks {
-            out.push(t.await);
-        }
-        out
-    }));
-    let join_seconds = started.elapsed().as_secs_f64();
-    for c in entered {
-        match c {
-            Ok(c) => conns.push(c),
             Err(e) => {
                 print(format!("{{\"error\":{:?}}}", e.to_string()));
                 return std::process::ExitCode::FAILURE;
             }
         }
+        wait_for_stdin();
     }
-    // Everyone reads what the joins sent it (the others' presence), so that the
-    // memory measured next is the room's, not unread queues.
-    let domain = target.domain.clone();
-    let drained = futures_lite::future::block_on(ex.run(async {
-        for c in conns.iter_mut() {
-            c.send(format!("<iq type='get' to='{domain}' id='drain'><ping xmlns='urn:xmpp:ping'/></iq>").as_bytes())
-                .await?;
-            loop {
-                let ev = c.element().await?;
-                if ev.name == "iq" && ev.id == "drain" {
-                    break;
-                }
-            }
-        }
-        Ok::<_, io::Error>(())
-    }));
-    if let Err(e) = drained {
-        print(format!("{{\"error\":{:?}}}", e.to_string()));
-        return std::process::ExitCode::FAILURE;
-    }
-    print(format!("{{\"phase\":\"joined\",\"join_seconds\":{join_seconds:.4}}}"));
-    wait_for_stdin();
 
     let token: Rc<str> = format!("r{:x}", std::process::id()).into();
     let base = Instant::now();

@@ -172,9 +172,8 @@ impl Muc {
         }
         let room = rooms.get_mut(room_name)?;
         room.handle(&sender, to.resource(), stanza, out);
-        if room.take_dirty() {
+        if let Some(record) = room.take_store_change() {
             // What a persistent room keeps is stored before the answers go out.
-            let record = room.persistent.then(|| room.encode());
             if let Err(e) = hub.store.put_muc_room(room_name, record.as_deref()) {
                 log::error!("group-chat room {}: {e}", room.jid);
             }

@@ -182,6 +182,8 @@ pub struct Room {
     pub persistent: bool,
     /// What the store keeps changed since the service last saved it.
     dirty: bool,
+    /// The store holds a record of the room.
+    stored: bool,
     /// Accounts with an affiliation other than none (at most [`MAX_AFFILIATIONS`]).
     affiliations: Vec<(BareJid, Affiliation)>,
     /// Keys the XEP-0421 occupant ids (stable per account in this room).
@@ -230,6 +232,7 @@ impl Room {
             locked: true,
             persistent: false,
             dirty: false,
+            stored: false,
             affiliations: vec![(creator, Affiliation::Owner)],
             secret: {
                 let mut s = [0u8; 16];
@@ -253,10 +256,15 @@ impl Room {
         self.occupants.is_empty()
     }
 
-    /// True once after a change the store keeps (configuration, affiliations,
-    /// subject).
-    pub fn take_dirty(&mut self) -> bool {
-        std::mem::take(&mut self.dirty)
+    /// Once after a change the store keeps (configuration, affiliations,
+    /// subject): the record to store, or `None` to delete the stored one (a room
+    /// no longer persistent). A room that never was persistent costs no write.
+    pub fn take_store_change(&mut self) -> Option<Option<Vec<u8>>> {
+        if !std::mem::take(&mut self.dirty) || !(self.persistent || self.stored) {
+            return None;
+        }
+        self.stored = self.persistent;
+        Some(self.persistent.then(|| self.encode()))
     }
 
     pub fn is_public(&self) -> bool {
@@ -328,5 +336,40 @@ impl Room {
             Role::Participant if self.moderated && affiliation < Affiliation::Member => Role::Visitor,
             r => r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room() -> Room {
+        let config = MucConfig {
+            domain: crate::jid::Domain::parse("conference.example").expect("a domain"),
+            creation: crate::config::RoomCreation::Local,
+            admins: std::sync::Arc::from(Vec::new()),
+            max_rooms: 2,
+            max_rooms_per_user: 2,
+            max_occupants: 3,
+            history: 2,
+        };
+        let jid = BareJid::parse("garden@conference.example").expect("a room JID");
+        Room::new(jid, BareJid::parse("alice@example").expect("a JID"), &config)
+    }
+
+    #[test]
+    fn a_room_is_written_to_the_store_only_while_or_once_it_was_persistent() {
+        let mut r = room();
+        r.dirty = true;
+        assert!(r.take_store_change().is_none(), "a room never persistent costs no write");
+        r.persistent = true;
+        r.dirty = true;
+        assert!(matches!(r.take_store_change(), Some(Some(_))), "a persistent room is stored");
+        assert!(r.take_store_change().is_none(), "once per change");
+        r.persistent = false;
+        r.dirty = true;
+        assert!(matches!(r.take_store_change(), Some(None)), "its record goes when it stops being persistent");
+        r.dirty = true;
+        assert!(r.take_store_change().is_none(), "and then nothing is written");
     }
 }

@@ -130,6 +130,7 @@ impl Room {
         room.subject = subject;
         room.affiliations = affiliations;
         room.persistent = true;
+        room.stored = true;
         Some(room)
     }
 }
