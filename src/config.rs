@@ -147,6 +147,10 @@ pub struct Config {
     pub max_offline_bytes_total: usize,
     /// XEP-0049 private XML documents per account.
     pub max_private_items: usize,
+    /// PEP (XEP-0163) bounds: nodes per account, items per node, bytes per item,
+    /// bytes per account; and caps strings remembered (XEP-0115).
+    pub pep: crate::services::pep::PepLimits,
+    pub pep_caps_cache: usize,
     /// External component listeners (XEP-0114, port 5347), plain and Direct TLS.
     pub component_listen: Vec<SocketAddr>,
     pub component_tls_listen: Vec<SocketAddr>,
@@ -323,6 +327,11 @@ const KEYS: &[Key] = &[
     Key { name: "max_offline_bytes_per_account", kind: Kind::Int { min: 0, max: 1 << 40, default: 1 << 20 } },
     Key { name: "max_offline_bytes_total", kind: Kind::Int { min: 0, max: 1 << 40, default: 64 << 20 } },
     Key { name: "max_private_items", kind: Kind::Int { min: 0, max: 10_000, default: 64 } },
+    Key { name: "pep_max_nodes", kind: Kind::Int { min: 0, max: 10_000, default: 64 } },
+    Key { name: "pep_max_items", kind: Kind::Int { min: 1, max: 10_000, default: 256 } },
+    Key { name: "pep_max_item_bytes", kind: Kind::Int { min: 256, max: 16 * 1024 * 1024, default: 128 * 1024 } },
+    Key { name: "pep_max_bytes", kind: Kind::Int { min: 1024, max: 1 << 30, default: 1024 * 1024 } },
+    Key { name: "pep_caps_cache", kind: Kind::Int { min: 1, max: 100_000, default: 256 } },
     Key { name: "component_listen", kind: Kind::Addrs(&["127.0.0.1:5347"]) },
     Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
     Key { name: "component", kind: Kind::Components },
@@ -521,6 +530,13 @@ impl Config {
                 as usize,
             max_offline_bytes_total: v.int(take("max_offline_bytes_total"), "max_offline_bytes_total") as usize,
             max_private_items: v.int(take("max_private_items"), "max_private_items") as usize,
+            pep: crate::services::pep::PepLimits {
+                max_nodes: v.int(take("pep_max_nodes"), "pep_max_nodes") as usize,
+                max_items: v.int(take("pep_max_items"), "pep_max_items") as usize,
+                max_item_bytes: v.int(take("pep_max_item_bytes"), "pep_max_item_bytes") as usize,
+                max_bytes: v.int(take("pep_max_bytes"), "pep_max_bytes") as usize,
+            },
+            pep_caps_cache: v.int(take("pep_caps_cache"), "pep_caps_cache") as usize,
             component_listen: v.addrs_allow_empty(take("component_listen"), "component_listen"),
             component_tls_listen: v.addrs_allow_empty(take("component_tls_listen"), "component_tls_listen"),
             components: v.components(take("component")),

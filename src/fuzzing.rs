@@ -177,6 +177,7 @@ pub fn c2s_stream(data: &[u8]) {
         },
         offline_batch_bytes: 2048,
         max_private_items: 4,
+        pep: crate::services::pep::PepLimits { max_nodes: 3, max_items: 3, max_item_bytes: 1024, max_bytes: 4096 },
     };
     let policy = Policy {
         domain: Rc::clone(&domain),
@@ -206,6 +207,7 @@ pub fn c2s_stream(data: &[u8]) {
         remote: false,
         max_results: 3,
     });
+    let pep = crate::services::pep::Pep::new(2);
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,
@@ -216,6 +218,7 @@ pub fn c2s_stream(data: &[u8]) {
         s2s: None,
         muc: Some(&muc),
         directory: Some(&directory),
+        pep: &pep,
     };
     let env = Env {
         hub,

@@ -33,6 +33,8 @@ pub struct Hub<'a> {
     pub muc: Option<&'a crate::services::muc::Muc>,
     /// The user directory (XEP-0055), unless turned off.
     pub directory: Option<&'a crate::services::directory::Directory>,
+    /// PEP's state (the caps cache).
+    pub pep: &'a crate::services::pep::Pep,
 }
 
 /// Where the stanzas for a domain go (RFC 6120 §8.5.1 / §8.5.2).

@@ -17,6 +17,7 @@ use crate::hub::{Address, Hub};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
 use crate::ns::{NS_CLIENT, NS_COMPONENT, NS_SERVER};
 use crate::s2s::Bounce;
+use crate::services::pep;
 use crate::sessions::Session;
 use crate::stanza::{Condition, Kind, StanzaError};
 use crate::store::writer::Refusal;
@@ -311,10 +312,15 @@ impl<'a> Delivery<'a, '_> {
         let iq_type = match self.stanza_type {
             Some("get") => IqType::Get,
             Some("set") => IqType::Set,
-            // The client has the offline batch it was sent (XEP-0160, D2).
-            Some("result") if on_behalf_of.is_none() => {
+            // The server's own queries: XEP-0115 caps for PEP (answered or
+            // refused), and the offline batch the client has (XEP-0160, D2).
+            Some(t @ ("result" | "error")) if on_behalf_of.is_none() => {
                 if let (Origin::Local(sender), Some(id)) = (self.origin, self.stanza.attr("id")) {
-                    handlers::offline::acknowledged(&self.hub, sender, &id, self.out);
+                    if id.starts_with(pep::caps::QUERY_ID_PREFIX) {
+                        pep::caps_answered(&self.hub, sender, self.stanza, self.out);
+                    } else if t == "result" {
+                        handlers::offline::acknowledged(&self.hub, sender, &id, self.out);
+                    }
                 }
                 return;
             }

@@ -39,6 +39,7 @@ pub struct Server {
     pub muc: Option<crate::services::muc::Muc>,
     /// The user directory (XEP-0055) at `directory_domain`.
     pub directory: Option<crate::services::directory::Directory>,
+    pub pep: crate::services::pep::Pep,
     pub limiter: AuthLimiter,
     /// Connection buffers in all (`max_buffer_memory`).
     pub buffers: crate::budget::MemoryBudget,
@@ -71,6 +72,7 @@ impl Server {
             s2s: self.s2s.as_ref(),
             muc: self.muc.as_ref(),
             directory: self.directory.as_ref(),
+            pep: &self.pep,
         }
     }
 
@@ -275,6 +277,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
                 },
                 offline_batch_bytes: config.c2s_queue_size / 2,
                 max_private_items: config.max_private_items,
+                pep: config.pep,
             },
             caps_ver: Rc::from(crate::handlers::disco::server_caps_ver()),
         },
@@ -291,6 +294,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         s2s,
         muc: config.muc.clone().map(crate::services::muc::Muc::new),
         directory: config.directory.clone().map(crate::services::directory::Directory::new),
+        pep: crate::services::pep::Pep::new(config.pep_caps_cache),
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(

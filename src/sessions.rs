@@ -67,6 +67,9 @@ pub struct Session {
     pub hibernating: Cell<bool>,
     /// The session requested the blocklist: it gets blocklist pushes (XEP-0191).
     pub blocklist_interested: Cell<bool>,
+    /// The XEP-0115 verification string of its last available presence (PEP's
+    /// `+notify` filter, XEP-0163 §4.3).
+    pub caps: RefCell<Option<Rc<str>>>,
     /// The `<status/>` of the unavailable presence it sent, for XEP-0012 once the
     /// account's last session is gone.
     pub unavailable_status: RefCell<Option<Box<str>>>,
@@ -274,6 +277,7 @@ impl Session {
             roster_interested: Cell::new(false),
             last_presence: RefCell::new(None),
             directed: RefCell::new(Vec::new()),
+            caps: RefCell::new(None),
             offline_batch: RefCell::new(None),
             carbons: Cell::new(false),
             blocklist_interested: Cell::new(false),

@@ -1,6 +1,7 @@
 //! XEP-0030: Service Discovery. disco#info on the server lists the identity and
 //! every feature the handler table announces; on an account it lists the account
-//! identity. disco#items on the server lists the connected components.
+//! identity and PEP's (XEP-0163). disco#items on the server lists the connected
+//! components and services; on an account, the PEP nodes the requester may see.
 
 use super::{Handler, Hub, IqReply, IqRequest, IqType, HANDLERS};
 use crate::ns::{NS_INFO, NS_ITEMS};
@@ -46,6 +47,8 @@ fn info(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     w.start("query").attr("xmlns", NS_INFO).attr_opt("node", node.as_deref()).open();
     if req.on_behalf_of.is_some() {
         w.start("identity").attr("category", "account").attr("type", "registered").close_empty();
+        // XEP-0163 §6.1: the account is a virtual pubsub service.
+        w.start("identity").attr("category", "pubsub").attr("type", "pep").close_empty();
     } else {
         w.start("identity").attr("category", "server").attr("type", "im").attr("name", "wrenhub").close_empty();
     }
@@ -77,15 +80,28 @@ fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if let (None, Some(directory)) = (req.on_behalf_of, hub.directory) {
         domains.push(directory.domain().as_str().to_string());
     }
+    // XEP-0163 §6.2 (XEP-0060 §5.2): an account's items are the nodes the
+    // requester may see.
+    let nodes = match req.on_behalf_of {
+        Some(owner) if req.payload.attr("node").is_none() => {
+            crate::services::pep::visible_nodes(hub, owner, &req.sender.jid.to_bare())
+        }
+        _ => Vec::new(),
+    };
     let mut p = Vec::new();
     let mut w = XmlWriter::new(&mut p);
     w.start("query").attr("xmlns", NS_ITEMS);
-    if domains.is_empty() {
+    if domains.is_empty() && nodes.is_empty() {
         w.close_empty();
     } else {
         w.open();
         for d in &domains {
             XmlWriter::new(&mut p).start("item").attr("jid", d).close_empty();
+        }
+        if let Some(owner) = req.on_behalf_of {
+            for n in &nodes {
+                XmlWriter::new(&mut p).start("item").attr("jid", owner.as_str()).attr("node", n).close_empty();
+            }
         }
         XmlWriter::new(&mut p).end("query");
     }

@@ -37,6 +37,8 @@ pub struct ImLimits {
     pub offline_batch_bytes: usize,
     /// XEP-0049 documents per account (`max_private_items`).
     pub max_private_items: usize,
+    /// PEP's bounds (`pep_*`).
+    pub pep: crate::services::pep::PepLimits,
 }
 
 /// `get` or `set` (results and errors are never dispatched to handlers).
@@ -103,6 +105,8 @@ pub const HANDLERS: &[Handler] = &[
     blocking::BLOCK,
     blocking::UNBLOCK,
     last::HANDLER,
+    crate::services::pep::HANDLER,
+    crate::services::pep::OWNER,
 ];
 
 /// The handler for a payload, if any.

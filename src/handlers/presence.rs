@@ -166,6 +166,7 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
     if offline_target {
         super::offline::deliver(hub, sender, out);
     }
+    crate::services::pep::presence_available(hub, sender, stanza, out);
     if !initial {
         return;
     }
@@ -205,6 +206,8 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
 pub fn unavailable(hub: &Hub<'_>, sender: &Rc<Session>, stanza: Option<&Element<'_>>, out: &mut Vec<u8>) {
     let was_available = sender.priority.take().is_some();
     sender.last_presence.borrow_mut().take();
+    // Available again later, it gets PEP's last items again (XEP-0163 §4.3.2).
+    sender.caps.borrow_mut().take();
     let directed = std::mem::take(&mut *sender.directed.borrow_mut());
     let from = sender.jid.as_str();
     let bytes_for = |to: &str| match stanza {

@@ -1,6 +1,8 @@
 //! Built-in services on subdomains of the server's domain (the product's spec
 //! §2.2), reached through the address table like any other domain: group chat
-//! (XEP-0045) and the user directory (XEP-0055).
+//! (XEP-0045) and the user directory (XEP-0055); and PEP (XEP-0163), the
+//! service every account's bare JID offers.
 
 pub mod directory;
 pub mod muc;
+pub mod pep;

@@ -11,6 +11,7 @@ pub mod blocklist;
 pub mod fast_tokens;
 pub mod muc_rooms;
 pub mod offline;
+pub mod pep;
 pub mod roster;
 pub mod writer;
 
@@ -193,6 +194,7 @@ impl Store {
         Store::create_roster_tables(&txn)?;
         Store::create_offline_tables(&txn)?;
         Store::create_account_xml_table(&txn)?;
+        Store::create_pep_table(&txn)?;
         Store::create_blocklist_table(&txn)?;
         Store::create_fast_token_table(&txn)?;
         Store::create_muc_room_table(&txn)?;
@@ -263,6 +265,7 @@ impl Store {
             let contacts = Store::delete_roster_of(&txn, jid)?;
             Store::delete_offline_of(&txn, jid)?;
             Store::delete_account_xml_of(&txn, jid)?;
+            Store::delete_pep_of(&txn, jid)?;
             Store::delete_blocklist_of(&txn, jid)?;
             Store::delete_fast_tokens_of(&txn, jid)?;
             contacts

@@ -1,0 +1,429 @@
+//! XEP-0163 PEP on the wire: publishing (auto-create, publish-options as
+//! preconditions), notifications filtered by `+notify` caps that the server asks
+//! for and verifies (XEP-0115), the last item on becoming available, the four
+//! access models, retract/purge/delete notifications, max_items, the owner's
+//! configuration form, disco, and the limits.
+
+mod common;
+use base64::Engine;
+use common::*;
+
+const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+const OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
+const TUNE: &str = "http://jabber.org/protocol/tune";
+
+/// A client's disco#info with these `+notify` nodes, and its XEP-0115 string.
+fn caps_of(notify: &[&str]) -> (String, String) {
+    let mut features: Vec<String> = vec!["http://jabber.org/protocol/caps".into(), "urn:xmpp:ping".into()];
+    features.extend(notify.iter().map(|n| format!("{n}+notify")));
+    features.sort();
+    let mut s = String::from("client/pc//wrentest<");
+    for f in &features {
+        s.push_str(f);
+        s.push('<');
+    }
+    let ver = base64::engine::general_purpose::STANDARD
+        .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
+    let mut query = String::from("<identity category='client' type='pc' name='wrentest'/>");
+    for f in &features {
+        query.push_str(&format!("<feature var='{f}'/>"));
+    }
+    (ver, query)
+}
+
+fn caps_presence(ver: &str) -> String {
+    format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://wrentest' ver='{ver}'/></presence>")
+}
+
+/// Sends available presence with caps and answers the server's disco#info query
+/// with `answer` (the features); returns what came up to the answer's effects.
+fn online_with_caps(c: &mut Client, ver: &str, answer: &str) -> String {
+    c.send(&caps_presence(ver));
+    let query = c.read_until("node='https://wrentest#", WAIT);
+    let id = between(&query[query.rfind("<iq").expect("the server's caps query")..], "id='", "'").to_string();
+    let from = between(&query[query.rfind("<iq").expect("an iq")..], "from='", "'").to_string();
+    assert_eq!(from, "localhost", "{query}");
+    c.read_until("</iq>", WAIT);
+    c.send(&format!(
+        "<iq type='result' to='localhost' id='{id}'><query xmlns='http://jabber.org/protocol/disco#info' \
+         node='https://wrentest#{ver}'>{answer}</query></iq>"
+    ));
+    c.sync("caps-answered")
+}
+
+fn iq(c: &mut Client, id: &str, kind: &str, to: Option<&str>, payload: &str) -> String {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    c.send(&format!("<iq type='{kind}' id='{id}'{to}>{payload}</iq>"));
+    let end = c.read_until_any(&[
+        &format!("id='{id}' type='result'/>"),
+        &format!("id='{id}' type='result'>"),
+        &format!("id='{id}' type='error'"),
+    ]);
+    if end.ends_with("'>") || end.ends_with("'error'") {
+        let mut rest = c.read_until("</iq>", WAIT);
+        rest.insert_str(0, &end);
+        return rest;
+    }
+    end
+}
+
+fn publish(c: &mut Client, id: &str, node: &str, item: &str, payload: &str, options: &str) -> String {
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
+             <value>http://jabber.org/protocol/pubsub#publish-options</value></field>{options}</x></publish-options>"
+        )
+    };
+    iq(c, id, "set", None, &format!("<pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{item}'>{payload}</item></publish>{options}</pubsub>"))
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+fn tune(artist: &str) -> String {
+    format!("<tune xmlns='{TUNE}'><artist>{artist}</artist></tune>")
+}
+
+/// Juliet subscribes to Romeo's presence and he approves (his roster: juliet
+/// `from`); both online; returns (juliet, romeo, nurse), the nurse a stranger.
+fn three(server: &Server) -> (Client, Client, Client) {
+    for u in ["juliet", "romeo", "nurse"] {
+        server.add_user(u, "pw");
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony");
+    let mut romeo = server.login("romeo", "pw", "garden");
+    let nurse = server.login("nurse", "pw", "kitchen");
+    romeo.send("<presence/>");
+    romeo.sync("r0");
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    romeo.read_until("type='subscribe'", WAIT);
+    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+    romeo.sync("r1");
+    juliet.sync("j0");
+    (juliet, romeo, nurse)
+}
+
+#[test]
+fn a_publish_notifies_contacts_whose_verified_caps_want_the_node_and_items_follow_the_access_model() {
+    let server = Server::start();
+    let (mut juliet, mut romeo, mut nurse) = three(&server);
+    let (ver, answer) = caps_of(&[TUNE]);
+    online_with_caps(&mut juliet, &ver, &answer);
+    // The account is a PEP service (XEP-0163 §6.1).
+    let info = iq(
+        &mut romeo,
+        "info",
+        "get",
+        Some("romeo@localhost"),
+        "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+    );
+    assert!(info.contains("category='pubsub' type='pep'") && info.contains("pubsub#publish-options"), "{info}");
+    let done = publish(&mut romeo, "p1", TUNE, "current", &tune("Yes"), "");
+    assert!(done.contains(&format!("<publish node='{TUNE}'><item id='current'/></publish>")), "{done}");
+    let event = juliet.read_until("</message>", WAIT);
+    assert!(
+        event.contains("from='romeo@localhost' to='juliet@localhost/balcony' type='headline'")
+            && event.contains(&format!("<items node='{TUNE}'><item id='current'>"))
+            && event.contains("<artist>Yes</artist>"),
+        "{event}"
+    );
+    // A stranger neither hears of it nor reads it (presence access model).
+    let before = nurse.sync("n0");
+    assert!(!before.contains("<event"), "{before}");
+    let refused = iq(
+        &mut nurse,
+        "n1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub>"),
+    );
+    assert!(refused.contains("<not-authorized") && refused.contains("<presence-subscription-required"), "{refused}");
+    let items = iq(
+        &mut juliet,
+        "j1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub>"),
+    );
+    assert!(items.contains("<item id='current'>") && items.contains("<artist>Yes</artist>"), "{items}");
+    // disco#items lists the node to those who may see it.
+    let listed = iq(
+        &mut juliet,
+        "j2",
+        "get",
+        Some("romeo@localhost"),
+        "<query xmlns='http://jabber.org/protocol/disco#items'/>",
+    );
+    assert!(listed.contains(&format!("<item jid='romeo@localhost' node='{TUNE}'/>")), "{listed}");
+    let hidden =
+        iq(&mut nurse, "n2", "get", Some("romeo@localhost"), "<query xmlns='http://jabber.org/protocol/disco#items'/>");
+    assert!(!hidden.contains(TUNE), "{hidden}");
+    // Only the owner publishes.
+    let forbidden = iq(
+        &mut juliet,
+        "j3",
+        "set",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><publish node='{TUNE}'><item>{}</item></publish></pubsub>", tune("x")),
+    );
+    assert!(forbidden.contains("<forbidden"), "{forbidden}");
+    // Romeo's own caps want no tune: his resource was not sent the event.
+    let own = romeo.sync("r9");
+    assert!(!own.contains("<event"), "{own}");
+}
+
+#[test]
+fn an_unknown_caps_string_is_asked_for_once_verified_and_then_the_last_item_follows() {
+    let server = Server::start();
+    let (mut juliet, mut romeo, _nurse) = three(&server);
+    publish(&mut romeo, "p1", TUNE, "current", &tune("Genesis"), "");
+    // An answer that does not hash to the string is not believed: nothing comes.
+    let (ver, _) = caps_of(&[TUNE]);
+    let (_, other) = caps_of(&["urn:xmpp:other"]);
+    let forged = online_with_caps(
+        &mut juliet,
+        &ver,
+        &other.replace("urn:xmpp:other", TUNE).replace("name='wrentest'", "name='forged'"),
+    );
+    assert!(!forged.contains("<event"), "{forged}");
+    // Another resource with a string it answers rightly gets the last item.
+    let mut second = server.login("juliet", "pw", "bedroom");
+    let (ver, answer) = caps_of(&[TUNE]);
+    let got = online_with_caps(&mut second, &ver, &answer);
+    assert!(
+        got.contains("from='romeo@localhost' to='juliet@localhost/bedroom' type='headline'") && got.contains("Genesis"),
+        "{got}"
+    );
+    // A third with the same string is not asked again: the cache answers.
+    let mut third = server.login("juliet", "pw", "garden");
+    third.send(&caps_presence(&ver));
+    let got = third.sync("t0");
+    assert!(!got.contains("disco#info") && got.contains("Genesis"), "{got}");
+}
+
+#[test]
+fn publish_options_are_preconditions_and_each_access_model_holds() {
+    let server = Server::start();
+    let (mut juliet, mut romeo, mut nurse) = three(&server);
+    let bundles = "urn:xmpp:omemo:2:bundles";
+    // OMEMO bundles are published open (as Conversations does): anyone reads them.
+    let done = publish(
+        &mut romeo,
+        "o1",
+        bundles,
+        "31415",
+        "<bundle xmlns='urn:xmpp:omemo:2'/>",
+        &field("pubsub#access_model", "open"),
+    );
+    assert!(done.contains("<item id='31415'/>"), "{done}");
+    let read = iq(
+        &mut nurse,
+        "n1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{bundles}'><item id='31415'/></items></pubsub>"),
+    );
+    assert!(read.contains("<bundle xmlns='urn:xmpp:omemo:2'/>"), "{read}");
+    // The node exists: different options do not match (XEP-0223 §5).
+    let conflict = publish(
+        &mut romeo,
+        "o2",
+        bundles,
+        "2",
+        "<bundle xmlns='urn:xmpp:omemo:2'/>",
+        &field("pubsub#access_model", "presence"),
+    );
+    assert!(conflict.contains("<conflict") && conflict.contains("<precondition-not-met"), "{conflict}");
+    let same = publish(
+        &mut romeo,
+        "o3",
+        bundles,
+        "2",
+        "<bundle xmlns='urn:xmpp:omemo:2'/>",
+        &field("pubsub#access_model", "open"),
+    );
+    assert!(same.contains("type='result'"), "{same}");
+    let bad = publish(&mut romeo, "o4", "n", "1", "<x xmlns='y'/>", &field("pubsub#access_model", "everyone"));
+    assert!(bad.contains("<bad-request") && bad.contains("<invalid-options"), "{bad}");
+    // Whitelist (bookmarks): the owner only.
+    let marks = "urn:xmpp:bookmarks:1";
+    publish(
+        &mut romeo,
+        "b1",
+        marks,
+        "room@conference.localhost",
+        "<conference xmlns='urn:xmpp:bookmarks:1'/>",
+        &field("pubsub#access_model", "whitelist"),
+    );
+    let closed = iq(
+        &mut juliet,
+        "j1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{marks}'/></pubsub>"),
+    );
+    assert!(closed.contains("<not-allowed") && closed.contains("<closed-node"), "{closed}");
+    let own = iq(&mut romeo, "b2", "get", None, &format!("<pubsub xmlns='{PUBSUB}'><items node='{marks}'/></pubsub>"));
+    assert!(own.contains("room@conference.localhost"), "{own}");
+    // Roster: contacts in an allowed group.
+    romeo.send("<iq type='set' id='g'><query xmlns='jabber:iq:roster'><item jid='juliet@localhost'><group>friends</group></item></query></iq>");
+    romeo.read_until("id='g' type='result'", WAIT);
+    let groups = format!(
+        "{}<field var='pubsub#roster_groups_allowed'><value>friends</value></field>",
+        field("pubsub#access_model", "roster")
+    );
+    publish(&mut romeo, "g1", "urn:xmpp:mood", "m", "<mood xmlns='http://jabber.org/protocol/mood'/>", &groups);
+    let friend = iq(
+        &mut juliet,
+        "j2",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:mood'/></pubsub>"),
+    );
+    assert!(friend.contains("<mood xmlns='http://jabber.org/protocol/mood'/>"), "{friend}");
+    let stranger = iq(
+        &mut nurse,
+        "n2",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:mood'/></pubsub>"),
+    );
+    assert!(stranger.contains("<not-in-roster-group"), "{stranger}");
+    let missing = iq(
+        &mut juliet,
+        "j3",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='nothing'/></pubsub>"),
+    );
+    assert!(missing.contains("<item-not-found"), "{missing}");
+}
+
+#[test]
+fn max_items_retract_purge_and_delete_with_their_notifications_and_the_owners_form() {
+    let server = Server::start();
+    let (mut juliet, mut romeo, _nurse) = three(&server);
+    let node = "urn:xmpp:microblog:0";
+    let (ver, answer) = caps_of(&[node]);
+    online_with_caps(&mut juliet, &ver, &answer);
+    for (i, id) in ["a", "b", "c"].iter().enumerate() {
+        let options = if i == 0 { field("pubsub#max_items", "2") } else { String::new() };
+        publish(
+            &mut romeo,
+            &format!("p{i}"),
+            node,
+            id,
+            &format!("<entry xmlns='http://www.w3.org/2005/Atom'>{id}</entry>"),
+            &options,
+        );
+        juliet.read_until(&format!("<item id='{id}'>"), WAIT);
+    }
+    let items = iq(
+        &mut juliet,
+        "i1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub>"),
+    );
+    assert!(
+        !items.contains("<item id='a'>") && items.contains("<item id='b'>") && items.contains("<item id='c'>"),
+        "{items}"
+    );
+    let last = iq(
+        &mut juliet,
+        "i2",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{node}' max_items='1'/></pubsub>"),
+    );
+    assert!(!last.contains("<item id='b'>") && last.contains("<item id='c'>"), "{last}");
+    // Retract, with its notification.
+    let done = iq(
+        &mut romeo,
+        "r1",
+        "set",
+        None,
+        &format!("<pubsub xmlns='{PUBSUB}'><retract node='{node}'><item id='b'/></retract></pubsub>"),
+    );
+    assert!(done.contains("type='result'"), "{done}");
+    let event = juliet.read_until("</message>", WAIT);
+    assert!(event.contains(&format!("<items node='{node}'><retract id='b'/></items>")), "{event}");
+    let gone = iq(
+        &mut romeo,
+        "r2",
+        "set",
+        None,
+        &format!("<pubsub xmlns='{PUBSUB}'><retract node='{node}'><item id='b'/></retract></pubsub>"),
+    );
+    assert!(gone.contains("<item-not-found"), "{gone}");
+    // The owner's form, and a change to it.
+    let form =
+        iq(&mut romeo, "c1", "get", None, &format!("<pubsub xmlns='{OWNER}'><configure node='{node}'/></pubsub>"));
+    assert!(
+        form.contains("var='pubsub#max_items' type='text-single'><value>2</value>")
+            && form.contains("<value>presence</value>"),
+        "{form}"
+    );
+    let set = iq(&mut romeo, "c2", "set", None, &format!("<pubsub xmlns='{OWNER}'><configure node='{node}'><x xmlns='jabber:x:data' type='submit'>{}</x></configure></pubsub>", field("pubsub#access_model", "open")));
+    assert!(set.contains("type='result'"), "{set}");
+    let form =
+        iq(&mut romeo, "c3", "get", None, &format!("<pubsub xmlns='{OWNER}'><configure node='{node}'/></pubsub>"));
+    assert!(form.contains("<value>open</value></field>"), "{form}");
+    let stranger = iq(
+        &mut juliet,
+        "c4",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{OWNER}'><configure node='{node}'/></pubsub>"),
+    );
+    assert!(stranger.contains("<forbidden"), "{stranger}");
+    // Purge and delete, each notified.
+    iq(&mut romeo, "d1", "set", None, &format!("<pubsub xmlns='{OWNER}'><purge node='{node}'/></pubsub>"));
+    let event = juliet.read_until("</message>", WAIT);
+    assert!(event.contains(&format!("<purge node='{node}'/>")), "{event}");
+    iq(&mut romeo, "d2", "set", None, &format!("<pubsub xmlns='{OWNER}'><delete node='{node}'/></pubsub>"));
+    let event = juliet.read_until("</message>", WAIT);
+    assert!(event.contains(&format!("<delete node='{node}'/>")), "{event}");
+    let after = iq(
+        &mut juliet,
+        "d3",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='{node}'/></pubsub>"),
+    );
+    assert!(after.contains("<item-not-found"), "{after}");
+}
+
+#[test]
+fn nodes_items_and_bytes_per_account_are_bounded_with_the_xep_0060_errors_and_go_with_the_account() {
+    let server = Server::start_with("pep_max_nodes = 2\npep_max_item_bytes = 512\npep_max_bytes = 2048\n");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "garden");
+    let big = format!("<x xmlns='y'>{}</x>", "a".repeat(600));
+    let refused = publish(&mut romeo, "p0", "n1", "1", &big, "");
+    assert!(refused.contains("<not-acceptable") && refused.contains("<payload-too-big"), "{refused}");
+    let filler = format!("<x xmlns='y'>{}</x>", "b".repeat(400));
+    publish(&mut romeo, "p1", "n1", "1", &filler, &field("pubsub#max_items", "10"));
+    publish(&mut romeo, "p2", "n2", "1", "<x xmlns='y'/>", "");
+    let third = publish(&mut romeo, "p3", "n3", "1", "<x xmlns='y'/>", "");
+    assert!(third.contains("<not-allowed") && third.contains("<max-nodes-exceeded"), "{third}");
+    let mut full = String::new();
+    for i in 2..8 {
+        full = publish(&mut romeo, &format!("q{i}"), "n1", &i.to_string(), &filler, "");
+        if full.contains("type='error'") {
+            break;
+        }
+    }
+    assert!(full.contains("<resource-constraint"), "{full}");
+    // Deleting the account deletes its nodes.
+    drop(romeo);
+    let (ok, out) = server.cli(&["user", "del", "romeo"], "");
+    assert!(ok, "{out}");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "garden");
+    let none = iq(&mut romeo, "i", "get", None, &format!("<pubsub xmlns='{PUBSUB}'><items node='n1'/></pubsub>"));
+    assert!(none.contains("<item-not-found"), "{none}");
+}
