@@ -12,6 +12,7 @@ pub mod fast_tokens;
 pub mod muc_rooms;
 pub mod offline;
 pub mod pep;
+pub mod record;
 pub mod roster;
 pub mod writer;
 

@@ -1,6 +1,7 @@
 //! A PEP node: its configuration (XEP-0060 §16.4.4 `pubsub#node_config`, the
 //! options PEP clients set) and its items, oldest first; encoded for the store.
 
+use crate::store::record::{put, Reader};
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
 
@@ -272,11 +273,11 @@ impl Node {
         let send_last = SendLast::ALL.get(usize::from(r.u8()?))?.0;
         let flags = r.u8()?;
         let max = u32::from_be_bytes(r.take(4)?.try_into().ok()?);
-        let title = String::from_utf8(r.bytes()?.to_vec()).ok()?;
+        let title = r.string()?;
         let groups = r.u8()?;
         let mut roster_groups = Vec::with_capacity(usize::from(groups));
         for _ in 0..groups {
-            roster_groups.push(String::from_utf8(r.bytes()?.to_vec()).ok()?);
+            roster_groups.push(r.string()?);
         }
         let count = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
         let mut items = Vec::with_capacity(usize::from(count).min(1024));
@@ -296,34 +297,6 @@ impl Node {
             title,
         };
         Some(Node { config, items })
-    }
-}
-
-fn put(out: &mut Vec<u8>, b: &[u8]) {
-    let b = &b[..b.len().min(usize::from(u16::MAX))];
-    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
-        self.take(usize::from(len))
     }
 }
 

@@ -2,6 +2,7 @@
 //! subject (not its occupants or history).
 
 use super::*;
+use crate::store::record::{put, Reader};
 
 impl Room {
     /// The store's record of a persistent room: `version 2, flags, name,
@@ -78,7 +79,7 @@ impl Room {
         secret.copy_from_slice(r.take(16)?);
         let subject = match r.u8()? {
             0 => None,
-            _ => Some((r.string()?.into_boxed_str(), r.bytes()?.into_boxed_slice())),
+            _ => Some((r.string()?.into_boxed_str(), Box::from(r.bytes()?))),
         };
         let count = u16::from_be_bytes(r.take(2)?.try_into().ok()?);
         let mut affiliations = Vec::with_capacity(usize::from(count));
@@ -96,7 +97,7 @@ impl Room {
                 reserved.push((jid, r.string()?.into_boxed_str()));
             }
             if r.u8()? == 1 {
-                let bytes = r.bytes()?.into_boxed_slice();
+                let bytes = Box::from(r.bytes()?);
                 let photo_hash = match r.u8()? {
                     0 => None,
                     _ => Some(r.string()?),
@@ -135,12 +136,6 @@ impl Room {
     }
 }
 
-pub(super) fn put(out: &mut Vec<u8>, b: &[u8]) {
-    let b = &b[..b.len().min(usize::from(u16::MAX))];
-    out.extend_from_slice(&(b.len() as u16).to_be_bytes());
-    out.extend_from_slice(b);
-}
-
 pub(super) fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
     match b {
         Some(b) => {
@@ -148,29 +143,5 @@ pub(super) fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
             put(out, b);
         }
         None => out.push(0),
-    }
-}
-
-/// Reads a room record.
-struct Reader<'a>(&'a [u8]);
-
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Option<&[u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn bytes(&mut self) -> Option<Vec<u8>> {
-        let len = u16::from_be_bytes(self.take(2)?.try_into().ok()?);
-        Some(self.take(usize::from(len))?.to_vec())
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?).ok()
     }
 }
