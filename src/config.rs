@@ -151,6 +151,8 @@ pub struct Config {
     /// bytes per account; and caps strings remembered (XEP-0115).
     pub pep: crate::services::pep::PepLimits,
     pub pep_caps_cache: usize,
+    /// Remote contacts' resources kept for PEP notifications over federation.
+    pub pep_remote_resources: usize,
     /// External component listeners (XEP-0114, port 5347), plain and Direct TLS.
     pub component_listen: Vec<SocketAddr>,
     pub component_tls_listen: Vec<SocketAddr>,
@@ -332,6 +334,7 @@ const KEYS: &[Key] = &[
     Key { name: "pep_max_item_bytes", kind: Kind::Int { min: 256, max: 16 * 1024 * 1024, default: 128 * 1024 } },
     Key { name: "pep_max_bytes", kind: Kind::Int { min: 1024, max: 1 << 30, default: 1024 * 1024 } },
     Key { name: "pep_caps_cache", kind: Kind::Int { min: 1, max: 100_000, default: 256 } },
+    Key { name: "pep_remote_resources", kind: Kind::Int { min: 0, max: 100_000, default: 512 } },
     Key { name: "component_listen", kind: Kind::Addrs(&["127.0.0.1:5347"]) },
     Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
     Key { name: "component", kind: Kind::Components },
@@ -537,6 +540,7 @@ impl Config {
                 max_bytes: v.int(take("pep_max_bytes"), "pep_max_bytes") as usize,
             },
             pep_caps_cache: v.int(take("pep_caps_cache"), "pep_caps_cache") as usize,
+            pep_remote_resources: v.int(take("pep_remote_resources"), "pep_remote_resources") as usize,
             component_listen: v.addrs_allow_empty(take("component_listen"), "component_listen"),
             component_tls_listen: v.addrs_allow_empty(take("component_tls_listen"), "component_tls_listen"),
             components: v.components(take("component")),

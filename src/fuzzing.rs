@@ -207,7 +207,7 @@ pub fn c2s_stream(data: &[u8]) {
         remote: false,
         max_results: 3,
     });
-    let pep = crate::services::pep::Pep::new(2);
+    let pep = crate::services::pep::Pep::new(2, 2);
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,

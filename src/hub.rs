@@ -88,4 +88,34 @@ impl Hub<'_> {
             || self.directory.is_some_and(|d| d.domain().as_str() == domain)
             || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
     }
+
+    /// Sends a stanza that needs no answer (presence, a PEP event) to another
+    /// domain: over federation, to the gateway or built-in service that serves it.
+    /// True when `domain` is not the accounts' (sent, or dropped by a full queue:
+    /// such stanzas are never bounced back).
+    pub fn send_to_domain(&self, domain: &str, bytes: &[u8]) -> bool {
+        match self.address(domain) {
+            Address::Accounts => false,
+            Address::Remote(d) => {
+                if let Some(s2s) = self.s2s {
+                    if let Err(e) = s2s.send(&d, bytes.to_vec(), None) {
+                        log::debug!("a stanza to {domain} not sent: {e:?}");
+                    }
+                }
+                true
+            }
+            Address::Component(link) => {
+                let _ = link.push(bytes.to_vec());
+                true
+            }
+            Address::Muc => {
+                if let Some(muc) = self.muc {
+                    muc.handle_bytes(self, bytes);
+                }
+                true
+            }
+            // The directory takes none of these.
+            Address::Directory | Address::ComponentAbsent | Address::Nowhere => true,
+        }
+    }
 }

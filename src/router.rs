@@ -313,14 +313,21 @@ impl<'a> Delivery<'a, '_> {
             Some("get") => IqType::Get,
             Some("set") => IqType::Set,
             // The server's own queries: XEP-0115 caps for PEP (answered or
-            // refused), and the offline batch the client has (XEP-0160, D2).
+            // refused, by a local or a remote resource), and the offline batch
+            // the client has (XEP-0160, D2).
             Some(t @ ("result" | "error")) if on_behalf_of.is_none() => {
-                if let (Origin::Local(sender), Some(id)) = (self.origin, self.stanza.attr("id")) {
-                    if id.starts_with(pep::caps::QUERY_ID_PREFIX) {
-                        pep::caps_answered(&self.hub, sender, self.stanza, self.out);
-                    } else if t == "result" {
-                        handlers::offline::acknowledged(&self.hub, sender, &id, self.out);
+                let Some(id) = self.stanza.attr("id") else { return };
+                match self.origin {
+                    Origin::Local(sender) if id.starts_with(pep::caps::QUERY_ID_PREFIX) => {
+                        pep::caps_answered(&self.hub, sender.jid.as_str(), Some(sender), self.stanza, self.out)
                     }
+                    Origin::Local(sender) if t == "result" => {
+                        handlers::offline::acknowledged(&self.hub, sender, &id, self.out)
+                    }
+                    Origin::Remote(_) if id.starts_with(pep::caps::QUERY_ID_PREFIX) => {
+                        pep::caps_answered(&self.hub, self.from, None, self.stanza, &mut Vec::new())
+                    }
+                    _ => {}
                 }
                 return;
             }

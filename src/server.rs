@@ -294,7 +294,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         s2s,
         muc: config.muc.clone().map(crate::services::muc::Muc::new),
         directory: config.directory.clone().map(crate::services::directory::Directory::new),
-        pep: crate::services::pep::Pep::new(config.pep_caps_cache),
+        pep: crate::services::pep::Pep::new(config.pep_caps_cache, config.pep_remote_resources),
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(

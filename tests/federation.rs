@@ -587,3 +587,101 @@ fn directed_presence_to_an_unreachable_peer_gets_an_error_presence_when_the_link
     );
     assert!(got.contains("from='room@gone.test/alice'"), "{got}");
 }
+
+/// Publishes `payload` as item `id` of `node` (with publish-options `options`,
+/// fields) and waits for the answer.
+fn pep_publish(c: &mut Client, id: &str, node: &str, payload: &str, options: &str) -> String {
+    let options = if options.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
+             <value>http://jabber.org/protocol/pubsub#publish-options</value></field>{options}</x></publish-options>"
+        )
+    };
+    c.send(&format!(
+        "<iq type='set' id='{id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{node}'>\
+         <item id='current'>{payload}</item></publish>{options}</pubsub></iq>"
+    ));
+    let mut answer = c.read_until(&format!("id='{id}' type='"), WAIT);
+    answer.push_str(&c.read_until("'", WAIT));
+    answer
+}
+
+/// Alice and Bob subscribe to each other across the servers.
+fn mutual_subscription(alice: &mut Client, bob: &mut Client) {
+    for c in [&mut *alice, &mut *bob] {
+        c.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+        c.read_until("id='r0'", WAIT);
+    }
+    alice.send("<presence to='bob@b.test' type='subscribe'/>");
+    bob.read_until("type='subscribe'", WAIT);
+    bob.send("<presence to='alice@a.test' type='subscribed'/>");
+    alice.read_until("subscription='to'", WAIT);
+    bob.send("<presence to='alice@a.test' type='subscribe'/>");
+    alice.read_until("type='subscribe'", WAIT);
+    alice.send("<presence to='bob@b.test' type='subscribed'/>");
+    bob.read_until("subscription='both'", WAIT);
+    alice.sync("a-subscribed");
+    bob.sync("b-subscribed");
+}
+
+/// XEP-0163 §4.3 across servers: a.test learns Bob's resources from his presence,
+/// asks his client for its caps over federation and believes the answer only if it
+/// verifies; then Alice's events and last items reach Bob's resources that want
+/// them, and anyone on b.test reads her `open` node (an OMEMO bundle).
+#[test]
+fn pep_events_and_last_items_reach_remote_contacts_and_open_nodes_are_read_across_servers() {
+    const TUNE: &str = "http://jabber.org/protocol/tune";
+    let (a, b) = pair(true, false, "", "");
+    b.add_user("carol", "kestrel");
+    let mut alice = online(&a, "alice", "wonderland");
+    let mut bob = online(&b, "bob", "builder");
+    mutual_subscription(&mut alice, &mut bob);
+    let (ver, answer) = caps_of(&[TUNE]);
+    bob.send(&caps_presence(&ver));
+    // His own server asks first (it routes his presence after), then Alice's.
+    answer_caps_query(&mut bob, "b.test", &ver, &answer);
+    answer_caps_query(&mut bob, "a.test", &ver, &answer);
+    bob.sync("b-caps");
+    let done = pep_publish(&mut alice, "t1", TUNE, &format!("<tune xmlns='{TUNE}'><artist>Yes</artist></tune>"), "");
+    assert!(done.contains("type='result'"), "{done}");
+    let event = bob.read_until("</message>", WAIT);
+    assert!(
+        event.contains("from='alice@a.test' to='bob@b.test/res' type='headline'")
+            && event.contains("<artist>Yes</artist>"),
+        "{event}"
+    );
+    // A second resource with the same caps gets the last item at once: both
+    // servers know the string now.
+    let mut second = b.login("bob", "builder", "second");
+    second.send(&caps_presence(&ver));
+    let got = second.read_until("</message>", WAIT);
+    assert!(got.contains("from='alice@a.test' to='bob@b.test/second' type='headline'") && got.contains("Yes"), "{got}");
+    let quiet = second.sync("s0");
+    assert!(!quiet.contains("disco#info"), "{quiet}");
+    // An open node is read by a stranger on the other server; the presence one not.
+    let bundle = "<bundle xmlns='urn:xmpp:omemo:2'><ik>aWs=</ik></bundle>";
+    let open = "<field var='pubsub#access_model'><value>open</value></field>";
+    let done = pep_publish(&mut alice, "o1", "urn:xmpp:omemo:2:bundles", bundle, open);
+    assert!(done.contains("type='result'"), "{done}");
+    let mut carol = online(&b, "carol", "kestrel");
+    carol.send(
+        "<iq type='get' id='c1' to='alice@a.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+         <items node='urn:xmpp:omemo:2:bundles'/></pubsub></iq>",
+    );
+    let got = carol.read_until("</iq>", WAIT);
+    assert!(got.contains("id='c1' type='result'") && got.contains("<ik>aWs=</ik>"), "{got}");
+    carol.send(&format!(
+        "<iq type='get' id='c2' to='alice@a.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>\
+         <items node='{TUNE}'/></pubsub></iq>"
+    ));
+    let got = carol.read_until("</iq>", WAIT);
+    assert!(got.contains("id='c2' type='error'") && got.contains("presence-subscription-required"), "{got}");
+    // Gone unavailable, Bob's second resource is forgotten; the first still hears.
+    second.send("<presence type='unavailable'/>");
+    second.read_until("type='unavailable'", WAIT);
+    pep_publish(&mut alice, "t2", TUNE, &format!("<tune xmlns='{TUNE}'><artist>Rush</artist></tune>"), "");
+    let event = bob.read_until("Rush", WAIT);
+    assert!(event.contains("to='bob@b.test/res'"), "{event}");
+}

@@ -2,7 +2,9 @@
 //! on loopback with its own config, data dir and ports (tests/interop/prosody_peer.py),
 //! with slixmpp clients on both sides (tests/interop/federation.py): chat both ways
 //! and a presence subscription in each direction, authenticated by certificates
-//! (SASL EXTERNAL both ways) and by dialback. `./scripts/test` installs prosody and
+//! (SASL EXTERNAL both ways) and by dialback; group chat in each other's rooms
+//! (tests/interop/muc_federation.py); PEP and OMEMO keys both ways
+//! (tests/interop/pep_federation.py). `./scripts/test` installs prosody and
 //! slixmpp; without them these tests fail, they never skip.
 
 mod common;
@@ -14,13 +16,14 @@ use std::time::Duration;
 /// Runs wrenhub (hub.test) against Prosody (prosody.test) in `mode`; returns
 /// wrenhub's server for the log checks.
 fn federate(mode: &str) -> Server {
-    with_prosody("prosody_federation.py", mode)
+    with_prosody("prosody_federation.py", mode).0
 }
 
 /// Runs `script` (tests/interop) with wrenhub for hub.test (its group chat at
 /// conference.hub.test) and the script's Prosody for prosody.test (with
-/// conference.prosody.test, which its certificate names too).
-fn with_prosody(script: &str, mode: &str) -> Server {
+/// conference.prosody.test, which its certificate names too). Returns wrenhub's
+/// server and the script's output.
+fn with_prosody(script: &str, mode: &str) -> (Server, String) {
     let work = tempfile::tempdir().unwrap();
     let (cert, key, ca) = test_identity_for(&["prosody.test", "conference.prosody.test"]);
     let (cert_path, key_path, ca_path) =
@@ -73,7 +76,7 @@ fn with_prosody(script: &str, mode: &str) -> Server {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{script} ({mode}) failed:\n{text}\n--- wrenhub log ---\n{}", server.log());
     println!("{mode}: {}", text.lines().rev().find(|l| l.starts_with("prosody:")).unwrap_or(""));
-    server
+    (server, text)
 }
 
 #[test]
@@ -94,7 +97,7 @@ fn prosody_federates_with_dialback_both_ways() {
 fn a_prosody_user_joins_a_wrenhub_room_and_a_wrenhub_user_a_prosody_room_with_certificates() {
     // The group-chat service speaks for its own domain over s2s (its own link,
     // authenticated by the name the hub's certificate carries for it).
-    let server = with_prosody("prosody_muc_federation.py", "external");
+    let (server, _) = with_prosody("prosody_muc_federation.py", "external");
     server.wait_for_log("s2s link to prosody.test established (SASL EXTERNAL", WAIT);
     server.wait_for_log("from conference.hub.test)", WAIT);
     server.wait_for_log("conference.prosody.test authenticated by certificate", WAIT);
@@ -102,7 +105,21 @@ fn a_prosody_user_joins_a_wrenhub_room_and_a_wrenhub_user_a_prosody_room_with_ce
 
 #[test]
 fn a_prosody_user_joins_a_wrenhub_room_and_a_wrenhub_user_a_prosody_room_with_dialback() {
-    let server = with_prosody("prosody_muc_federation.py", "dialback");
+    let (server, _) = with_prosody("prosody_muc_federation.py", "dialback");
     server.wait_for_log("from conference.hub.test)", WAIT);
     server.wait_for_log("conference.prosody.test authenticated by dialback", WAIT);
+}
+
+#[test]
+fn prosody_and_wrenhub_users_fetch_each_others_omemo_keys_and_hear_pep_events() {
+    // XEP-0163 with OMEMO's nodes (XEP-0384) across servers: a stranger fetches the
+    // other's open device list and bundle, both ways; then, as mutual contacts with
+    // devicelist+notify in their caps, each hears the other's new device list. The
+    // last needs wrenhub to keep a remote contact's presence and caps.
+    let (server, out) = with_prosody("prosody_pep_federation.py", "external");
+    for part in ["part 1: OK", "part 2: OK", "part 3a: OK", "part 3b: OK"] {
+        assert!(out.lines().any(|l| l.starts_with(part)), "no {part:?} line in:\n{out}");
+    }
+    server.wait_for_log("s2s link to prosody.test established (SASL EXTERNAL", WAIT);
+    server.wait_for_log("prosody.test authenticated by certificate (SASL EXTERNAL)", WAIT);
 }

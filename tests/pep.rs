@@ -5,49 +5,17 @@
 //! configuration form, disco, and the limits.
 
 mod common;
-use base64::Engine;
 use common::*;
 
 const PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 const OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 const TUNE: &str = "http://jabber.org/protocol/tune";
 
-/// A client's disco#info with these `+notify` nodes, and its XEP-0115 string.
-fn caps_of(notify: &[&str]) -> (String, String) {
-    let mut features: Vec<String> = vec!["http://jabber.org/protocol/caps".into(), "urn:xmpp:ping".into()];
-    features.extend(notify.iter().map(|n| format!("{n}+notify")));
-    features.sort();
-    let mut s = String::from("client/pc//wrentest<");
-    for f in &features {
-        s.push_str(f);
-        s.push('<');
-    }
-    let ver = base64::engine::general_purpose::STANDARD
-        .encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
-    let mut query = String::from("<identity category='client' type='pc' name='wrentest'/>");
-    for f in &features {
-        query.push_str(&format!("<feature var='{f}'/>"));
-    }
-    (ver, query)
-}
-
-fn caps_presence(ver: &str) -> String {
-    format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://wrentest' ver='{ver}'/></presence>")
-}
-
 /// Sends available presence with caps and answers the server's disco#info query
 /// with `answer` (the features); returns what came up to the answer's effects.
 fn online_with_caps(c: &mut Client, ver: &str, answer: &str) -> String {
     c.send(&caps_presence(ver));
-    let query = c.read_until("node='https://wrentest#", WAIT);
-    let id = between(&query[query.rfind("<iq").expect("the server's caps query")..], "id='", "'").to_string();
-    let from = between(&query[query.rfind("<iq").expect("an iq")..], "from='", "'").to_string();
-    assert_eq!(from, "localhost", "{query}");
-    c.read_until("</iq>", WAIT);
-    c.send(&format!(
-        "<iq type='result' to='localhost' id='{id}'><query xmlns='http://jabber.org/protocol/disco#info' \
-         node='https://wrentest#{ver}'>{answer}</query></iq>"
-    ));
+    answer_caps_query(c, "localhost", ver, answer);
     c.sync("caps-answered")
 }
 
@@ -426,4 +394,27 @@ fn nodes_items_and_bytes_per_account_are_bounded_with_the_xep_0060_errors_and_go
     let mut romeo = server.login("romeo", "pw", "garden");
     let none = iq(&mut romeo, "i", "get", None, &format!("<pubsub xmlns='{PUBSUB}'><items node='n1'/></pubsub>"));
     assert!(none.contains("<item-not-found"), "{none}");
+}
+
+/// XEP-0163 §4.3.2 / XEP-0060 on_sub: once the owner approves a subscription, the
+/// contact's resources that want the node get its last item.
+#[test]
+fn an_approved_subscription_brings_the_last_item() {
+    let server = Server::start();
+    for u in ["juliet", "romeo"] {
+        server.add_user(u, "pw");
+    }
+    let mut juliet = server.login("juliet", "pw", "balcony");
+    let mut romeo = server.login("romeo", "pw", "garden");
+    romeo.send("<presence/>");
+    romeo.sync("r0");
+    publish(&mut romeo, "p1", TUNE, "current", &tune("Camel"), "");
+    let (ver, answer) = caps_of(&[TUNE]);
+    let before = online_with_caps(&mut juliet, &ver, &answer);
+    assert!(!before.contains("Camel"), "{before}");
+    juliet.send("<presence to='romeo@localhost' type='subscribe'/>");
+    romeo.read_until("type='subscribe'", WAIT);
+    romeo.send("<presence to='juliet@localhost' type='subscribed'/>");
+    let got = juliet.read_until("Camel", WAIT);
+    assert!(got.contains("from='romeo@localhost' to='juliet@localhost/balcony' type='headline'"), "{got}");
 }

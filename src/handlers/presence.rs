@@ -152,7 +152,7 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
     // To every contact subscribed to the user (from/both), at their available resources.
     for item in items.iter().filter(|i| i.subscription.has_from()) {
         let bytes = stamped(stanza, from, Some(item.jid.as_str()));
-        if send_remote(hub, item.jid.domain(), &bytes) {
+        if hub.send_to_domain(item.jid.domain(), &bytes) {
             continue;
         }
         for s in hub.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
@@ -180,7 +180,7 @@ fn available(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mu
     // from their last presence.
     for item in items.iter().filter(|i| i.subscription.has_to()) {
         // A contact on another server is probed there (§4.3.1).
-        if send_remote(hub, item.jid.domain(), &simple(owner.as_str(), item.jid.as_str(), Some("probe"))) {
+        if hub.send_to_domain(item.jid.domain(), &simple(owner.as_str(), item.jid.as_str(), Some("probe"))) {
             continue;
         }
         let online: Vec<Rc<Session>> = hub.registry.sessions(&item.jid).into_iter().filter(|s| s.available()).collect();
@@ -218,7 +218,7 @@ pub fn unavailable(hub: &Hub<'_>, sender: &Rc<Session>, stanza: Option<&Element<
     if was_available {
         for item in roster(hub, &owner).iter().filter(|i| i.subscription.has_from()) {
             let bytes = bytes_for(item.jid.as_str());
-            if send_remote(hub, item.jid.domain(), &bytes) {
+            if hub.send_to_domain(item.jid.domain(), &bytes) {
                 continue;
             }
             for s in hub.registry.sessions(&item.jid).iter().filter(|s| s.available()) {
@@ -259,7 +259,7 @@ pub fn session_ended(hub: &Hub<'_>, session: &Rc<Session>) {
 /// session being served (its own presence goes to `out`).
 pub(super) fn deliver_to(hub: &Hub<'_>, current: Option<&Rc<Session>>, to: &str, bytes: Vec<u8>, out: &mut Vec<u8>) {
     let Ok(jid) = to.parse::<Jid>() else { return };
-    if send_remote(hub, jid.domain(), &bytes) {
+    if hub.send_to_domain(jid.domain(), &bytes) {
         return;
     }
     let put = |s: &Rc<Session>, bytes: Vec<u8>, out: &mut Vec<u8>| match current {
@@ -395,7 +395,7 @@ pub fn blocklist_changed(
                     send(peer, sender, simple(s.jid.as_str(), peer.jid.as_str(), Some("unavailable")), out);
                 }
             } else {
-                send_remote(hub, jid.domain(), &simple(s.jid.as_str(), jid.as_str(), Some("unavailable")));
+                hub.send_to_domain(jid.domain(), &simple(s.jid.as_str(), jid.as_str(), Some("unavailable")));
             }
         }
     }
@@ -410,7 +410,7 @@ pub fn blocklist_changed(
                         send(peer, sender, with_to(&last, peer.jid.as_str()), out);
                     }
                 } else {
-                    send_remote(hub, jid.domain(), &with_to(&last, contact.as_str()));
+                    hub.send_to_domain(jid.domain(), &with_to(&last, contact.as_str()));
                 }
             }
         }
@@ -423,7 +423,7 @@ pub fn blocklist_changed(
                     }
                 }
             } else {
-                send_remote(hub, jid.domain(), &simple(owner.as_str(), contact.as_str(), Some("probe")));
+                hub.send_to_domain(jid.domain(), &simple(owner.as_str(), contact.as_str(), Some("probe")));
             }
         }
     }
@@ -433,11 +433,12 @@ pub fn blocklist_changed(
 /// in the same transaction): local contacts get the roster push of their changed
 /// item, remote ones `unsubscribe` and `unsubscribed` from it.
 pub fn account_deleted(hub: &Hub<'_>, gone: &BareJid, items: &[RosterItem]) {
+    hub.pep.remote.forget(gone);
     for item in items {
         let contact = &item.jid;
         if contact.domain() != hub.domain.as_str() {
             for kind in ["unsubscribe", "unsubscribed"] {
-                send_remote(hub, contact.domain(), &simple(gone.as_str(), contact.as_str(), Some(kind)));
+                hub.send_to_domain(contact.domain(), &simple(gone.as_str(), contact.as_str(), Some(kind)));
             }
             continue;
         }
@@ -456,35 +457,6 @@ pub fn cancel_both_ways(hub: &Hub<'_>, sender: &Rc<Session>, item: &RosterItem, 
     }
     if item.subscription.has_from() || item.pending_in {
         subscription::outbound(hub, sender, item.jid.clone(), subscription::Kind::Unsubscribed, None, out);
-    }
-}
-
-/// Sends presence to another domain: over federation, or to the gateway that
-/// serves it; true when `domain` is not ours (sent, or refused by a full queue:
-/// presence is never bounced back).
-fn send_remote(hub: &Hub<'_>, domain: &str, bytes: &[u8]) -> bool {
-    match hub.address(domain) {
-        Address::Accounts => false,
-        Address::Remote(d) => {
-            if let Some(s2s) = hub.s2s {
-                if let Err(e) = s2s.send(&d, bytes.to_vec(), None) {
-                    log::debug!("presence to {domain} not sent: {e:?}");
-                }
-            }
-            true
-        }
-        Address::Component(link) => {
-            let _ = link.push(bytes.to_vec());
-            true
-        }
-        Address::Muc => {
-            if let Some(muc) = hub.muc {
-                muc.handle_bytes(hub, bytes);
-            }
-            true
-        }
-        // The directory takes no presence.
-        Address::Directory | Address::ComponentAbsent | Address::Nowhere => true,
     }
 }
 
@@ -520,15 +492,20 @@ pub fn inbound(hub: &Hub<'_>, stanza: &Element<'_>, from: &str, to: &Jid) {
                 return;
             }
             if available.is_empty() {
-                send_remote(hub, contact.domain(), &simple(user.as_str(), from, Some("unavailable")));
+                hub.send_to_domain(contact.domain(), &simple(user.as_str(), from, Some("unavailable")));
             }
             for s in &available {
                 if let Some(last) = s.last_presence.borrow().as_ref() {
-                    send_remote(hub, contact.domain(), &with_to(last, from));
+                    hub.send_to_domain(contact.domain(), &with_to(last, from));
                 }
             }
         }
-        _ => {
+        t => {
+            if let (Jid::Bare(owner), Jid::Full(resource), None | Some("unavailable")) = (to, &sender, t) {
+                if exists {
+                    crate::services::pep::remote_presence(hub, owner, resource, stanza);
+                }
+            }
             let mut bytes = Vec::with_capacity(256);
             write_element(&mut bytes, stanza, NS_CLIENT, Some(NS_CLIENT), &[]);
             match to {

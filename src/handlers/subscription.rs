@@ -98,7 +98,7 @@ pub fn outbound(
         }
         return;
     }
-    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new(), payload };
+    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new(), approved: Vec::new(), payload };
     if exchange.user_side(&user, &contact, kind) {
         exchange.route(&user, &contact, kind);
         exchange.after_sent(&user, &contact, kind);
@@ -109,7 +109,7 @@ pub fn outbound(
 /// The inbound half, for a stanza from another server or a gateway to a local
 /// account.
 pub fn inbound(hub: &Hub<'_>, from: &BareJid, owner: &BareJid, kind: Kind, payload: Option<Box<[u8]>>) {
-    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new(), payload };
+    let mut exchange = Exchange { hub, changes: Vec::new(), sends: Vec::new(), approved: Vec::new(), payload };
     exchange.contact_side(owner, from, kind);
     exchange.finish(None, &mut Vec::new());
 }
@@ -121,6 +121,8 @@ struct Exchange<'h> {
     changes: Vec<(BareJid, RosterItem)>,
     /// Presence to send once they are stored: (to, bytes).
     sends: Vec<(String, Vec<u8>)>,
+    /// (owner, contact): the contact may now see the owner's presence (and PEP).
+    approved: Vec<(BareJid, BareJid)>,
     /// The children of the stanza the exchange is for (kept with a request).
     payload: Option<Box<[u8]>>,
 }
@@ -266,6 +268,7 @@ impl Exchange<'_> {
 
     /// The last presence of each of `owner`'s available resources, to `to`.
     fn current_presence(&mut self, owner: &BareJid, to: &BareJid) {
+        self.approved.push((owner.clone(), to.clone()));
         for s in self.hub.registry.sessions(owner).iter().filter(|s| s.available()) {
             if let Some(last) = s.last_presence.borrow().as_ref() {
                 self.sends.push((to.as_str().to_string(), with_to(last, to.as_str())));
@@ -283,7 +286,7 @@ impl Exchange<'_> {
     /// Stores the changes in one transaction, pushes them to each owner's
     /// interested resources, then sends the presence.
     fn finish(self, current: Option<&Rc<Session>>, out: &mut Vec<u8>) {
-        let Exchange { hub, changes, sends, .. } = self;
+        let Exchange { hub, changes, sends, approved, .. } = self;
         if !changes.is_empty() {
             let owners: Vec<BareJid> = changes.iter().map(|(o, _)| o.clone()).collect();
             match hub.store.put_roster_items(changes) {
@@ -298,6 +301,10 @@ impl Exchange<'_> {
         }
         for (to, bytes) in sends {
             deliver_to(hub, current, &to, bytes, out);
+        }
+        // XEP-0163 §4.3.2: an approved contact gets the last items it wants.
+        for (owner, contact) in approved {
+            crate::services::pep::subscription_approved(hub, &owner, &contact, current, out);
         }
     }
 }

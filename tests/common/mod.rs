@@ -868,3 +868,41 @@ pub fn component_client(server: &Server, domain: &str, secret: &str) -> Client {
     c.read_until("<handshake/>", WAIT);
     c
 }
+
+/// A client's XEP-0115 disco#info with these `+notify` nodes (XEP-0163 §4.3), and
+/// its verification string (sha-1).
+pub fn caps_of(notify: &[&str]) -> (String, String) {
+    let mut features: Vec<String> = vec!["http://jabber.org/protocol/caps".into(), "urn:xmpp:ping".into()];
+    features.extend(notify.iter().map(|n| format!("{n}+notify")));
+    features.sort();
+    let mut s = String::from("client/pc//wrentest<");
+    for f in &features {
+        s.push_str(f);
+        s.push('<');
+    }
+    let ver = B64.encode(ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()).as_ref());
+    let mut query = String::from("<identity category='client' type='pc' name='wrentest'/>");
+    for f in &features {
+        query.push_str(&format!("<feature var='{f}'/>"));
+    }
+    (ver, query)
+}
+
+/// Available presence advertising caps `ver`.
+pub fn caps_presence(ver: &str) -> String {
+    format!("<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='https://wrentest' ver='{ver}'/></presence>")
+}
+
+/// Reads a server's disco#info query for caps `ver` (from `server`, a domain) and
+/// answers it with `answer` (the features).
+pub fn answer_caps_query(c: &mut Client, server: &str, ver: &str, answer: &str) {
+    let query = c.read_until(&format!("node='https://wrentest#{ver}'"), WAIT);
+    let iq = &query[query.rfind("<iq").expect("the server's caps query")..];
+    let (id, from) = (between(iq, "id='", "'").to_string(), between(iq, "from='", "'").to_string());
+    assert_eq!(from, server, "{query}");
+    c.read_until("</iq>", WAIT);
+    c.send(&format!(
+        "<iq type='result' to='{server}' id='{id}'><query xmlns='http://jabber.org/protocol/disco#info' \
+         node='https://wrentest#{ver}'>{answer}</query></iq>"
+    ));
+}

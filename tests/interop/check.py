@@ -17,6 +17,7 @@ import os
 import signal
 import ssl
 import sys
+import time
 from pathlib import Path
 
 import slixmpp
@@ -35,8 +36,10 @@ __all__ = [
     "echo",
     "echo_round_trip",
     "expect",
+    "expect_from",
     "main",
     "online",
+    "wait_for_subscription",
 ]
 
 # Options of the component checks (XEP-0114); pass as main()'s extra_options.
@@ -210,6 +213,33 @@ async def expect(queue, what, seconds=5):
         return await asyncio.wait_for(queue.get(), seconds)
     except asyncio.TimeoutError:
         raise Fail(f"timed out waiting for {what}") from None
+
+
+async def expect_from(queue, sender, what, seconds, error_ok=False):
+    """The next item of `queue` from `sender` (a full or bare JID string), skipping
+    others (e.g. our own presence reflected by our server). Fail at once on a stanza
+    of type error, unless error_ok."""
+    deadline = time.monotonic() + seconds
+    while True:
+        item = await expect(queue, what, max(0.01, deadline - time.monotonic()))
+        if item["type"] == "error" and not error_ok:
+            raise Fail(f"waiting for {what}, got an error: {item}")
+        if str(item["from"]) == sender or item["from"].bare == sender:
+            return item
+
+
+async def wait_for_subscription(xmpp, contact, wanted, seconds=5):
+    """Waits until xmpp's roster (kept by roster pushes) has `contact` with
+    subscription `wanted`; Fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        item = xmpp.client_roster[contact]
+        if item["subscription"] == wanted:
+            return
+        if time.monotonic() >= deadline:
+            raise Fail(f"{xmpp.boundjid.bare}'s roster has {contact} with subscription "
+                       f"{item['subscription']!r}, not {wanted!r}")
+        await asyncio.sleep(0.1)
 
 
 def main(description, run, extra_options=()):

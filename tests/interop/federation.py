@@ -22,7 +22,7 @@ import argparse
 import asyncio
 import time
 
-from check import Fail, check, close, connect, drain, expect, main
+from check import check, close, connect, drain, expect_from, main, wait_for_subscription
 
 
 async def online(args, jid, password):
@@ -42,32 +42,6 @@ async def online(args, jid, password):
     xmpp.send_presence()
     await xmpp.plugin["xep_0199"].send_ping(xmpp.boundjid.domain, timeout=5)  # presence processed
     return xmpp
-
-
-async def expect_from(queue, sender, what, seconds, error_ok=False):
-    """The next item of `queue` from `sender` (a JID string), skipping others (e.g. our
-    own presence reflected by our server). Fail at once on a stanza of type error,
-    unless error_ok."""
-    deadline = time.monotonic() + seconds
-    while True:
-        item = await expect(queue, what, max(0.01, deadline - time.monotonic()))
-        if item["type"] == "error" and not error_ok:
-            raise Fail(f"waiting for {what}, got an error: {item}")
-        if str(item["from"]) == sender or item["from"].bare == sender:
-            return item
-
-
-async def subscription(xmpp, contact, wanted, seconds=5):
-    """Waits until xmpp's roster (kept by roster pushes) has `contact` with `wanted`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        item = xmpp.client_roster[contact]
-        if item["subscription"] == wanted:
-            return
-        if time.monotonic() >= deadline:
-            raise Fail(f"{xmpp.boundjid.bare}'s roster has {contact} with subscription "
-                       f"{item['subscription']!r}, not {wanted!r}")
-        await asyncio.sleep(0.1)
 
 
 async def run(args):
@@ -116,8 +90,8 @@ async def run(args):
     available = await expect_from(romeo.inboxes["available"], str(juliet.boundjid),
                                   "romeo to receive juliet's presence", wait)
     check(not available["type"] or available["type"] == "available", f"romeo received {available}")
-    await subscription(romeo, j_bare, "to")
-    await subscription(juliet, r_bare, "from")
+    await wait_for_subscription(romeo, j_bare, "to")
+    await wait_for_subscription(juliet, r_bare, "from")
 
     await asyncio.sleep(0.2)
     for name, xmpp in (("juliet", juliet), ("romeo", romeo)):

@@ -34,16 +34,21 @@ def run_client(script, *client_args, timeout=45):
         raise SystemExit(f"{script} failed ({done.returncode}): {' '.join(client_args[:8])}")
 
 
+def parse_args():
+    """The options tests/interop_prosody.rs gives every Prosody orchestration script."""
+    p = argparse.ArgumentParser()
+    for name in ("work", "mode", "hub-domain", "hub-c2s", "hub-s2s", "hub-ca", "prosody-c2s", "prosody-s2s",
+                 "prosody-cert", "prosody-key", "prosody-ca"):
+        p.add_argument("--" + name, required=True)
+    return p.parse_args()
+
+
 def run(args, *client_args):
     run_client("federation.py", *client_args)
 
 
 def main():
-    p = argparse.ArgumentParser()
-    for name in ("work", "mode", "hub-domain", "hub-c2s", "hub-s2s", "hub-ca", "prosody-c2s", "prosody-s2s",
-                 "prosody-cert", "prosody-key", "prosody-ca"):
-        p.add_argument("--" + name, required=True)
-    args = p.parse_args()
+    args = parse_args()
     external = args.mode == "external"
     peer = ProsodyPeer(
         Path(args.work) / "prosody", "prosody.test", args.prosody_c2s, args.prosody_s2s,

@@ -15,11 +15,10 @@ wrenhub and Juliet (Prosody) joins it; Juliet owns a room on Prosody's MUC and
 Romeo joins it. Exits 0 on success.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-from prosody_federation import run_client
+from prosody_federation import parse_args, run_client
 from prosody_peer import ProsodyPeer
 
 def run(*client_args):
@@ -27,11 +26,7 @@ def run(*client_args):
 
 
 def main():
-    p = argparse.ArgumentParser()
-    for name in ("work", "mode", "hub-domain", "hub-c2s", "hub-s2s", "hub-ca", "prosody-c2s", "prosody-s2s",
-                 "prosody-cert", "prosody-key", "prosody-ca"):
-        p.add_argument("--" + name, required=True)
-    args = p.parse_args()
+    args = parse_args()
     external = args.mode == "external"
     hub = args.hub_domain
     route = ("127.0.0.1", int(args.hub_s2s))

@@ -8,12 +8,16 @@
 //!   XEP-0060 for PEP's four models), who is notified, and the last items a
 //!   contact's resource gets when it becomes available with `+notify` (§4.3.2).
 //!
+//! - `remote`: the resources of contacts on other servers, for their notifications.
+//!
 //! Nodes live in the store (`store::pep`), read and written whole; nothing of a
-//! node stays in memory. Notifications go to local resources; a remote contact
-//! fetches items over federation (an `open` node: OMEMO bundles).
+//! node stays in memory. Notifications go to local resources and to remote
+//! contacts' resources over federation; a remote entity fetches items it may see
+//! (an `open` node: OMEMO bundles).
 
 pub mod caps;
 pub mod node;
+pub mod remote;
 
 use crate::handlers::{Handler, IqReply, IqRequest, IqType};
 use crate::hub::Hub;
@@ -25,6 +29,7 @@ use crate::xml::writer::{write_element, XmlWriter};
 use crate::xml::Element;
 use caps::{Advertised, CapsCache, Features};
 use node::{Access, BadOption, Item, Node, NodeConfig, SendLast};
+use remote::RemoteResources;
 use std::rc::Rc;
 
 pub const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
@@ -45,14 +50,16 @@ pub struct PepLimits {
     pub max_bytes: usize,
 }
 
-/// The PEP service's state: only the caps cache (nodes are in the store).
+/// The PEP service's state: the caps cache and remote contacts' resources (nodes
+/// are in the store).
 pub struct Pep {
     pub caps: CapsCache,
+    pub remote: RemoteResources,
 }
 
 impl Pep {
-    pub fn new(max_caps: usize) -> Pep {
-        Pep { caps: CapsCache::new(max_caps, 64) }
+    pub fn new(max_caps: usize, max_remote: usize) -> Pep {
+        Pep { caps: CapsCache::new(max_caps, 64), remote: RemoteResources::new(max_remote) }
     }
 }
 
@@ -482,13 +489,16 @@ fn allows(config: &NodeConfig, item: Option<&RosterItem>) -> bool {
     }
 }
 
-/// Does a session want notifications of `node` (`node+notify` among its verified
-/// caps features)?
-fn wants(hub: &Hub<'_>, session: &Session, node: &str) -> bool {
-    let Some(ver) = session.caps.borrow().clone() else { return false };
-    let Some(features) = hub.pep.caps.features(&ver) else { return false };
+/// Do these caps (a verification string) want notifications of `node`
+/// (`node+notify` among their verified features)?
+fn wants(hub: &Hub<'_>, caps: Option<&str>, node: &str) -> bool {
+    let Some(features) = caps.and_then(|ver| hub.pep.caps.features(ver)) else { return false };
     let wanted = format!("{node}+notify");
     features.binary_search_by(|f| (**f).cmp(wanted.as_str())).is_ok()
+}
+
+fn session_wants(hub: &Hub<'_>, session: &Session, node: &str) -> bool {
+    wants(hub, session.caps.borrow().as_deref(), node)
 }
 
 /// `<message type='headline'>` with a pubsub event (XEP-0060 §7.1.2.1).
@@ -503,29 +513,36 @@ fn event_message(owner: &BareJid, to: &str, event: &[u8]) -> Vec<u8> {
 }
 
 /// Notifies the owner's resources and its contacts' that the node's access model
-/// lets see it, those with `node+notify` (XEP-0163 §4.3). The asking session's
-/// own copy follows its answer.
+/// lets see it, those with `node+notify` (XEP-0163 §4.3): local sessions, and
+/// remote contacts' resources over federation. The asking session's own copy
+/// follows its answer.
 fn notify(hub: &Hub<'_>, ask: &Ask<'_>, name: &str, config: &NodeConfig, event: &[u8], pushes: &mut Vec<u8>) {
     let mut recipients: Vec<Rc<Session>> = hub.registry.sessions(&ask.owner);
+    let mut remote = Vec::new();
     if config.access != Access::Whitelist {
         let roster = hub.store.roster_items(&ask.owner).unwrap_or_default();
+        let remote_resources = hub.pep.remote.of(&ask.owner);
         for item in roster.iter().filter(|i| i.subscription.has_from() && allows(config, Some(i))) {
-            if item.jid.domain() != hub.domain.as_str() {
-                continue;
-            }
             if crate::handlers::blocking::blocked(hub, &ask.owner, &Jid::Bare(item.jid.clone())) {
                 continue;
             }
-            recipients.extend(hub.registry.sessions(&item.jid));
+            if item.jid.domain() == hub.domain.as_str() {
+                recipients.extend(hub.registry.sessions(&item.jid));
+            } else {
+                remote.extend(remote_resources.iter().filter(|r| r.jid.to_bare() == item.jid).cloned());
+            }
         }
     }
-    for s in recipients.iter().filter(|s| s.available() && wants(hub, s, name)) {
+    for s in recipients.iter().filter(|s| s.available() && session_wants(hub, s, name)) {
         let m = event_message(&ask.owner, s.jid.as_str(), event);
         if Rc::ptr_eq(s, ask.sender) {
             pushes.extend_from_slice(&m);
         } else {
             let _ = s.push(m);
         }
+    }
+    for r in remote.into_iter().filter(|r| wants(hub, r.caps.as_deref(), name)) {
+        hub.send_to_domain(r.jid.domain(), &event_message(&ask.owner, r.jid.as_str(), event));
     }
 }
 
@@ -560,65 +577,145 @@ pub fn presence_available(hub: &Hub<'_>, session: &Rc<Session>, presence: &Eleme
     }
 }
 
-/// The answer to one of the server's caps queries (an iq result or error from a
-/// local session): once verified, the sessions that waited get their last items.
-pub fn caps_answered(hub: &Hub<'_>, from: &Rc<Session>, iq: &Element<'_>, out: &mut Vec<u8>) {
-    let Some((features, waiting)) = hub.pep.caps.answered(iq, from.jid.as_str()) else { return };
+/// The answer to one of the server's caps queries, from a local session or (over
+/// federation, `from` as the remote stream checked it) a remote resource: once
+/// verified, the resources that waited get their last items.
+pub fn caps_answered(hub: &Hub<'_>, from: &str, current: Option<&Rc<Session>>, iq: &Element<'_>, out: &mut Vec<u8>) {
+    let Some((features, waiting)) = hub.pep.caps.answered(iq, from) else { return };
     for jid in waiting {
+        if jid.domain() != hub.domain.as_str() {
+            for heard in hub.pep.remote.hearing(&jid) {
+                remote_last_items(hub, &heard.owner, &jid, &features);
+            }
+            continue;
+        }
         let Some(s) = hub.registry.get(&jid) else { continue };
-        if s.available() {
-            if Rc::ptr_eq(&s, from) {
-                last_items(hub, &s, &features, out);
-            } else {
-                let mut bytes = Vec::new();
-                last_items(hub, &s, &features, &mut bytes);
-                if !bytes.is_empty() {
-                    let _ = s.push(bytes);
-                }
+        if !s.available() {
+            continue;
+        }
+        if current.is_some_and(|c| Rc::ptr_eq(&s, c)) {
+            last_items(hub, &s, &features, out);
+        } else {
+            let mut bytes = Vec::new();
+            last_items(hub, &s, &features, &mut bytes);
+            if !bytes.is_empty() {
+                let _ = s.push(bytes);
             }
         }
     }
+}
+
+/// The `+notify` nodes among caps features.
+fn notify_nodes(features: &Features) -> Vec<&str> {
+    features.iter().filter_map(|f| f.strip_suffix("+notify")).collect()
 }
 
 /// The last items a newly available session gets: its own account's nodes and
 /// those of local contacts whose presence it receives.
 fn last_items(hub: &Hub<'_>, session: &Session, features: &Features, out: &mut Vec<u8>) {
     let viewer = session.jid.to_bare();
-    let wanted: Vec<&str> = features.iter().filter_map(|f| f.strip_suffix("+notify")).collect();
+    let wanted = notify_nodes(features);
     if wanted.is_empty() {
         return;
     }
-    let mut owners = vec![viewer.clone()];
     let roster = hub.store.roster_items(&viewer).unwrap_or_default();
-    owners.extend(
-        roster
-            .into_iter()
-            .filter(|i| i.subscription.has_to() && !i.removed && i.jid.domain() == hub.domain.as_str())
-            .map(|i| i.jid),
-    );
-    for owner in owners {
-        for (name, bytes) in hub.store.pep_nodes(&owner).unwrap_or_default() {
-            if !wanted.contains(&name.as_str()) {
-                continue;
+    let contacts = roster
+        .into_iter()
+        .filter(|i| i.subscription.has_to() && !i.removed && i.jid.domain() == hub.domain.as_str())
+        .map(|i| i.jid);
+    for owner in std::iter::once(viewer.clone()).chain(contacts) {
+        last_items_of(hub, &owner, &viewer, &wanted, session.jid.as_str(), out);
+    }
+}
+
+/// The last item of each of `owner`'s nodes among `wanted` that `viewer` may see
+/// and that sends its last item on presence, as events to `to`.
+fn last_items_of(hub: &Hub<'_>, owner: &BareJid, viewer: &BareJid, wanted: &[&str], to: &str, out: &mut Vec<u8>) {
+    for (name, bytes) in hub.store.pep_nodes(owner).unwrap_or_default() {
+        if !wanted.contains(&name.as_str()) {
+            continue;
+        }
+        let Some(node) = Node::decode(&bytes) else { continue };
+        if node.config.send_last != SendLast::OnSubAndPresence || allowed(hub, &node.config, owner, viewer).is_err() {
+            continue;
+        }
+        let Some(item) = node.last() else { continue };
+        let mut event = Vec::with_capacity(item.payload.len() + 100);
+        XmlWriter::new(&mut event).start("items").attr("node", &name).open().start("item").attr("id", &item.id).open();
+        event.extend_from_slice(&item.payload);
+        XmlWriter::new(&mut event).end("item").end("items");
+        out.extend_from_slice(&event_message(owner, to, &event));
+    }
+}
+
+/// `owner`'s last items for a remote resource, sent over federation.
+fn remote_last_items(hub: &Hub<'_>, owner: &BareJid, to: &crate::jid::FullJid, features: &Features) {
+    let wanted = notify_nodes(features);
+    if wanted.is_empty() {
+        return;
+    }
+    let mut bytes = Vec::new();
+    last_items_of(hub, owner, &to.to_bare(), &wanted, to.as_str(), &mut bytes);
+    if !bytes.is_empty() {
+        hub.send_to_domain(to.domain(), &bytes);
+    }
+}
+
+/// Presence from a remote contact's resource to a local account (RFC 6121 §4.4
+/// inbound, broadcast to the bare JID): kept for notifications while available;
+/// with new caps it gets the account's last items, after the server asked for
+/// unknown caps (over federation) and verified them.
+pub fn remote_presence(hub: &Hub<'_>, owner: &BareJid, from: &crate::jid::FullJid, presence: &Element<'_>) {
+    if presence.attr("type").as_deref() == Some("unavailable") {
+        hub.pep.remote.unavailable(owner, from);
+        return;
+    }
+    let on_roster = hub.store.roster_item(owner, &from.to_bare()).ok().flatten().is_some_and(|i| !i.removed);
+    if !on_roster {
+        return;
+    }
+    let advertised = Advertised::of(presence);
+    let ver: Option<Rc<str>> = advertised.as_ref().map(|a| Rc::from(&*a.ver));
+    if !hub.pep.remote.available(owner, from, ver) {
+        return;
+    }
+    let Some(advertised) = advertised else { return };
+    match hub.pep.caps.features(&advertised.ver) {
+        Some(features) => remote_last_items(hub, owner, from, &features),
+        None => {
+            if let Some(query) = hub.pep.caps.query(hub.domain.as_str(), from, &advertised) {
+                hub.send_to_domain(from.domain(), &query);
             }
-            let Some(node) = Node::decode(&bytes) else { continue };
-            if node.config.send_last != SendLast::OnSubAndPresence
-                || allowed(hub, &node.config, &owner, &viewer).is_err()
-            {
-                continue;
+        }
+    }
+}
+
+/// `owner` approved `contact`'s subscription (RFC 6121 §3.1.5): the contact's
+/// available resources get the last items they want of the nodes it may now see
+/// (XEP-0060 §4.3's on_sub). `current` is the session being served.
+pub fn subscription_approved(
+    hub: &Hub<'_>,
+    owner: &BareJid,
+    contact: &BareJid,
+    current: Option<&Rc<Session>>,
+    out: &mut Vec<u8>,
+) {
+    if contact.domain() != hub.domain.as_str() {
+        for r in hub.pep.remote.of(owner).into_iter().filter(|r| r.jid.to_bare() == *contact) {
+            if let Some(features) = r.caps.as_deref().and_then(|v| hub.pep.caps.features(v)) {
+                remote_last_items(hub, owner, &r.jid, &features);
             }
-            let Some(item) = node.last() else { continue };
-            let mut event = Vec::with_capacity(item.payload.len() + 100);
-            XmlWriter::new(&mut event)
-                .start("items")
-                .attr("node", &name)
-                .open()
-                .start("item")
-                .attr("id", &item.id)
-                .open();
-            event.extend_from_slice(&item.payload);
-            XmlWriter::new(&mut event).end("item").end("items");
-            out.extend_from_slice(&event_message(&owner, session.jid.as_str(), &event));
+        }
+        return;
+    }
+    for s in hub.registry.sessions(contact).iter().filter(|s| s.available()) {
+        let Some(features) = s.caps.borrow().as_deref().and_then(|v| hub.pep.caps.features(v)) else { continue };
+        let mut bytes = Vec::new();
+        last_items_of(hub, owner, contact, &notify_nodes(&features), s.jid.as_str(), &mut bytes);
+        if current.is_some_and(|c| Rc::ptr_eq(s, c)) {
+            out.extend_from_slice(&bytes);
+        } else if !bytes.is_empty() {
+            let _ = s.push(bytes);
         }
     }
 }
