@@ -231,6 +231,29 @@ fn slixmpp_creates_configures_and_chats_in_a_group_chat() {
 }
 
 #[test]
+fn slixmpp_pep_avatars_bookmarks_omemo_keys_items_and_displayed_markers() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    server.add_user("nurse", "angelica");
+    let args = ["--jid", "juliet@localhost/balcony", "--jid2", "juliet@localhost/garden", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let nurse = ["--nurse-jid", "nurse@localhost/kitchen", "--nurse-password", "angelica"];
+    let out = run_check(&server, "pep.py", &[&args[..], &peer[..], &nurse[..]].concat());
+    for line in [
+        "roster: juliet@localhost and romeo@localhost subscribed both ways",
+        "avatar: published and seen",
+        "bookmarks: garden@conference.localhost added, notified to garden, retrieved there; refused to romeo",
+        "omemo: device 1234 and its bundle read by a stranger, axolotl and omemo:2",
+        "items: max_items=2 gave the last two of three; the retraction reached romeo",
+        "mds: marker for romeo@localhost reached garden; romeo refused",
+        "bookmarks (XEP-0048): private storage shows garden@conference.localhost; balcony@conference.localhost stored",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+}
+
+#[test]
 fn aioxmpp_resumes_a_dropped_session_and_nothing_is_lost_or_doubled() {
     let server = Server::start();
     server.add_user("juliet", "balcony");

@@ -418,3 +418,139 @@ fn an_approved_subscription_brings_the_last_item() {
     let got = juliet.read_until("Camel", WAIT);
     assert!(got.contains("from='romeo@localhost' to='juliet@localhost/balcony' type='headline'"), "{got}");
 }
+
+const BOOKMARKS: &str = "urn:xmpp:bookmarks:1";
+
+fn bookmark_options() -> String {
+    [
+        field("pubsub#persist_items", "true"),
+        field("pubsub#max_items", "max"),
+        field("pubsub#send_last_published_item", "never"),
+        field("pubsub#access_model", "whitelist"),
+    ]
+    .concat()
+}
+
+fn private(c: &mut Client, id: &str, kind: &str, storage: &str) -> String {
+    iq(c, id, kind, None, &format!("<query xmlns='jabber:iq:private'>{storage}</query>"))
+}
+
+/// XEP-0402 §5.3 / XEP-0411: the XEP-0402 node and XEP-0048's private-storage
+/// document are one list. A room published the new way reads the old way (with
+/// the document's URLs kept); a document stored the old way publishes its new
+/// rooms (the other resource is notified), retracts the missing ones, and keeps
+/// a room's extensions.
+#[test]
+fn bookmarks_are_one_list_through_xep_0402_and_xep_0048_private_storage() {
+    let server = Server::start();
+    server.add_user("juliet", "pw");
+    let mut phone = server.login("juliet", "pw", "phone");
+    let mut laptop = server.login("juliet", "pw", "laptop");
+    let (ver, answer) = caps_of(&[BOOKMARKS]);
+    online_with_caps(&mut laptop, &ver, &answer);
+    let info =
+        iq(&mut phone, "i", "get", Some("juliet@localhost"), "<query xmlns='http://jabber.org/protocol/disco#info'/>");
+    assert!(info.contains("urn:xmpp:bookmarks:1#compat") && info.contains("urn:xmpp:bookmarks-conversion:0"), "{info}");
+    let garden = format!(
+        "<conference xmlns='{BOOKMARKS}' name='The Garden' autojoin='true'><nick>Jules</nick>\
+         <extensions><pinned xmlns='urn:example:pinned'/></extensions></conference>"
+    );
+    let done = publish(&mut phone, "b1", BOOKMARKS, "garden@conference.localhost", &garden, &bookmark_options());
+    assert!(done.contains("type='result'"), "{done}");
+    laptop.read_until("garden@conference.localhost", WAIT);
+    // Seen the old way, with a URL bookmark the document held.
+    let urls = "<storage xmlns='storage:bookmarks'><url name='Home' url='https://example.org/'/>\
+                <conference jid='garden@conference.localhost' name='The Garden' autojoin='true'><nick>Jules</nick></conference></storage>";
+    private(&mut phone, "s0", "set", urls);
+    let old = private(&mut phone, "g1", "get", "<storage xmlns='storage:bookmarks'/>");
+    assert!(
+        old.contains("<conference jid='garden@conference.localhost' name='The Garden' autojoin='true'><nick>Jules</nick></conference>")
+            && old.contains("<url name='Home' url='https://example.org/'/>"),
+        "{old}"
+    );
+    assert!(!laptop.sync("l0").contains("<retract"), "an unchanged document changes nothing");
+    // An old client adds a room and drops none: the new room is published.
+    let two = "<storage xmlns='storage:bookmarks'>\
+               <conference jid='garden@conference.localhost' name='The Garden' autojoin='true'><nick>Jules</nick></conference>\
+               <conference jid='tomb@conference.localhost' name='The Tomb'><nick>J</nick><password>x</password></conference></storage>";
+    let done = private(&mut phone, "s1", "set", two);
+    assert!(done.contains("type='result'"), "{done}");
+    let event = laptop.read_until("</message>", WAIT);
+    assert!(
+        event.contains(
+            "<item id='tomb@conference.localhost'><conference xmlns='urn:xmpp:bookmarks:1' name='The Tomb'>\
+                        <nick>J</nick><password>x</password></conference></item>"
+        ),
+        "{event}"
+    );
+    let items =
+        iq(&mut phone, "i1", "get", None, &format!("<pubsub xmlns='{PUBSUB}'><items node='{BOOKMARKS}'/></pubsub>"));
+    assert!(
+        items.contains("<pinned xmlns='urn:example:pinned'/>") && items.contains("tomb@conference.localhost"),
+        "{items}"
+    );
+    // It drops the garden: retracted, and the tomb stays.
+    let one = "<storage xmlns='storage:bookmarks'><conference jid='tomb@conference.localhost' name='The Tomb'>\
+               <nick>J</nick><password>x</password></conference></storage>";
+    private(&mut phone, "s2", "set", one);
+    let event = laptop.read_until("</message>", WAIT);
+    assert!(event.contains("<retract id='garden@conference.localhost'/>"), "{event}");
+    let items =
+        iq(&mut phone, "i2", "get", None, &format!("<pubsub xmlns='{PUBSUB}'><items node='{BOOKMARKS}'/></pubsub>"));
+    assert!(!items.contains("garden@") && items.contains("tomb@conference.localhost"), "{items}");
+}
+
+/// XEP-0490: a read marker published on one device reaches the account's other
+/// devices; the whitelist node is the owner's alone. XEP-0060 §5.3: the node's
+/// disco#info says what it is, to those who may see it.
+#[test]
+fn read_markers_follow_the_account_across_devices_and_a_node_answers_disco_info() {
+    const MDS: &str = "urn:xmpp:mds:displayed:0";
+    let server = Server::start();
+    let (_juliet, mut romeo, mut nurse) = three(&server);
+    let mut tablet = server.login("romeo", "pw", "tablet");
+    let (ver, answer) = caps_of(&[MDS]);
+    online_with_caps(&mut tablet, &ver, &answer);
+    let marker = format!(
+        "<displayed xmlns='{MDS}'><stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='m-42'/></displayed>"
+    );
+    let done = publish(&mut romeo, "d1", MDS, "juliet@localhost", &marker, &bookmark_options());
+    assert!(done.contains("type='result'"), "{done}");
+    let event = tablet.read_until("</message>", WAIT);
+    assert!(
+        event.contains("from='romeo@localhost' to='romeo@localhost/tablet' type='headline'")
+            && event.contains("<item id='juliet@localhost'>")
+            && event.contains("id='m-42'"),
+        "{event}"
+    );
+    let info = iq(
+        &mut tablet,
+        "n1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{MDS}'/>"),
+    );
+    assert!(
+        info.contains(&format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{MDS}'>"))
+            && info.contains("category='pubsub' type='leaf'")
+            && info.contains("<value>http://jabber.org/protocol/pubsub#meta-data</value>")
+            && info.contains("<field var='pubsub#access_model'><value>whitelist</value></field>"),
+        "{info}"
+    );
+    let refused = iq(
+        &mut nurse,
+        "n2",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<query xmlns='http://jabber.org/protocol/disco#info' node='{MDS}'/>"),
+    );
+    assert!(refused.contains("type='error'") && refused.contains("closed-node"), "{refused}");
+    let missing = iq(
+        &mut nurse,
+        "n3",
+        "get",
+        Some("romeo@localhost"),
+        "<query xmlns='http://jabber.org/protocol/disco#info' node='urn:nothing'/>",
+    );
+    assert!(missing.contains("<item-not-found "), "{missing}");
+}

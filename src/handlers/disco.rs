@@ -1,6 +1,7 @@
 //! XEP-0030: Service Discovery. disco#info on the server lists the identity and
 //! every feature the handler table announces; on an account it lists the account
-//! identity and PEP's (XEP-0163). disco#items on the server lists the connected
+//! identity and PEP's (XEP-0163), and on one of its nodes the node's (XEP-0060
+//! §5.3). disco#items on the server lists the connected
 //! components and services; on an account, the PEP nodes the requester may see.
 
 use super::{Handler, Hub, IqReply, IqRequest, IqType, HANDLERS};
@@ -30,15 +31,22 @@ pub const ITEMS: Handler = Handler {
     handle: items,
 };
 
-fn info(_: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn info(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
     }
     // XEP-0115 §6.2: the caps node#ver answers like the plain query.
     let node = req.payload.attr("node");
+    if let (Some(node), Some(owner)) = (&node, req.on_behalf_of) {
+        // XEP-0060 §5.3: a PEP node's own information.
+        return match crate::services::pep::node_info(hub, owner, &req.sender.jid.to_bare(), node) {
+            Ok(p) => IqReply::Result(Some(p)),
+            Err(e) => IqReply::Error(e),
+        };
+    }
     if let Some(node) = &node {
         let ours = format!("{CAPS_NODE}#{}", server_caps_ver());
-        if req.on_behalf_of.is_some() || **node != *ours {
+        if **node != *ours {
             return IqReply::Error(StanzaError::new(Condition::ItemNotFound));
         }
     }

@@ -1,8 +1,10 @@
 //! XEP-0049: private XML storage — an account keeps small XML documents on the
-//! server, one per `{namespace}name`, at most `max_private_items`.
+//! server, one per `{namespace}name`, at most `max_private_items`. XEP-0048's
+//! bookmarks document is PEP's XEP-0402 node seen the old way (`pep::bookmarks`).
 
 use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_PRIVATE;
+use crate::services::pep::bookmarks;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
 
@@ -17,7 +19,7 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, pushes: &mut Vec<u8>) -> IqReply {
     let owner = req.sender.jid.to_bare();
     if req.on_behalf_of.is_some_and(|b| *b != owner) {
         return IqReply::Error(StanzaError::new(Condition::Forbidden));
@@ -38,14 +40,20 @@ fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
         XmlWriter::new(&mut p).end("query");
         p
     };
+    let bookmarks = item.is("storage", bookmarks::NS_STORAGE);
     match req.iq_type {
         IqType::Get => match hub.store.account_xml(&owner, &key) {
-            Ok(Some(xml)) => IqReply::Result(Some(wrap(&xml))),
-            Ok(None) => {
-                // Nothing stored: the empty element as asked for.
-                let mut empty = Vec::new();
-                XmlWriter::new(&mut empty).empty_ns(item.name(), item.ns());
-                IqReply::Result(Some(wrap(&empty)))
+            Ok(stored) => {
+                let converted = if bookmarks { bookmarks::as_storage(hub, &owner, stored.as_deref()) } else { None };
+                match converted.or(stored) {
+                    Some(xml) => IqReply::Result(Some(wrap(&xml))),
+                    None => {
+                        // Nothing stored: the empty element as asked for.
+                        let mut empty = Vec::new();
+                        XmlWriter::new(&mut empty).empty_ns(item.name(), item.ns());
+                        IqReply::Result(Some(wrap(&empty)))
+                    }
+                }
             }
             Err(e) => {
                 log::error!("private storage: {e}");
@@ -53,6 +61,11 @@ fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
             }
         },
         IqType::Set => {
+            if bookmarks {
+                if let Err(e) = bookmarks::from_storage(hub, req.sender, &item, pushes) {
+                    return IqReply::Error(e);
+                }
+            }
             let mut xml = Vec::new();
             write_element(&mut xml, &item, NS_PRIVATE, None, &[]);
             match hub.store.put_account_xml(&owner, &key, &xml, hub.limits.max_private_items) {

@@ -8,6 +8,7 @@
 //!   XEP-0060 for PEP's four models), who is notified, and the last items a
 //!   contact's resource gets when it becomes available with `+notify` (§4.3.2).
 //!
+//! - `bookmarks`: XEP-0402's node seen as XEP-0048's private-storage document.
 //! - `remote`: the resources of contacts on other servers, for their notifications.
 //!
 //! Nodes live in the store (`store::pep`), read and written whole; nothing of a
@@ -15,6 +16,7 @@
 //! contacts' resources over federation; a remote entity fetches items it may see
 //! (an `open` node: OMEMO bundles).
 
+pub mod bookmarks;
 pub mod caps;
 pub mod node;
 pub mod remote;
@@ -81,6 +83,7 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#filtered-notifications",
     "http://jabber.org/protocol/pubsub#item-ids",
     "http://jabber.org/protocol/pubsub#last-published",
+    "http://jabber.org/protocol/pubsub#meta-data",
     "http://jabber.org/protocol/pubsub#persistent-items",
     "http://jabber.org/protocol/pubsub#presence-notifications",
     "http://jabber.org/protocol/pubsub#publish",
@@ -89,6 +92,9 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#retract-items",
     "http://jabber.org/protocol/pubsub#retrieve-default",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    // XEP-0402 §5.3 and XEP-0411: bookmarks are one list for both XEPs.
+    "urn:xmpp:bookmarks:1#compat",
+    "urn:xmpp:bookmarks-conversion:0",
 ];
 
 pub const HANDLER: Handler = Handler {
@@ -544,6 +550,23 @@ fn notify(hub: &Hub<'_>, ask: &Ask<'_>, name: &str, config: &NodeConfig, event: 
     for r in remote.into_iter().filter(|r| wants(hub, r.caps.as_deref(), name)) {
         hub.send_to_domain(r.jid.domain(), &event_message(&ask.owner, r.jid.as_str(), event));
     }
+}
+
+/// disco#info of one of `owner`'s nodes, for `viewer` (XEP-0060 §5.3): the
+/// `pubsub/leaf` identity and the `pubsub#meta-data` form.
+pub fn node_info(hub: &Hub<'_>, owner: &BareJid, viewer: &BareJid, name: &str) -> Result<Vec<u8>, StanzaError> {
+    let Some(node) = load(hub, owner, name)? else {
+        return Err(StanzaError::new(Condition::ItemNotFound));
+    };
+    allowed(hub, &node.config, owner, viewer)?;
+    let mut p = Vec::with_capacity(512);
+    let mut w = XmlWriter::new(&mut p);
+    w.start("query").attr("xmlns", crate::ns::NS_INFO).attr("node", name).open();
+    w.start("identity").attr("category", "pubsub").attr("type", "leaf").close_empty();
+    w.start("feature").attr("var", NS_PUBSUB).close_empty();
+    node.config.write_meta_data(owner, &mut p);
+    XmlWriter::new(&mut p).end("query");
+    Ok(p)
 }
 
 /// The nodes of `owner` that `viewer` may see (the account's disco#items).

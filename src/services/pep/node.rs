@@ -7,6 +7,7 @@ use crate::xml::Element;
 
 pub const NS_DATA: &str = "jabber:x:data";
 pub const NODE_CONFIG: &str = "http://jabber.org/protocol/pubsub#node_config";
+pub const META_DATA: &str = "http://jabber.org/protocol/pubsub#meta-data";
 pub const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
 
 /// `pubsub#access_model` (XEP-0060 §4.5); PEP's default is `presence`.
@@ -212,6 +213,28 @@ impl NodeConfig {
             w.start("value").open().text(g).end("value");
         }
         w.end("field").end("x");
+    }
+}
+
+impl NodeConfig {
+    /// The `pubsub#meta-data` form of a node's disco#info (XEP-0060 §5.3, §16.4.3).
+    pub fn write_meta_data(&self, owner: &crate::jid::BareJid, out: &mut Vec<u8>) {
+        let mut w = XmlWriter::new(out);
+        w.start("x").attr("xmlns", NS_DATA).attr("type", "result").open();
+        let field = |w: &mut XmlWriter<'_>, var: &str, value: &str| {
+            w.start("field").attr("var", var).open().start("value").open().text(value).end("value").end("field");
+        };
+        w.start("field").attr("var", "FORM_TYPE").attr("type", "hidden").open();
+        w.start("value").open().text(META_DATA).end("value").end("field");
+        field(&mut w, "pubsub#type", "leaf");
+        field(&mut w, "pubsub#access_model", self.access.name());
+        field(&mut w, "pubsub#owner", owner.as_str());
+        field(&mut w, "pubsub#publisher", owner.as_str());
+        field(&mut w, "pubsub#max_items", &self.max_items.text());
+        if !self.title.is_empty() {
+            field(&mut w, "pubsub#title", &self.title);
+        }
+        w.end("x");
     }
 }
 
