@@ -554,3 +554,104 @@ fn read_markers_follow_the_account_across_devices_and_a_node_answers_disco_info(
     );
     assert!(missing.contains("<item-not-found "), "{missing}");
 }
+
+fn sha1_hex(data: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, data);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// XEP-0398: a vCard photo becomes the PEP avatar (data, then metadata, with the
+/// notification), a PEP avatar becomes the vCard photo (the other fields kept),
+/// and available presence carries the hash (§4) unless the client sent an empty
+/// `<photo/>`; a vCard without a photo turns the avatar off.
+#[test]
+fn the_vcard_photo_and_the_pep_avatar_are_one_and_presence_carries_its_hash() {
+    use base64::Engine;
+    const METADATA: &str = "urn:xmpp:avatar:metadata";
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let server = Server::start();
+    let (mut juliet, mut romeo, _nurse) = three(&server);
+    let (ver, answer) = caps_of(&[METADATA]);
+    online_with_caps(&mut juliet, &ver, &answer);
+    juliet.send("<iq type='get' id='r0'><query xmlns='jabber:iq:roster'/></iq>");
+    juliet.read_until("id='r0'", WAIT);
+    let first = b"first image bytes";
+    let set = iq(
+        &mut romeo,
+        "v1",
+        "set",
+        None,
+        &format!(
+            "<vCard xmlns='vcard-temp'><FN>Romeo</FN><PHOTO><TYPE>image/gif</TYPE><BINVAL>{}</BINVAL></PHOTO></vCard>",
+            b64(first)
+        ),
+    );
+    assert!(set.contains("type='result'"), "{set}");
+    let event = juliet.read_until("</message>", WAIT);
+    let id = sha1_hex(first);
+    assert!(
+        event.contains(&format!("<items node='{METADATA}'><item id='{id}'>"))
+            && event.contains(&format!("<info id='{id}' type='image/gif' bytes='{}'/>", first.len())),
+        "{event}"
+    );
+    let data = iq(
+        &mut juliet,
+        "d1",
+        "get",
+        Some("romeo@localhost"),
+        &format!("<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:avatar:data'><item id='{id}'/></items></pubsub>"),
+    );
+    assert!(data.contains(&format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", b64(first))), "{data}");
+    // Presence carries the hash; an empty <photo/> is left alone.
+    romeo.send("<presence><show>away</show></presence>");
+    let got = juliet.read_until("</presence>", WAIT);
+    assert!(got.contains(&format!("<x xmlns='vcard-temp:x:update'><photo>{id}</photo></x>")), "{got}");
+    romeo.send("<presence><show>dnd</show><x xmlns='vcard-temp:x:update'><photo/></x></presence>");
+    let got = juliet.read_until("</presence>", WAIT);
+    assert!(got.contains("<show>dnd</show>") && got.contains("<photo/>") && !got.contains(&id), "{got}");
+    // A PEP avatar becomes the vCard photo.
+    let second = b"second image";
+    let id2 = sha1_hex(second);
+    publish(
+        &mut romeo,
+        "a1",
+        "urn:xmpp:avatar:data",
+        &id2,
+        &format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", b64(second)),
+        "",
+    );
+    let meta =
+        format!("<metadata xmlns='{METADATA}'><info id='{id2}' type='image/png' bytes='{}'/></metadata>", second.len());
+    publish(&mut romeo, "a2", METADATA, &id2, &meta, "");
+    let vcard = iq(&mut juliet, "v2", "get", Some("romeo@localhost"), "<vCard xmlns='vcard-temp'/>");
+    assert!(
+        vcard.contains("<FN>Romeo</FN>")
+            && vcard.contains(&format!("<PHOTO><TYPE>image/png</TYPE><BINVAL>{}</BINVAL></PHOTO>", b64(second)))
+            && !vcard.contains(&b64(first)),
+        "{vcard}"
+    );
+    // A vCard without a photo turns the avatar off, and presence has no hash.
+    assert!(vcard.contains(&format!("<item id='{id2}'>")), "the event came before: {vcard}");
+    iq(&mut romeo, "v3", "set", None, "<vCard xmlns='vcard-temp'><FN>Romeo</FN></vCard>");
+    let event = juliet.read_until("</message>", WAIT);
+    assert!(event.contains(&format!("<metadata xmlns='{METADATA}'/>")), "{event}");
+    romeo.send("<presence><status>plain</status></presence>");
+    let got = juliet.read_until("</presence>", WAIT);
+    assert!(got.contains("plain") && !got.contains("vcard-temp:x:update"), "{got}");
+}
+
+/// XEP-0172: a nickname is published and reaches a contact whose caps want it.
+#[test]
+fn a_published_nickname_reaches_contacts() {
+    const NICK: &str = "http://jabber.org/protocol/nick";
+    let server = Server::start();
+    let (mut juliet, mut romeo, _nurse) = three(&server);
+    let (ver, answer) = caps_of(&[NICK]);
+    online_with_caps(&mut juliet, &ver, &answer);
+    publish(&mut romeo, "n1", NICK, "current", &format!("<nick xmlns='{NICK}'>Montague</nick>"), "");
+    let event = juliet.read_until("</message>", WAIT);
+    assert!(
+        event.contains("from='romeo@localhost'") && event.contains(&format!("<nick xmlns='{NICK}'>Montague</nick>")),
+        "{event}"
+    );
+}

@@ -20,6 +20,17 @@ use std::rc::Rc;
 /// A presence stanza from a bound session (the router sends presence for a
 /// gateway's users to the gateway before it gets here).
 pub fn route(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
+    // XEP-0398 §4: available presence carries the avatar's hash.
+    if stanza.attr("type").is_none() {
+        if let Some(bytes) = crate::services::pep::avatar::with_photo_hash(hub, &sender.jid.to_bare(), stanza) {
+            crate::xml::for_each_stanza(&bytes, |amended| route_as_sent(hub, sender, amended, out));
+            return;
+        }
+    }
+    route_as_sent(hub, sender, stanza, out)
+}
+
+fn route_as_sent(hub: &Hub<'_>, sender: &Rc<Session>, stanza: &Element<'_>, out: &mut Vec<u8>) {
     let presence_type = stanza.attr("type");
     let to = stanza.attr("to").map(|t| t.parse::<Jid>());
     // XEP-0191 §3.5: no presence from an address a local recipient blocks

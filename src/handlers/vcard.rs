@@ -1,12 +1,14 @@
 //! XEP-0054: vcard-temp. An account sets its own vCard; anyone on the server may
-//! read it (clients show nicknames and avatars from it, XEP-0153).
+//! read it (clients show nicknames and avatars from it, XEP-0153). Its photo and
+//! the PEP avatar are one (XEP-0398, `pep::avatar`).
 
 use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_VCARD;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
 
-const KEY: &str = "vcard";
+/// The vCard's key among the account's XML documents.
+pub const KEY: &str = "vcard";
 
 pub const HANDLER: Handler = Handler {
     namespace: NS_VCARD,
@@ -19,7 +21,7 @@ pub const HANDLER: Handler = Handler {
     handle,
 };
 
-fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, pushes: &mut Vec<u8>) -> IqReply {
     let own = req.sender.jid.to_bare();
     let owner = req.on_behalf_of.cloned().unwrap_or_else(|| own.clone());
     match req.iq_type {
@@ -37,6 +39,7 @@ fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
         },
         IqType::Set if owner != own => IqReply::Error(StanzaError::new(Condition::Forbidden)),
         IqType::Set => {
+            crate::services::pep::avatar::vcard_set(hub, req.sender, &req.payload, pushes);
             let mut xml = Vec::new();
             write_element(&mut xml, &req.payload, "", None, &[]);
             match hub.store.put_account_xml(&owner, KEY, &xml, usize::MAX) {

@@ -128,6 +128,24 @@ fn emit(out: &mut Vec<u8>, el: &Element<'_>, parent_ns: &str, remap: Option<(&st
         Some((from, to)) if el.ns() == from => to,
         _ => el.ns(),
     };
+    start_tag(out, el, ns, parent_ns, overrides);
+    let mut children = el.nodes().filter(|c| !matches!(c, Content::Text(t) if t.is_empty())).peekable();
+    if children.peek().is_none() {
+        XmlWriter::new(out).close_empty();
+        return;
+    }
+    XmlWriter::new(out).open();
+    for child in children {
+        match child {
+            Content::Text(t) => escape_text(out, &t),
+            Content::Element(c) => emit(out, &c, ns, remap, &[]),
+        }
+    }
+    XmlWriter::new(out).end(el.name());
+}
+
+/// `el`'s start tag, up to (not including) its closing `>` or `/>`.
+fn start_tag(out: &mut Vec<u8>, el: &Element<'_>, ns: &str, parent_ns: &str, overrides: &[Override<'_>]) {
     let mut w = XmlWriter::new(out);
     w.start(el.name());
     if ns != parent_ns {
@@ -155,17 +173,21 @@ fn emit(out: &mut Vec<u8>, el: &Element<'_>, parent_ns: &str, remap: Option<(&st
             w.attr(name, value);
         }
     }
-    let mut children = el.nodes().filter(|c| !matches!(c, Content::Text(t) if t.is_empty())).peekable();
-    if children.peek().is_none() {
-        w.close_empty();
-        return;
-    }
-    w.open();
-    for child in children {
+}
+
+/// Writes `el` as [`write_element`] does (its namespace kept), without its child
+/// elements in namespace `drop_ns` and with `extra` (written children) added
+/// last: a stanza with one extension replaced.
+pub fn write_element_amended(out: &mut Vec<u8>, el: &Element<'_>, parent_ns: &str, drop_ns: &str, extra: &[u8]) {
+    start_tag(out, el, el.ns(), parent_ns, &[]);
+    XmlWriter::new(out).open();
+    for child in el.nodes() {
         match child {
             Content::Text(t) => escape_text(out, &t),
-            Content::Element(c) => emit(out, &c, ns, remap, &[]),
+            Content::Element(c) if c.ns() == drop_ns => {}
+            Content::Element(c) => emit(out, &c, el.ns(), None, &[]),
         }
     }
+    out.extend_from_slice(extra);
     XmlWriter::new(out).end(el.name());
 }

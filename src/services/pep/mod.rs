@@ -8,6 +8,7 @@
 //!   XEP-0060 for PEP's four models), who is notified, and the last items a
 //!   contact's resource gets when it becomes available with `+notify` (§4.3.2).
 //!
+//! - `avatar`: XEP-0398, the XEP-0084 avatar and the vCard photo kept one.
 //! - `bookmarks`: XEP-0402's node seen as XEP-0048's private-storage document.
 //! - `remote`: the resources of contacts on other servers, for their notifications.
 //!
@@ -16,6 +17,7 @@
 //! contacts' resources over federation; a remote entity fetches items it may see
 //! (an `open` node: OMEMO bundles).
 
+pub mod avatar;
 pub mod bookmarks;
 pub mod caps;
 pub mod node;
@@ -92,6 +94,8 @@ const FEATURES: &[&str] = &[
     "http://jabber.org/protocol/pubsub#retract-items",
     "http://jabber.org/protocol/pubsub#retrieve-default",
     "http://jabber.org/protocol/pubsub#retrieve-items",
+    // XEP-0398: the avatar and the vCard photo are one.
+    "urn:xmpp:pep-vcard-conversion:0",
     // XEP-0402 §5.3 and XEP-0411: bookmarks are one list for both XEPs.
     "urn:xmpp:bookmarks:1#compat",
     "urn:xmpp:bookmarks-conversion:0",
@@ -281,7 +285,7 @@ fn publish(
         });
     }
     let form = options.and_then(|o| o.child("x", node::NS_DATA));
-    let (mut node, new) = match load(hub, &ask.owner, &name)? {
+    let (node, new) = match load(hub, &ask.owner, &name)? {
         Some(node) => {
             if let Some(form) = &form {
                 // XEP-0223 §5: the options are preconditions on an existing node.
@@ -297,6 +301,29 @@ fn publish(
         None => (Node { config: configured(NodeConfig::default(), options)?, items: Vec::new() }, true),
     };
     let item = Item { id, payload: bytes.into() };
+    commit_item(hub, ask, &name, node, new, &item, pushes)?;
+    // XEP-0398 §3.1: a new avatar is the vCard's photo too.
+    if name == avatar::METADATA {
+        avatar::metadata_published(hub, &ask.owner, &item);
+    }
+    let mut p = Vec::with_capacity(160);
+    let mut w = XmlWriter::new(&mut p);
+    w.start("pubsub").attr("xmlns", NS_PUBSUB).open().start("publish").attr("node", &name).open();
+    w.start("item").attr("id", &item.id).close_empty().end("publish").end("pubsub");
+    Ok(Some(p))
+}
+
+/// Stores a published item on its node (a new one is created) within the bounds
+/// and notifies those who want it (XEP-0060 §7.1.2).
+fn commit_item(
+    hub: &Hub<'_>,
+    ask: &Ask<'_>,
+    name: &str,
+    mut node: Node,
+    new: bool,
+    item: &Item,
+    pushes: &mut Vec<u8>,
+) -> Result<(), StanzaError> {
     node.items.retain(|i| i.id != item.id);
     if node.config.persist_items {
         node.items.push(item.clone());
@@ -304,20 +331,13 @@ fn publish(
         let excess = node.items.len().saturating_sub(keep);
         node.items.drain(..excess);
     }
-    save(hub, &ask.owner, &name, &node, new)?;
+    save(hub, &ask.owner, name, &node, new)?;
     let mut event = Vec::with_capacity(item.payload.len() + 128);
-    {
-        let mut w = XmlWriter::new(&mut event);
-        w.start("items").attr("node", &name).open().start("item").attr("id", &item.id).open();
-    }
+    XmlWriter::new(&mut event).start("items").attr("node", name).open().start("item").attr("id", &item.id).open();
     event.extend_from_slice(&item.payload);
     XmlWriter::new(&mut event).end("item").end("items");
-    notify(hub, ask, &name, &node.config, &event, pushes);
-    let mut p = Vec::with_capacity(160);
-    let mut w = XmlWriter::new(&mut p);
-    w.start("pubsub").attr("xmlns", NS_PUBSUB).open().start("publish").attr("node", &name).open();
-    w.start("item").attr("id", &item.id).close_empty().end("publish").end("pubsub");
-    Ok(Some(p))
+    notify(hub, ask, name, &node.config, &event, pushes);
+    Ok(())
 }
 
 fn new_item_id() -> String {
