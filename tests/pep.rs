@@ -602,6 +602,12 @@ fn the_vcard_photo_and_the_pep_avatar_are_one_and_presence_carries_its_hash() {
         &format!("<pubsub xmlns='{PUBSUB}'><items node='urn:xmpp:avatar:data'><item id='{id}'/></items></pubsub>"),
     );
     assert!(data.contains(&format!("<data xmlns='urn:xmpp:avatar:data'>{}</data>", b64(first))), "{data}");
+    // The image is kept once, in PEP; the vCard reads with it.
+    let vcard = iq(&mut juliet, "v0", "get", Some("romeo@localhost"), "<vCard xmlns='vcard-temp'/>");
+    assert!(
+        vcard.contains(&format!("<FN>Romeo</FN><PHOTO><TYPE>image/gif</TYPE><BINVAL>{}</BINVAL></PHOTO>", b64(first))),
+        "{vcard}"
+    );
     // Presence carries the hash; an empty <photo/> is left alone.
     romeo.send("<presence><show>away</show></presence>");
     let got = juliet.read_until("</presence>", WAIT);

@@ -4,6 +4,7 @@
 
 use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_VCARD;
+use crate::services::pep::avatar;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, XmlWriter};
 
@@ -26,12 +27,14 @@ fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, pushes: &mut Vec<u8>) -> IqReply {
     let owner = req.on_behalf_of.cloned().unwrap_or_else(|| own.clone());
     match req.iq_type {
         IqType::Get => match hub.store.account_xml(&owner, KEY) {
-            Ok(Some(xml)) => IqReply::Result(Some(xml)),
-            Ok(None) => {
-                let mut empty = Vec::new();
-                XmlWriter::new(&mut empty).empty_ns("vCard", NS_VCARD);
-                IqReply::Result(Some(empty))
-            }
+            Ok(stored) => match avatar::vcard_as_read(hub, &owner, stored.as_deref()).or(stored) {
+                Some(xml) => IqReply::Result(Some(xml)),
+                None => {
+                    let mut empty = Vec::new();
+                    XmlWriter::new(&mut empty).empty_ns("vCard", NS_VCARD);
+                    IqReply::Result(Some(empty))
+                }
+            },
             Err(e) => {
                 log::error!("vcard: {e}");
                 IqReply::Error(StanzaError::new(Condition::InternalServerError))
@@ -39,9 +42,13 @@ fn handle(hub: &Hub<'_>, req: &IqRequest<'_>, pushes: &mut Vec<u8>) -> IqReply {
         },
         IqType::Set if owner != own => IqReply::Error(StanzaError::new(Condition::Forbidden)),
         IqType::Set => {
-            crate::services::pep::avatar::vcard_set(hub, req.sender, &req.payload, pushes);
-            let mut xml = Vec::new();
-            write_element(&mut xml, &req.payload, "", None, &[]);
+            let xml = if avatar::vcard_set(hub, req.sender, &req.payload, pushes) {
+                avatar::without_photo(&req.payload)
+            } else {
+                let mut xml = Vec::new();
+                write_element(&mut xml, &req.payload, "", None, &[]);
+                xml
+            };
             match hub.store.put_account_xml(&owner, KEY, &xml, usize::MAX) {
                 Ok(_) => IqReply::Result(None),
                 Err(e) => {

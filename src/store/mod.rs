@@ -158,6 +158,37 @@ impl Drop for Store {
     }
 }
 
+/// Below this file size compaction is not worth a start's time.
+const COMPACT_ABOVE_BYTES: u64 = 1 << 20;
+
+/// A file whose pages in use are less than three quarters of it is compacted as
+/// it is opened: copy-on-write commits leave free pages behind that redb reuses
+/// but never gives back, and a hub's data dir lives on SD cards and router flash.
+/// A start pays for it only when there is a quarter of the file to win.
+fn compact_if_worth_it(db: &mut Database, path: &Path) {
+    let before = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    if before < COMPACT_ABOVE_BYTES {
+        return;
+    }
+    let used = db.begin_write().and_then(|t| {
+        let stats = t.stats();
+        t.abort()?;
+        Ok(stats?)
+    });
+    let Ok(stats) = used else { return };
+    let in_use = stats.allocated_pages() * stats.page_size() as u64;
+    if in_use * 4 >= before * 3 {
+        return;
+    }
+    match db.compact() {
+        Ok(_) => {
+            let after = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            log::info!("store compacted: {before} → {after} bytes");
+        }
+        Err(e) => log::warn!("store not compacted: {e}"),
+    }
+}
+
 /// Every this many advisory writes, one is committed durably.
 const ADVISORY_SYNC_EVERY: u32 = 64;
 
@@ -171,13 +202,14 @@ impl Store {
     pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
         create_private_dir(data_dir).map_err(db_err)?;
         let path = data_dir.join(FILE_NAME);
-        let db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| match e {
+        let mut db = Database::builder().set_cache_size(CACHE_BYTES).create(&path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.clone()),
             redb::DatabaseError::Storage(redb::StorageError::Io(io)) if io.kind() == std::io::ErrorKind::WouldBlock => {
                 StoreError::InUse(path.clone())
             }
             e => db_err(e),
         })?;
+        compact_if_worth_it(&mut db, &path);
         Store::init(db)
     }
 
@@ -323,6 +355,28 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_mostly_free_is_compacted_as_it_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let jid: BareJid = "juliet@localhost".parse().unwrap();
+        let big = vec![b'x'; 64 * 1024];
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for n in 0..64 {
+                store.put_account_xml(&jid, &format!("doc{n}"), &big, usize::MAX).unwrap();
+            }
+            for n in 0..64 {
+                store.put_account_xml(&jid, &format!("doc{n}"), b"<small/>", usize::MAX).unwrap();
+            }
+        }
+        let file = Store::file(dir.path());
+        let before = std::fs::metadata(&file).unwrap().len();
+        let store = Store::open(dir.path()).unwrap();
+        let after = std::fs::metadata(&file).unwrap().len();
+        assert!(after * 2 < before, "{before} → {after}");
+        assert_eq!(store.account_xml(&jid, "doc7").unwrap().as_deref(), Some(&b"<small/>"[..]));
+    }
 
     #[test]
     fn accounts_round_trip_and_survive_reopen() {

@@ -16,6 +16,7 @@
 //! signature is verified (both servers are on loopback, and a cheap client keeps
 //! the measurement on the server), and SCRAM's PBKDF2 runs once per account.
 
+mod pep;
 mod reconnects;
 mod room;
 
@@ -70,6 +71,8 @@ enum Command {
     Reconnects(reconnects::ReconnectsCmd),
     Hibernate(reconnects::HibernateCmd),
     Room(room::RoomCmd),
+    PepStore(pep::PepStoreCmd),
+    PepFanout(pep::PepFanoutCmd),
     WaitLogin(WaitLoginCmd),
 }
 
@@ -169,6 +172,13 @@ struct Ev {
     body: Option<String>,
     /// The `id` attribute (XEP-0198 `<enabled id>`), or empty.
     id: String,
+    /// The `from` attribute, or empty.
+    from: String,
+    /// The first child's namespace and its `node` attribute (a disco#info query).
+    child_ns: String,
+    child_node: Option<String>,
+    /// A PEP event's first item id (`<event><items><item id/>`).
+    item_id: Option<String>,
 }
 
 struct Conn {
@@ -277,6 +287,15 @@ fn owned(event: Event<'_>) -> Ev {
                 kind: el.attr("type").map(|t| t.into_owned()),
                 id: el.attr("id").map(|t| t.into_owned()).unwrap_or_default(),
                 body: el.children().find(|c| c.name() == "body").map(|b| b.text().into_owned()),
+                from: el.attr("from").map(|t| t.into_owned()).unwrap_or_default(),
+                child_ns: el.children().next().map(|c| c.ns().to_string()).unwrap_or_default(),
+                child_node: el.children().next().and_then(|c| c.attr("node").map(|n| n.into_owned())),
+                item_id: el
+                    .children()
+                    .find(|c| c.name() == "event")
+                    .and_then(|e| e.children().next())
+                    .and_then(|items| items.children().next())
+                    .and_then(|item| item.attr("id").map(|i| i.into_owned())),
                 text,
             }
         }
@@ -442,6 +461,46 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     Arc::new(config)
 }
 
+/// Logs in `names` (resource `{resource}{i}`), 50 at a time; the connections in
+/// the order of `names`, or the first error.
+fn login_all(
+    ex: &smol::LocalExecutor<'static>,
+    target: &Rc<Target>,
+    names: &[String],
+    resource: &str,
+) -> Result<Vec<Conn>, String> {
+    let n = names.len();
+    let conns: Rc<RefCell<Vec<Option<Conn>>>> = Rc::new(RefCell::new((0..n).map(|_| None).collect()));
+    let failed = Rc::new(RefCell::new(None::<String>));
+    {
+        let (conns, failed, target) = (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(target));
+        let (names, resource) = (names.to_vec(), resource.to_string());
+        futures_lite::future::block_on(ex.run(run_jobs(ex, n, 50, move |i| {
+            let (conns, failed, target, name) =
+                (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(&target), names[i].clone());
+            let resource = format!("{resource}{i}");
+            async move {
+                match login(&target, &name, &resource).await {
+                    Ok(c) => conns.borrow_mut()[i] = Some(c),
+                    Err(e) => {
+                        failed.borrow_mut().get_or_insert(format!("{name}: {e}"));
+                    }
+                }
+            }
+        })));
+    }
+    if let Some(e) = failed.borrow().clone() {
+        return Err(e);
+    }
+    let conns = conns.borrow_mut().drain(..).flatten().collect();
+    Ok(conns)
+}
+
+/// Waits for the bench to say go on (a line on stdin).
+fn wait_for_stdin() {
+    let _ = io::BufRead::read_line(&mut io::stdin().lock(), &mut String::new());
+}
+
 fn print(json: String) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{json}");
@@ -585,6 +644,8 @@ fn main() -> std::process::ExitCode {
         Command::Reconnects(cmd) => reconnects::run(&ex, &target, &user, cmd),
         Command::Hibernate(cmd) => reconnects::hibernate(&ex, &target, &user, cmd),
         Command::Room(cmd) => room::run(&ex, &target, &user, cmd),
+        Command::PepStore(cmd) => pep::store(&ex, &target, &user, cmd),
+        Command::PepFanout(cmd) => pep::fanout(&ex, &target, &user, cmd),
     }
 }
 

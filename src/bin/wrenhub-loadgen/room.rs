@@ -13,10 +13,10 @@
 //!    own in flight (until the room reflects them back); every occupant counts
 //!    what it receives: deliveries per second.
 
-use super::{login, other, print, run_jobs, Conn, Target};
+use super::{login_all, other, print, wait_for_stdin, Conn, Target};
 use argh::FromArgs;
-use std::cell::{Cell, RefCell};
-use std::io::{self, BufRead};
+use std::cell::Cell;
+use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -136,10 +136,6 @@ async fn drain(conns: &mut [Conn], domain: &str) -> io::Result<()> {
     Ok(())
 }
 
-fn wait_for_stdin() {
-    let _ = io::stdin().lock().read_line(&mut String::new());
-}
-
 pub fn run(
     ex: &smol::LocalExecutor<'static>,
     target: &Rc<Target>,
@@ -149,31 +145,15 @@ pub fn run(
     let n = cmd.occupants.max(1);
     let room = format!("bench@{}", cmd.muc.clone().unwrap_or_else(|| format!("conference.{}", target.domain)));
     let names: Vec<String> = (0..n).map(user).collect();
-    let conns: Rc<RefCell<Vec<Option<Conn>>>> = Rc::new(RefCell::new((0..n).map(|_| None).collect()));
-    let failed = Rc::new(RefCell::new(None::<String>));
-    {
-        let (conns, failed, target) = (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(target));
-        let names = names.clone();
-        futures_lite::future::block_on(ex.run(run_jobs(ex, n, 50, move |i| {
-            let (conns, failed, target, name) =
-                (Rc::clone(&conns), Rc::clone(&failed), Rc::clone(&target), names[i].clone());
-            async move {
-                match login(&target, &name, &format!("m{i}")).await {
-                    Ok(c) => conns.borrow_mut()[i] = Some(c),
-                    Err(e) => {
-                        failed.borrow_mut().get_or_insert(e.to_string());
-                    }
-                }
-            }
-        })));
-    }
-    if let Some(e) = failed.borrow().clone() {
-        print(format!("{{\"error\":{e:?}}}"));
-        return std::process::ExitCode::FAILURE;
-    }
+    let mut conns = match login_all(ex, target, &names, "m") {
+        Ok(conns) => conns,
+        Err(e) => {
+            print(format!("{{\"error\":{e:?}}}"));
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     print("{\"phase\":\"logged_in\"}".to_string());
     wait_for_stdin();
-    let mut conns: Vec<Conn> = conns.borrow_mut().drain(..).flatten().collect();
     let service = cmd.muc.clone().unwrap_or_else(|| format!("conference.{}", target.domain));
     let rooms = cmd.rooms.max(1);
     for r in 1..=rooms {

@@ -1,9 +1,11 @@
 //! XEP-0398: the XEP-0084 avatar (PEP nodes `urn:xmpp:avatar:data` and
-//! `urn:xmpp:avatar:metadata`) and the XEP-0153 vCard photo kept one.
-//! - §3.1: a published metadata item puts the image it names into the vCard's
-//!   `PHOTO` (an empty one takes the photo out);
+//! `urn:xmpp:avatar:metadata`) and the XEP-0153 vCard photo kept one. The image
+//! is stored once, in PEP:
+//! - §3.1: the vCard is read with the `PHOTO` of the image the avatar metadata
+//!   names (none when it names none), whatever was stored;
 //! - §3.2: a vCard with a new photo publishes its data, then its metadata, with
-//!   notifications; one without a photo publishes the empty metadata;
+//!   notifications, and is stored without it; one without a photo publishes the
+//!   empty metadata;
 //! - §4: available presence (broadcast and directed) carries the avatar's hash in
 //!   `<x xmlns='vcard-temp:x:update'><photo/></x>` unless the client sent an
 //!   empty `<photo/>` (it has none to show).
@@ -103,43 +105,37 @@ fn write_vcard_without_photo(out: &mut Vec<u8>, vcard: &Element<'_>, extra: &[u8
     XmlWriter::new(out).end("vCard");
 }
 
-/// §3.1: the owner published avatar metadata: the vCard's photo follows.
-pub fn metadata_published(hub: &Hub<'_>, owner: &BareJid, item: &Item) {
-    let stored = match hub.store.account_xml(owner, crate::handlers::vcard::KEY) {
-        Ok(v) => v,
-        Err(e) => return log::error!("vcard of {owner}: {e}"),
-    };
-    let photo = match info_of(&item.payload) {
-        None => None,
-        Some(info) => {
-            let Some(data) = load(hub, owner, DATA).ok().flatten() else { return };
-            let Some(image) = data.items.iter().find(|i| *i.id == *info.id) else { return };
-            let mut b64 = None;
-            crate::xml::for_each_stanza(&image.payload, |d| {
-                if d.is("data", DATA) {
-                    b64 = Some(d.text().into_owned());
-                }
-            });
-            let Some(b64) = b64 else { return };
-            // §3.1: the image must be the one the id names.
-            if decode(&b64).is_none_or(|bytes| !sha1_hex(&bytes).eq_ignore_ascii_case(&info.id)) {
-                return log::debug!("avatar {} of {owner}: the data does not hash to its id", info.id);
+/// §3.1: the vCard as read: with the avatar's image as its `PHOTO` when the
+/// account has avatar metadata (None: read it as stored).
+pub fn vcard_as_read(hub: &Hub<'_>, owner: &BareJid, stored: Option<&[u8]>) -> Option<Vec<u8>> {
+    let metadata = load(hub, owner, METADATA).ok().flatten()?;
+    let photo = metadata.last().and_then(|m| info_of(&m.payload)).and_then(|info| {
+        let data = load(hub, owner, DATA).ok().flatten()?;
+        let image = data.items.iter().find(|i| *i.id == *info.id)?;
+        let mut b64 = None;
+        crate::xml::for_each_stanza(&image.payload, |d| {
+            if d.is("data", DATA) {
+                b64 = Some(d.text().into_owned());
             }
-            Some((info.mime, b64))
-        }
-    };
-    if photo.is_none() && stored.is_none() {
-        return;
-    }
-    let vcard = vcard_with_photo(stored.as_deref(), photo.as_ref().map(|(m, b)| (m.as_str(), b.as_str())));
-    if let Err(e) = hub.store.put_account_xml(owner, crate::handlers::vcard::KEY, &vcard, usize::MAX) {
-        log::error!("vcard of {owner}: {e}");
-    }
+        });
+        // The image must be the one the id names.
+        let b64 = b64.filter(|b| decode(b).is_some_and(|bytes| sha1_hex(&bytes).eq_ignore_ascii_case(&info.id)))?;
+        Some((info.mime, b64))
+    });
+    Some(vcard_with_photo(stored, photo.as_ref().map(|(m, b)| (m.as_str(), b.as_str()))))
+}
+
+/// A vCard to store without its `PHOTO` (PEP holds the image).
+pub fn without_photo(vcard: &Element<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_vcard_without_photo(&mut out, vcard, &[]);
+    out
 }
 
 /// §3.2: the owner stored a vCard: a new photo is published as the avatar (data,
 /// then metadata, with their notifications); no photo turns the avatar off.
-pub fn vcard_set(hub: &Hub<'_>, sender: &Rc<Session>, vcard: &Element<'_>, pushes: &mut Vec<u8>) {
+/// True when PEP holds the vCard's photo (the vCard is stored without it).
+pub fn vcard_set(hub: &Hub<'_>, sender: &Rc<Session>, vcard: &Element<'_>, pushes: &mut Vec<u8>) -> bool {
     let owner = sender.jid.to_bare();
     let ask = Ask { owner: owner.clone(), requester: owner.clone(), sender };
     let current = current_hash(hub, &owner);
@@ -149,13 +145,14 @@ pub fn vcard_set(hub: &Hub<'_>, sender: &Rc<Session>, vcard: &Element<'_>, pushe
         Some((b64, image)) => {
             let id = sha1_hex(&image);
             if current.as_deref() == Some(id.as_str()) {
-                return;
+                return true;
             }
             let mime = photo.as_ref().and_then(|p| p.child("TYPE", NS_VCARD)).map(|t| t.text().trim().to_string());
             let mut data = Vec::with_capacity(b64.len() + 64);
             XmlWriter::new(&mut data).start("data").attr("xmlns", DATA).open().text(b64.trim()).end("data");
             if let Err(e) = publish(hub, &ask, DATA, &id, data, pushes) {
-                return log::debug!("avatar of {owner} from its vCard not published: {e:?}");
+                log::debug!("avatar of {owner} from its vCard not published: {e:?}");
+                return false;
             }
             let info = Info { id, mime: mime.unwrap_or_else(|| "image/png".into()), bytes: image.len() };
             let mut m = Vec::with_capacity(200);
@@ -170,10 +167,15 @@ pub fn vcard_set(hub: &Hub<'_>, sender: &Rc<Session>, vcard: &Element<'_>, pushe
             XmlWriter::new(&mut m).start("metadata").attr("xmlns", METADATA).close_empty();
             (new_item_id(), m)
         }
-        None => return,
+        None => return false,
     };
-    if let Err(e) = publish(hub, &ask, METADATA, &metadata.0, metadata.1, pushes) {
-        log::debug!("avatar metadata of {owner} from its vCard not published: {e:?}");
+    let with_image = binval.is_some();
+    match publish(hub, &ask, METADATA, &metadata.0, metadata.1, pushes) {
+        Ok(()) => with_image,
+        Err(e) => {
+            log::debug!("avatar metadata of {owner} from its vCard not published: {e:?}");
+            false
+        }
     }
 }
 

@@ -302,10 +302,6 @@ fn publish(
     };
     let item = Item { id, payload: bytes.into() };
     commit_item(hub, ask, &name, node, new, &item, pushes)?;
-    // XEP-0398 §3.1: a new avatar is the vCard's photo too.
-    if name == avatar::METADATA {
-        avatar::metadata_published(hub, &ask.owner, &item);
-    }
     let mut p = Vec::with_capacity(160);
     let mut w = XmlWriter::new(&mut p);
     w.start("pubsub").attr("xmlns", NS_PUBSUB).open().start("publish").attr("node", &name).open();
