@@ -591,14 +591,7 @@ fn directed_presence_to_an_unreachable_peer_gets_an_error_presence_when_the_link
 /// Publishes `payload` as item `id` of `node` (with publish-options `options`,
 /// fields) and waits for the answer.
 fn pep_publish(c: &mut Client, id: &str, node: &str, payload: &str, options: &str) -> String {
-    let options = if options.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
-             <value>http://jabber.org/protocol/pubsub#publish-options</value></field>{options}</x></publish-options>"
-        )
-    };
+    let options = publish_options(options);
     c.send(&format!(
         "<iq type='set' id='{id}'><pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='{node}'>\
          <item id='current'>{payload}</item></publish>{options}</pubsub></iq>"

@@ -36,14 +36,7 @@ fn iq(c: &mut Client, id: &str, kind: &str, to: Option<&str>, payload: &str) -> 
 }
 
 fn publish(c: &mut Client, id: &str, node: &str, item: &str, payload: &str, options: &str) -> String {
-    let options = if options.is_empty() {
-        String::new()
-    } else {
-        format!(
-            "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
-             <value>http://jabber.org/protocol/pubsub#publish-options</value></field>{options}</x></publish-options>"
-        )
-    };
+    let options = publish_options(options);
     iq(c, id, "set", None, &format!("<pubsub xmlns='{PUBSUB}'><publish node='{node}'><item id='{item}'>{payload}</item></publish>{options}</pubsub>"))
 }
 

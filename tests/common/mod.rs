@@ -906,3 +906,14 @@ pub fn answer_caps_query(c: &mut Client, server: &str, ver: &str, answer: &str) 
          node='https://wrentest#{ver}'>{answer}</query></iq>"
     ));
 }
+
+/// XEP-0223 publish-options carrying these `<field/>`s (nothing when empty).
+pub fn publish_options(fields: &str) -> String {
+    if fields.is_empty() {
+        return String::new();
+    }
+    format!(
+        "<publish-options><x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>\
+         <value>http://jabber.org/protocol/pubsub#publish-options</value></field>{fields}</x></publish-options>"
+    )
+}

@@ -244,7 +244,9 @@ class ProsodyPeer(PeerProcess):
         ]
         lines = ["-- Written by tests/interop/prosody_peer.py; rewritten on every start()."]
         lines += [f"{name} = {_lua(value)}" for name, value in settings]
-        lines.append(f"log = {{ {{ levels = {{ min = \"debug\" }}, to = \"file\", filename = {_lua(self.log_file)} }} }}")
+        # A config of its own may say where the log goes (Prosody refuses an option set twice).
+        if not any(line.startswith("log =") for line in self.extra_config.splitlines()):
+            lines.append(f"log = {{ {{ levels = {{ min = \"debug\" }}, to = \"file\", filename = {_lua(self.log_file)} }} }}")
         if self.extra_config:
             lines.append(self.extra_config)
         lines.append(f"VirtualHost {_lua(self.domain)}")
