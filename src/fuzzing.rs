@@ -135,38 +135,36 @@ fn run(input: &[u8], chunk: usize, limits: Limits) -> Outcome {
     }
 }
 
-/// Entry point for the `c2s` target: the bytes a client sends after TLS, through
-/// the framer, the client stream state machine (SASL, bind) and the router, into an
-/// in-memory store with two accounts (`juliet`/`balcony`, `romeo`/`montague`,
-/// romeo bound as `romeo@localhost/phone`). No sockets, no disk. Asserts that no
-/// input panics and that once the stream is closed it stays closed.
-pub fn c2s_stream(data: &[u8]) {
-    use crate::auth_limiter::AuthLimiter;
+/// The server a stream target runs against: an in-memory store with two accounts
+/// (`juliet`/`balcony`, `romeo`/`montague`, romeo bound as `romeo@localhost/phone`
+/// and subscribed both ways with `romeo@remote.example`), group chat and the
+/// directory on, every bound small. `f` gets the hub and romeo's session; None
+/// only if the world cannot be built (a bug: the entry points panic).
+fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::sessions::Session>) -> R) -> Option<R> {
     use crate::components::ComponentRegistry;
     use crate::config::ResourceConflict;
     use crate::sessions::Registry;
     use crate::store::{Account, Store};
-    use crate::stream::c2s::{C2sStream, Env, Input, Policy, Step};
-    use std::rc::Rc;
 
-    let Ok(store) = Store::in_memory() else { return };
+    let store = Store::in_memory().ok()?;
     for (user, password) in [("juliet", "balcony"), ("romeo", "montague")] {
-        let Ok(jid) = format!("{user}@localhost").parse() else { return };
+        let jid = format!("{user}@localhost").parse().ok()?;
         // Few PBKDF2 iterations: a fuzz run should try many inputs a second.
         let scram = crate::sasl::scram::ScramRecord::derive(password, b"fuzz-salt".to_vec(), 16);
-        if store.put_account(&jid, &Account { scram, disabled: false }).is_err() {
-            return;
-        }
+        store.put_account(&jid, &Account { scram, disabled: false }).ok()?;
     }
+    let (romeo_bare, remote): (crate::jid::BareJid, crate::jid::BareJid) =
+        ("romeo@localhost".parse().ok()?, "romeo@remote.example".parse().ok()?);
+    let mut contact = crate::store::roster::RosterItem::new(remote);
+    (contact.pending_in, contact.ask) = (true, true);
+    let contact = contact.grant_from()?.grant_to()?;
+    store.put_roster_items(vec![(romeo_bare, contact)]).ok()?;
     store.set_max_roster_items(8);
     let registry = Registry::new(4, ResourceConflict::Takeover, 16 * 1024);
-    let Ok(romeo) = "romeo@localhost/phone".parse() else { return };
-    let Ok(romeo) = registry.bind(romeo) else { return };
+    let romeo = registry.bind("romeo@localhost/phone".parse().ok()?).ok()?;
     romeo.priority.set(Some(0));
     let components = ComponentRegistry::new(ResourceConflict::Refuse, 16 * 1024);
-    let limiter = AuthLimiter::new(1000);
-    let Ok(domain) = crate::jid::Domain::parse("localhost") else { return };
-    let domain = Rc::new(domain);
+    let domain = crate::jid::Domain::parse("localhost").ok()?;
     let im = crate::handlers::ImLimits {
         max_roster_items: 8,
         offline: crate::store::offline::OfflineQuota {
@@ -179,21 +177,8 @@ pub fn c2s_stream(data: &[u8]) {
         max_private_items: 4,
         pep: crate::services::pep::PepLimits { max_nodes: 3, max_items: 3, max_item_bytes: 1024, max_bytes: 4096 },
     };
-    let policy = Policy {
-        domain: Rc::clone(&domain),
-        require_encryption: true,
-        sasl_plain: true,
-        max_auth_attempts: 3,
-        sm_resume_timeout: 60,
-        fast_token_lifetime: 3600,
-        fast_clients_per_account: 2,
-        im,
-        caps_ver: Rc::from("fuzz"),
-    };
-    let bindings = Default::default();
-    let Ok(muc_domain) = crate::jid::Domain::parse("conference.localhost") else { return };
     let muc = crate::services::muc::Muc::new(crate::config::MucConfig {
-        domain: muc_domain,
+        domain: crate::jid::Domain::parse("conference.localhost").ok()?,
         creation: crate::config::RoomCreation::Local,
         admins: std::sync::Arc::from(Vec::new()),
         max_rooms: 2,
@@ -201,12 +186,12 @@ pub fn c2s_stream(data: &[u8]) {
         max_occupants: 3,
         history: 2,
     });
-    let Ok(directory_domain) = crate::jid::Domain::parse("directory.localhost") else { return };
     let directory = crate::services::directory::Directory::new(crate::config::DirectoryConfig {
-        domain: directory_domain,
+        domain: crate::jid::Domain::parse("directory.localhost").ok()?,
         remote: false,
         max_results: 3,
     });
+    let s2s = crate::s2s::S2s::new(domain.clone(), 2, 16 * 1024, b"fuzz".to_vec(), crate::tls::peer::PeerTrust::none());
     let pep = crate::services::pep::Pep::new(2, 2);
     let hub = crate::hub::Hub {
         domain: &domain,
@@ -215,11 +200,109 @@ pub fn c2s_stream(data: &[u8]) {
         limits: im,
         components: &components,
         configured_components: &[],
-        s2s: None,
+        s2s: Some(&s2s),
         muc: Some(&muc),
         directory: Some(&directory),
         pep: &pep,
     };
+    Some(f(hub, &romeo))
+}
+
+/// Entry point for the `s2s` target: the bytes another server sends on an inbound
+/// stream (after TLS), through the framer, the stream state machine (dialback,
+/// SASL EXTERNAL, which no certificate passes here) and the router, into the
+/// world of [`with_world`]. A dialback key `valid` is taken as the authoritative
+/// server's yes, so the fuzzer reaches routing as `remote.example` (presence with
+/// caps for PEP, iq answers, pubsub reads). Asserts no panic and that a closed
+/// stream stays closed.
+pub fn s2s_stream(data: &[u8]) {
+    with_world(|hub, romeo| s2s_stream_in(hub, romeo, data)).expect("the fuzz world is built");
+}
+
+fn s2s_stream_in(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::Session>, data: &[u8]) {
+    use crate::s2s::Verdict;
+    use crate::stream::s2s_in::{Env, S2sInStream, Step};
+    use crate::stream::Input;
+
+    let Some(s2s) = hub.s2s else { return };
+    let env = Env { s2s, dialback: true, peer_chain: None, hub };
+    let limits = Limits { max_stanza_size: 8192, max_depth: 16, max_attributes: 16, max_namespaces: 16 };
+    let mut framer = Framer::new(limits);
+    let mut stream = S2sInStream::new(true);
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut closed = false;
+    while !rest.is_empty() && !closed {
+        let n = framer.feed(&rest[..rest.len().min(512)]);
+        rest = &rest[n..];
+        loop {
+            let step = match framer.next_event() {
+                Ok(Some(event)) => stream.handle(Input::Xml(event), &env, &mut out),
+                Ok(None) => break,
+                Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
+            };
+            let step = match step {
+                Step::Verify { remote, key, .. } => {
+                    let verdict = if key == "valid" { Verdict::Valid } else { Verdict::Invalid };
+                    stream.dialback_answer(&remote, verdict, &mut out)
+                }
+                other => other,
+            };
+            match step {
+                Step::Continue | Step::Verify { .. } => {}
+                Step::Restart => framer.restart(),
+                Step::StartTls => {
+                    framer.discard_buffered();
+                    framer.restart();
+                    stream.set_secure();
+                }
+                Step::Close => {
+                    closed = true;
+                    break;
+                }
+            }
+            let _ = hub.store.commit_queue();
+            let _ = hub.store.take_fresh_tickets();
+            let _ = romeo.take_close_or_drain(&mut Vec::new());
+            out.clear();
+        }
+        if n == 0 && !closed {
+            break;
+        }
+    }
+    if closed {
+        let step = stream.handle(Input::Shutdown, &env, &mut out);
+        assert!(matches!(step, Step::Close), "input after the close reopened the stream");
+    }
+}
+
+/// Entry point for the `c2s` target: the bytes a client sends after TLS, through
+/// the framer, the client stream state machine (SASL, bind) and the router, into
+/// the in-memory world of [`with_world`]. No sockets, no disk. Asserts that no
+/// input panics and that once the stream is closed it stays closed.
+pub fn c2s_stream(data: &[u8]) {
+    with_world(|hub, romeo| c2s_stream_in(hub, romeo, data)).expect("the fuzz world is built");
+}
+
+fn c2s_stream_in(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::Session>, data: &[u8]) {
+    use crate::auth_limiter::AuthLimiter;
+    use crate::stream::c2s::{C2sStream, Env, Input, Policy, Step};
+    use std::rc::Rc;
+
+    let limiter = AuthLimiter::new(1000);
+    let store = hub.store;
+    let policy = Policy {
+        domain: Rc::new(hub.domain.clone()),
+        require_encryption: true,
+        sasl_plain: true,
+        max_auth_attempts: 3,
+        sm_resume_timeout: 60,
+        fast_token_lifetime: 3600,
+        fast_clients_per_account: 2,
+        im: hub.limits,
+        caps_ver: Rc::from("fuzz"),
+    };
+    let bindings = Default::default();
     let env = Env {
         hub,
         limiter: &limiter,
@@ -267,8 +350,7 @@ pub fn c2s_stream(data: &[u8]) {
             let _ = store.commit_queue();
             let _ = store.take_fresh_tickets();
             // Romeo's queue is read as a client would, and cannot grow past its limit.
-            let mut routed = Vec::new();
-            let _ = romeo.take_close_or_drain(&mut routed);
+            let _ = romeo.take_close_or_drain(&mut Vec::new());
             out.clear();
         }
         if n == 0 && !closed {

@@ -37,7 +37,7 @@ fn run_all(dir: &str, entry: fn(&[u8])) {
 
 #[test]
 fn each_corpus_holds_at_least_ten_inputs() {
-    for dir in ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s"] {
+    for dir in ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s", "corpus/s2s"] {
         let n = inputs(dir).len();
         assert!(n >= MIN_INPUTS, "fuzz/{dir} holds {n} inputs");
     }
@@ -61,4 +61,9 @@ fn dns_corpus_parses_without_panics_and_round_trips() {
 #[test]
 fn c2s_corpus_runs_the_stream_state_machine_and_router_without_panics() {
     run_all("corpus/c2s", wrenhub::fuzzing::c2s_stream);
+}
+
+#[test]
+fn s2s_corpus_runs_the_inbound_stream_and_router_without_panics() {
+    run_all("corpus/s2s", wrenhub::fuzzing::s2s_stream);
 }

@@ -7,6 +7,7 @@
 //! commit.
 
 pub mod account_xml;
+pub mod archive;
 pub mod blocklist;
 pub mod fast_tokens;
 pub mod muc_rooms;
@@ -228,6 +229,7 @@ impl Store {
         Store::create_offline_tables(&txn)?;
         Store::create_account_xml_table(&txn)?;
         Store::create_pep_table(&txn)?;
+        Store::create_archive_tables(&txn)?;
         Store::create_blocklist_table(&txn)?;
         Store::create_fast_token_table(&txn)?;
         Store::create_muc_room_table(&txn)?;
@@ -299,6 +301,7 @@ impl Store {
             Store::delete_offline_of(&txn, jid)?;
             Store::delete_account_xml_of(&txn, jid)?;
             Store::delete_pep_of(&txn, jid)?;
+            Store::delete_archive_of(&txn, jid)?;
             Store::delete_blocklist_of(&txn, jid)?;
             Store::delete_fast_tokens_of(&txn, jid)?;
             contacts

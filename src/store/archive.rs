@@ -1,0 +1,400 @@
+//! The message archive (XEP-0313) as stored: for each archive (an account's bare
+//! JID, later a room's), its messages under ids that sort by time, an index per
+//! (archive, correspondent's bare JID) for the `with` filter, and the archive's
+//! usage (messages, bytes) for quotas.
+//!
+//! An id is the arrival time in microseconds, shifted left by [`SEQ_BITS`], plus a
+//! sequence number within that microsecond ([`ArchiveIds`]): ids sort as the
+//! messages arrived, a time filter is an id range, and the XEP-0359 stanza-id is
+//! the id written as 16 hex digits.
+//!
+//! Pages (XEP-0059 result set management) are read with one range scan in the
+//! direction asked (forward from `after`, backward from `before` or the newest),
+//! one row more than the page to know whether it is complete.
+
+use super::{db_err, Store, StoreError};
+use crate::jid::BareJid;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+/// (archive, id) → direction (u8) ++ correspondent's JID (u16 length ++ bytes) ++
+/// the stanza as it was delivered.
+const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
+/// (archive, correspondent's bare JID, id) → nothing: the `with` index.
+const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("archive_with");
+/// archive → (messages, bytes).
+const ARCHIVE_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("archive_usage");
+
+/// Bits of an id below the microseconds.
+pub const SEQ_BITS: u32 = 10;
+
+/// An archived message's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ArchiveId(pub u64);
+
+impl ArchiveId {
+    /// The first id of a microsecond.
+    pub fn at(micros: u64) -> ArchiveId {
+        ArchiveId(micros.min(u64::MAX >> SEQ_BITS) << SEQ_BITS)
+    }
+
+    /// When the message arrived, in microseconds since the epoch.
+    pub fn micros(self) -> u64 {
+        self.0 >> SEQ_BITS
+    }
+
+    /// The XEP-0359 stanza-id / XEP-0313 result id: 16 hex digits.
+    pub fn text(self) -> String {
+        format!("{:016x}", self.0)
+    }
+
+    pub fn parse(s: &str) -> Option<ArchiveId> {
+        if s.len() != 16 {
+            return None;
+        }
+        u64::from_str_radix(s, 16).ok().map(ArchiveId)
+    }
+}
+
+/// Hands out ids that only grow, within a process and across restarts (it
+/// starts above the newest stored id).
+#[derive(Debug, Default)]
+pub struct ArchiveIds {
+    last: std::cell::Cell<u64>,
+}
+
+impl ArchiveIds {
+    pub fn starting_after(last: Option<ArchiveId>) -> ArchiveIds {
+        ArchiveIds { last: std::cell::Cell::new(last.map_or(0, |l| l.0)) }
+    }
+
+    /// The next id for a message arriving at `micros`.
+    pub fn next(&self, micros: u64) -> ArchiveId {
+        let id = ArchiveId::at(micros).0.max(self.last.get().saturating_add(1));
+        self.last.set(id);
+        ArchiveId(id)
+    }
+}
+
+/// Which way the message went, seen from the archive's owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Received,
+    Sent,
+}
+
+/// A message to archive, or one read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Archived {
+    pub id: ArchiveId,
+    pub direction: Direction,
+    /// The other party (full or bare JID, as it was on the message).
+    pub with: String,
+    pub stanza: Vec<u8>,
+}
+
+impl Archived {
+    fn encode(&self) -> Vec<u8> {
+        let with = &self.with.as_bytes()[..self.with.len().min(u16::MAX as usize)];
+        let mut v = Vec::with_capacity(3 + with.len() + self.stanza.len());
+        v.push(match self.direction {
+            Direction::Received => 0,
+            Direction::Sent => 1,
+        });
+        v.extend_from_slice(&(with.len() as u16).to_be_bytes());
+        v.extend_from_slice(with);
+        v.extend_from_slice(&self.stanza);
+        v
+    }
+
+    fn decode(id: ArchiveId, b: &[u8]) -> Option<Archived> {
+        let direction = match b.first()? {
+            0 => Direction::Received,
+            1 => Direction::Sent,
+            _ => return None,
+        };
+        let len = usize::from(u16::from_be_bytes([*b.get(1)?, *b.get(2)?]));
+        let with = std::str::from_utf8(b.get(3..3 + len)?).ok()?.to_string();
+        Some(Archived { id, direction, with, stanza: b.get(3 + len..)?.to_vec() })
+    }
+
+    /// The correspondent's bare JID (the index key).
+    fn with_bare(&self) -> &str {
+        self.with.split('/').next().unwrap_or(&self.with)
+    }
+}
+
+/// What a query asks for (XEP-0313 §4.1 filters, §4.2 ids).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// A bare JID matches every resource; a full JID only itself.
+    pub with: Option<String>,
+    /// Inclusive, microseconds.
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    /// Exclusive (`urn:xmpp:mam:2#extended`).
+    pub after_id: Option<ArchiveId>,
+    pub before_id: Option<ArchiveId>,
+    /// Exactly these (`ids`), in archive order.
+    pub ids: Vec<ArchiveId>,
+}
+
+/// Which page (XEP-0059 §2).
+#[derive(Clone, Copy, Debug)]
+pub enum Page {
+    /// The first `max` (from the oldest), or those after an id.
+    Forward { after: Option<ArchiveId> },
+    /// The last `max` (an empty `<before/>`: catching up), or those before an id.
+    Backward { before: Option<ArchiveId> },
+}
+
+/// A page read: the messages in archive order, and whether it reaches the end of
+/// the result set in the direction it was read.
+#[derive(Debug, Default)]
+pub struct PageRead {
+    pub messages: Vec<Archived>,
+    pub complete: bool,
+}
+
+impl Filter {
+    /// The id range the filter and the page allow, inclusive; None when empty.
+    fn range(&self, page: Page) -> Option<(u64, u64)> {
+        let mut lo = self.start.map_or(0, |s| ArchiveId::at(s).0);
+        let mut hi = self.end.map_or(u64::MAX, |e| ArchiveId::at(e).0 | ((1 << SEQ_BITS) - 1));
+        let after = [self.after_id, if let Page::Forward { after } = page { after } else { None }];
+        for a in after.into_iter().flatten() {
+            lo = lo.max(a.0.checked_add(1)?);
+        }
+        let before = [self.before_id, if let Page::Backward { before } = page { before } else { None }];
+        for b in before.into_iter().flatten() {
+            hi = hi.min(b.0.checked_sub(1)?);
+        }
+        (lo <= hi).then_some((lo, hi))
+    }
+
+    fn matches(&self, m: &Archived) -> bool {
+        match &self.with {
+            None => true,
+            Some(w) if w.contains('/') => m.with == *w,
+            Some(w) => m.with_bare() == w,
+        }
+    }
+}
+
+/// `rows` oldest first, or newest first.
+fn directed<'a, T: 'a>(
+    rows: impl DoubleEndedIterator<Item = T> + 'a,
+    backward: bool,
+) -> Box<dyn Iterator<Item = T> + 'a> {
+    if backward {
+        Box::new(rows.rev())
+    } else {
+        Box::new(rows)
+    }
+}
+
+impl Store {
+    pub(super) fn create_archive_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        txn.open_table(ARCHIVE).map_err(db_err)?;
+        txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
+        txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Appends messages to their archives inside a write transaction (the store
+    /// writer's batch: one commit for all).
+    pub(super) fn archive_in(txn: &redb::WriteTransaction, rows: &[(BareJid, Archived)]) -> Result<(), StoreError> {
+        let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
+        let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
+        let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        for (owner, m) in rows {
+            let value = m.encode();
+            table.insert((owner.as_str(), m.id.0), value.as_slice()).map_err(db_err)?;
+            index.insert((owner.as_str(), m.with_bare(), m.id.0), ()).map_err(db_err)?;
+            let (n, bytes) = usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+            usage.insert(owner.as_str(), (n + 1, bytes + value.len() as u64)).map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Appends messages, durably on return (tests and tools; the server queues
+    /// them for the writer).
+    pub fn archive(&self, rows: &[(BareJid, Archived)]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        Store::archive_in(&txn, rows)?;
+        txn.commit().map_err(db_err)
+    }
+
+    /// The newest id in any archive (ids continue above it after a restart).
+    pub fn newest_archive_id(&self) -> Result<Option<ArchiveId>, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ARCHIVE).map_err(db_err)?;
+        let mut newest = None;
+        for row in table.iter().map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            newest = newest.max(Some(ArchiveId(k.value().1)));
+        }
+        Ok(newest)
+    }
+
+    /// An archive's (messages, bytes).
+    pub fn archive_usage(&self, owner: &BareJid) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        Ok(usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0)))
+    }
+
+    /// One page of at most `max` messages of `owner`'s archive that match `filter`.
+    pub fn archive_page(
+        &self,
+        owner: &BareJid,
+        filter: &Filter,
+        page: Page,
+        max: usize,
+    ) -> Result<PageRead, StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let table = txn.open_table(ARCHIVE).map_err(db_err)?;
+        let get = |id: u64| -> Result<Option<Archived>, StoreError> {
+            Ok(table
+                .get((owner.as_str(), id))
+                .map_err(db_err)?
+                .and_then(|v| Archived::decode(ArchiveId(id), v.value())))
+        };
+        let Some((lo, hi)) = filter.range(page) else { return Ok(PageRead { messages: Vec::new(), complete: true }) };
+        let backward = matches!(page, Page::Backward { .. });
+        let index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
+        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>> + '_> = if !filter.ids.is_empty() {
+            let mut ids: Vec<u64> = filter.ids.iter().map(|i| i.0).filter(|i| (lo..=hi).contains(i)).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            Box::new(directed(ids.into_iter(), backward).map(Ok))
+        } else if let Some(with) = &filter.with {
+            let bare = with.split('/').next().unwrap_or(with);
+            let range = index.range((owner.as_str(), bare, lo)..=(owner.as_str(), bare, hi)).map_err(db_err)?;
+            Box::new(directed(range, backward).map(|r| r.map(|(k, _)| k.value().2).map_err(db_err)))
+        } else {
+            let range = table.range((owner.as_str(), lo)..=(owner.as_str(), hi)).map_err(db_err)?;
+            Box::new(directed(range, backward).map(|r| r.map(|(k, _)| k.value().1).map_err(db_err)))
+        };
+        let mut found = Vec::with_capacity(max.min(1024) + 1);
+        for id in ids {
+            if let Some(m) = get(id?)?.filter(|m| filter.matches(m)) {
+                found.push(m);
+                if found.len() > max {
+                    break;
+                }
+            }
+        }
+        let complete = found.len() <= max;
+        found.truncate(max);
+        if backward {
+            found.reverse();
+        }
+        Ok(PageRead { messages: found, complete })
+    }
+
+    /// Deletes an archive (account or room deletion).
+    pub(super) fn delete_archive_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
+        let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
+        let mut rows = Vec::new();
+        for row in table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let id = k.value().1;
+            if let Some(m) = Archived::decode(ArchiveId(id), v.value()) {
+                rows.push((id, m.with_bare().to_string()));
+            }
+        }
+        let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
+        for (id, with) in rows {
+            table.remove((owner.as_str(), id)).map_err(db_err)?;
+            index.remove((owner.as_str(), with.as_str(), id)).map_err(db_err)?;
+        }
+        txn.open_table(ARCHIVE_USAGE).map_err(db_err)?.remove(owner.as_str()).map_err(db_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn juliet() -> BareJid {
+        "juliet@localhost".parse().unwrap()
+    }
+
+    /// 10 messages, one a second from t = 1 s: even ones with romeo, odd ones
+    /// with the nurse (her kitchen resource).
+    fn filled() -> (Store, Vec<ArchiveId>) {
+        let store = Store::in_memory().unwrap();
+        let ids = ArchiveIds::default();
+        let mut rows = Vec::new();
+        let mut made = Vec::new();
+        for n in 0..10u64 {
+            let id = ids.next((n + 1) * 1_000_000);
+            made.push(id);
+            let with = if n % 2 == 0 { "romeo@localhost/garden" } else { "nurse@localhost/kitchen" };
+            let stanza = format!("<message><body>m{n}</body></message>").into_bytes();
+            rows.push((juliet(), Archived { id, direction: Direction::Received, with: with.into(), stanza }));
+        }
+        store.archive(&rows).unwrap();
+        (store, made)
+    }
+
+    fn bodies(p: &PageRead) -> Vec<String> {
+        p.messages
+            .iter()
+            .map(|m| String::from_utf8_lossy(&m.stanza).replace("<message><body>", "").replace("</body></message>", ""))
+            .collect()
+    }
+
+    #[test]
+    fn ids_grow_within_a_microsecond_and_read_back_as_text() {
+        let ids = ArchiveIds::starting_after(Some(ArchiveId::at(5)));
+        let a = ids.next(5);
+        let b = ids.next(5);
+        let c = ids.next(3);
+        assert!(ArchiveId::at(5) < a && a < b && b < c);
+        assert_eq!(ArchiveId::parse(&b.text()), Some(b));
+        assert_eq!(ArchiveId::parse("xyz"), None);
+        assert_eq!(ArchiveId::at(7).micros(), 7);
+    }
+
+    #[test]
+    fn pages_go_forward_and_backward_and_say_when_they_are_complete() {
+        let (store, ids) = filled();
+        let all = Filter::default();
+        let first = store.archive_page(&juliet(), &all, Page::Forward { after: None }, 3).unwrap();
+        assert_eq!((bodies(&first), first.complete), (vec!["m0".into(), "m1".into(), "m2".into()], false));
+        let next = store.archive_page(&juliet(), &all, Page::Forward { after: Some(ids[8]) }, 3).unwrap();
+        assert_eq!((bodies(&next), next.complete), (vec!["m9".to_string()], true));
+        let newest = store.archive_page(&juliet(), &all, Page::Backward { before: None }, 2).unwrap();
+        assert_eq!((bodies(&newest), newest.complete), (vec!["m8".into(), "m9".into()], false));
+        let older = store.archive_page(&juliet(), &all, Page::Backward { before: Some(ids[2]) }, 5).unwrap();
+        assert_eq!((bodies(&older), older.complete), (vec!["m0".into(), "m1".into()], true));
+    }
+
+    #[test]
+    fn filters_by_correspondent_time_and_ids() {
+        let (store, ids) = filled();
+        let page = |f: Filter| store.archive_page(&juliet(), &f, Page::Forward { after: None }, 100).unwrap();
+        let romeo = page(Filter { with: Some("romeo@localhost".into()), ..Filter::default() });
+        assert_eq!(bodies(&romeo), ["m0", "m2", "m4", "m6", "m8"]);
+        assert!(page(Filter { with: Some("romeo@localhost/other".into()), ..Filter::default() }).messages.is_empty());
+        let timed = page(Filter { start: Some(3_000_000), end: Some(5_000_000), ..Filter::default() });
+        assert_eq!(bodies(&timed), ["m2", "m3", "m4"]);
+        let between = page(Filter { after_id: Some(ids[1]), before_id: Some(ids[4]), ..Filter::default() });
+        assert_eq!(bodies(&between), ["m2", "m3"]);
+        let chosen = page(Filter { ids: vec![ids[7], ids[3], ArchiveId(1)], ..Filter::default() });
+        assert_eq!(bodies(&chosen), ["m3", "m7"]);
+        let nurse_backward = store
+            .archive_page(
+                &juliet(),
+                &Filter { with: Some("nurse@localhost".into()), ..Filter::default() },
+                Page::Backward { before: None },
+                2,
+            )
+            .unwrap();
+        assert_eq!(bodies(&nurse_backward), ["m7", "m9"]);
+        assert_eq!(store.archive_usage(&juliet()).unwrap().0, 10);
+        assert_eq!(store.newest_archive_id().unwrap(), Some(ids[9]));
+    }
+}
