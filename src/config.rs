@@ -153,6 +153,12 @@ pub struct Config {
     pub pep_caps_cache: usize,
     /// Remote contacts' resources kept for PEP notifications over federation.
     pub pep_remote_resources: usize,
+    /// The message archive (XEP-0313) is on (`archive`), with its page bounds.
+    pub archive: bool,
+    pub mam: crate::services::mam::MamLimits,
+    /// What one archive keeps (`archive_max_messages`, `archive_max_bytes`,
+    /// `archive_days`).
+    pub archive_limits: crate::store::archive::ArchiveLimits,
     /// External component listeners (XEP-0114, port 5347), plain and Direct TLS.
     pub component_listen: Vec<SocketAddr>,
     pub component_tls_listen: Vec<SocketAddr>,
@@ -335,6 +341,14 @@ const KEYS: &[Key] = &[
     Key { name: "pep_max_bytes", kind: Kind::Int { min: 1024, max: 1 << 30, default: 1024 * 1024 } },
     Key { name: "pep_caps_cache", kind: Kind::Int { min: 1, max: 100_000, default: 256 } },
     Key { name: "pep_remote_resources", kind: Kind::Int { min: 0, max: 100_000, default: 512 } },
+    // Off until its cost is brought down (issue 17: 33 000 messages/s with it,
+    // 167 000 without, on the bench machine).
+    Key { name: "archive", kind: Kind::Bool(false) },
+    Key { name: "mam_page_default", kind: Kind::Int { min: 1, max: 1000, default: 50 } },
+    Key { name: "mam_page_max", kind: Kind::Int { min: 1, max: 1000, default: 250 } },
+    Key { name: "archive_max_messages", kind: Kind::Int { min: 1, max: 100_000_000, default: 100_000 } },
+    Key { name: "archive_max_bytes", kind: Kind::Int { min: 4096, max: 1 << 40, default: 64 << 20 } },
+    Key { name: "archive_days", kind: Kind::Int { min: 0, max: 36_500, default: 365 } },
     Key { name: "component_listen", kind: Kind::Addrs(&["127.0.0.1:5347"]) },
     Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
     Key { name: "component", kind: Kind::Components },
@@ -541,6 +555,17 @@ impl Config {
             },
             pep_caps_cache: v.int(take("pep_caps_cache"), "pep_caps_cache") as usize,
             pep_remote_resources: v.int(take("pep_remote_resources"), "pep_remote_resources") as usize,
+            archive: v.bool(take("archive"), "archive"),
+            archive_limits: crate::store::archive::ArchiveLimits {
+                max_messages: v.int(take("archive_max_messages"), "archive_max_messages") as u64,
+                max_bytes: v.int(take("archive_max_bytes"), "archive_max_bytes") as u64,
+                keep_micros: (v.int(take("archive_days"), "archive_days") as u64).saturating_mul(86_400_000_000),
+            },
+            mam: {
+                let page_default = v.int(take("mam_page_default"), "mam_page_default") as usize;
+                let page_max = v.int(take("mam_page_max"), "mam_page_max") as usize;
+                crate::services::mam::MamLimits { page_default: page_default.min(page_max), page_max }
+            },
             component_listen: v.addrs_allow_empty(take("component_listen"), "component_listen"),
             component_tls_listen: v.addrs_allow_empty(take("component_tls_listen"), "component_tls_listen"),
             components: v.components(take("component")),

@@ -193,6 +193,7 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
     });
     let s2s = crate::s2s::S2s::new(domain.clone(), 2, 16 * 1024, b"fuzz".to_vec(), crate::tls::peer::PeerTrust::none());
     let pep = crate::services::pep::Pep::new(2, 2);
+    let mam = crate::services::mam::Mam::new(None, crate::services::mam::MamLimits { page_default: 2, page_max: 3 });
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,
@@ -204,6 +205,7 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
         muc: Some(&muc),
         directory: Some(&directory),
         pep: &pep,
+        mam: Some(&mam),
     };
     Some(f(hub, &romeo))
 }

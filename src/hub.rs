@@ -35,6 +35,8 @@ pub struct Hub<'a> {
     pub directory: Option<&'a crate::services::directory::Directory>,
     /// PEP's state (the caps cache).
     pub pep: &'a crate::services::pep::Pep,
+    /// The message archive (XEP-0313), unless turned off.
+    pub mam: Option<&'a crate::services::mam::Mam>,
 }
 
 /// Where the stanzas for a domain go (RFC 6120 §8.5.1 / §8.5.2).

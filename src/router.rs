@@ -17,7 +17,7 @@ use crate::hub::{Address, Hub};
 use crate::jid::{BareJid, Domain, FullJid, Jid};
 use crate::ns::{NS_CLIENT, NS_COMPONENT, NS_SERVER};
 use crate::s2s::Bounce;
-use crate::services::pep;
+use crate::services::{mam, pep};
 use crate::sessions::Session;
 use crate::stanza::{Condition, Kind, StanzaError};
 use crate::store::writer::Refusal;
@@ -209,6 +209,12 @@ impl<'a> Delivery<'a, '_> {
                 return;
             }
         }
+        if let (Some(me), Kind::Message) = (self.sender_bare, self.kind) {
+            // XEP-0313: what a local account sends is in its own archive.
+            if mam::archivable(self.stanza) && self.stanza_type != Some("error") {
+                mam::sent(&self.hub, me, to.as_str(), &self.for_client());
+            }
+        }
         if let Some(sender) = self.local_sender() {
             if self.kind == Kind::Message && carbons::eligible(self.stanza) {
                 // XEP-0280 §6: the sender's other resources see what it sent.
@@ -375,6 +381,12 @@ impl<'a> Delivery<'a, '_> {
             IqReply::Result(payload) => {
                 handlers::write_result(id.as_deref(), self.to, self.from, payload.as_deref(), &mut bytes)
             }
+            IqReply::ResultAfter(before, payload) => {
+                if local {
+                    bytes.extend_from_slice(&before);
+                }
+                handlers::write_result(id.as_deref(), self.to, self.from, payload.as_deref(), &mut bytes)
+            }
             IqReply::ResultThen(stanzas) => {
                 handlers::write_result(id.as_deref(), self.to, self.from, None, &mut bytes);
                 if local {
@@ -404,7 +416,8 @@ impl<'a> Delivery<'a, '_> {
         let stanza_type = self.stanza_type;
         if let Some(full) = full {
             if let Some(session) = sessions.iter().find(|s| s.jid == *full) {
-                self.deliver(&[session]);
+                let bytes = self.archived_for(bare);
+                self.deliver_bytes(&[session], bytes);
                 if self.kind == Kind::Message && carbons::eligible(self.stanza) {
                     self.carbons_received(&sessions, &[session]);
                 }
@@ -441,15 +454,16 @@ impl<'a> Delivery<'a, '_> {
                         available.into_iter().filter(|s| s.priority.get() == top).collect()
                     }
                 };
+                let bytes = if stanza_type == Some("headline") { self.for_client() } else { self.archived_for(bare) };
                 if targets.is_empty() {
                     // §8.5.2.2.1: a headline for nobody is dropped silently, and so is
                     // what offline storage does not keep (chat states, receipts: R8).
                     if stanza_type != Some("headline") && handlers::offline::eligible(self.stanza) {
-                        self.store_offline(bare);
+                        self.store_offline(bare, bytes);
                     }
                     return;
                 }
-                self.deliver(&targets);
+                self.deliver_bytes(&targets, bytes);
                 if carbons::eligible(self.stanza) {
                     self.carbons_received(&sessions, &targets);
                 }
@@ -469,14 +483,30 @@ impl<'a> Delivery<'a, '_> {
         bytes
     }
 
+    /// The message as its local recipient `owner` gets it: archived for it
+    /// (XEP-0313) with its stanza-id when it is a message the archive keeps. A
+    /// redelivered message was archived when it first arrived.
+    fn archived_for(&self, owner: &BareJid) -> Vec<u8> {
+        let bytes = self.for_client();
+        if self.kind != Kind::Message || matches!(self.origin, Origin::Redelivery) || !mam::archivable(self.stanza) {
+            return bytes;
+        }
+        mam::received(&self.hub, owner, self.from, &bytes)
+    }
+
     /// Into the recipients' queues (a local sender's own session: its output). A
     /// full queue refuses the stanza and the sender hears of it (S5), never the
     /// recipient.
     fn deliver(&mut self, targets: &[&Rc<Session>]) {
+        let bytes = self.for_client();
+        self.deliver_bytes(targets, bytes);
+    }
+
+    /// [`Delivery::deliver`] of these bytes (the stanza as the recipients get it).
+    fn deliver_bytes(&mut self, targets: &[&Rc<Session>], mut bytes: Vec<u8>) {
         if targets.is_empty() {
             return;
         }
-        let mut bytes = self.for_client();
         let mut refused = false;
         for (i, target) in targets.iter().enumerate() {
             let bytes = if i + 1 == targets.len() { std::mem::take(&mut bytes) } else { bytes.clone() };
@@ -507,8 +537,7 @@ impl<'a> Delivery<'a, '_> {
     /// resource, durably before anything else happens on the sender's stream (it
     /// waits for the store writer's batch); when the quota is reached the sender
     /// gets `service-unavailable`, never silence.
-    fn store_offline(&mut self, owner: &BareJid) {
-        let bytes = self.for_client();
+    fn store_offline(&mut self, owner: &BareJid, bytes: Vec<u8>) {
         let text = "the recipient is offline and its offline storage is full";
         let mut e = StanzaError::with_text(Condition::ServiceUnavailable, text);
         e.by = Some(self.hub.domain.as_str().to_string());

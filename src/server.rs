@@ -40,6 +40,8 @@ pub struct Server {
     /// The user directory (XEP-0055) at `directory_domain`.
     pub directory: Option<crate::services::directory::Directory>,
     pub pep: crate::services::pep::Pep,
+    /// The message archive (XEP-0313), unless `archive = false`.
+    pub mam: Option<crate::services::mam::Mam>,
     pub limiter: AuthLimiter,
     /// Connection buffers in all (`max_buffer_memory`).
     pub buffers: crate::budget::MemoryBudget,
@@ -73,6 +75,7 @@ impl Server {
             muc: self.muc.as_ref(),
             directory: self.directory.as_ref(),
             pep: &self.pep,
+            mam: self.mam.as_ref(),
         }
     }
 
@@ -216,7 +219,10 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     crate::os::make_private(&config.data_dir, &crate::store::Store::file(&config.data_dir))
         .map_err(|e| ServeError::DataDir(config.data_dir.clone(), e))?;
     store.set_max_roster_items(config.max_roster_items);
+    store.set_archive_limits(config.archive_limits);
     let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
+    // Archive ids continue above the newest one stored.
+    let newest_archived = store.newest_archive_id().map_err(ServeError::Store)?;
     let s2s = if config.federation {
         let trust = crate::tls::peer::PeerTrust::load(
             config.s2s_ca_file.as_deref(),
@@ -295,6 +301,10 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         muc: config.muc.clone().map(crate::services::muc::Muc::new),
         directory: config.directory.clone().map(crate::services::directory::Directory::new),
         pep: crate::services::pep::Pep::new(config.pep_caps_cache, config.pep_remote_resources),
+        mam: match config.archive {
+            true => Some(crate::services::mam::Mam::new(newest_archived, config.mam)),
+            false => None,
+        },
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(

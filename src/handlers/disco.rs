@@ -61,8 +61,13 @@ fn info(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
         w.start("identity").attr("category", "server").attr("type", "im").attr("name", "wrenhub").close_empty();
     }
     let features = if req.on_behalf_of.is_some() {
-        let mut f: Vec<&str> =
-            HANDLERS.iter().filter(|h| h.for_account).flat_map(|h| h.features.iter().copied()).collect();
+        let mut f: Vec<&str> = HANDLERS
+            .iter()
+            .filter(|h| h.for_account)
+            .flat_map(|h| h.features.iter().copied())
+            // The archive's, only when it is on.
+            .filter(|f| hub.mam.is_some() || !f.starts_with(crate::services::mam::NS_MAM))
+            .collect();
         f.sort_unstable();
         f.dedup();
         f

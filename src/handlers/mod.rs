@@ -63,6 +63,9 @@ pub struct IqRequest<'a> {
 pub enum IqReply {
     Result(Option<Vec<u8>>),
     ResultThen(Vec<Vec<u8>>),
+    /// Stanzas for the (local) requester before the result with its payload
+    /// (XEP-0313's results, then `<fin/>`).
+    ResultAfter(Vec<u8>, Option<Vec<u8>>),
     Error(StanzaError),
 }
 
@@ -107,6 +110,8 @@ pub const HANDLERS: &[Handler] = &[
     last::HANDLER,
     crate::services::pep::HANDLER,
     crate::services::pep::OWNER,
+    crate::services::mam::QUERY,
+    crate::services::mam::METADATA,
 ];
 
 /// The handler for a payload, if any.

@@ -208,6 +208,9 @@ pub async fn drive_from<C: Conn>(
     let mut shutdown = server.shutdown.listen();
     let mut queue: Option<EventListener> = None;
     let mut charge = server.buffers.charge();
+    // Store tickets of the stanzas being handled (S9), waited for before writing,
+    // each with where its stanza's answers end in `out`.
+    let mut held: Vec<(crate::store::writer::Ticket, usize)> = Vec::new();
     let exit = 'conn: loop {
         let mut action = conn.take_queued(server, &mut clock, &mut out);
         let wake = if matches!(action, Action::Close) {
@@ -307,16 +310,10 @@ pub async fn drive_from<C: Conn>(
                         // the size of its largest wait.
                         action = Box::pin(check_password(server, &mut conn, check, lease, &mut out)).await;
                     }
-                    // S9: what this stanza queued for the store writer is durable
-                    // before the stream's next stanza is read (other connections
-                    // run on meanwhile).
+                    // S9: what this stanza queued for the store writer is held
+                    // until it is durable (below, before anything is written).
                     if server.store.has_fresh_tickets() {
-                        for ticket in server.store.take_fresh_tickets() {
-                            Box::pin(ticket.wait()).await;
-                            if let Some(bounce) = ticket.take_bounce() {
-                                out.extend_from_slice(&bounce);
-                            }
-                        }
+                        held.extend(server.store.take_fresh_tickets().into_iter().map(|t| (t, out.len())));
                     }
                     if !promoted {
                         if let Some(kind) = conn.authenticated() {
@@ -358,6 +355,24 @@ pub async fn drive_from<C: Conn>(
             // One of a flood, most likely: no waiting on it.
             transport.abandon(&out);
             return conn.finish(server, Exit::Evicted);
+        }
+        // S9: nothing is answered before what the stanzas of this read queued for
+        // the store writer is durable; the stanzas of one read share the wait (one
+        // group commit for a client's burst, not one per stanza), and other
+        // connections run on meanwhile.
+        // A refusal goes where its stanza's answers went: before those of later
+        // stanzas.
+        if !held.is_empty() {
+            let mut bounces = Vec::new();
+            for (ticket, at) in held.drain(..) {
+                Box::pin(ticket.wait()).await;
+                if let Some(bounce) = ticket.take_bounce() {
+                    bounces.push((at.min(out.len()), bounce));
+                }
+            }
+            for (at, bounce) in bounces.into_iter().rev() {
+                out.splice(at..at, bounce);
+            }
         }
         if !out.is_empty() {
             conn.sending(&mut out);

@@ -24,6 +24,31 @@ const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> = TableDefinition::ne
 /// archive → (messages, bytes).
 const ARCHIVE_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("archive_usage");
 
+/// How much one archive keeps (config keys `archive_max_messages`,
+/// `archive_max_bytes`, `archive_days`): past a bound the oldest messages go,
+/// at most [`EVICT_PER_APPEND`] per message appended, in the writer's batch:
+/// a new message is never refused for space.
+#[derive(Clone, Copy, Debug)]
+pub struct ArchiveLimits {
+    pub max_messages: u64,
+    pub max_bytes: u64,
+    /// Messages older than this many microseconds go (0: kept whatever their age).
+    pub keep_micros: u64,
+}
+
+impl Default for ArchiveLimits {
+    fn default() -> Self {
+        ArchiveLimits { max_messages: u64::MAX, max_bytes: u64::MAX, keep_micros: 0 }
+    }
+}
+
+/// Old messages removed per message appended, at most (the archive shrinks back
+/// under a lowered bound over the next appends, never in one long transaction).
+pub const EVICT_PER_APPEND: usize = 8;
+
+/// The retention is looked at every this many messages an archive receives.
+pub const RETENTION_EVERY: u64 = 64;
+
 /// Bits of an id below the microseconds.
 pub const SEQ_BITS: u32 = 10;
 
@@ -180,6 +205,19 @@ impl Filter {
     }
 }
 
+/// An archive's oldest message: (id, stored bytes, correspondent's bare JID).
+fn oldest(
+    table: &redb::Table<'_, (&'static str, u64), &'static [u8]>,
+    owner: &BareJid,
+) -> Result<Option<(u64, u64, String)>, StoreError> {
+    let mut range = table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)?;
+    let Some(row) = range.next() else { return Ok(None) };
+    let (k, v) = row.map_err(db_err)?;
+    let id = k.value().1;
+    let with = Archived::decode(ArchiveId(id), v.value()).map(|m| m.with_bare().to_string()).unwrap_or_default();
+    Ok(Some((id, v.value().len() as u64, with)))
+}
+
 /// `rows` oldest first, or newest first.
 fn directed<'a, T: 'a>(
     rows: impl DoubleEndedIterator<Item = T> + 'a,
@@ -201,17 +239,54 @@ impl Store {
     }
 
     /// Appends messages to their archives inside a write transaction (the store
-    /// writer's batch: one commit for all).
-    pub(super) fn archive_in(txn: &redb::WriteTransaction, rows: &[(BareJid, Archived)]) -> Result<(), StoreError> {
+    /// writer's batch: one commit for all), each archive kept within `limits`.
+    pub(super) fn archive_in(
+        txn: &redb::WriteTransaction,
+        rows: &[(BareJid, Archived)],
+        limits: ArchiveLimits,
+    ) -> Result<(), StoreError> {
         let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
         let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
         let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        // Each archive's usage is read once and written once per batch.
+        let mut used: Vec<(&BareJid, u64, u64)> = Vec::new();
         for (owner, m) in rows {
             let value = m.encode();
             table.insert((owner.as_str(), m.id.0), value.as_slice()).map_err(db_err)?;
             index.insert((owner.as_str(), m.with_bare(), m.id.0), ()).map_err(db_err)?;
-            let (n, bytes) = usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
-            usage.insert(owner.as_str(), (n + 1, bytes + value.len() as u64)).map_err(db_err)?;
+            let at = match used.iter().position(|(o, _, _)| *o == owner) {
+                Some(at) => at,
+                None => {
+                    let (n, bytes) = usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+                    used.push((owner, n, bytes));
+                    used.len() - 1
+                }
+            };
+            let (_, n, bytes) = &mut used[at];
+            *n += 1;
+            *bytes += value.len() as u64;
+            // The oldest go first: over a bound, or older than the retention
+            // (looked at every RETENTION_EVERY messages: it costs a read).
+            let over = *n > limits.max_messages || *bytes > limits.max_bytes;
+            let retention = limits.keep_micros > 0 && *n % RETENTION_EVERY == 0;
+            if !over && !retention {
+                continue;
+            }
+            let expired_before = m.id.micros().saturating_sub(limits.keep_micros);
+            for _ in 0..EVICT_PER_APPEND {
+                let Some((id, size, with)) = oldest(&table, owner)? else { break };
+                let expired = limits.keep_micros > 0 && ArchiveId(id).micros() < expired_before;
+                if *n <= limits.max_messages && *bytes <= limits.max_bytes && !expired || id == m.id.0 {
+                    break;
+                }
+                table.remove((owner.as_str(), id)).map_err(db_err)?;
+                index.remove((owner.as_str(), with.as_str(), id)).map_err(db_err)?;
+                *n -= 1;
+                *bytes = bytes.saturating_sub(size);
+            }
+        }
+        for (owner, n, bytes) in used {
+            usage.insert(owner.as_str(), (n, bytes)).map_err(db_err)?;
         }
         Ok(())
     }
@@ -220,7 +295,7 @@ impl Store {
     /// them for the writer).
     pub fn archive(&self, rows: &[(BareJid, Archived)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        Store::archive_in(&txn, rows)?;
+        Store::archive_in(&txn, rows, self.archive_limits())?;
         txn.commit().map_err(db_err)
     }
 
@@ -344,6 +419,43 @@ mod tests {
             .iter()
             .map(|m| String::from_utf8_lossy(&m.stanza).replace("<message><body>", "").replace("</body></message>", ""))
             .collect()
+    }
+
+    #[test]
+    fn the_oldest_go_past_a_bound_or_the_retention_and_the_usage_follows() {
+        let store = Store::in_memory().unwrap();
+        store.set_archive_limits(ArchiveLimits { max_messages: 3, max_bytes: u64::MAX, keep_micros: 0 });
+        let ids = ArchiveIds::default();
+        let row = |t: u64, body: &str| {
+            let stanza = format!("<message><body>{body}</body></message>").into_bytes();
+            (juliet(), Archived { id: ids.next(t), direction: Direction::Sent, with: "romeo@localhost".into(), stanza })
+        };
+        for (t, b) in [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")] {
+            store.archive(&[row(t * 1_000_000, b)]).unwrap();
+        }
+        let all = store.archive_page(&juliet(), &Filter::default(), Page::Forward { after: None }, 10).unwrap();
+        assert_eq!(bodies(&all), ["c", "d", "e"]);
+        assert_eq!(store.archive_usage(&juliet()).unwrap().0, 3);
+        let romeo = store
+            .archive_page(
+                &juliet(),
+                &Filter { with: Some("romeo@localhost".into()), ..Filter::default() },
+                Page::Forward { after: None },
+                10,
+            )
+            .unwrap();
+        assert_eq!(bodies(&romeo), ["c", "d", "e"], "the index loses the evicted too");
+        // A day's retention: messages a day and more after the old ones drop
+        // them (looked at every RETENTION_EVERY messages).
+        store.set_archive_limits(ArchiveLimits {
+            max_messages: 1000,
+            max_bytes: u64::MAX,
+            keep_micros: 86_400_000_000,
+        });
+        let later: Vec<_> = (0..RETENTION_EVERY).map(|k| row(86_406 * 1_000_000 + k, "later")).collect();
+        store.archive(&later).unwrap();
+        let all = store.archive_page(&juliet(), &Filter::default(), Page::Forward { after: None }, 1000).unwrap();
+        assert!(bodies(&all).iter().all(|b| b == "later"), "{:?}", bodies(&all));
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct Store {
     max_roster_items: std::sync::atomic::AtomicUsize,
     /// What waits for the writer's next batch.
     pub(crate) writer: writer::WriteQueue,
+    /// What one archive keeps (`archive_*`).
+    archive_limits: std::sync::Mutex<archive::ArchiveLimits>,
     /// Accounts whose blocklist is empty (most): see `blocklist.rs`.
     empty_blocklists: std::sync::Mutex<std::collections::HashSet<Box<str>>>,
 }
@@ -239,8 +241,21 @@ impl Store {
             advisory_since_sync: std::sync::atomic::AtomicU32::new(0),
             max_roster_items: std::sync::atomic::AtomicUsize::new(usize::MAX),
             writer: writer::WriteQueue::default(),
+            archive_limits: Default::default(),
             empty_blocklists: Default::default(),
         })
+    }
+
+    /// Sets what one archive keeps (`archive_max_messages`, `archive_max_bytes`,
+    /// `archive_days`).
+    pub fn set_archive_limits(&self, limits: archive::ArchiveLimits) {
+        if let Ok(mut l) = self.archive_limits.lock() {
+            *l = limits;
+        }
+    }
+
+    pub(crate) fn archive_limits(&self) -> archive::ArchiveLimits {
+        self.archive_limits.lock().map(|l| *l).unwrap_or_default()
     }
 
     /// Sets the bound every roster write enforces (`max_roster_items`).

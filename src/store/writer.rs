@@ -1,7 +1,9 @@
 //! The store writer (REVIEW S9, A1): the only code that makes the store durable.
 //!
-//! - Offline messages (what floods and remote senders make the server write) are
-//!   queued with a ticket and inserted by the writer itself.
+//! - Offline messages and archived messages (what floods and remote senders make
+//!   the server write) are queued with a ticket and inserted by the writer itself;
+//!   an archive query first writes what is queued (and waits for a batch the
+//!   writer is committing), so it reads everything archived before it.
 //! - Every other effect of a stanza (roster, blocklist, account XML, delivered
 //!   offline messages) is committed on the loop *without* fsync (redb
 //!   `Durability::None`: visible to every later read at once, not yet on disk),
@@ -10,15 +12,16 @@
 //! The writer commits on a blocking thread, one `Durability::Immediate`
 //! transaction per batch, which persists the queued messages and every
 //! non-durable commit before it: group commit, one fsync for all. The stream that
-//! got a ticket waits for it before it writes its answers or reads its next
-//! stanza, so the durability order holds (nothing after an effect is answered
-//! before the effect is on disk) while other connections run on. Multi-row
+//! got a ticket waits for it before it writes anything (the stanzas of one read
+//! share the wait), so the durability order holds (nothing after an effect is
+//! answered before the effect is on disk) while other connections run on. Multi-row
 //! effects are one transaction, so a crash keeps all of one or none of it.
 //!
 //! What is left on the loop: a non-durable commit takes the write lock, so one
 //! that coincides with the writer's commit waits for it (at most one fsync,
 //! never one per write).
 
+use super::archive::Archived;
 use super::offline::{OfflineQuota, OfflineRefused};
 use super::{db_err, Store};
 use crate::jid::{BareJid, Domain};
@@ -88,6 +91,10 @@ struct Job {
 #[derive(Default)]
 pub struct WriteQueue {
     pending: Mutex<Vec<Job>>,
+    /// Messages to archive (XEP-0313), each with the state its ticket watches.
+    archive: Mutex<ArchiveQueue>,
+    /// Signalled when a writer's batch with archive messages is committed.
+    archive_committed: std::sync::Condvar,
     /// Tickets of non-durable commits, resolved by the writer's next commit.
     flushes: Mutex<Vec<Arc<State>>>,
     /// A non-durable commit happened since the writer's last commit.
@@ -105,6 +112,14 @@ pub struct WriteQueue {
     fresh: Mutex<Vec<(Ticket, bool)>>,
     /// `fresh` is not empty (checked after every stanza without the lock).
     any_fresh: std::sync::atomic::AtomicBool,
+}
+
+/// Archive messages waiting, and whether the writer is committing some: a
+/// query must see both (it waits for such a commit: at most one fsync).
+#[derive(Default)]
+struct ArchiveQueue {
+    rows: Vec<(BareJid, Archived, Arc<State>)>,
+    in_flight: bool,
 }
 
 /// A committed batch: each message's outcome, with what to tell whom.
@@ -165,7 +180,9 @@ impl Store {
     /// Something dirty is left (a non-durable commit nobody flushed yet).
     pub fn has_unflushed(&self) -> bool {
         use std::sync::atomic::Ordering;
-        self.writer.dirty.load(Ordering::Acquire) || self.writer.advisory.load(Ordering::Acquire)
+        self.writer.dirty.load(Ordering::Acquire)
+            || self.writer.advisory.load(Ordering::Acquire)
+            || self.writer.archive.lock().map(|a| !a.rows.is_empty()).unwrap_or(false)
     }
 
     /// Commits an effect: durable on return without a writer; otherwise visible
@@ -216,6 +233,67 @@ impl Store {
         self.writer.wake.notify(1);
     }
 
+    /// Queues a message for its archive (XEP-0313): the writer's next batch
+    /// stores it with everything else, one fsync for all (never a commit per
+    /// message). The current stream waits for it (`wait`: the sender's), or
+    /// nobody does.
+    pub fn queue_archive(&self, owner: &BareJid, message: Archived, wait: bool) {
+        let state = Arc::new(State::default());
+        if let Ok(mut archive) = self.writer.archive.lock() {
+            archive.rows.push((owner.clone(), message, Arc::clone(&state)));
+        }
+        if wait {
+            if let Ok(mut fresh) = self.writer.fresh.lock() {
+                fresh.push((Ticket(state), true));
+                self.writer.any_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.writer.wake.notify(1);
+    }
+
+    /// Makes every archive message queued so far readable (an archive query
+    /// reads what was archived before it): the queued ones are written now, on
+    /// the caller's thread, without fsync (the writer's next batch makes them
+    /// durable, and their tickets wait for it); if the writer is committing some,
+    /// this waits for that commit.
+    pub fn flush_archive(&self) -> Result<(), super::StoreError> {
+        let rows = {
+            let Ok(mut queue) = self.writer.archive.lock() else { return Ok(()) };
+            while queue.rows.is_empty() && queue.in_flight {
+                queue = match self.writer.archive_committed.wait(queue) {
+                    Ok(q) => q,
+                    Err(_) => return Ok(()),
+                };
+            }
+            std::mem::take(&mut queue.rows)
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_effect()?;
+        let messages: Vec<(BareJid, Archived)> = rows.iter().map(|(o, m, _)| (o.clone(), m.clone())).collect();
+        Store::archive_in(&txn, &messages, self.archive_limits())?;
+        txn.commit().map_err(db_err)?;
+        let deferred = self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed);
+        for (_, _, state) in rows {
+            if deferred {
+                if let Ok(mut flushes) = self.writer.flushes.lock() {
+                    flushes.push(state);
+                }
+            } else {
+                if let Ok(mut r) = state.result.lock() {
+                    *r = Some(Ok(()));
+                }
+                state.done.notify(usize::MAX);
+            }
+        }
+        if deferred {
+            self.writer.dirty.store(true, std::sync::atomic::Ordering::Release);
+            self.writer.wake.notify(1);
+        }
+        Ok(())
+    }
+
     /// Something was queued since the last [`Store::take_fresh_tickets`].
     pub fn has_fresh_tickets(&self) -> bool {
         self.writer.any_fresh.load(std::sync::atomic::Ordering::Relaxed)
@@ -232,7 +310,8 @@ impl Store {
     /// A listener for queued work, or `None` when some is queued already.
     pub fn listen_write_queue(&self) -> Option<EventListener> {
         let listener = self.writer.wake.listen();
-        let pending = self.writer.pending.lock().map(|p| !p.is_empty()).unwrap_or(false);
+        let pending = self.writer.pending.lock().map(|p| !p.is_empty()).unwrap_or(false)
+            || self.writer.archive.lock().map(|a| !a.rows.is_empty()).unwrap_or(false);
         let dirty = self.writer.dirty.load(std::sync::atomic::Ordering::Acquire);
         (!pending && !dirty).then_some(listener)
     }
@@ -249,7 +328,17 @@ impl Store {
         let dirty =
             self.writer.dirty.swap(false, Ordering::AcqRel) | self.writer.advisory.swap(false, Ordering::AcqRel);
         let jobs = self.writer.pending.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
-        if jobs.is_empty() && flushes.is_empty() && !dirty {
+        let archived = self
+            .writer
+            .archive
+            .lock()
+            .map(|mut a| {
+                let rows = std::mem::take(&mut a.rows);
+                a.in_flight = !rows.is_empty();
+                rows
+            })
+            .unwrap_or_default();
+        if jobs.is_empty() && archived.is_empty() && flushes.is_empty() && !dirty {
             return Done::default();
         }
         let mut results: Vec<Result<(), OfflineRefused>> = Vec::with_capacity(jobs.len());
@@ -258,16 +347,24 @@ impl Store {
             for job in &jobs {
                 results.push(Store::store_offline_in(&txn, &job.owner, job.stamp, &job.stanza, job.quota));
             }
-            if jobs.is_empty() {
+            let messages: Vec<(BareJid, Archived)> = archived.iter().map(|(o, m, _)| (o.clone(), m.clone())).collect();
+            Store::archive_in(&txn, &messages, self.archive_limits())?;
+            if jobs.is_empty() && archived.is_empty() {
                 // Something to commit, so that the commit is a real, durable one.
                 Store::count_flush(&txn)?;
             }
             txn.commit().map_err(db_err)
         })();
+        if !archived.is_empty() {
+            if let Ok(mut a) = self.writer.archive.lock() {
+                a.in_flight = false;
+            }
+            self.writer.archive_committed.notify_all();
+        }
         if let Err(e) = &committed {
             log::error!("store writer: commit failed, {} effect(s) may not be durable: {e}", flushes.len());
         }
-        for state in flushes {
+        for state in flushes.into_iter().chain(archived.into_iter().map(|(_, _, state)| state)) {
             if let Ok(mut r) = state.result.lock() {
                 *r = Some(committed.clone().map_err(OfflineRefused::Store));
             }

@@ -1,0 +1,249 @@
+//! XEP-0313 message archives on the wire: both parties' archives with XEP-0359
+//! stanza-ids (forged ones removed), what is not archived, paging forward and
+//! backward from the newest, each filter, the metadata query, offline messages,
+//! who may query, and the archive surviving a kill -9 once a ping was answered.
+
+mod common;
+use common::*;
+
+const MAM: &str = "urn:xmpp:mam:2";
+/// The archive is off by default (while its cost is brought down).
+const ON: &str = "archive = true\n";
+const RSM: &str = "http://jabber.org/protocol/rsm";
+
+/// Sends an archive query and reads up to its answer: (the result messages, the
+/// iq answer).
+fn query(c: &mut Client, id: &str, to: Option<&str>, form: &str, set: &str) -> (Vec<String>, String) {
+    let to = to.map(|t| format!(" to='{t}'")).unwrap_or_default();
+    let form = if form.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'><value>{MAM}</value></field>{form}</x>"
+        )
+    };
+    c.send(&format!("<iq type='set' id='{id}'{to}><query xmlns='{MAM}' queryid='q-{id}'>{form}{set}</query></iq>"));
+    let got = c.read_until_any(&[&format!("id='{id}' type='result'"), &format!("id='{id}' type='error'")]);
+    let tail = c.read_until("</iq>", WAIT);
+    let all = got + &tail;
+    let at = all.rfind("<iq").expect("the answer");
+    // Each result is an outer `<message from=…>`; the archived one inside it
+    // starts with its `xmlns`.
+    let results =
+        all[..at].split("<message from=").skip(1).filter(|m| m.contains("queryid='q-")).map(str::to_string).collect();
+    (results, all[at..].to_string())
+}
+
+fn field(var: &str, value: &str) -> String {
+    format!("<field var='{var}'><value>{value}</value></field>")
+}
+
+fn max(n: usize) -> String {
+    format!("<set xmlns='{RSM}'><max>{n}</max></set>")
+}
+
+fn body_of(result: &str) -> &str {
+    between(result, "<body>", "</body>")
+}
+
+fn result_id(result: &str) -> String {
+    between(&result[result.find("<result").expect("a result")..], " id='", "'").to_string()
+}
+
+/// Juliet and Romeo, both available (each has read its own presence).
+fn online(server: &Server) -> (Client, Client) {
+    let (mut juliet, mut romeo) = server.juliet_and_romeo();
+    for c in [&mut juliet, &mut romeo] {
+        c.send("<presence/>");
+        c.sync("online");
+    }
+    (juliet, romeo)
+}
+
+/// Juliet sends Romeo `n` chat messages `m0..`; Romeo reads them.
+fn chat(juliet: &mut Client, romeo: &mut Client, n: usize) -> Vec<String> {
+    let mut delivered = Vec::new();
+    for k in 0..n {
+        juliet.send(&format!("<message to='romeo@localhost' type='chat' id='c{k}'><body>m{k}</body></message>"));
+        delivered.push(romeo.read_until("</message>", WAIT));
+    }
+    delivered
+}
+
+#[test]
+fn both_parties_archive_with_stanza_ids_and_pages_go_forward_and_back_from_the_newest() {
+    let server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    let delivered = chat(&mut juliet, &mut romeo, 5);
+    for (k, d) in delivered.iter().enumerate() {
+        assert!(
+            d.contains(&format!("<body>m{k}</body>"))
+                && d.contains("<stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='"),
+            "{d}"
+        );
+    }
+    let ids: Vec<String> =
+        delivered.iter().map(|d| between(&d[d.find("<stanza-id").unwrap()..], " id='", "'").to_string()).collect();
+    // The first page, then the next after its last.
+    let (page, fin) = query(&mut romeo, "p1", None, "", &max(2));
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0", "m1"], "{page:?}");
+    assert!(
+        page[0].starts_with("'romeo@localhost' to='romeo@localhost/b'>")
+            && page[0].contains("<forwarded xmlns='urn:xmpp:forward:0'><delay xmlns='urn:xmpp:delay' stamp='"),
+        "{}",
+        page[0]
+    );
+    assert!(
+        page[0].contains("<message xmlns='jabber:client' ") && page[0].contains("from='juliet@localhost/a'"),
+        "{}",
+        page[0]
+    );
+    assert_eq!(result_id(&page[0]), ids[0]);
+    assert!(
+        !fin.contains("complete='true'") && fin.contains(&format!("<first>{}</first><last>{}</last>", ids[0], ids[1])),
+        "{fin}"
+    );
+    let (page, fin) =
+        query(&mut romeo, "p2", None, "", &format!("<set xmlns='{RSM}'><max>10</max><after>{}</after></set>", ids[1]));
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m2", "m3", "m4"]);
+    assert!(fin.contains("<fin xmlns='urn:xmpp:mam:2' complete='true'>"), "{fin}");
+    // Catching up: the newest page first, then older ones.
+    let (page, fin) = query(&mut romeo, "p3", None, "", &format!("<set xmlns='{RSM}'><max>2</max><before/></set>"));
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m3", "m4"]);
+    assert!(!fin.contains("complete='true'"), "{fin}");
+    let (page, fin) =
+        query(&mut romeo, "p4", None, "", &format!("<set xmlns='{RSM}'><max>5</max><before>{}</before></set>", ids[3]));
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+    assert!(fin.contains("complete='true'"), "{fin}");
+    // The sender's archive has what she sent.
+    let (page, _) = query(&mut juliet, "j1", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0", "m1", "m2", "m3", "m4"]);
+    assert!(page[0].contains("to='romeo@localhost'"), "{}", page[0]);
+    // The account says it has an archive (XEP-0313 §6).
+    juliet.send(
+        "<iq type='get' id='d' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    );
+    let info = juliet.read_until("</iq>", WAIT);
+    assert!(info.contains("<feature var='urn:xmpp:mam:2'/>") && info.contains("urn:xmpp:mam:2#extended"), "{info}");
+    // The metadata query names the first and the last.
+    juliet.send(&format!("<iq type='get' id='md'><metadata xmlns='{MAM}'/></iq>"));
+    let md = juliet.read_until("</iq>", WAIT);
+    assert!(md.contains("<metadata xmlns='urn:xmpp:mam:2'><start id='") && md.contains("<end id='"), "{md}");
+    // Nobody else reads an archive.
+    let (_, refused) = query(&mut juliet, "x1", Some("romeo@localhost"), "", "");
+    assert!(refused.contains("type='error'") && refused.contains("<forbidden "), "{refused}");
+}
+
+#[test]
+fn each_filter_selects_and_what_is_not_a_kept_message_is_not_archived() {
+    let server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    server.add_user("nurse", "pw");
+    let mut nurse = server.login("nurse", "pw", "kitchen");
+    chat(&mut juliet, &mut romeo, 3);
+    nurse.send("<message to='romeo@localhost' type='chat'><body>from the nurse</body></message>");
+    romeo.read_until("from the nurse", WAIT);
+    // Not archived: a headline, a chat state alone, a no-store hint, an error.
+    juliet.send("<message to='romeo@localhost' type='headline'><body>news</body></message>");
+    juliet.send(
+        "<message to='romeo@localhost' type='chat'><active xmlns='http://jabber.org/protocol/chatstates'/></message>",
+    );
+    juliet.send(
+        "<message to='romeo@localhost' type='chat'><body>secret</body><no-store xmlns='urn:xmpp:hints'/></message>",
+    );
+    // A stanza-id by Romeo's account from outside is not believed.
+    juliet.send(
+        "<message to='romeo@localhost' type='chat'><body>forged</body>\
+         <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='0000000000000001'/></message>",
+    );
+    let forged = romeo.read_until("forged", WAIT) + &romeo.read_until("</message>", WAIT);
+    assert!(!forged.contains("id='0000000000000001'") && forged.contains("by='romeo@localhost'"), "{forged}");
+    let q = |c: &mut Client, id: &str, form: &str| query(c, id, None, form, "").0;
+    let all = q(&mut romeo, "a", "");
+    let bodies: Vec<&str> = all.iter().map(|r| body_of(r)).collect();
+    assert_eq!(bodies, ["m0", "m1", "m2", "from the nurse", "forged"], "{all:?}");
+    let ids: Vec<String> = all.iter().map(|r| result_id(r)).collect();
+    let with_nurse = q(&mut romeo, "w1", &field("with", "nurse@localhost"));
+    assert_eq!(with_nurse.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["from the nurse"]);
+    let with_resource = q(&mut romeo, "w2", &field("with", "juliet@localhost/a"));
+    assert_eq!(with_resource.len(), 4);
+    assert!(q(&mut romeo, "w3", &field("with", "juliet@localhost/elsewhere")).is_empty());
+    let between_ids = q(&mut romeo, "b1", &(field("after-id", &ids[0]) + &field("before-id", &ids[3])));
+    assert_eq!(between_ids.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m1", "m2"]);
+    let chosen =
+        q(&mut romeo, "i1", &format!("<field var='ids'><value>{}</value><value>{}</value></field>", ids[4], ids[1]));
+    assert_eq!(chosen.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m1", "forged"]);
+    let future = q(&mut romeo, "t1", &field("start", "2999-01-01T00:00:00Z"));
+    assert!(future.is_empty());
+    let past = q(&mut romeo, "t2", &(field("start", "2000-01-01T00:00:00Z") + &field("end", "2999-01-01T00:00:00Z")));
+    assert_eq!(past.len(), 5);
+    // Bad input gets the XEP's errors.
+    let (_, unknown) = query(&mut romeo, "e1", None, &field("colour", "red"), "");
+    assert!(unknown.contains("type='error'") && unknown.contains("<bad-request "), "{unknown}");
+    let (_, missing) = query(&mut romeo, "e2", None, "", &format!("<set xmlns='{RSM}'><after>nonsense</after></set>"));
+    assert!(missing.contains("<item-not-found "), "{missing}");
+    let (_, date) = query(&mut romeo, "e3", None, &field("start", "yesterday"), "");
+    assert!(date.contains("<bad-request "), "{date}");
+    // The form's fields.
+    romeo.send(&format!("<iq type='get' id='f'><query xmlns='{MAM}'/></iq>"));
+    let form = romeo.read_until("</iq>", WAIT);
+    assert!(form.contains("<field var='with' type='jid-single'/>") && form.contains("var='before-id'"), "{form}");
+}
+
+#[test]
+fn offline_messages_are_archived_and_the_archive_survives_a_kill_9_after_the_ping() {
+    let mut server = Server::start_with(ON);
+    server.add_user("juliet", "pw");
+    server.add_user("romeo", "pw");
+    let mut juliet = server.login("juliet", "pw", "a");
+    for k in 0..20 {
+        juliet.send(&format!("<message to='romeo@localhost' type='chat' id='o{k}'><body>offline {k}</body></message>"));
+    }
+    // The ping's answer comes after every message before it is on disk.
+    juliet.sync("durable");
+    server.signal("KILL");
+    server.wait_exit(WAIT).expect("killed");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, ON);
+    let mut romeo = restarted.login("romeo", "pw", "b");
+    romeo.send("<presence/>");
+    let offline = romeo.read_until("offline 19", WAIT);
+    assert!(offline.contains("<stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost'"), "{offline}");
+    romeo.sync("read");
+    let (page, fin) = query(&mut romeo, "r", None, "", &max(100));
+    assert_eq!(page.len(), 20, "{fin}");
+    let mut juliet = restarted.login("juliet", "pw", "a");
+    let (page, _) = query(&mut juliet, "j", None, "", &max(100));
+    assert_eq!(page.len(), 20);
+    // Ids continue above the stored ones after the restart.
+    juliet.send("<message to='romeo@localhost' type='chat'><body>after</body></message>");
+    let (newest, _) = query(&mut juliet, "n", None, "", &format!("<set xmlns='{RSM}'><max>1</max><before/></set>"));
+    assert!(body_of(&newest[0]) == "after" && result_id(&newest[0]) > result_id(&page[19]), "{newest:?}");
+}
+
+#[test]
+fn the_archive_is_off_by_default() {
+    let server = Server::start();
+    let (mut juliet, mut romeo) = online(&server);
+    let got = chat(&mut juliet, &mut romeo, 1);
+    assert!(!got[0].contains("stanza-id"), "{got:?}");
+    let (_, answer) = query(&mut juliet, "q", None, "", "");
+    assert!(answer.contains("type='error'") && answer.contains("<service-unavailable "), "{answer}");
+    juliet.send(
+        "<iq type='get' id='d' to='juliet@localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
+    );
+    let info = juliet.read_until("</iq>", WAIT);
+    assert!(info.contains("urn:xmpp:pep-vcard-conversion:0") && !info.contains("urn:xmpp:mam:2"), "{info}");
+}
+
+#[test]
+fn past_archive_max_messages_the_oldest_go_and_new_ones_are_kept() {
+    let server = Server::start_with("archive = true\narchive_max_messages = 3\n");
+    let (mut juliet, mut romeo) = online(&server);
+    let delivered = chat(&mut juliet, &mut romeo, 5);
+    assert!(delivered.iter().all(|d| d.contains("<stanza-id ")), "none refused: {delivered:?}");
+    let (page, _) = query(&mut romeo, "q", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m2", "m3", "m4"]);
+    let (page, _) = query(&mut juliet, "j", None, "", "");
+    assert_eq!(page.len(), 3);
+}
