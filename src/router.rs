@@ -491,7 +491,7 @@ impl<'a> Delivery<'a, '_> {
         if self.kind != Kind::Message || matches!(self.origin, Origin::Redelivery) || !mam::archivable(self.stanza) {
             return bytes;
         }
-        mam::received(&self.hub, owner, self.from, &bytes)
+        mam::received(&self.hub, owner, self.from, self.stanza, &bytes)
     }
 
     /// Into the recipients' queues (a local sender's own session: its output). A

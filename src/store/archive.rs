@@ -19,8 +19,14 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 /// (archive, id) → direction (u8) ++ correspondent's JID (u16 length ++ bytes) ++
 /// the stanza as it was delivered.
 const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
-/// (archive, correspondent's bare JID, id) → nothing: the `with` index.
-const ARCHIVE_WITH: TableDefinition<(&str, &str, u64), ()> = TableDefinition::new("archive_with");
+/// (archive, hash of the correspondent's bare JID, id) → nothing: the `with`
+/// index (a fixed-size key; a query compares the JIDs of what it finds).
+const ARCHIVE_WITH: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("archive_with");
+
+/// FNV-1a: a stable hash of a bare JID for the index.
+fn with_key(bare: &str) -> u64 {
+    bare.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
 /// archive → (messages, bytes).
 const ARCHIVE_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("archive_usage");
 
@@ -240,9 +246,9 @@ impl Store {
 
     /// Appends messages to their archives inside a write transaction (the store
     /// writer's batch: one commit for all), each archive kept within `limits`.
-    pub(super) fn archive_in(
+    pub(super) fn archive_in<'r>(
         txn: &redb::WriteTransaction,
-        rows: &[(BareJid, Archived)],
+        rows: impl IntoIterator<Item = (&'r BareJid, &'r Archived)>,
         limits: ArchiveLimits,
     ) -> Result<(), StoreError> {
         let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
@@ -253,7 +259,7 @@ impl Store {
         for (owner, m) in rows {
             let value = m.encode();
             table.insert((owner.as_str(), m.id.0), value.as_slice()).map_err(db_err)?;
-            index.insert((owner.as_str(), m.with_bare(), m.id.0), ()).map_err(db_err)?;
+            index.insert((owner.as_str(), with_key(m.with_bare()), m.id.0), ()).map_err(db_err)?;
             let at = match used.iter().position(|(o, _, _)| *o == owner) {
                 Some(at) => at,
                 None => {
@@ -280,7 +286,7 @@ impl Store {
                     break;
                 }
                 table.remove((owner.as_str(), id)).map_err(db_err)?;
-                index.remove((owner.as_str(), with.as_str(), id)).map_err(db_err)?;
+                index.remove((owner.as_str(), with_key(&with), id)).map_err(db_err)?;
                 *n -= 1;
                 *bytes = bytes.saturating_sub(size);
             }
@@ -295,7 +301,7 @@ impl Store {
     /// them for the writer).
     pub fn archive(&self, rows: &[(BareJid, Archived)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        Store::archive_in(&txn, rows, self.archive_limits())?;
+        Store::archive_in(&txn, rows.iter().map(|(o, m)| (o, m)), self.archive_limits())?;
         txn.commit().map_err(db_err)
     }
 
@@ -344,7 +350,8 @@ impl Store {
             Box::new(directed(ids.into_iter(), backward).map(Ok))
         } else if let Some(with) = &filter.with {
             let bare = with.split('/').next().unwrap_or(with);
-            let range = index.range((owner.as_str(), bare, lo)..=(owner.as_str(), bare, hi)).map_err(db_err)?;
+            let key = with_key(bare);
+            let range = index.range((owner.as_str(), key, lo)..=(owner.as_str(), key, hi)).map_err(db_err)?;
             Box::new(directed(range, backward).map(|r| r.map(|(k, _)| k.value().2).map_err(db_err)))
         } else {
             let range = table.range((owner.as_str(), lo)..=(owner.as_str(), hi)).map_err(db_err)?;
@@ -381,7 +388,7 @@ impl Store {
         let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
         for (id, with) in rows {
             table.remove((owner.as_str(), id)).map_err(db_err)?;
-            index.remove((owner.as_str(), with.as_str(), id)).map_err(db_err)?;
+            index.remove((owner.as_str(), with_key(&with), id)).map_err(db_err)?;
         }
         txn.open_table(ARCHIVE_USAGE).map_err(db_err)?.remove(owner.as_str()).map_err(db_err)?;
         Ok(())

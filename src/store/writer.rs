@@ -271,8 +271,7 @@ impl Store {
             return Ok(());
         }
         let txn = self.begin_effect()?;
-        let messages: Vec<(BareJid, Archived)> = rows.iter().map(|(o, m, _)| (o.clone(), m.clone())).collect();
-        Store::archive_in(&txn, &messages, self.archive_limits())?;
+        Store::archive_in(&txn, rows.iter().map(|(o, m, _)| (o, m)), self.archive_limits())?;
         txn.commit().map_err(db_err)?;
         let deferred = self.writer.deferred.load(std::sync::atomic::Ordering::Relaxed);
         for (_, _, state) in rows {
@@ -347,8 +346,7 @@ impl Store {
             for job in &jobs {
                 results.push(Store::store_offline_in(&txn, &job.owner, job.stamp, &job.stanza, job.quota));
             }
-            let messages: Vec<(BareJid, Archived)> = archived.iter().map(|(o, m, _)| (o.clone(), m.clone())).collect();
-            Store::archive_in(&txn, &messages, self.archive_limits())?;
+            Store::archive_in(&txn, archived.iter().map(|(o, m, _)| (o, m)), self.archive_limits())?;
             if jobs.is_empty() && archived.is_empty() {
                 // Something to commit, so that the commit is a real, durable one.
                 Store::count_flush(&txn)?;

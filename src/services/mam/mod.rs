@@ -69,7 +69,21 @@ pub fn archivable(message: &Element<'_>) -> bool {
 /// The message as written for a client (`bytes`, one `<message/>`), with every
 /// `<stanza-id/>` by `owner` taken out (only this server may say what its
 /// archive's ids are) and its own added.
-fn with_stanza_id(bytes: &[u8], owner: &BareJid, id: ArchiveId) -> Vec<u8> {
+fn with_stanza_id(bytes: &[u8], owner: &BareJid, id: ArchiveId, forged: bool) -> Vec<u8> {
+    // Nothing to take out (nearly always): the id goes before the end tag.
+    if !forged && bytes.ends_with(b"</message>") {
+        let at = bytes.len() - b"</message>".len();
+        let mut out = Vec::with_capacity(bytes.len() + 96);
+        out.extend_from_slice(&bytes[..at]);
+        XmlWriter::new(&mut out)
+            .start("stanza-id")
+            .attr("xmlns", NS_SID)
+            .attr("by", owner.as_str())
+            .attr("id", &id.text())
+            .close_empty();
+        out.extend_from_slice(b"</message>");
+        return out;
+    }
     let mut out = Vec::with_capacity(bytes.len() + 96);
     crate::xml::for_each_stanza(bytes, |m| {
         let mut w = XmlWriter::new(&mut out);
@@ -97,15 +111,19 @@ fn with_stanza_id(bytes: &[u8], owner: &BareJid, id: ArchiveId) -> Vec<u8> {
     out
 }
 
+/// Does the message carry a stanza-id claiming to be by `owner` (XEP-0359 §7)?
+pub fn claims_stanza_id_of(message: &Element<'_>, owner: &BareJid) -> bool {
+    message.children().any(|c| c.is("stanza-id", NS_SID) && c.attr("by").as_deref() == Some(owner.as_str()))
+}
+
 /// Archives a message for its local recipient `owner` (from `from`); returns the
 /// bytes to deliver (with the stanza-id) in place of `bytes`. The stream that
 /// brought it waits for it (a kill after the sender's next answer loses nothing).
-pub fn received(hub: &Hub<'_>, owner: &BareJid, from: &str, bytes: &[u8]) -> Vec<u8> {
+pub fn received(hub: &Hub<'_>, owner: &BareJid, from: &str, message: &Element<'_>, bytes: &[u8]) -> Vec<u8> {
     let Some(mam) = hub.mam else { return bytes.to_vec() };
     let id = mam.ids.next(now_micros());
-    let stamped = with_stanza_id(bytes, owner, id);
-    let archived =
-        Archived { id, direction: Direction::Received, with: from.to_string(), stanza: as_forwarded(&stamped) };
+    let stamped = with_stanza_id(bytes, owner, id, claims_stanza_id_of(message, owner));
+    let archived = Archived { id, direction: Direction::Received, with: from.to_string(), stanza: stamped.clone() };
     hub.store.queue_archive(owner, archived, true);
     stamped
 }
@@ -115,11 +133,12 @@ pub fn received(hub: &Hub<'_>, owner: &BareJid, from: &str, bytes: &[u8]) -> Vec
 pub fn sent(hub: &Hub<'_>, owner: &BareJid, to: &str, bytes: &[u8]) {
     let Some(mam) = hub.mam else { return };
     let id = mam.ids.next(now_micros());
-    let archived = Archived { id, direction: Direction::Sent, with: to.to_string(), stanza: as_forwarded(bytes) };
+    let archived = Archived { id, direction: Direction::Sent, with: to.to_string(), stanza: bytes.to_vec() };
     hub.store.queue_archive(owner, archived, true);
 }
 
-/// The message as it goes inside `<forwarded/>`: its namespace declared.
+/// The message as it goes inside `<forwarded/>`: its namespace declared (the
+/// archive keeps it as a client receives it; a query re-frames it).
 fn as_forwarded(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 24);
     crate::xml::for_each_stanza(bytes, |m| write_element(&mut out, m, "", None, &[]));
@@ -262,7 +281,7 @@ fn write_result(out: &mut Vec<u8>, owner: &BareJid, to: &str, query_id: Option<&
     w.start("result").attr("xmlns", NS_MAM).attr_opt("queryid", query_id).attr("id", &m.id.text()).open();
     w.start("forwarded").attr("xmlns", NS_FORWARD).open();
     w.start("delay").attr("xmlns", NS_DELAY).attr("stamp", &crate::clock::utc_timestamp(stamp)).close_empty();
-    out.extend_from_slice(&m.stanza);
+    out.extend_from_slice(&as_forwarded(&m.stanza));
     XmlWriter::new(out).end("forwarded").end("result").end("message");
 }
 
@@ -362,7 +381,14 @@ mod tests {
                        <stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='forged'/>\
                        <stanza-id xmlns='urn:xmpp:sid:0' by='romeo@remote.example' id='theirs'/>\
                        <origin-id xmlns='urn:xmpp:sid:0' id='o1'/></message>";
-        let out = String::from_utf8(with_stanza_id(forged, &owner, ArchiveId(0x10))).unwrap();
+        let plain = b"<message from='romeo@remote.example/a' type='chat'><body>hi</body></message>";
+        let out = String::from_utf8(with_stanza_id(plain, &owner, ArchiveId(0x10), false)).unwrap();
+        assert_eq!(
+            out,
+            "<message from='romeo@remote.example/a' type='chat'><body>hi</body>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='juliet@localhost' id='0000000000000010'/></message>"
+        );
+        let out = String::from_utf8(with_stanza_id(forged, &owner, ArchiveId(0x10), true)).unwrap();
         assert!(!out.contains("forged"), "{out}");
         assert!(out.contains("by='romeo@remote.example' id='theirs'") && out.contains("<origin-id"), "{out}");
         assert!(
