@@ -247,3 +247,21 @@ fn past_archive_max_messages_the_oldest_go_and_new_ones_are_kept() {
     let (page, _) = query(&mut juliet, "j", None, "", "");
     assert_eq!(page.len(), 3);
 }
+
+#[test]
+fn a_page_is_bounded_in_bytes_and_paging_goes_on() {
+    let server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    let big = "z".repeat(200 * 1024);
+    for k in 0..6 {
+        juliet.send(&format!("<message to='romeo@localhost' type='chat'><body>{k}{big}</body></message>"));
+        romeo.read_until("</message>", WAIT);
+    }
+    let (page, fin) = query(&mut romeo, "b1", None, "", &max(10));
+    assert!(page.len() < 6 && !page.is_empty() && !fin.contains("complete='true'"), "{} results", page.len());
+    let last = between(&fin, "<last>", "</last>").to_string();
+    let (rest, fin) =
+        query(&mut romeo, "b2", None, "", &format!("<set xmlns='{RSM}'><max>10</max><after>{last}</after></set>"));
+    assert_eq!(page.len() + rest.len(), 6, "{fin}");
+    assert!(fin.contains("complete='true'"), "{fin}");
+}

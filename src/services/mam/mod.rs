@@ -30,6 +30,10 @@ pub const NS_SID: &str = "urn:xmpp:sid:0";
 pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 const NS_DATA: &str = "jabber:x:data";
 
+/// The bytes of one page's results, at most (past it the page ends early and is
+/// not `complete`; XEP-0059 lets the server return fewer than `max`).
+const MAX_PAGE_BYTES: usize = 1 << 20;
+
 /// Paging bounds (config keys `mam_page_default`, `mam_page_max`).
 #[derive(Clone, Copy, Debug)]
 pub struct MamLimits {
@@ -244,7 +248,29 @@ fn query(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
         let filter = filter_of(&req.payload)?;
         let (page, max) = page_of(&req.payload, mam.limits)?;
         hub.store.flush_archive().map_err(internal)?;
-        let read = hub.store.archive_page(&owner, &filter, page, max).map_err(internal)?;
+        let mut read = hub.store.archive_page(&owner, &filter, page, max).map_err(internal)?;
+        // A page is bounded in bytes too: it is written to the requester at once.
+        let backward = matches!(page, Page::Backward { .. });
+        let mut total = 0;
+        let fits = |m: &Archived, total: &mut usize| {
+            *total += m.stanza.len() + 300;
+            *total <= MAX_PAGE_BYTES
+        };
+        let keep = if backward {
+            read.messages.iter().rev().take_while(|m| fits(m, &mut total)).count()
+        } else {
+            read.messages.iter().take_while(|m| fits(m, &mut total)).count()
+        };
+        // At least one message, whatever its size, so that paging moves on.
+        let keep = keep.max(1).min(read.messages.len());
+        if keep < read.messages.len() {
+            read.complete = false;
+            if backward {
+                read.messages.drain(..read.messages.len() - keep);
+            } else {
+                read.messages.truncate(keep);
+            }
+        }
         let query_id = req.payload.attr("queryid");
         let mut before = Vec::new();
         for m in &read.messages {
