@@ -228,54 +228,86 @@ fn s2s_stream_in(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::
 
     let Some(s2s) = hub.s2s else { return };
     let env = Env { s2s, dialback: true, peer_chain: None, hub };
-    let limits = Limits { max_stanza_size: 8192, max_depth: 16, max_attributes: 16, max_namespaces: 16 };
-    let mut framer = Framer::new(limits);
     let mut stream = S2sInStream::new(true);
     let mut out = Vec::new();
-    let mut rest = data;
-    let mut closed = false;
-    while !rest.is_empty() && !closed {
-        let n = framer.feed(&rest[..rest.len().min(512)]);
-        rest = &rest[n..];
-        loop {
-            let step = match framer.next_event() {
-                Ok(Some(event)) => stream.handle(Input::Xml(event), &env, &mut out),
-                Ok(None) => break,
-                Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
-            };
-            let step = match step {
-                Step::Verify { remote, key, .. } => {
-                    let verdict = if key == "valid" { Verdict::Valid } else { Verdict::Invalid };
-                    stream.dialback_answer(&remote, verdict, &mut out)
-                }
-                other => other,
-            };
-            match step {
-                Step::Continue | Step::Verify { .. } => {}
-                Step::Restart => framer.restart(),
-                Step::StartTls => {
-                    framer.discard_buffered();
-                    framer.restart();
-                    stream.set_secure();
-                }
-                Step::Close => {
-                    closed = true;
-                    break;
-                }
+    let closed = drive_stream(data, |input| {
+        let step = match input {
+            Ok(event) => stream.handle(Input::Xml(event), &env, &mut out),
+            Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
+        };
+        let step = match step {
+            Step::Verify { remote, key, .. } => {
+                let verdict = if key == "valid" { Verdict::Valid } else { Verdict::Invalid };
+                stream.dialback_answer(&remote, verdict, &mut out)
             }
-            let _ = hub.store.commit_queue();
-            let _ = hub.store.take_fresh_tickets();
-            let _ = romeo.take_close_or_drain(&mut Vec::new());
-            out.clear();
-        }
-        if n == 0 && !closed {
-            break;
-        }
-    }
+            other => other,
+        };
+        let flow = match step {
+            Step::Continue | Step::Verify { .. } => Flow::Go,
+            Step::Restart => Flow::Restart,
+            Step::StartTls => {
+                stream.set_secure();
+                Flow::StartTls
+            }
+            Step::Close => Flow::Close,
+        };
+        after_step(hub, romeo, &mut out);
+        flow
+    });
     if closed {
         let step = stream.handle(Input::Shutdown, &env, &mut out);
         assert!(matches!(step, Step::Close), "input after the close reopened the stream");
     }
+}
+
+/// What a stream's step asks of the framer that feeds it.
+enum Flow {
+    Go,
+    Restart,
+    StartTls,
+    Close,
+}
+
+/// Feeds `data` to a framer in chunks of at most 512 bytes, each event (or XML
+/// error) to `step`; returns whether the stream closed.
+fn drive_stream(data: &[u8], mut step: impl FnMut(Result<Event<'_>, crate::xml::XmlError>) -> Flow) -> bool {
+    let limits = Limits { max_stanza_size: 8192, max_depth: 16, max_attributes: 16, max_namespaces: 16 };
+    let mut framer = Framer::new(limits);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = framer.feed(&rest[..rest.len().min(512)]);
+        rest = &rest[n..];
+        loop {
+            let flow = match framer.next_event() {
+                Ok(Some(event)) => step(Ok(event)),
+                Ok(None) => break,
+                Err(e) => step(Err(e)),
+            };
+            match flow {
+                Flow::Go => {}
+                Flow::Restart => framer.restart(),
+                Flow::StartTls => {
+                    framer.discard_buffered();
+                    framer.restart();
+                }
+                Flow::Close => return true,
+            }
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    false
+}
+
+/// After each step: the store writer's batch is committed at once (no writer
+/// task here), and romeo's queue is read as a client would (it cannot grow past
+/// its limit); what the stream wrote is dropped.
+fn after_step(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::Session>, out: &mut Vec<u8>) {
+    let _ = hub.store.commit_queue();
+    let _ = hub.store.take_fresh_tickets();
+    let _ = romeo.take_close_or_drain(&mut Vec::new());
+    out.clear();
 }
 
 /// Entry point for the `c2s` target: the bytes a client sends after TLS, through
@@ -292,7 +324,6 @@ fn c2s_stream_in(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::
     use std::rc::Rc;
 
     let limiter = AuthLimiter::new(1000);
-    let store = hub.store;
     let policy = Policy {
         domain: Rc::new(hub.domain.clone()),
         require_encryption: true,
@@ -312,53 +343,33 @@ fn c2s_stream_in(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::
         bindings: &bindings,
         peer: std::net::Ipv4Addr::LOCALHOST.into(),
     };
-    let limits = Limits { max_stanza_size: 8192, max_depth: 16, max_attributes: 16, max_namespaces: 16 };
-    let mut framer = Framer::new(limits);
     let mut stream = C2sStream::new(policy, true);
     let mut out = Vec::new();
-    let mut rest = data;
-    let mut closed = false;
-    while !rest.is_empty() && !closed {
-        let n = framer.feed(&rest[..rest.len().min(512)]);
-        rest = &rest[n..];
-        loop {
-            let step = match framer.next_event() {
-                Ok(Some(event)) => stream.handle(Input::Xml(event), &env, &mut out),
-                Ok(None) => break,
-                Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
-            };
-            let step = match step {
-                Step::Verify(check) => stream.plain_verified(check.run(), &env, &mut out),
-                other => other,
-            };
-            match step {
-                Step::Continue | Step::Verify(_) => {}
-                Step::Restart => framer.restart(),
-                Step::StartTls => {
-                    framer.discard_buffered();
-                    framer.restart();
-                    stream.set_secure();
-                }
-                Step::Close => {
-                    closed = true;
-                    break;
-                }
+    let closed = drive_stream(data, |input| {
+        let step = match input {
+            Ok(event) => stream.handle(Input::Xml(event), &env, &mut out),
+            Err(e) => stream.handle(Input::XmlError(e), &env, &mut out),
+        };
+        let step = match step {
+            Step::Verify(check) => stream.plain_verified(check.run(), &env, &mut out),
+            other => other,
+        };
+        let flow = match step {
+            Step::Continue | Step::Verify(_) => Flow::Go,
+            Step::Restart => Flow::Restart,
+            Step::StartTls => {
+                stream.set_secure();
+                Flow::StartTls
             }
-            // What the connection would write: stream management counts it.
-            if let Some(session) = stream.session() {
-                let _ = session.sm_sending(&out);
-            }
-            // The store writer's batch, committed at once (no writer task here).
-            let _ = store.commit_queue();
-            let _ = store.take_fresh_tickets();
-            // Romeo's queue is read as a client would, and cannot grow past its limit.
-            let _ = romeo.take_close_or_drain(&mut Vec::new());
-            out.clear();
+            Step::Close => Flow::Close,
+        };
+        // What the connection would write: stream management counts it.
+        if let Some(session) = stream.session() {
+            let _ = session.sm_sending(&out);
         }
-        if n == 0 && !closed {
-            break;
-        }
-    }
+        after_step(hub, romeo, &mut out);
+        flow
+    });
     if closed {
         // A closed stream stays closed: more input changes nothing.
         let step = stream.handle(Input::Shutdown, &env, &mut out);

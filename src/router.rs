@@ -211,7 +211,7 @@ impl<'a> Delivery<'a, '_> {
         }
         if let (Some(me), Kind::Message) = (self.sender_bare, self.kind) {
             // XEP-0313: what a local account sends is in its own archive.
-            if mam::archivable(self.stanza) && self.stanza_type != Some("error") {
+            if self.hub.mam.is_some() && mam::archivable(self.stanza) {
                 mam::sent(&self.hub, me, to.as_str(), &self.for_client());
             }
         }
@@ -488,7 +488,8 @@ impl<'a> Delivery<'a, '_> {
     /// redelivered message was archived when it first arrived.
     fn archived_for(&self, owner: &BareJid) -> Vec<u8> {
         let bytes = self.for_client();
-        if self.kind != Kind::Message || matches!(self.origin, Origin::Redelivery) || !mam::archivable(self.stanza) {
+        let skip = self.hub.mam.is_none() || self.kind != Kind::Message || matches!(self.origin, Origin::Redelivery);
+        if skip || !mam::archivable(self.stanza) {
             return bytes;
         }
         mam::received(&self.hub, owner, self.from, self.stanza, &bytes)

@@ -12,7 +12,7 @@
 //!   old client.
 
 use super::node::{Access, Item, MaxItems, Node, NodeConfig, SendLast};
-use super::{load, notify, save, Ask};
+use super::{item_event, load, notify, retract_event, save, Ask};
 use crate::jid::BareJid;
 use crate::sessions::Session;
 use crate::stanza::StanzaError;
@@ -184,18 +184,11 @@ pub fn from_storage(
     node.items.drain(..excess);
     save(hub, &owner, NODE, &node, new)?;
     for item in &published {
-        let mut event = Vec::with_capacity(item.payload.len() + 128);
-        XmlWriter::new(&mut event).start("items").attr("node", NODE).open().start("item").attr("id", &item.id).open();
-        event.extend_from_slice(&item.payload);
-        XmlWriter::new(&mut event).end("item").end("items");
-        notify(hub, &ask, NODE, &node.config, &event, pushes);
+        notify(hub, &ask, NODE, &node.config, &item_event(NODE, item), pushes);
     }
     if node.config.notify_retract {
         for id in &gone {
-            let mut event = Vec::new();
-            let mut w = XmlWriter::new(&mut event);
-            w.start("items").attr("node", NODE).open().start("retract").attr("id", id).close_empty().end("items");
-            notify(hub, &ask, NODE, &node.config, &event, pushes);
+            notify(hub, &ask, NODE, &node.config, &retract_event(NODE, id), pushes);
         }
     }
     Ok(())

@@ -328,12 +328,31 @@ fn commit_item(
         node.items.drain(..excess);
     }
     save(hub, &ask.owner, name, &node, new)?;
+    notify(hub, ask, name, &node.config, &item_event(name, item), pushes);
+    Ok(())
+}
+
+/// A published item's event: `<items node><item id>payload</item></items>`.
+fn item_event(node: &str, item: &Item) -> Vec<u8> {
     let mut event = Vec::with_capacity(item.payload.len() + 128);
-    XmlWriter::new(&mut event).start("items").attr("node", name).open().start("item").attr("id", &item.id).open();
+    XmlWriter::new(&mut event).start("items").attr("node", node).open().start("item").attr("id", &item.id).open();
     event.extend_from_slice(&item.payload);
     XmlWriter::new(&mut event).end("item").end("items");
-    notify(hub, ask, name, &node.config, &event, pushes);
-    Ok(())
+    event
+}
+
+/// A retraction's event: `<items node><retract id/></items>`.
+fn retract_event(node: &str, id: &str) -> Vec<u8> {
+    let mut event = Vec::new();
+    XmlWriter::new(&mut event)
+        .start("items")
+        .attr("node", node)
+        .open()
+        .start("retract")
+        .attr("id", id)
+        .close_empty()
+        .end("items");
+    event
 }
 
 fn new_item_id() -> String {
@@ -362,10 +381,7 @@ fn retract(hub: &Hub<'_>, ask: &Ask<'_>, op: &Element<'_>, pushes: &mut Vec<u8>)
     save(hub, &ask.owner, &name, &node, false)?;
     let asked = op.attr("notify").is_some_and(|n| matches!(&*n, "1" | "true"));
     if node.config.notify_retract || asked {
-        let mut event = Vec::new();
-        let mut w = XmlWriter::new(&mut event);
-        w.start("items").attr("node", &name).open().start("retract").attr("id", &id).close_empty().end("items");
-        notify(hub, ask, &name, &node.config, &event, pushes);
+        notify(hub, ask, &name, &node.config, &retract_event(&name, &id), pushes);
     }
     Ok(None)
 }
@@ -679,11 +695,7 @@ fn last_items_of(hub: &Hub<'_>, owner: &BareJid, viewer: &BareJid, wanted: &[&st
             continue;
         }
         let Some(item) = node.last() else { continue };
-        let mut event = Vec::with_capacity(item.payload.len() + 100);
-        XmlWriter::new(&mut event).start("items").attr("node", &name).open().start("item").attr("id", &item.id).open();
-        event.extend_from_slice(&item.payload);
-        XmlWriter::new(&mut event).end("item").end("items");
-        out.extend_from_slice(&event_message(owner, to, &event));
+        out.extend_from_slice(&event_message(owner, to, &item_event(&name, item)));
     }
 }
 
