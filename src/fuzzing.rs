@@ -193,7 +193,11 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
     });
     let s2s = crate::s2s::S2s::new(domain.clone(), 2, 16 * 1024, b"fuzz".to_vec(), crate::tls::peer::PeerTrust::none());
     let pep = crate::services::pep::Pep::new(2, 2);
-    let mam = crate::services::mam::Mam::new(None, crate::services::mam::MamLimits { page_default: 2, page_max: 3 });
+    let mam = crate::services::mam::Mam::new(
+        None,
+        crate::services::mam::MamLimits { page_default: 2, page_max: 3 },
+        Default::default(),
+    );
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,

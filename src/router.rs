@@ -209,17 +209,20 @@ impl<'a> Delivery<'a, '_> {
                 return;
             }
         }
+        let mut sent_stamp = None;
         if let (Some(me), Kind::Message) = (self.sender_bare, self.kind) {
             // XEP-0313: what a local account sends is in its own archive.
             if self.hub.mam.is_some() && mam::archivable(self.stanza) {
-                mam::sent(&self.hub, me, to.as_str(), &self.for_client());
+                sent_stamp = mam::sent(&self.hub, me, to.as_str(), self.stanza, &self.for_client());
             }
         }
         if let Some(sender) = self.local_sender() {
             if self.kind == Kind::Message && carbons::eligible(self.stanza) {
-                // XEP-0280 §6: the sender's other resources see what it sent.
+                // XEP-0280 §6: the sender's other resources see what it sent
+                // (with its stanza-id in the sender's archive).
                 let own = self.sender_bare.map(|me| self.hub.registry.sessions(me)).unwrap_or_default();
-                carbons::copy_to(&own, &[sender], "sent", self.stanza, self.from, sender, self.out);
+                let copy = carbons::Copy { direction: "sent", message: self.stanza, from: self.from };
+                carbons::copy_to(&own, &[sender], &copy, sent_stamp.as_ref(), sender, self.out);
             }
         }
         match address {
@@ -416,10 +419,10 @@ impl<'a> Delivery<'a, '_> {
         let stanza_type = self.stanza_type;
         if let Some(full) = full {
             if let Some(session) = sessions.iter().find(|s| s.jid == *full) {
-                let bytes = self.archived_for(bare);
+                let (bytes, stamp) = self.archived_for(bare);
                 self.deliver_bytes(&[session], bytes);
                 if self.kind == Kind::Message && carbons::eligible(self.stanza) {
-                    self.carbons_received(&sessions, &[session]);
+                    self.carbons_received(&sessions, &[session], stamp.as_ref());
                 }
                 return;
             }
@@ -454,7 +457,8 @@ impl<'a> Delivery<'a, '_> {
                         available.into_iter().filter(|s| s.priority.get() == top).collect()
                     }
                 };
-                let bytes = if stanza_type == Some("headline") { self.for_client() } else { self.archived_for(bare) };
+                let (bytes, stamp) =
+                    if stanza_type == Some("headline") { (self.for_client(), None) } else { self.archived_for(bare) };
                 if targets.is_empty() {
                     // §8.5.2.2.1: a headline for nobody is dropped silently, and so is
                     // what offline storage does not keep (chat states, receipts: R8).
@@ -465,7 +469,7 @@ impl<'a> Delivery<'a, '_> {
                 }
                 self.deliver_bytes(&targets, bytes);
                 if carbons::eligible(self.stanza) {
-                    self.carbons_received(&sessions, &targets);
+                    self.carbons_received(&sessions, &targets, stamp.as_ref());
                 }
             }
         }
@@ -486,13 +490,13 @@ impl<'a> Delivery<'a, '_> {
     /// The message as its local recipient `owner` gets it: archived for it
     /// (XEP-0313) with its stanza-id when it is a message the archive keeps. A
     /// redelivered message was archived when it first arrived.
-    fn archived_for(&self, owner: &BareJid) -> Vec<u8> {
+    fn archived_for(&self, owner: &BareJid) -> (Vec<u8>, Option<mam::Stamp>) {
         let bytes = self.for_client();
         let skip = self.hub.mam.is_none() || self.kind != Kind::Message || matches!(self.origin, Origin::Redelivery);
         if skip || !mam::archivable(self.stanza) {
-            return bytes;
+            return (bytes, None);
         }
-        mam::received(&self.hub, owner, self.from, self.stanza, &bytes)
+        mam::received(&self.hub, owner, self.from, self.stanza, bytes)
     }
 
     /// Into the recipients' queues (a local sender's own session: its output). A
@@ -524,13 +528,13 @@ impl<'a> Delivery<'a, '_> {
 
     /// XEP-0280 §6: the account's other resources see what it received (a
     /// redelivered message had its copies when it first arrived).
-    fn carbons_received(&mut self, sessions: &[Rc<Session>], targets: &[&Rc<Session>]) {
+    /// They carry the stanza-id the message got in the account's archive.
+    fn carbons_received(&mut self, sessions: &[Rc<Session>], targets: &[&Rc<Session>], stamp: Option<&mam::Stamp>) {
+        let copy = carbons::Copy { direction: "received", message: self.stanza, from: self.from };
         match self.origin {
-            Origin::Local(sender) => {
-                carbons::copy_to(sessions, targets, "received", self.stanza, self.from, sender, self.out)
-            }
+            Origin::Local(sender) => carbons::copy_to(sessions, targets, &copy, stamp, sender, self.out),
             Origin::Redelivery => {}
-            _ => carbons::copy_inbound(sessions, targets, self.stanza, self.from),
+            _ => carbons::copy_inbound(sessions, targets, &copy, stamp),
         }
     }
 

@@ -223,6 +223,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     let secret = store.secret("scram-fake-salt").map_err(ServeError::Store)?;
     // Archive ids continue above the newest one stored.
     let newest_archived = store.newest_archive_id().map_err(ServeError::Store)?;
+    let archive_prefs = config.archive.then(|| crate::services::mam::AllPrefs::load(&store));
     let s2s = if config.federation {
         let trust = crate::tls::peer::PeerTrust::load(
             config.s2s_ca_file.as_deref(),
@@ -301,10 +302,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         muc: config.muc.clone().map(crate::services::muc::Muc::new),
         directory: config.directory.clone().map(crate::services::directory::Directory::new),
         pep: crate::services::pep::Pep::new(config.pep_caps_cache, config.pep_remote_resources),
-        mam: match config.archive {
-            true => Some(crate::services::mam::Mam::new(newest_archived, config.mam)),
-            false => None,
-        },
+        mam: archive_prefs.map(|prefs| crate::services::mam::Mam::new(newest_archived, config.mam, prefs)),
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(
@@ -471,8 +469,12 @@ async fn serve_control(
                         }
                         _ => Vec::new(),
                     };
+                    let removed = matches!(request, crate::control::Request::Del(_));
                     let store = Arc::clone(&server.store);
                     let result = blocking::unblock(move || request.apply(&store)).await;
+                    if let (Ok(_), Some(jid), true, Some(mam)) = (&result, &deleted, removed, &server.mam) {
+                        mam.prefs.forget(jid);
+                    }
                     if let (Ok(_), Some(jid)) = (&result, &deleted) {
                         crate::handlers::presence::account_deleted(&server.hub(), jid, &contacts);
                     }

@@ -265,3 +265,96 @@ fn a_page_is_bounded_in_bytes_and_paging_goes_on() {
     assert_eq!(page.len() + rest.len(), 6, "{fin}");
     assert!(fin.contains("complete='true'"), "{fin}");
 }
+
+fn prefs(c: &mut Client, id: &str, set: Option<&str>) -> String {
+    match set {
+        None => c.send(&format!("<iq type='get' id='{id}'><prefs xmlns='{MAM}'/></iq>")),
+        Some(p) => c.send(&format!("<iq type='set' id='{id}'>{p}</iq>")),
+    }
+    let got = c.read_until_any(&[&format!("id='{id}' type='result'"), &format!("id='{id}' type='error'")]);
+    got.clone() + &c.read_until("</iq>", WAIT)
+}
+
+#[test]
+fn preferences_choose_what_each_archive_keeps_and_survive_a_restart() {
+    let mut server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    server.add_user("nurse", "pw");
+    let mut nurse = server.login("nurse", "pw", "n");
+    nurse.send("<presence/>");
+    nurse.sync("online");
+    let p = prefs(&mut romeo, "p0", None);
+    assert!(p.contains("<prefs xmlns='urn:xmpp:mam:2' default='always'><always/><never/></prefs>"), "{p}");
+    // Never, but always Juliet.
+    let set =
+        format!("<prefs xmlns='{MAM}' default='never'><always><jid>juliet@localhost</jid></always><never/></prefs>");
+    let p = prefs(&mut romeo, "p1", Some(&set));
+    assert!(p.contains("default='never'><always><jid>juliet@localhost</jid></always><never/></prefs>"), "{p}");
+    nurse.send("<message to='romeo@localhost/b' type='chat'><body>from the nurse</body></message>");
+    let from_nurse = romeo.read_until("</message>", WAIT);
+    assert!(from_nurse.contains("from the nurse") && !from_nurse.contains("stanza-id"), "{from_nurse}");
+    let from_juliet = chat(&mut juliet, &mut romeo, 1).remove(0);
+    assert!(from_juliet.contains("<stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost'"), "{from_juliet}");
+    romeo.send("<message to='nurse@localhost' type='chat'><body>to the nurse</body></message>");
+    nurse.read_until("to the nurse", WAIT);
+    let (page, _) = query(&mut romeo, "q1", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0"], "{page:?}");
+    // The nurse's own archive (default) keeps both.
+    let (page, _) = query(&mut nurse, "qn", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["from the nurse", "to the nurse"]);
+    // Roster: only contacts, and never one resource of Juliet's.
+    let set =
+        format!("<prefs xmlns='{MAM}' default='roster'><always/><never><jid>juliet@localhost/a</jid></never></prefs>");
+    prefs(&mut romeo, "p2", Some(&set));
+    nurse.send("<message to='romeo@localhost/b' type='chat'><body>not yet a contact</body></message>");
+    romeo.send("<iq type='set' id='r1'><query xmlns='jabber:iq:roster'><item jid='nurse@localhost'/></query></iq>");
+    romeo.read_until("id='r1' type='result'", WAIT);
+    nurse.send("<message to='romeo@localhost/b' type='chat'><body>now a contact</body></message>");
+    romeo.read_until("now a contact", WAIT);
+    chat(&mut juliet, &mut romeo, 1);
+    let (page, _) = query(&mut romeo, "q2", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0", "now a contact"], "{page:?}");
+    // Bad preferences are refused and change nothing.
+    let p = prefs(&mut romeo, "p3", Some(&format!("<prefs xmlns='{MAM}' default='sometimes'/>")));
+    assert!(p.contains("type='error'") && p.contains("<bad-request "), "{p}");
+    // They are kept across a restart.
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("stopped");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, ON);
+    let mut romeo = restarted.login("romeo", "pw", "b");
+    let p = prefs(&mut romeo, "p4", None);
+    assert!(p.contains("default='roster'><always/><never><jid>juliet@localhost/a</jid></never></prefs>"), "{p}");
+}
+
+#[test]
+fn carbons_carry_the_stanza_id_of_the_accounts_archive() {
+    let server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    let mut other = server.login("romeo", "pw", "c");
+    other.send("<iq type='set' id='cc'><enable xmlns='urn:xmpp:carbons:2'/></iq>");
+    other.read_until("id='cc'", WAIT);
+    juliet.send("<message to='romeo@localhost/b' type='chat'><body>to b</body></message>");
+    let delivered = romeo.read_until("</message>", WAIT);
+    let carbon = other.read_until("</message></forwarded></received></message>", WAIT);
+    let id = between(&delivered[delivered.find("<stanza-id").expect("a stanza-id")..], " id='", "'").to_string();
+    assert!(
+        carbon.contains("<received xmlns='urn:xmpp:carbons:2'>")
+            && carbon.contains(&format!("<stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='{id}'/>")),
+        "{carbon}"
+    );
+    romeo.send("<message to='juliet@localhost' type='chat'><body>from b</body></message>");
+    juliet.read_until("from b", WAIT);
+    let sent = other.read_until("</message></forwarded></sent></message>", WAIT);
+    let (newest, _) = query(&mut romeo, "n", None, "", &format!("<set xmlns='{RSM}'><max>1</max><before/></set>"));
+    assert_eq!(body_of(&newest[0]), "from b");
+    assert!(
+        sent.contains("<sent xmlns='urn:xmpp:carbons:2'>")
+            && sent.contains("<message xmlns='jabber:client' ")
+            && sent.contains(&format!(
+                "<stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost' id='{}'/>",
+                result_id(&newest[0])
+            )),
+        "{sent}"
+    );
+}

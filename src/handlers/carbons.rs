@@ -5,6 +5,7 @@
 use super::{Handler, Hub, IqReply, IqRequest, IqType};
 use crate::ns::NS_CLIENT;
 use crate::ns::{NS_CARBONS, NS_FORWARD, NS_HINTS};
+use crate::services::mam::Stamp;
 use crate::sessions::Session;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::{write_element, Override, XmlWriter};
@@ -60,10 +61,21 @@ pub fn eligible(message: &Element<'_>) -> bool {
     kind_ok && message.child("private", NS_CARBONS).is_none() && message.child("no-copy", NS_HINTS).is_none()
 }
 
+/// What is copied: the message, which way it went, and who sent it.
+pub struct Copy<'m, 'e> {
+    /// `sent` or `received`.
+    pub direction: &'static str,
+    pub message: &'m Element<'e>,
+    /// The inner message's `from`.
+    pub from: &'m str,
+}
+
 /// The copy for `to`: `<message from=bare to=full type='chat'><sent|received>
 /// <forwarded><message …/></forwarded></…></message>`, the inner message carrying
-/// `from` = `original_from`.
-pub fn wrap(direction: &str, account: &str, to: &str, message: &Element<'_>, original_from: &str) -> Vec<u8> {
+/// `from` = `copy.from` and the stanza-id it got in the account's archive
+/// (XEP-0313 §5.1.3: a client matches a carbon with the archive by it).
+pub fn wrap(copy: &Copy<'_, '_>, stamp: Option<&Stamp>, account: &str, to: &str) -> Vec<u8> {
+    let (direction, message) = (copy.direction, copy.message);
     let mut out = Vec::with_capacity(400);
     XmlWriter::new(&mut out)
         .start("message")
@@ -78,16 +90,24 @@ pub fn wrap(direction: &str, account: &str, to: &str, message: &Element<'_>, ori
         .attr("xmlns", NS_FORWARD)
         .open();
     // The forwarded message is in jabber:client, whichever stream it came on.
-    write_element(&mut out, message, NS_FORWARD, Some(NS_CLIENT), &[Override::Set("from", original_from)]);
+    let from = [Override::Set("from", copy.from)];
+    match stamp {
+        None => write_element(&mut out, message, NS_FORWARD, Some(NS_CLIENT), &from),
+        Some(stamp) => {
+            let mut inner = Vec::with_capacity(300);
+            write_element(&mut inner, message, NS_CLIENT, Some(NS_CLIENT), &from);
+            out.extend_from_slice(&crate::services::mam::as_forwarded(&stamp.apply(&inner)));
+        }
+    }
     XmlWriter::new(&mut out).end("forwarded").end(direction).end("message");
     out
 }
 
 /// Received copies of a message from another server for the account's
 /// carbons-enabled sessions, except `skip` (those that got the message itself).
-pub fn copy_inbound(sessions: &[Rc<Session>], skip: &[&Rc<Session>], message: &Element<'_>, original_from: &str) {
+pub fn copy_inbound(sessions: &[Rc<Session>], skip: &[&Rc<Session>], copy: &Copy<'_, '_>, stamp: Option<&Stamp>) {
     for s in sessions.iter().filter(|s| s.carbons.get() && !skip.iter().any(|k| Rc::ptr_eq(k, s))) {
-        let _ = s.push(wrap("received", s.jid.to_bare().as_str(), s.jid.as_str(), message, original_from));
+        let _ = s.push(wrap(copy, stamp, s.jid.to_bare().as_str(), s.jid.as_str()));
     }
 }
 
@@ -96,15 +116,14 @@ pub fn copy_inbound(sessions: &[Rc<Session>], skip: &[&Rc<Session>], message: &E
 pub fn copy_to(
     sessions: &[Rc<Session>],
     skip: &[&Rc<Session>],
-    direction: &str,
-    message: &Element<'_>,
-    original_from: &str,
+    copy: &Copy<'_, '_>,
+    stamp: Option<&Stamp>,
     current: &Rc<Session>,
     out: &mut Vec<u8>,
 ) {
     for s in sessions.iter().filter(|s| s.carbons.get() && !skip.iter().any(|k| Rc::ptr_eq(k, s))) {
         let account = s.jid.to_bare();
-        let bytes = wrap(direction, account.as_str(), s.jid.as_str(), message, original_from);
+        let bytes = wrap(copy, stamp, account.as_str(), s.jid.as_str());
         if Rc::ptr_eq(s, current) {
             out.extend_from_slice(&bytes);
         } else {

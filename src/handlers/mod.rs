@@ -112,6 +112,7 @@ pub const HANDLERS: &[Handler] = &[
     crate::services::pep::OWNER,
     crate::services::mam::QUERY,
     crate::services::mam::METADATA,
+    crate::services::mam::PREFS,
 ];
 
 /// The handler for a payload, if any.

@@ -26,13 +26,18 @@ impl Store {
 
     /// Visits every account's vCard (XEP-0054) until `visit` says stop: (owner,
     /// the element's bytes).
-    pub fn vcards(&self, mut visit: impl FnMut(&str, &[u8]) -> bool) -> Result<(), StoreError> {
+    pub fn vcards(&self, visit: impl FnMut(&str, &[u8]) -> bool) -> Result<(), StoreError> {
+        self.account_xml_each("vcard", visit)
+    }
+
+    /// Visits every account's document `wanted` until `visit` says stop.
+    pub fn account_xml_each(&self, wanted: &str, mut visit: impl FnMut(&str, &[u8]) -> bool) -> Result<(), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let table = txn.open_table(ACCOUNT_XML).map_err(db_err)?;
         for row in table.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
             let (owner, key) = k.value();
-            if key == "vcard" && !visit(owner, v.value()) {
+            if key == wanted && !visit(owner, v.value()) {
                 break;
             }
         }

@@ -305,6 +305,8 @@ impl Store {
         // One transaction for everything the account owns (REVIEW R3): a new
         // account of the same name starts empty, and other local rosters no longer
         // hold a subscription with it. Returns its contacts (to be told).
+        // Its queued archive rows go in first, so that they go with it.
+        self.flush_archive()?;
         let txn = self.db.begin_write().map_err(db_err)?;
         let contacts = {
             let mut table = txn.open_table(ACCOUNTS).map_err(db_err)?;

@@ -23,6 +23,10 @@ use crate::stanza::{Condition, StanzaError};
 use crate::store::archive::{ArchiveId, ArchiveIds, Archived, Direction, Filter, Page};
 use crate::xml::writer::{write_element, XmlWriter};
 use crate::xml::Element;
+pub use prefs::AllPrefs;
+use prefs::{Decision, Prefs};
+
+pub mod prefs;
 
 pub const NS_MAM: &str = "urn:xmpp:mam:2";
 pub const NS_MAM_EXTENDED: &str = "urn:xmpp:mam:2#extended";
@@ -41,15 +45,47 @@ pub struct MamLimits {
     pub page_max: usize,
 }
 
-/// The archive service's state: the id source (the rows are in the store).
+/// The archive service's state: the id source and the accounts' preferences
+/// (the rows are in the store).
 pub struct Mam {
     pub ids: ArchiveIds,
     pub limits: MamLimits,
+    pub prefs: AllPrefs,
 }
 
 impl Mam {
-    pub fn new(newest: Option<ArchiveId>, limits: MamLimits) -> Mam {
-        Mam { ids: ArchiveIds::starting_after(newest), limits }
+    pub fn new(newest: Option<ArchiveId>, limits: MamLimits, prefs: AllPrefs) -> Mam {
+        Mam { ids: ArchiveIds::starting_after(newest), limits, prefs }
+    }
+
+    /// Does `owner`'s archive keep a message with `with` (XEP-0441)?
+    fn keeps(&self, hub: &Hub<'_>, owner: &BareJid, with: &str) -> bool {
+        match self.prefs.decide(owner, with) {
+            Decision::Keep => true,
+            Decision::Skip => false,
+            Decision::IfInRoster => with
+                .parse::<crate::jid::Jid>()
+                .ok()
+                .and_then(|j| hub.store.roster_item(owner, &j.to_bare()).ok().flatten())
+                .is_some(),
+        }
+    }
+}
+
+/// The XEP-0359 stanza-id a message got in one archive: a copy of it (a
+/// carbon) carries the same.
+#[derive(Clone, Debug)]
+pub struct Stamp {
+    by: BareJid,
+    id: ArchiveId,
+    /// The message carried a stanza-id claiming to be by `by` (taken out).
+    forged: bool,
+}
+
+impl Stamp {
+    /// `bytes` (one `<message/>` in `jabber:client`) with this stanza-id.
+    pub fn apply(&self, bytes: &[u8]) -> Vec<u8> {
+        with_stanza_id(bytes, &self.by, self.id, self.forged)
     }
 }
 
@@ -120,30 +156,41 @@ pub fn claims_stanza_id_of(message: &Element<'_>, owner: &BareJid) -> bool {
     message.children().any(|c| c.is("stanza-id", NS_SID) && c.attr("by").as_deref() == Some(owner.as_str()))
 }
 
-/// Archives a message for its local recipient `owner` (from `from`); returns the
-/// bytes to deliver (with the stanza-id) in place of `bytes`. The stream that
-/// brought it waits for it (a kill after the sender's next answer loses nothing).
-pub fn received(hub: &Hub<'_>, owner: &BareJid, from: &str, message: &Element<'_>, bytes: &[u8]) -> Vec<u8> {
-    let Some(mam) = hub.mam else { return bytes.to_vec() };
-    let id = mam.ids.next(now_micros());
-    let stamped = with_stanza_id(bytes, owner, id, claims_stanza_id_of(message, owner));
-    let archived = Archived { id, direction: Direction::Received, with: from.to_string(), stanza: stamped.clone() };
+/// Archives a message for its local recipient `owner` (from `from`) unless its
+/// preferences say not to; returns the bytes to deliver (with the stanza-id) in
+/// place of `bytes`, and the stamp for its carbons. The stream that brought it
+/// waits for it (a kill after the sender's next answer loses nothing).
+pub fn received(
+    hub: &Hub<'_>,
+    owner: &BareJid,
+    from: &str,
+    message: &Element<'_>,
+    bytes: Vec<u8>,
+) -> (Vec<u8>, Option<Stamp>) {
+    let Some(mam) = hub.mam.filter(|m| m.keeps(hub, owner, from)) else { return (bytes, None) };
+    let stamp =
+        Stamp { by: owner.clone(), id: mam.ids.next(now_micros()), forged: claims_stanza_id_of(message, owner) };
+    let stamped = stamp.apply(&bytes);
+    let archived =
+        Archived { id: stamp.id, direction: Direction::Received, with: from.to_string(), stanza: stamped.clone() };
     hub.store.queue_archive(owner, archived, true);
-    stamped
+    (stamped, Some(stamp))
 }
 
-/// Archives a message a local account sent to `to` (the sender's stream waits
-/// for it, as for every effect of its stanzas).
-pub fn sent(hub: &Hub<'_>, owner: &BareJid, to: &str, bytes: &[u8]) {
-    let Some(mam) = hub.mam else { return };
+/// Archives a message a local account sent to `to` unless its preferences say
+/// not to (the sender's stream waits for it, as for every effect of its
+/// stanzas); returns the stamp for its sent carbons.
+pub fn sent(hub: &Hub<'_>, owner: &BareJid, to: &str, message: &Element<'_>, bytes: &[u8]) -> Option<Stamp> {
+    let mam = hub.mam.filter(|m| m.keeps(hub, owner, to))?;
     let id = mam.ids.next(now_micros());
     let archived = Archived { id, direction: Direction::Sent, with: to.to_string(), stanza: bytes.to_vec() };
     hub.store.queue_archive(owner, archived, true);
+    Some(Stamp { by: owner.clone(), id, forged: claims_stanza_id_of(message, owner) })
 }
 
 /// The message as it goes inside `<forwarded/>`: its namespace declared (the
 /// archive keeps it as a client receives it; a query re-frames it).
-fn as_forwarded(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn as_forwarded(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() + 24);
     crate::xml::for_each_stanza(bytes, |m| write_element(&mut out, m, "", None, &[]));
     out
@@ -170,6 +217,41 @@ pub const METADATA: Handler = Handler {
     for_remote: false,
     handle: metadata,
 };
+
+pub const PREFS: Handler = Handler {
+    namespace: NS_MAM,
+    element: "prefs",
+    features: &[],
+    for_server: false,
+    advertised_on_server: false,
+    for_account: true,
+    for_remote: false,
+    handle: preferences,
+};
+
+/// XEP-0441 §2: the account's preferences, read or replaced (the answer holds
+/// them as they now are).
+fn preferences(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
+    let result = (|| {
+        let owner = owner_of(req)?;
+        let Some(mam) = hub.mam else { return Err(StanzaError::new(Condition::ServiceUnavailable)) };
+        let prefs = match req.iq_type {
+            IqType::Get => mam.prefs.get(&owner),
+            _ => {
+                let prefs = Prefs::parse(&req.payload)?;
+                let mut xml = Vec::with_capacity(200);
+                prefs.write(&mut xml);
+                hub.store.put_account_xml(&owner, prefs::KEY, &xml, usize::MAX).map_err(internal)?;
+                mam.prefs.set(&owner, prefs.clone());
+                prefs
+            }
+        };
+        let mut p = Vec::with_capacity(200);
+        prefs.write(&mut p);
+        Ok(IqReply::Result(Some(p)))
+    })();
+    result.unwrap_or_else(IqReply::Error)
+}
 
 fn internal(e: impl std::fmt::Display) -> StanzaError {
     log::error!("mam: {e}");
