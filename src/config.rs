@@ -48,6 +48,8 @@ pub struct MucConfig {
     pub max_occupants: usize,
     /// Messages kept per room for joiners (in memory).
     pub history: usize,
+    /// The message archive is on (`archive`): rooms archive unless configured not to.
+    pub archive: bool,
 }
 
 /// The user directory's settings (XEP-0055).
@@ -660,6 +662,7 @@ impl Validator<'_> {
             max_rooms_per_user,
             max_occupants,
             history,
+            archive: false,
         })
     }
 

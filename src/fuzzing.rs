@@ -185,6 +185,7 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
         max_rooms_per_user: 2,
         max_occupants: 3,
         history: 2,
+        archive: true,
     });
     let directory = crate::services::directory::Directory::new(crate::config::DirectoryConfig {
         domain: crate::jid::Domain::parse("directory.localhost").ok()?,

@@ -4,7 +4,7 @@
 //! 0 within `shutdown_timeout`).
 
 use crate::auth_limiter::AuthLimiter;
-use crate::config::Config;
+use crate::config::{Config, MucConfig};
 use crate::jid::Domain;
 use crate::session_pool::SessionPool;
 use crate::sessions::Registry;
@@ -299,7 +299,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
         components: crate::components::ComponentRegistry::new(config.component_conflict, config.c2s_queue_size),
         s2s,
-        muc: config.muc.clone().map(crate::services::muc::Muc::new),
+        muc: config.muc.clone().map(|muc| crate::services::muc::Muc::new(MucConfig { archive: config.archive, ..muc })),
         directory: config.directory.clone().map(crate::services::directory::Directory::new),
         pep: crate::services::pep::Pep::new(config.pep_caps_cache, config.pep_remote_resources),
         mam: archive_prefs.map(|prefs| crate::services::mam::Mam::new(newest_archived, config.mam, prefs)),

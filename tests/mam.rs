@@ -358,3 +358,126 @@ fn carbons_carry_the_stanza_id_of_the_accounts_archive() {
         "{sent}"
     );
 }
+
+const ROOM: &str = "garden@conference.localhost";
+const MUC: &str = "http://jabber.org/protocol/muc";
+
+/// Enters `ROOM` as `nick`; returns everything up to and including the subject.
+fn enter(c: &mut Client, nick: &str) -> String {
+    c.send(&format!("<presence to='{ROOM}/{nick}'><x xmlns='{MUC}'/></presence>"));
+    let mut got = c.read_until("<subject", WAIT);
+    got.push_str(&c.read_until("</message>", WAIT));
+    got
+}
+
+fn configure(c: &mut Client, id: &str, fields: &[(&str, &str)]) -> String {
+    let fields: String =
+        fields.iter().map(|(var, value)| format!("<field var='{var}'><value>{value}</value></field>")).collect();
+    c.send(&format!(
+        "<iq type='set' to='{ROOM}' id='{id}'><query xmlns='{MUC}#owner'><x xmlns='jabber:x:data' type='submit'>{fields}</x></query></iq>"
+    ));
+    c.read_until_any(&[&format!("id='{id}' type='result'/>"), "</iq>"])
+}
+
+fn room_info(c: &mut Client, id: &str) -> String {
+    c.send(&format!(
+        "<iq type='get' to='{ROOM}' id='{id}'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>"
+    ));
+    c.read_until("</iq>", WAIT)
+}
+
+fn stanza_id_by_room(m: &str) -> String {
+    let at = m.find(&format!("<stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='")).unwrap_or_else(|| panic!("{m}"));
+    between(&m[at..], " id='", "'").to_string()
+}
+
+#[test]
+fn a_room_archives_with_its_stanza_ids_answers_who_may_read_and_its_history_outlives_a_restart() {
+    let mut server = Server::start_with(ON);
+    for u in ["juliet", "romeo", "nurse"] {
+        server.add_user(u, "pw");
+    }
+    let (mut juliet, mut romeo) = online(&server);
+    let mut nurse = server.login("nurse", "pw", "n");
+    enter(&mut juliet, "Juliet");
+    let created = configure(&mut juliet, "cfg", &[("muc#roomconfig_persistentroom", "1")]);
+    assert!(created.contains("type='result'"), "{created}");
+    let info = room_info(&mut juliet, "i1");
+    assert!(info.contains("<feature var='urn:xmpp:mam:2'/>"), "{info}");
+    juliet.send(&format!("<iq type='get' to='{ROOM}' id='f'><query xmlns='{MUC}#owner'/></iq>"));
+    let form = juliet.read_until("</iq>", WAIT);
+    assert!(form.contains("var='muc#roomconfig_enablearchiving'"), "{form}");
+    enter(&mut romeo, "Romeo");
+    juliet.read_until(&format!("from='{ROOM}/Romeo'"), WAIT);
+    juliet.read_until("</presence>", WAIT);
+    // Messages, one with an origin-id and a stanza-id forged in the room's name.
+    let mut ids = Vec::new();
+    for k in 0..3 {
+        juliet.send(&format!(
+            "<message to='{ROOM}' type='groupchat' id='g{k}'><body>g{k}</body><origin-id xmlns='urn:xmpp:sid:0' id='o{k}'/>\
+             <stanza-id xmlns='urn:xmpp:sid:0' by='{ROOM}' id='forged'/></message>"
+        ));
+        let got = romeo.read_until("</message>", WAIT);
+        let echo = juliet.read_until("</message>", WAIT);
+        assert!(got.contains(&format!("<body>g{k}</body>")) && got.contains(&format!("id='o{k}'")), "{got}");
+        assert!(!got.contains("forged") && !echo.contains("forged"), "{got}");
+        assert_eq!(stanza_id_by_room(&got), stanza_id_by_room(&echo));
+        ids.push(stanza_id_by_room(&got));
+    }
+    juliet.send(&format!("<message to='{ROOM}' type='groupchat'><subject>Roses</subject></message>"));
+    let subject = romeo.read_until("</message>", WAIT);
+    juliet.read_until("Roses", WAIT);
+    stanza_id_by_room(&subject);
+    // Occupants of an open room read it, so does anyone who is not banned.
+    let (page, fin) = query(&mut romeo, "r1", Some(ROOM), "", "");
+    assert_eq!(page.len(), 4, "{page:?} {fin}");
+    assert_eq!(page[..3].iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["g0", "g1", "g2"]);
+    assert!(page[3].contains("<subject>Roses</subject>"), "{}", page[3]);
+    for (r, id) in page.iter().zip(&ids) {
+        assert!(r.starts_with(&format!("'{ROOM}' to='romeo@localhost/b'>")), "{r}");
+        assert!(r.contains(&format!("from='{ROOM}/Juliet'")) && r.contains("type='groupchat'"), "{r}");
+        assert!(!r.contains("juliet@localhost"), "a semi-anonymous room's archive has no real JIDs: {r}");
+        assert_eq!(&result_id(r), id);
+    }
+    assert!(fin.contains("complete='true'"), "{fin}");
+    let (newest, _) =
+        query(&mut nurse, "n1", Some(ROOM), "", &format!("<set xmlns='{RSM}'><max>2</max><before/></set>"));
+    assert!(body_of(&newest[0]) == "g2" && newest[1].contains("Roses"), "{newest:?}");
+    nurse.send(&format!("<iq type='get' to='{ROOM}' id='md'><metadata xmlns='{MAM}'/></iq>"));
+    let md = nurse.read_until("</iq>", WAIT);
+    assert!(md.contains(&format!("<start id='{}'", ids[0])), "{md}");
+    // A members-only room answers its members only.
+    configure(&mut juliet, "mo", &[("muc#roomconfig_membersonly", "1")]);
+    let (_, refused) = query(&mut nurse, "n2", Some(ROOM), "", "");
+    assert!(refused.contains("type='error'") && refused.contains("<forbidden "), "{refused}");
+    let (page, _) = query(&mut juliet, "j1", Some(ROOM), "", "");
+    assert_eq!(page.len(), 4);
+    // After a restart the room's history comes from its archive.
+    drop((juliet, romeo, nurse));
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("stopped");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let server = Server::start_in(dir, ON);
+    let mut juliet = server.login("juliet", "pw", "a");
+    juliet.send("<presence/>");
+    juliet.sync("on");
+    let back = enter(&mut juliet, "Juliet");
+    for k in 0..3 {
+        assert!(back.contains(&format!("<body>g{k}</body>")), "history g{k}: {back}");
+    }
+    assert!(back.contains("<delay xmlns='urn:xmpp:delay'") && back.contains(&ids[2]), "{back}");
+    // With archiving off, nothing more is kept and the feature goes.
+    configure(&mut juliet, "off", &[("muc#roomconfig_enablearchiving", "0")]);
+    juliet.send(&format!("<message to='{ROOM}' type='groupchat'><body>unkept</body></message>"));
+    let echo = juliet.read_until("</message>", WAIT);
+    assert!(echo.contains("unkept") && !echo.contains("stanza-id"), "{echo}");
+    assert!(!room_info(&mut juliet, "i2").contains("urn:xmpp:mam:2"));
+    // A destroyed room's archive goes with it: a new room of the name starts empty.
+    configure(&mut juliet, "on", &[("muc#roomconfig_enablearchiving", "1")]);
+    juliet.send(&format!("<iq type='set' to='{ROOM}' id='d'><query xmlns='{MUC}#owner'><destroy/></query></iq>"));
+    juliet.read_until("id='d' type='result'", WAIT);
+    enter(&mut juliet, "Juliet");
+    configure(&mut juliet, "cfg2", &[]);
+    let (page, fin) = query(&mut juliet, "j2", Some(ROOM), "", "");
+    assert!(page.is_empty() && fin.contains("complete='true'"), "{page:?}");
+}

@@ -29,6 +29,9 @@ fn with_key(bare: &str) -> u64 {
 }
 /// archive → (messages, bytes).
 const ARCHIVE_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("archive_usage");
+/// "newest" → the newest id ever given (ids go on above it after a restart,
+/// without a scan of every archive).
+const ARCHIVE_META: TableDefinition<&str, u64> = TableDefinition::new("archive_meta");
 
 /// How much one archive keeps (config keys `archive_max_messages`,
 /// `archive_max_bytes`, `archive_days`): past a bound the oldest messages go,
@@ -154,6 +157,40 @@ impl Archived {
     }
 }
 
+/// A change to an archive, in the writer's queue.
+#[derive(Debug)]
+pub enum ArchiveOp {
+    Append(Archived),
+    /// The whole archive goes (a room that ended).
+    Delete,
+}
+
+type ArchiveTable<'t> = redb::Table<'t, (&'static str, u64), &'static [u8]>;
+type WithTable<'t> = redb::Table<'t, (&'static str, u64, u64), ()>;
+
+/// Removes every message of `owner`'s archive, and its usage.
+fn delete_all(
+    table: &mut ArchiveTable<'_>,
+    index: &mut WithTable<'_>,
+    usage: &mut redb::Table<'_, &'static str, (u64, u64)>,
+    owner: &BareJid,
+) -> Result<(), StoreError> {
+    let mut rows = Vec::new();
+    for row in table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)? {
+        let (k, v) = row.map_err(db_err)?;
+        let id = k.value().1;
+        if let Some(m) = Archived::decode(ArchiveId(id), v.value()) {
+            rows.push((id, m.with_bare().to_string()));
+        }
+    }
+    for (id, with) in rows {
+        table.remove((owner.as_str(), id)).map_err(db_err)?;
+        index.remove((owner.as_str(), with_key(&with), id)).map_err(db_err)?;
+    }
+    usage.remove(owner.as_str()).map_err(db_err)?;
+    Ok(())
+}
+
 /// What a query asks for (XEP-0313 §4.1 filters, §4.2 ids).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -241,6 +278,7 @@ impl Store {
         txn.open_table(ARCHIVE).map_err(db_err)?;
         txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
         txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        txn.open_table(ARCHIVE_META).map_err(db_err)?;
         Ok(())
     }
 
@@ -248,7 +286,7 @@ impl Store {
     /// writer's batch: one commit for all), each archive kept within `limits`.
     pub(super) fn archive_in<'r>(
         txn: &redb::WriteTransaction,
-        rows: impl IntoIterator<Item = (&'r BareJid, &'r Archived)>,
+        rows: impl IntoIterator<Item = (&'r BareJid, &'r ArchiveOp)>,
         limits: ArchiveLimits,
     ) -> Result<(), StoreError> {
         let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
@@ -256,7 +294,20 @@ impl Store {
         let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
         // Each archive's usage is read once and written once per batch.
         let mut used: Vec<(&BareJid, u64, u64)> = Vec::new();
-        for (owner, m) in rows {
+        let mut newest = 0;
+        for (owner, op) in rows {
+            let m = match op {
+                ArchiveOp::Append(m) => m,
+                ArchiveOp::Delete => {
+                    // What this batch counted for it is gone too.
+                    if let Some(at) = used.iter().position(|(o, _, _)| *o == owner) {
+                        used.remove(at);
+                    }
+                    delete_all(&mut table, &mut index, &mut usage, owner)?;
+                    continue;
+                }
+            };
+            newest = newest.max(m.id.0);
             let value = m.encode();
             table.insert((owner.as_str(), m.id.0), value.as_slice()).map_err(db_err)?;
             index.insert((owner.as_str(), with_key(m.with_bare()), m.id.0), ()).map_err(db_err)?;
@@ -294,6 +345,13 @@ impl Store {
         for (owner, n, bytes) in used {
             usage.insert(owner.as_str(), (n, bytes)).map_err(db_err)?;
         }
+        if newest > 0 {
+            let mut meta = txn.open_table(ARCHIVE_META).map_err(db_err)?;
+            let known = meta.get("newest").map_err(db_err)?.map_or(0, |v| v.value());
+            if newest > known {
+                meta.insert("newest", newest).map_err(db_err)?;
+            }
+        }
         Ok(())
     }
 
@@ -301,13 +359,18 @@ impl Store {
     /// them for the writer).
     pub fn archive(&self, rows: &[(BareJid, Archived)]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        Store::archive_in(&txn, rows.iter().map(|(o, m)| (o, m)), self.archive_limits())?;
+        let ops: Vec<(&BareJid, ArchiveOp)> = rows.iter().map(|(o, m)| (o, ArchiveOp::Append(m.clone()))).collect();
+        Store::archive_in(&txn, ops.iter().map(|(o, op)| (*o, op)), self.archive_limits())?;
         txn.commit().map_err(db_err)
     }
 
     /// The newest id in any archive (ids continue above it after a restart).
     pub fn newest_archive_id(&self) -> Result<Option<ArchiveId>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
+        if let Some(v) = txn.open_table(ARCHIVE_META).map_err(db_err)?.get("newest").map_err(db_err)? {
+            return Ok(Some(ArchiveId(v.value())));
+        }
+        // A store from before the meta table: one scan.
         let table = txn.open_table(ARCHIVE).map_err(db_err)?;
         let mut newest = None;
         for row in table.iter().map_err(db_err)? {
@@ -374,24 +437,12 @@ impl Store {
         Ok(PageRead { messages: found, complete })
     }
 
-    /// Deletes an archive (account or room deletion).
+    /// Deletes an archive (account deletion).
     pub(super) fn delete_archive_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
         let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
-        let mut rows = Vec::new();
-        for row in table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)? {
-            let (k, v) = row.map_err(db_err)?;
-            let id = k.value().1;
-            if let Some(m) = Archived::decode(ArchiveId(id), v.value()) {
-                rows.push((id, m.with_bare().to_string()));
-            }
-        }
         let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
-        for (id, with) in rows {
-            table.remove((owner.as_str(), id)).map_err(db_err)?;
-            index.remove((owner.as_str(), with_key(&with), id)).map_err(db_err)?;
-        }
-        txn.open_table(ARCHIVE_USAGE).map_err(db_err)?.remove(owner.as_str()).map_err(db_err)?;
-        Ok(())
+        let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        delete_all(&mut table, &mut index, &mut usage, owner)
     }
 }
 

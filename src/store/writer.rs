@@ -21,7 +21,7 @@
 //! that coincides with the writer's commit waits for it (at most one fsync,
 //! never one per write).
 
-use super::archive::Archived;
+use super::archive::{ArchiveOp, Archived};
 use super::offline::{OfflineQuota, OfflineRefused};
 use super::{db_err, Store};
 use crate::jid::{BareJid, Domain};
@@ -118,7 +118,7 @@ pub struct WriteQueue {
 /// query must see both (it waits for such a commit: at most one fsync).
 #[derive(Default)]
 struct ArchiveQueue {
-    rows: Vec<(BareJid, Archived, Arc<State>)>,
+    rows: Vec<(BareJid, ArchiveOp, Arc<State>)>,
     in_flight: bool,
 }
 
@@ -240,13 +240,22 @@ impl Store {
     pub fn queue_archive(&self, owner: &BareJid, message: Archived, wait: bool) {
         let state = Arc::new(State::default());
         if let Ok(mut archive) = self.writer.archive.lock() {
-            archive.rows.push((owner.clone(), message, Arc::clone(&state)));
+            archive.rows.push((owner.clone(), ArchiveOp::Append(message), Arc::clone(&state)));
         }
         if wait {
             if let Ok(mut fresh) = self.writer.fresh.lock() {
                 fresh.push((Ticket(state), true));
                 self.writer.any_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
             }
+        }
+        self.writer.wake.notify(1);
+    }
+
+    /// Queues the deletion of a whole archive (a room that ended), after what is
+    /// queued for it already and before what comes later; nobody waits for it.
+    pub fn queue_archive_delete(&self, owner: &BareJid) {
+        if let Ok(mut archive) = self.writer.archive.lock() {
+            archive.rows.push((owner.clone(), ArchiveOp::Delete, Arc::new(State::default())));
         }
         self.writer.wake.notify(1);
     }

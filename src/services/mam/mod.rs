@@ -58,6 +58,11 @@ impl Mam {
         Mam { ids: ArchiveIds::starting_after(newest), limits, prefs }
     }
 
+    /// The next archive id (ids only grow).
+    pub fn next_id(&self) -> ArchiveId {
+        self.ids.next(now_micros())
+    }
+
     /// Does `owner`'s archive keep a message with `with` (XEP-0441)?
     fn keeps(&self, hub: &Hub<'_>, owner: &BareJid, with: &str) -> bool {
         match self.prefs.decide(owner, with) {
@@ -320,64 +325,87 @@ fn page_of(query: &Element<'_>, limits: MamLimits) -> Result<(Page, usize), Stan
 fn query(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     let result = (|| {
         let owner = owner_of(req)?;
-        let Some(mam) = hub.mam else { return Err(StanzaError::new(Condition::ServiceUnavailable)) };
-        if req.iq_type == IqType::Get {
-            // §5.1.1: the form's fields.
-            let mut p = Vec::new();
-            write_fields_form(&mut p);
-            return Ok(IqReply::Result(Some(p)));
+        match answer(hub, &owner, req.sender.jid.as_str(), &req.payload, req.iq_type == IqType::Get)? {
+            Answer::Form(form) => Ok(IqReply::Result(Some(form))),
+            Answer::Page { results, fin } => Ok(IqReply::ResultAfter(results, Some(fin))),
         }
-        let filter = filter_of(&req.payload)?;
-        let (page, max) = page_of(&req.payload, mam.limits)?;
-        hub.store.flush_archive().map_err(internal)?;
-        let mut read = hub.store.archive_page(&owner, &filter, page, max).map_err(internal)?;
-        // A page is bounded in bytes too: it is written to the requester at once.
-        let backward = matches!(page, Page::Backward { .. });
-        let mut total = 0;
-        let fits = |m: &Archived, total: &mut usize| {
-            *total += m.stanza.len() + 300;
-            *total <= MAX_PAGE_BYTES
-        };
-        let keep = if backward {
-            read.messages.iter().rev().take_while(|m| fits(m, &mut total)).count()
-        } else {
-            read.messages.iter().take_while(|m| fits(m, &mut total)).count()
-        };
-        // At least one message, whatever its size, so that paging moves on.
-        let keep = keep.max(1).min(read.messages.len());
-        if keep < read.messages.len() {
-            read.complete = false;
-            if backward {
-                read.messages.drain(..read.messages.len() - keep);
-            } else {
-                read.messages.truncate(keep);
-            }
-        }
-        let query_id = req.payload.attr("queryid");
-        let mut before = Vec::new();
-        for m in &read.messages {
-            write_result(&mut before, &owner, req.sender.jid.as_str(), query_id.as_deref(), m);
-        }
-        let mut fin = Vec::with_capacity(200);
-        let mut w = XmlWriter::new(&mut fin);
-        w.start("fin").attr("xmlns", NS_MAM);
-        if read.complete {
-            w.attr("complete", "true");
-        }
-        w.open().start("set").attr("xmlns", NS_RSM);
-        match (read.messages.first(), read.messages.last()) {
-            (Some(first), Some(last)) => {
-                w.open().start("first").open().text(&first.id.text()).end("first");
-                w.start("last").open().text(&last.id.text()).end("last").end("set");
-            }
-            _ => {
-                w.close_empty();
-            }
-        }
-        XmlWriter::new(&mut fin).end("fin");
-        Ok(IqReply::ResultAfter(before, Some(fin)))
     })();
     result.unwrap_or_else(IqReply::Error)
+}
+
+/// What a query on an archive is answered with.
+pub enum Answer {
+    /// §5.1.1: the form's fields (a `get`).
+    Form(Vec<u8>),
+    /// The result messages (written one after another, before the iq's answer),
+    /// and the `<fin/>` the answer carries.
+    Page { results: Vec<u8>, fin: Vec<u8> },
+}
+
+/// Answers `query` (a `<query xmlns=urn:xmpp:mam:2/>`) on `owner`'s archive (an
+/// account's or a room's) for `requester` (a full JID; who may ask was checked).
+pub fn answer(
+    hub: &Hub<'_>,
+    owner: &BareJid,
+    requester: &str,
+    query: &Element<'_>,
+    get: bool,
+) -> Result<Answer, StanzaError> {
+    let Some(mam) = hub.mam else { return Err(StanzaError::new(Condition::ServiceUnavailable)) };
+    if get {
+        let mut p = Vec::new();
+        write_fields_form(&mut p);
+        return Ok(Answer::Form(p));
+    }
+    let filter = filter_of(query)?;
+    let (page, max) = page_of(query, mam.limits)?;
+    hub.store.flush_archive().map_err(internal)?;
+    let mut read = hub.store.archive_page(owner, &filter, page, max).map_err(internal)?;
+    // A page is bounded in bytes too: it is written to the requester at once.
+    let backward = matches!(page, Page::Backward { .. });
+    let mut total = 0;
+    let fits = |m: &Archived, total: &mut usize| {
+        *total += m.stanza.len() + 300;
+        *total <= MAX_PAGE_BYTES
+    };
+    let keep = if backward {
+        read.messages.iter().rev().take_while(|m| fits(m, &mut total)).count()
+    } else {
+        read.messages.iter().take_while(|m| fits(m, &mut total)).count()
+    };
+    // At least one message, whatever its size, so that paging moves on.
+    let keep = keep.max(1).min(read.messages.len());
+    if keep < read.messages.len() {
+        read.complete = false;
+        if backward {
+            read.messages.drain(..read.messages.len() - keep);
+        } else {
+            read.messages.truncate(keep);
+        }
+    }
+    let query_id = query.attr("queryid");
+    let mut results = Vec::new();
+    for m in &read.messages {
+        write_result(&mut results, owner, requester, query_id.as_deref(), m);
+    }
+    let mut fin = Vec::with_capacity(200);
+    let mut w = XmlWriter::new(&mut fin);
+    w.start("fin").attr("xmlns", NS_MAM);
+    if read.complete {
+        w.attr("complete", "true");
+    }
+    w.open().start("set").attr("xmlns", NS_RSM);
+    match (read.messages.first(), read.messages.last()) {
+        (Some(first), Some(last)) => {
+            w.open().start("first").open().text(&first.id.text()).end("first");
+            w.start("last").open().text(&last.id.text()).end("last").end("set");
+        }
+        _ => {
+            w.close_empty();
+        }
+    }
+    XmlWriter::new(&mut fin).end("fin");
+    Ok(Answer::Page { results, fin })
 }
 
 /// `<message><result queryid id><forwarded><delay stamp/>…</forwarded></result></message>`
@@ -419,33 +447,39 @@ fn metadata(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
         if req.iq_type != IqType::Get {
             return Err(StanzaError::new(Condition::BadRequest));
         }
-        hub.store.flush_archive().map_err(internal)?;
-        let all = Filter::default();
-        let first = hub.store.archive_page(&owner, &all, Page::Forward { after: None }, 1).map_err(internal)?;
-        let last = hub.store.archive_page(&owner, &all, Page::Backward { before: None }, 1).map_err(internal)?;
-        let mut p = Vec::with_capacity(200);
-        let mut w = XmlWriter::new(&mut p);
-        w.start("metadata").attr("xmlns", NS_MAM);
-        match (first.messages.first(), last.messages.first()) {
-            (Some(a), Some(b)) => {
-                w.open();
-                for (name, m) in [("start", a), ("end", b)] {
-                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(m.id.micros());
-                    XmlWriter::new(&mut p)
-                        .start(name)
-                        .attr("id", &m.id.text())
-                        .attr("timestamp", &crate::clock::utc_timestamp(at))
-                        .close_empty();
-                }
-                XmlWriter::new(&mut p).end("metadata");
-            }
-            _ => {
-                w.close_empty();
-            }
-        }
-        Ok(IqReply::Result(Some(p)))
+        Ok(IqReply::Result(Some(metadata_of(hub, &owner)?)))
     })();
     result.unwrap_or_else(IqReply::Error)
+}
+
+/// `<metadata><start id timestamp/><end id timestamp/></metadata>` of `owner`'s
+/// archive (§4.4).
+pub fn metadata_of(hub: &Hub<'_>, owner: &BareJid) -> Result<Vec<u8>, StanzaError> {
+    hub.store.flush_archive().map_err(internal)?;
+    let all = Filter::default();
+    let first = hub.store.archive_page(owner, &all, Page::Forward { after: None }, 1).map_err(internal)?;
+    let last = hub.store.archive_page(owner, &all, Page::Backward { before: None }, 1).map_err(internal)?;
+    let mut p = Vec::with_capacity(200);
+    let mut w = XmlWriter::new(&mut p);
+    w.start("metadata").attr("xmlns", NS_MAM);
+    match (first.messages.first(), last.messages.first()) {
+        (Some(a), Some(b)) => {
+            w.open();
+            for (name, m) in [("start", a), ("end", b)] {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(m.id.micros());
+                XmlWriter::new(&mut p)
+                    .start(name)
+                    .attr("id", &m.id.text())
+                    .attr("timestamp", &crate::clock::utc_timestamp(at))
+                    .close_empty();
+            }
+            XmlWriter::new(&mut p).end("metadata");
+        }
+        _ => {
+            w.close_empty();
+        }
+    }
+    Ok(p)
 }
 
 #[cfg(test)]

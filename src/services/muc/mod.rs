@@ -18,6 +18,7 @@ use crate::config::{MucConfig, RoomCreation};
 use crate::hub::Hub;
 use crate::jid::{BareJid, Domain, Jid};
 use crate::ns::{NS_CLIENT, NS_INFO, NS_ITEMS, NS_PING};
+use crate::services::mam;
 use crate::stanza::{Condition, StanzaError};
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
@@ -48,7 +49,8 @@ impl Muc {
         &self.config.domain
     }
 
-    /// Reads the persistent rooms (at start).
+    /// Reads the persistent rooms (at start), each with its history from its
+    /// archive.
     pub fn load(&self, store: &crate::store::Store) {
         let records = match store.muc_rooms(self.config.max_rooms) {
             Ok(r) => r,
@@ -61,7 +63,15 @@ impl Muc {
         for (name, record) in records {
             let Ok(jid) = format!("{name}@{}", self.config.domain).parse::<BareJid>() else { continue };
             match Room::decode(jid, &record, &self.config) {
-                Some(room) => {
+                Some(mut room) => {
+                    if room.archives() {
+                        let newest = crate::store::archive::Page::Backward { before: None };
+                        let all = crate::store::archive::Filter::default();
+                        match store.archive_page(&room.jid, &all, newest, self.config.history) {
+                            Ok(read) => room.fill_history(&read.messages),
+                            Err(e) => log::error!("group-chat room {name}: its archive: {e}"),
+                        }
+                    }
                     rooms.insert(name.into(), room);
                 }
                 None => log::warn!("group-chat room {name}: its stored record does not decode; left out"),
@@ -88,7 +98,7 @@ impl Muc {
                     r.technical_removal(real, &mut out);
                 }
                 if r.is_empty() && !r.persistent {
-                    rooms.remove(&*room);
+                    end_room(hub, &mut rooms, &room);
                 }
             }
             drop(rooms);
@@ -171,7 +181,28 @@ impl Muc {
             rooms.insert(room_name.into(), Room::new(jid, sender.to_bare(), &self.config));
         }
         let room = rooms.get_mut(room_name)?;
+        // XEP-0313 on the room's JID: its archive, for those the room lets read it.
+        if let Some(query) = archive_request(stanza, &to) {
+            let answer = self.archive_query(hub, room, &sender, stanza, &query);
+            match answer {
+                Ok((results, payload)) => {
+                    if !results.is_empty() {
+                        out.push((from.to_string(), results));
+                    }
+                    out.push((from.to_string(), iq_reply(stanza, to.as_str(), from, Ok(()), &payload)));
+                }
+                Err(e) => out.push((from.to_string(), iq_reply(stanza, to.as_str(), from, Err(e), &[]))),
+            }
+            return Some(room_name.into());
+        }
+        if let (Some(mam), true) = (hub.mam, stanza.name() == "message" && room.archives()) {
+            room.offer_archive_id(mam.next_id());
+        }
         room.handle(&sender, to.resource(), stanza, out);
+        for archived in room.take_archived() {
+            // The sender's stream waits for it, as for its own messages.
+            hub.store.queue_archive(&room.jid, archived, true);
+        }
         if let Some(record) = room.take_store_change() {
             // What a persistent room keeps is stored before the answers go out.
             if let Err(e) = hub.store.put_muc_room(room_name, record.as_deref()) {
@@ -180,9 +211,33 @@ impl Muc {
         }
         if room.is_empty() && !room.persistent {
             log::debug!("room {} is empty: it ends", room.jid);
-            rooms.remove(room_name);
+            end_room(hub, &mut rooms, room_name);
         }
         Some(room_name.into())
+    }
+
+    /// A MAM query or metadata request on a room: (the result messages, the
+    /// iq answer's payload).
+    fn archive_query(
+        &self,
+        hub: &Hub<'_>,
+        room: &Room,
+        sender: &Jid,
+        iq: &Element<'_>,
+        query: &Element<'_>,
+    ) -> Result<(Vec<u8>, Vec<u8>), StanzaError> {
+        if !room.archives() {
+            return Err(StanzaError::with_text(Condition::ServiceUnavailable, "the room keeps no archive"));
+        }
+        room.may_read_archive(sender)?;
+        let get = iq.attr("type").as_deref() == Some("get");
+        if query.name() == "metadata" {
+            return Ok((Vec::new(), mam::metadata_of(hub, &room.jid)?));
+        }
+        match mam::answer(hub, &room.jid, sender.as_str(), query, get)? {
+            mam::Answer::Form(form) => Ok((Vec::new(), form)),
+            mam::Answer::Page { results, fin } => Ok((results, fin)),
+        }
     }
 
     /// The service's own iqs: disco#info, disco#items (the public rooms), ping.
@@ -220,6 +275,26 @@ impl Muc {
         };
         out.push((from.to_string(), iq_reply(iq, to.as_str(), from, answer, &body)));
     }
+}
+
+/// A room ends (destroyed, or its last occupant left a temporary room): its
+/// archive goes with it, after what is queued for it.
+fn end_room(hub: &Hub<'_>, rooms: &mut BTreeMap<Box<str>, Room>, name: &str) {
+    if let Some(room) = rooms.remove(name) {
+        hub.store.queue_archive_delete(&room.jid);
+    }
+}
+
+/// The archive request in an iq to a room's bare JID, if it is one.
+fn archive_request<'a>(stanza: &Element<'a>, to: &Jid) -> Option<Element<'a>> {
+    if stanza.name() != "iq" || to.resource().is_some() {
+        return None;
+    }
+    if !matches!(stanza.attr("type").as_deref(), Some("get") | Some("set")) {
+        return None;
+    }
+    let payload = stanza.children().next()?;
+    (payload.ns() == mam::NS_MAM && matches!(payload.name(), "query" | "metadata")).then_some(payload)
 }
 
 /// Sends what a room produced; returns the full JIDs whose queue was full.

@@ -123,6 +123,11 @@ impl Room {
         ] {
             w.start("feature").attr("var", f).close_empty();
         }
+        if self.archives() {
+            for f in [crate::services::mam::NS_MAM, crate::services::mam::NS_SID] {
+                w.start("feature").attr("var", f).close_empty();
+            }
+        }
         w.start("x").attr("xmlns", NS_DATA).attr("type", "result").open();
         field(&mut w, "FORM_TYPE", Some("hidden"), NS_ROOMINFO);
         field(&mut w, "muc#roominfo_description", None, &self.description);
@@ -187,6 +192,7 @@ impl Room {
                     }
                 }
                 "muc#roomconfig_allowinvites" => self.allow_invites = truthy(&value),
+                "muc#roomconfig_enablearchiving" | "mam" => self.archiving = truthy(&value),
                 "muc#roomconfig_allowpm" => {
                     if let Some(p) = PrivateMessages::parse(&value) {
                         self.allow_pm = p;
@@ -281,6 +287,10 @@ impl Room {
         typed_field(&mut w, "muc#roomconfig_allowpm", "list-single", "Who may send private messages", pm);
         let history = self.max_history.to_string();
         typed_field(&mut w, "muc#roomconfig_historylength", "text-single", "Messages kept for newcomers", &history);
+        if self.archive_on {
+            let archiving = bool_value(self.archiving);
+            typed_field(&mut w, "muc#roomconfig_enablearchiving", "boolean", "Messages archived", archiving);
+        }
         w.end("x").end("query");
     }
 

@@ -67,13 +67,34 @@ impl Room {
             }
             return;
         }
-        let mut body = children_except(stanza, &[NS_DELAY, NS_OCCUPANT_ID]);
+        let has_body = stanza.child("body", stanza.ns()).is_some();
+        // XEP-0313 §5.1.2 / XEP-0359: an archived message carries the room's
+        // stanza-id (any claiming to be the room's is dropped; origin-id stays).
+        let archive_id = self.archive_next.take().filter(|_| self.archives());
+        let archive_id = archive_id.filter(|_| has_body || stanza.child("subject", stanza.ns()).is_some());
+        let mut body = match archive_id {
+            None => children_except(stanza, &[NS_DELAY, NS_OCCUPANT_ID]),
+            Some(_) => {
+                let mut b = children_except(stanza, &[NS_DELAY, NS_OCCUPANT_ID, NS_SID]);
+                if let Some(origin) = stanza.child("origin-id", NS_SID) {
+                    crate::xml::writer::write_element(&mut b, &origin, NS_CLIENT, None, &[]);
+                }
+                b
+            }
+        };
         XmlWriter::new(&mut body)
             .start("occupant-id")
             .attr("xmlns", NS_OCCUPANT_ID)
             .attr("id", &self.occupant_id(&self.occupants[i].bare))
             .close_empty();
-        let has_body = stanza.child("body", stanza.ns()).is_some();
+        if let Some(id) = archive_id {
+            XmlWriter::new(&mut body)
+                .start("stanza-id")
+                .attr("xmlns", NS_SID)
+                .attr("by", self.jid.as_str())
+                .attr("id", &id.text())
+                .close_empty();
+        }
         if let Some(subject) = stanza.child("subject", stanza.ns()).filter(|_| !has_body) {
             // §8.1: moderators change the subject (participants too, if allowed).
             let may = self.occupants[i].role == Role::Moderator || self.participants_set_subject;
@@ -90,6 +111,16 @@ impl Room {
             self.dirty = true;
         }
         let from = self.occupant_jid(&nick);
+        if let Some(id) = archive_id {
+            let mut m = Vec::with_capacity(body.len() + 120);
+            let mut w = XmlWriter::new(&mut m);
+            w.start("message").attr("from", &from).attr_opt("id", stanza.attr("id").as_deref());
+            w.attr("type", "groupchat").open();
+            m.extend_from_slice(&body);
+            XmlWriter::new(&mut m).end("message");
+            let direction = crate::store::archive::Direction::Received;
+            self.to_archive.push(Archived { id, direction, with: from.clone(), stanza: m });
+        }
         for o in &self.occupants {
             for to in &o.real {
                 let mut m = Vec::with_capacity(body.len() + 200);

@@ -5,7 +5,9 @@ use super::{children_except, iq_reply, Outgoing, NS_MUC, NS_MUC_OWNER, NS_MUC_US
 use crate::config::MucConfig;
 use crate::jid::{BareJid, Jid};
 use crate::ns::{NS_CLIENT, NS_DELAY, NS_INFO, NS_ITEMS, NS_PING};
+use crate::services::mam::NS_SID;
 use crate::stanza::{Condition, StanzaError};
+use crate::store::archive::{ArchiveId, Archived};
 use crate::xml::writer::XmlWriter;
 use crate::xml::Element;
 use std::collections::VecDeque;
@@ -205,6 +207,16 @@ pub struct Room {
     reserved: Vec<(BareJid, Box<str>)>,
     /// The room's vcard-temp (its avatar), and the SHA-1 of its photo.
     vcard: Option<vcard::RoomVcard>,
+    /// The room keeps its messages in the archive
+    /// (`muc#roomconfig_enablearchiving`; only while the hub's archive is on).
+    archiving: bool,
+    /// The hub's archive is on.
+    archive_on: bool,
+    /// The id the next groupchat message gets in the archive (the service hands
+    /// one out before each).
+    archive_next: Option<ArchiveId>,
+    /// Messages to append to the room's archive (taken by the service).
+    to_archive: Vec<Archived>,
 }
 
 /// What `<history/>` in a join asks for (§7.2.15).
@@ -249,6 +261,63 @@ impl Room {
             admins: std::sync::Arc::clone(&config.admins),
             reserved: Vec::new(),
             vcard: None,
+            archiving: true,
+            archive_on: config.archive,
+            archive_next: None,
+            to_archive: Vec::new(),
+        }
+    }
+
+    /// Does the room keep an archive (XEP-0313)?
+    pub fn archives(&self) -> bool {
+        self.archive_on && self.archiving
+    }
+
+    /// The archive id the next groupchat message gets.
+    pub fn offer_archive_id(&mut self, id: ArchiveId) {
+        self.archive_next = Some(id);
+    }
+
+    /// What to append to the room's archive since the last call.
+    pub fn take_archived(&mut self) -> Vec<Archived> {
+        self.archive_next = None;
+        std::mem::take(&mut self.to_archive)
+    }
+
+    /// Who may read the archive: not the banned; in a members-only room, members
+    /// and up.
+    pub fn may_read_archive(&self, sender: &Jid) -> Result<(), StanzaError> {
+        let affiliation = self.affiliation_of(&sender.to_bare());
+        if affiliation == Affiliation::Outcast {
+            return Err(StanzaError::with_text(Condition::Forbidden, "you are banned from this room"));
+        }
+        if self.members_only && affiliation < Affiliation::Member {
+            return Err(StanzaError::with_text(Condition::Forbidden, "the archive is for the room's members"));
+        }
+        Ok(())
+    }
+
+    /// The history newcomers get, from the archive's newest messages (at start:
+    /// what was in memory is gone).
+    pub fn fill_history(&mut self, newest: &[Archived]) {
+        for m in newest {
+            crate::xml::for_each_stanza(&m.stanza, |el| {
+                let Some(body) = el.child("body", el.ns()) else { return };
+                let Some(nick) = el.attr("from").and_then(|f| f.split_once('/').map(|(_, n)| n.to_string())) else {
+                    return;
+                };
+                let chars = body.text().chars().count();
+                let kept = children_except(el, &[]);
+                self.history.push_back(Kept {
+                    nick: nick.into(),
+                    stamp: m.id.micros() / 1_000_000,
+                    body: kept.into(),
+                    chars,
+                });
+            });
+            if self.history.len() > self.max_history {
+                self.history.pop_front();
+            }
         }
     }
 
@@ -352,6 +421,7 @@ mod tests {
             max_rooms_per_user: 2,
             max_occupants: 3,
             history: 2,
+            archive: false,
         };
         let jid = BareJid::parse("garden@conference.example").expect("a room JID");
         Room::new(jid, BareJid::parse("alice@example").expect("a JID"), &config)

@@ -10,7 +10,7 @@ impl Room {
     /// bytes), affiliations (u16 count, then jid and code each)`; version 2 adds
     /// `reserved nicknames (u16 count, then jid and nick each), vCard? (bytes,
     /// photo hash?), private-message policy (u8), history length (u16)` (and
-    /// flag 6, invitations by occupants).
+    /// flag 6, invitations by occupants; flag 7, not archiving).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![2];
         let flags = [
@@ -21,6 +21,8 @@ impl Room {
             self.participants_set_subject,
             self.locked,
             self.allow_invites,
+            // Flag 7 is set when the room does *not* archive (older records: on).
+            !self.archiving,
         ];
         out.push(flags.iter().enumerate().fold(0u8, |acc, (i, f)| acc | (u8::from(*f) << i)));
         put(&mut out, self.name.as_bytes());
@@ -121,6 +123,7 @@ impl Room {
         room.participants_set_subject = flag(4);
         room.locked = flag(5);
         room.allow_invites = version < 2 || flag(6);
+        room.archiving = !flag(7);
         room.allow_pm = allow_pm;
         room.max_history = max_history;
         room.name = name;
