@@ -345,12 +345,13 @@ const KEYS: &[Key] = &[
     Key { name: "pep_remote_resources", kind: Kind::Int { min: 0, max: 100_000, default: 512 } },
     // Off until its cost is brought down (issue 17: 33 000 messages/s with it,
     // 167 000 without, on the bench machine).
-    Key { name: "archive", kind: Kind::Bool(false) },
+    Key { name: "archive", kind: Kind::Bool(true) },
     Key { name: "mam_page_default", kind: Kind::Int { min: 1, max: 1000, default: 50 } },
     Key { name: "mam_page_max", kind: Kind::Int { min: 1, max: 1000, default: 250 } },
     Key { name: "archive_max_messages", kind: Kind::Int { min: 1, max: 100_000_000, default: 100_000 } },
     Key { name: "archive_max_bytes", kind: Kind::Int { min: 4096, max: 1 << 40, default: 64 << 20 } },
     Key { name: "archive_days", kind: Kind::Int { min: 0, max: 36_500, default: 365 } },
+    Key { name: "archive_max_total_bytes", kind: Kind::Int { min: 1 << 20, max: 1 << 50, default: 1 << 30 } },
     Key { name: "component_listen", kind: Kind::Addrs(&["127.0.0.1:5347"]) },
     Key { name: "component_tls_listen", kind: Kind::Addrs(&[]) },
     Key { name: "component", kind: Kind::Components },
@@ -562,6 +563,7 @@ impl Config {
                 max_messages: v.int(take("archive_max_messages"), "archive_max_messages") as u64,
                 max_bytes: v.int(take("archive_max_bytes"), "archive_max_bytes") as u64,
                 keep_micros: (v.int(take("archive_days"), "archive_days") as u64).saturating_mul(86_400_000_000),
+                max_total_bytes: v.int(take("archive_max_total_bytes"), "archive_max_total_bytes") as u64,
             },
             mam: {
                 let page_default = v.int(take("mam_page_default"), "mam_page_default") as usize;

@@ -134,6 +134,32 @@ async fn run_store_writer(server: Rc<Server>) {
     }
 }
 
+/// How often the archives are looked over (retention of archives that receive
+/// nothing, the bound on all of them together), and removals per pass.
+const ARCHIVE_MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+const ARCHIVE_MAINTENANCE_BUDGET: usize = 2000;
+
+/// The archive's background job: at start, then every minute, on a blocking
+/// thread; a pass that stopped at its budget is followed by another at once.
+async fn run_archive_maintenance(server: Rc<Server>) {
+    loop {
+        let store = Arc::clone(&server.store);
+        let now = crate::clock::now_unix().saturating_mul(1_000_000);
+        let pass = blocking::unblock(move || store.archive_maintenance(now, ARCHIVE_MAINTENANCE_BUDGET)).await;
+        match pass {
+            Ok(done) if done.removed > 0 => {
+                log::info!("archives: {} old message(s) removed, {} bytes kept", done.removed, done.total_bytes);
+                if done.more {
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => log::error!("archive maintenance: {e}"),
+        }
+        Timer::after(ARCHIVE_MAINTENANCE_EVERY).await;
+    }
+}
+
 /// An offline message the quota refused: its sender hears of it.
 fn deliver_refusal(server: &Server, refusal: crate::store::writer::Refusal) {
     use crate::store::writer::Refusal;
@@ -340,6 +366,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     let spawner = server.s2s.is_some().then(|| ex.spawn(spawn_links(Rc::clone(&server), Rc::clone(&ex))));
     server.store.start_writer();
     let writer = ex.spawn(run_store_writer(Rc::clone(&server)));
+    let _maintenance = server.mam.is_some().then(|| ex.spawn(run_archive_maintenance(Rc::clone(&server))));
     futures_lite::future::block_on(ex.run(async {
         let signal = loop {
             match signals.next().await {

@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 const MAM: &str = "urn:xmpp:mam:2";
-/// The archive is off by default (while its cost is brought down).
+/// The archive is on by default; the tests that need it say so.
 const ON: &str = "archive = true\n";
 const RSM: &str = "http://jabber.org/protocol/rsm";
 
@@ -222,8 +222,12 @@ fn offline_messages_are_archived_and_the_archive_survives_a_kill_9_after_the_pin
 }
 
 #[test]
-fn the_archive_is_off_by_default() {
+fn the_archive_is_on_by_default_and_archive_false_turns_it_off() {
     let server = Server::start();
+    let (mut juliet, mut romeo) = online(&server);
+    let got = chat(&mut juliet, &mut romeo, 1);
+    assert!(got[0].contains("<stanza-id xmlns='urn:xmpp:sid:0' by='romeo@localhost'"), "{got:?}");
+    let server = Server::start_with("archive = false\n");
     let (mut juliet, mut romeo) = online(&server);
     let got = chat(&mut juliet, &mut romeo, 1);
     assert!(!got[0].contains("stanza-id"), "{got:?}");
@@ -234,6 +238,42 @@ fn the_archive_is_off_by_default() {
     );
     let info = juliet.read_until("</iq>", WAIT);
     assert!(info.contains("urn:xmpp:pep-vcard-conversion:0") && !info.contains("urn:xmpp:mam:2"), "{info}");
+}
+
+#[test]
+fn after_a_kill_9_in_a_message_storm_every_message_before_an_answered_ping_is_in_both_archives() {
+    let mut server = Server::start_with("mam_page_max = 1000\n");
+    let (mut juliet, mut romeo) = online(&server);
+    let burst = |juliet: &mut Client, from: usize, ping: Option<&str>| {
+        let mut s = String::new();
+        for k in from..from + 50 {
+            s += &format!("<message to='romeo@localhost/b' type='chat'><body>s{k}</body></message>");
+        }
+        if let Some(id) = ping {
+            s += &format!("<iq type='get' id='{id}'><ping xmlns='urn:xmpp:ping'/></iq>");
+        }
+        juliet.send(&s);
+    };
+    for b in 0..10 {
+        burst(&mut juliet, b * 50, Some(&format!("p{b}")));
+        juliet.read_until(&format!("id='p{b}' type='result'"), WAIT);
+        romeo.read_until(&format!("<body>s{}</body>", b * 50 + 49), WAIT);
+    }
+    // Another burst in flight, unanswered, when the server is killed.
+    burst(&mut juliet, 500, None);
+    server.signal("KILL");
+    server.wait_exit(WAIT).expect("killed");
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, "mam_page_max = 1000\n");
+    for (user, resource) in [("juliet", "a"), ("romeo", "b")] {
+        let mut c = restarted.login(user, "pw", resource);
+        let (page, fin) = query(&mut c, "all", None, "", &max(1000));
+        let bodies: Vec<&str> = page.iter().map(|r| body_of(r)).collect();
+        assert!(bodies.len() >= 500 && fin.contains("complete='true'"), "{user}: {} {fin}", bodies.len());
+        for (k, b) in bodies.iter().take(500).enumerate() {
+            assert_eq!(*b, format!("s{k}"), "{user}'s archive, in order and without a gap");
+        }
+    }
 }
 
 #[test]
@@ -480,4 +520,33 @@ fn a_room_archives_with_its_stanza_ids_answers_who_may_read_and_its_history_outl
     configure(&mut juliet, "cfg2", &[]);
     let (page, fin) = query(&mut juliet, "j2", Some(ROOM), "", "");
     assert!(page.is_empty() && fin.contains("complete='true'"), "{page:?}");
+}
+
+#[test]
+fn past_archive_max_total_bytes_the_hubs_oldest_messages_go_whichever_archive_holds_them() {
+    let config = "archive_max_total_bytes = 1048576\n";
+    let mut server = Server::start_with(config);
+    let (mut juliet, mut romeo) = online(&server);
+    let big = "z".repeat(100 * 1024);
+    for k in 0..8 {
+        juliet.send(&format!("<message to='romeo@localhost' type='chat'><body>{k}{big}</body></message>"));
+        romeo.read_until("</message>", WAIT);
+    }
+    juliet.sync("sent");
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("stopped");
+    // 16 copies of 100 KiB: the pass at start takes the oldest until 1 MiB is left.
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let restarted = Server::start_in(dir, config);
+    restarted.wait_for_log("old message(s) removed", WAIT);
+    let mut kept = 0;
+    for (user, resource) in [("juliet", "a"), ("romeo", "b")] {
+        let mut c = restarted.login(user, "pw", resource);
+        let (page, _) = query(&mut c, "all", None, "", &max(100));
+        let firsts: Vec<char> = page.iter().map(|r| body_of(r).chars().next().unwrap_or('?')).collect();
+        assert_eq!(firsts.last(), Some(&'7'), "{user}: the newest stays: {firsts:?}");
+        assert!(firsts.len() < 8, "{user}: {firsts:?}");
+        kept += page.len();
+    }
+    assert!((8..=10).contains(&kept), "about 1 MiB of 100 KiB copies is kept: {kept}");
 }

@@ -43,12 +43,26 @@ pub struct ArchiveLimits {
     pub max_bytes: u64,
     /// Messages older than this many microseconds go (0: kept whatever their age).
     pub keep_micros: u64,
+    /// Bytes all archives together keep (`archive_max_total_bytes`): past it
+    /// the oldest messages of the hub go, by [`Store::archive_maintenance`].
+    pub max_total_bytes: u64,
 }
 
 impl Default for ArchiveLimits {
     fn default() -> Self {
-        ArchiveLimits { max_messages: u64::MAX, max_bytes: u64::MAX, keep_micros: 0 }
+        ArchiveLimits { max_messages: u64::MAX, max_bytes: u64::MAX, keep_micros: 0, max_total_bytes: u64::MAX }
     }
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Maintained {
+    /// Messages removed: past the retention, or the hub's oldest over the total.
+    pub removed: usize,
+    /// It stopped at its budget: another pass has more to do.
+    pub more: bool,
+    /// Bytes all archives hold after it.
+    pub total_bytes: u64,
 }
 
 /// Old messages removed per message appended, at most (the archive shrinks back
@@ -437,6 +451,73 @@ impl Store {
         Ok(PageRead { messages: found, complete })
     }
 
+    /// The background pass over every archive (off the event loop, in batches of
+    /// at most `budget` removals, one transaction each): messages past the
+    /// retention go from archives that receive nothing any more (appends look
+    /// after the others), then, while all archives together hold more than
+    /// `max_total_bytes`, the hub's oldest messages go, whichever archive holds
+    /// them. New messages are never refused for space.
+    pub fn archive_maintenance(&self, now_micros: u64, budget: usize) -> Result<Maintained, StoreError> {
+        let limits = self.archive_limits();
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let mut done = Maintained::default();
+        {
+            let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
+            let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
+            let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+            let mut archives: Vec<(BareJid, u64, u64)> = Vec::new();
+            for row in usage.iter().map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                if let Ok(owner) = k.value().parse::<BareJid>() {
+                    let (n, bytes) = v.value();
+                    archives.push((owner, n, bytes));
+                }
+            }
+            let expired_before = now_micros.saturating_sub(limits.keep_micros);
+            // (oldest id, archive) of each archive, the hub's oldest first.
+            let mut heads = std::collections::BinaryHeap::new();
+            for (at, (owner, _, _)) in archives.iter().enumerate() {
+                if let Some((id, _, _)) = oldest(&table, owner)? {
+                    heads.push(std::cmp::Reverse((id, at)));
+                }
+            }
+            let mut total: u64 = archives.iter().map(|(_, _, b)| *b).sum();
+            while let Some(std::cmp::Reverse((id, at))) = heads.pop() {
+                let expired = limits.keep_micros > 0 && ArchiveId(id).micros() < expired_before;
+                if !expired && total <= limits.max_total_bytes {
+                    break;
+                }
+                if done.removed == budget {
+                    done.more = true;
+                    break;
+                }
+                let (owner, n, bytes) = &mut archives[at];
+                let Some((oldest_id, size, with)) = oldest(&table, owner)? else { continue };
+                table.remove((owner.as_str(), oldest_id)).map_err(db_err)?;
+                index.remove((owner.as_str(), with_key(&with), oldest_id)).map_err(db_err)?;
+                *n = n.saturating_sub(1);
+                *bytes = bytes.saturating_sub(size);
+                total = total.saturating_sub(size);
+                done.removed += 1;
+                if let Some((next, _, _)) = oldest(&table, owner)? {
+                    heads.push(std::cmp::Reverse((next, at)));
+                }
+            }
+            if done.removed > 0 {
+                for (owner, n, bytes) in &archives {
+                    usage.insert(owner.as_str(), (*n, *bytes)).map_err(db_err)?;
+                }
+            }
+            done.total_bytes = total;
+        }
+        if done.removed == 0 {
+            txn.abort().map_err(db_err)?;
+        } else {
+            txn.commit().map_err(db_err)?;
+        }
+        Ok(done)
+    }
+
     /// Deletes an archive (account deletion).
     pub(super) fn delete_archive_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
         let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
@@ -482,7 +563,7 @@ mod tests {
     #[test]
     fn the_oldest_go_past_a_bound_or_the_retention_and_the_usage_follows() {
         let store = Store::in_memory().unwrap();
-        store.set_archive_limits(ArchiveLimits { max_messages: 3, max_bytes: u64::MAX, keep_micros: 0 });
+        store.set_archive_limits(ArchiveLimits { max_messages: 3, keep_micros: 0, ..Default::default() });
         let ids = ArchiveIds::default();
         let row = |t: u64, body: &str| {
             let stanza = format!("<message><body>{body}</body></message>").into_bytes();
@@ -507,8 +588,8 @@ mod tests {
         // them (looked at every RETENTION_EVERY messages).
         store.set_archive_limits(ArchiveLimits {
             max_messages: 1000,
-            max_bytes: u64::MAX,
             keep_micros: 86_400_000_000,
+            ..Default::default()
         });
         let later: Vec<_> = (0..RETENTION_EVERY).map(|k| row(86_406 * 1_000_000 + k, "later")).collect();
         store.archive(&later).unwrap();
@@ -566,5 +647,51 @@ mod tests {
         assert_eq!(bodies(&nurse_backward), ["m7", "m9"]);
         assert_eq!(store.archive_usage(&juliet()).unwrap().0, 10);
         assert_eq!(store.newest_archive_id().unwrap(), Some(ids[9]));
+    }
+
+    #[test]
+    fn maintenance_expires_idle_archives_and_keeps_all_archives_under_the_total_oldest_first() {
+        let store = Store::in_memory().unwrap();
+        let ids = ArchiveIds::default();
+        let romeo: BareJid = "romeo@localhost".parse().unwrap();
+        let row = |owner: &BareJid, t: u64, body: &str| {
+            let stanza = format!("<message><body>{body}</body></message>").into_bytes();
+            let m = Archived {
+                id: ids.next(t * 1_000_000),
+                direction: Direction::Sent,
+                with: "x@localhost".into(),
+                stanza,
+            };
+            (owner.clone(), m)
+        };
+        // Juliet's messages at 1..=4 s, Romeo's at 2..=5 s; nothing arrives after.
+        let mut rows = Vec::new();
+        for t in 1..=4 {
+            rows.push(row(&juliet(), t, &format!("j{t}")));
+            rows.push(row(&romeo, t + 1, &format!("r{}", t + 1)));
+        }
+        store.archive(&rows).unwrap();
+        let size = store.archive_usage(&juliet()).unwrap().1 / 4;
+        let nothing = store.archive_maintenance(10_000_000, 100).unwrap();
+        assert_eq!((nothing.removed, nothing.total_bytes), (0, 8 * size), "no bound, nothing goes");
+        // Retention of 7 s at 10 s: what is older than 3 s goes from both.
+        store.set_archive_limits(ArchiveLimits { keep_micros: 7_000_000, ..Default::default() });
+        let done = store.archive_maintenance(10_000_000, 100).unwrap();
+        assert_eq!(done.removed, 3, "j1, j2 and r2");
+        let all = |o: &BareJid| {
+            bodies(&store.archive_page(o, &Filter::default(), Page::Forward { after: None }, 100).unwrap())
+        };
+        assert_eq!(all(&juliet()), ["j3", "j4"]);
+        assert_eq!(all(&romeo), ["r3", "r4", "r5"]);
+        // A total of three messages: the hub's oldest go, whichever archive, in
+        // passes of at most the budget.
+        store.set_archive_limits(ArchiveLimits { max_total_bytes: 3 * size, ..Default::default() });
+        let first = store.archive_maintenance(10_000_000, 1).unwrap();
+        assert!(first.removed == 1 && first.more, "{first:?}");
+        let second = store.archive_maintenance(10_000_000, 100).unwrap();
+        assert!(second.removed == 1 && !second.more && second.total_bytes == 3 * size, "{second:?}");
+        assert_eq!(all(&juliet()), ["j4"], "j3 and r3 were the oldest");
+        assert_eq!(all(&romeo), ["r4", "r5"]);
+        assert_eq!(store.archive_usage(&romeo).unwrap(), (2, 2 * size));
     }
 }
