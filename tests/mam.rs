@@ -507,7 +507,9 @@ fn a_room_archives_with_its_stanza_ids_answers_who_may_read_and_its_history_outl
     }
     assert!(back.contains("<delay xmlns='urn:xmpp:delay'") && back.contains(&ids[2]), "{back}");
     // With archiving off, nothing more is kept and the feature goes.
-    configure(&mut juliet, "off", &[("muc#roomconfig_enablearchiving", "0")]);
+    assert!(back.contains("<status code='170'/>"), "a logged room says so on entering: {back}");
+    let off = configure(&mut juliet, "off", &[("muc#roomconfig_enablearchiving", "0")]);
+    assert!(off.contains("<status code='104'/><status code='171'/>"), "{off}");
     juliet.send(&format!("<message to='{ROOM}' type='groupchat'><body>unkept</body></message>"));
     let echo = juliet.read_until("</message>", WAIT);
     assert!(echo.contains("unkept") && !echo.contains("stanza-id"), "{echo}");

@@ -169,6 +169,7 @@ impl Room {
         }
         let was_non_anonymous = self.non_anonymous;
         let was_members_only = self.members_only;
+        let was_archiving = self.archives();
         let mut password_on = self.password.is_some();
         let mut secret = self.password.clone().unwrap_or_default();
         let truthy = |v: &str| matches!(v, "1" | "true");
@@ -220,6 +221,10 @@ impl Room {
             let mut codes = vec!["104"];
             if self.non_anonymous != was_non_anonymous {
                 codes.push(if self.non_anonymous { "172" } else { "173" });
+            }
+            // 170/171: the room is now logged, or no longer.
+            if self.archives() != was_archiving {
+                codes.push(if self.archives() { "170" } else { "171" });
             }
             self.config_changed(&codes, out);
         }

@@ -108,6 +108,10 @@ impl Room {
         if created {
             codes.push("201");
         }
+        // §7.2.12: the room is logged (its archive).
+        if self.archives() {
+            codes.push("170");
+        }
         self.broadcast_presence(index, None, &codes, out);
         if created {
             log::info!("room {} created by {}", self.jid, sender.to_bare());
