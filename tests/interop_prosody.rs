@@ -4,7 +4,8 @@
 //! and a presence subscription in each direction, authenticated by certificates
 //! (SASL EXTERNAL both ways) and by dialback; group chat in each other's rooms
 //! (tests/interop/muc_federation.py); PEP and OMEMO keys both ways
-//! (tests/interop/pep_federation.py). `./scripts/test` installs prosody and
+//! (tests/interop/pep_federation.py); message archives with stanza-ids on both
+//! sides (tests/interop/mam_federation.py). `./scripts/test` installs prosody and
 //! slixmpp; without them these tests fail, they never skip.
 
 mod common;
@@ -24,6 +25,12 @@ fn federate(mode: &str) -> Server {
 /// conference.prosody.test, which its certificate names too). Returns wrenhub's
 /// server and the script's output.
 fn with_prosody(script: &str, mode: &str) -> (Server, String) {
+    with_prosody_and(script, mode, "")
+}
+
+/// [`with_prosody`] with more top-level lines in wrenhub's config (`config`, each
+/// ending in a newline; they go before its `[[s2s_route]]` tables).
+fn with_prosody_and(script: &str, mode: &str, config: &str) -> (Server, String) {
     let work = tempfile::tempdir().unwrap();
     let (cert, key, ca) = test_identity_for(&["prosody.test", "conference.prosody.test"]);
     let (cert_path, key_path, ca_path) =
@@ -35,7 +42,7 @@ fn with_prosody(script: &str, mode: &str) -> (Server, String) {
     let trust = if mode == "external" { format!("s2s_ca_file = '{}'\n", ca_path.display()) } else { String::new() };
     let server = Server::start_with(&format!(
         "domain = 'hub.test'\nfederation = true\ns2s_listen = ['127.0.0.1:0']\ns2s_system_roots = false\n{trust}\
-         [[s2s_route]]\ndomain = 'prosody.test'\naddress = '127.0.0.1:{prosody_s2s}'\n\
+         {config}[[s2s_route]]\ndomain = 'prosody.test'\naddress = '127.0.0.1:{prosody_s2s}'\n\
          [[s2s_route]]\ndomain = 'conference.prosody.test'\naddress = '127.0.0.1:{prosody_s2s}'\n"
     ));
     server.add_user("romeo", "montague");
@@ -119,6 +126,29 @@ fn prosody_and_wrenhub_users_fetch_each_others_omemo_keys_and_hear_pep_events() 
     let (server, out) = with_prosody("prosody_pep_federation.py", "external");
     for part in ["part 1: OK", "part 2: OK", "part 3a: OK", "part 3b: OK"] {
         assert!(out.lines().any(|l| l.starts_with(part)), "no {part:?} line in:\n{out}");
+    }
+    server.wait_for_log("s2s link to prosody.test established (SASL EXTERNAL", WAIT);
+    server.wait_for_log("prosody.test authenticated by certificate (SASL EXTERNAL)", WAIT);
+}
+
+#[test]
+fn a_prosody_users_messages_are_archived_with_wrenhubs_stanza_ids_and_a_forged_one_is_taken_out() {
+    // XEP-0313 and XEP-0359 across servers, the archive on: what a Prosody user
+    // sends a wrenhub user reaches him with his archive's stanza-id, the id of the
+    // message in his archive, which has his answers too; a stanza-id by his account
+    // that she sends reaches neither him nor his archive (a third party's beside it
+    // does: it crossed s2s). Prosody runs mod_mam: it archived both directions for
+    // her, with its own stanza-ids on his answers.
+    let (server, out) = with_prosody_and("prosody_mam_federation.py", "external", "archive = true\n");
+    for line in [
+        "live: 3 messages from juliet@prosody.test reached romeo@hub.test with his stanza-id (all different, \
+         the forged one taken out, the witness's kept); 3 reached juliet@prosody.test with none by him, with hers",
+        "disco: romeo@hub.test has urn:xmpp:mam:2",
+        "archive: romeo@hub.test has all 6 messages with juliet@prosody.test in order",
+        "peer archive: juliet@prosody.test has all 6 messages with romeo@hub.test in order",
+        "prosody: mod_mam archived 3 message(s) to romeo@hub.test and 3 from him",
+    ] {
+        assert!(out.lines().any(|l| l.starts_with(line)), "no line starting {line:?} in:\n{out}");
     }
     server.wait_for_log("s2s link to prosody.test established (SASL EXTERNAL", WAIT);
     server.wait_for_log("prosody.test authenticated by certificate (SASL EXTERNAL)", WAIT);

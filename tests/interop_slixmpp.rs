@@ -254,6 +254,33 @@ fn slixmpp_pep_avatars_bookmarks_omemo_keys_items_and_displayed_markers() {
 }
 
 #[test]
+fn slixmpp_pages_through_the_message_archive_forward_and_back_from_the_newest_with_stanza_ids() {
+    // XEP-0313 with slixmpp's xep_0313 plugin: 30 messages both ways (and one with
+    // <no-store/>, one from a third account), paged with a `with` filter in RSM
+    // pages of 10 from the oldest and from the newest; each result's id is the
+    // XEP-0359 stanza-id the message was delivered with.
+    let server = Server::start_with("archive = true\n");
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    server.add_user("nurse", "angelica");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let nurse = ["--nurse-jid", "nurse@localhost/kitchen", "--nurse-password", "angelica"];
+    let paging = ["--messages", "30", "--page", "10"];
+    let out = run_check(&server, "mam.py", &[&args[..], &peer[..], &nurse[..], &paging[..]].concat());
+    for line in [
+        "live: 16 messages received by juliet@localhost carried her stanza-id, all different; the no-store one \
+         none; 15 received by romeo@localhost carried his",
+        "disco: juliet@localhost has urn:xmpp:mam:2",
+        "forward: 30 messages with romeo@localhost in pages of 10, 10, 10, in order, complete on the last",
+        "backward: 30 messages with romeo@localhost from the newest page back, newest first, the same ids",
+        "all: 31 messages archived for juliet@localhost, the nurse's too, the no-store one not",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+}
+
+#[test]
 fn aioxmpp_resumes_a_dropped_session_and_nothing_is_lost_or_doubled() {
     let server = Server::start();
     server.add_user("juliet", "balcony");
