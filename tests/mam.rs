@@ -552,3 +552,22 @@ fn past_archive_max_total_bytes_the_hubs_oldest_messages_go_whichever_archive_ho
     }
     assert!((8..=10).contains(&kept), "about 1 MiB of 100 KiB copies is kept: {kept}");
 }
+
+#[test]
+fn deleting_an_account_deletes_its_archive_and_its_preferences_and_not_its_contacts_copies() {
+    let server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    chat(&mut juliet, &mut romeo, 3);
+    prefs(&mut romeo, "p1", Some(&format!("<prefs xmlns='{MAM}' default='never'><always/><never/></prefs>")));
+    drop(romeo);
+    let (ok, text) = server.cli(&["user", "del", "romeo"], "");
+    assert!(ok, "{text}");
+    server.add_user("romeo", "pw");
+    let mut romeo = server.login("romeo", "pw", "b");
+    let (page, fin) = query(&mut romeo, "q", None, "", "");
+    assert!(page.is_empty() && fin.contains("complete='true'"), "a new account of the name starts empty: {page:?}");
+    let p = prefs(&mut romeo, "p2", None);
+    assert!(p.contains("default='always'"), "{p}");
+    let (page, _) = query(&mut juliet, "j", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0", "m1", "m2"]);
+}
