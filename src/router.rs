@@ -68,6 +68,7 @@ impl Hub<'_> {
             sender_bare: sender_bare.as_ref(),
             to: to.as_deref(),
             out,
+            archived_bytes: Default::default(),
         };
         delivery.run();
     }
@@ -168,6 +169,9 @@ struct Delivery<'a, 'e> {
     to: Option<&'a str>,
     /// The sender's own output (local sessions and components).
     out: &'a mut Vec<u8>,
+    /// [`Delivery::for_client`], made once for the archive: the sender's and
+    /// the recipient's copies share it.
+    archived_bytes: std::cell::OnceCell<std::sync::Arc<[u8]>>,
 }
 
 impl<'a> Delivery<'a, '_> {
@@ -213,7 +217,7 @@ impl<'a> Delivery<'a, '_> {
         if let (Some(me), Kind::Message) = (self.sender_bare, self.kind) {
             // XEP-0313: what a local account sends is in its own archive.
             if self.hub.mam.is_some() && mam::archivable(self.stanza) {
-                sent_stamp = mam::sent(&self.hub, me, to.as_str(), self.stanza, &self.for_client());
+                sent_stamp = mam::sent(&self.hub, me, to.as_str(), self.stanza, self.archived_bytes());
             }
         }
         if let Some(sender) = self.local_sender() {
@@ -491,12 +495,16 @@ impl<'a> Delivery<'a, '_> {
     /// (XEP-0313) with its stanza-id when it is a message the archive keeps. A
     /// redelivered message was archived when it first arrived.
     fn archived_for(&self, owner: &BareJid) -> (Vec<u8>, Option<mam::Stamp>) {
-        let bytes = self.for_client();
         let skip = self.hub.mam.is_none() || self.kind != Kind::Message || matches!(self.origin, Origin::Redelivery);
         if skip || !mam::archivable(self.stanza) {
-            return (bytes, None);
+            return (self.for_client(), None);
         }
-        mam::received(&self.hub, owner, self.from, self.stanza, bytes)
+        mam::received(&self.hub, owner, self.from, self.stanza, self.archived_bytes())
+    }
+
+    /// The message as a client gets it, once for all of its archive copies.
+    fn archived_bytes(&self) -> std::sync::Arc<[u8]> {
+        self.archived_bytes.get_or_init(|| self.for_client().into()).clone()
     }
 
     /// Into the recipients' queues (a local sender's own session: its output). A

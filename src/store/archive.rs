@@ -1,12 +1,22 @@
 //! The message archive (XEP-0313) as stored: for each archive (an account's bare
-//! JID, later a room's), its messages under ids that sort by time, an index per
-//! (archive, correspondent's bare JID) for the `with` filter, and the archive's
-//! usage (messages, bytes) for quotas.
+//! JID, or a room's), its copies of messages under ids that sort by time, an
+//! index per (archive, correspondent's bare JID) for the `with` filter, and the
+//! archive's usage (messages, bytes) for quotas.
 //!
 //! An id is the arrival time in microseconds, shifted left by [`SEQ_BITS`], plus a
 //! sequence number within that microsecond ([`ArchiveIds`]): ids sort as the
 //! messages arrived, a time filter is an id range, and the XEP-0359 stanza-id is
 //! the id written as 16 hex digits.
+//!
+//! The layout keeps a copy small (the design goal: a few bytes beyond the
+//! stanza):
+//! - a message's bytes are stored once, as a *body* under the id of its first
+//!   copy, shared by its sender's and its recipient's copies (the recipient's
+//!   stanza-id is put back as the copy is read: [`Archived::stamped`]) and
+//!   removed with its last copy. Body ids only grow, so redb's append path packs
+//!   the body pages full;
+//! - JIDs (archives, correspondents) are numbered once ([`NAMES`]): a copy is
+//!   fixed-width rows of numbers.
 //!
 //! Pages (XEP-0059 result set management) are read with one range scan in the
 //! direction asked (forward from `after`, backward from `before` or the newest),
@@ -14,25 +24,46 @@
 
 use super::{db_err, Store, StoreError};
 use crate::jid::BareJid;
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use std::collections::HashMap;
+use std::sync::Arc;
 
-/// (archive, id) → direction (u8) ++ correspondent's JID (u16 length ++ bytes) ++
-/// the stanza as it was delivered.
-const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
-/// (archive, hash of the correspondent's bare JID, id) → nothing: the `with`
-/// index (a fixed-size key; a query compares the JIDs of what it finds).
-const ARCHIVE_WITH: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("archive_with");
-
-/// FNV-1a: a stable hash of a bare JID for the index.
-fn with_key(bare: &str) -> u64 {
-    bare.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
+/// (archive, id) → (body, correspondent as given, its bare JID, flags): one copy.
+/// Flags: [`SENT`], [`STAMPED`].
+const COPIES: TableDefinition<(u32, u64), (u64, u32, u32, u8)> = TableDefinition::new("archive_copies");
+/// Body id (its first copy's id) → copies that refer to it (u8) ++ the message.
+const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("archive_bodies");
+/// (archive, correspondent's bare JID, id) → nothing: the `with` index.
+const BY_WITH: TableDefinition<(u32, u32, u64), ()> = TableDefinition::new("archive_by_with");
+/// JID → its number in the archive's rows.
+const NAMES: TableDefinition<&str, u32> = TableDefinition::new("archive_names");
+/// Number → JID.
+const NAMED: TableDefinition<u32, &str> = TableDefinition::new("archive_named");
 /// archive → (messages, bytes).
 const ARCHIVE_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("archive_usage");
 /// "newest" → the newest id ever given (ids go on above it after a restart,
-/// without a scan of every archive).
+/// without a scan of every archive); "names" → the next JID number.
 const ARCHIVE_META: TableDefinition<&str, u64> = TableDefinition::new("archive_meta");
 
+/// The first layout (one row per copy with its JIDs and bytes), read once to
+/// move its rows into this one.
+mod legacy {
+    use redb::TableDefinition;
+    /// (archive, id) → direction (u8) ++ correspondent (u16 length ++ bytes) ++ stanza.
+    pub const ARCHIVE: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("archive");
+    /// (archive, hash of the correspondent, id) → nothing.
+    pub const ARCHIVE_WITH: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("archive_with");
+    /// Rows moved per transaction.
+    pub const BATCH: usize = 4096;
+}
+
+/// A copy's flag: the archive's owner sent it.
+const SENT: u8 = 1;
+/// A copy's flag: the owner's stanza-id goes into the body as it is read.
+const STAMPED: u8 = 2;
+
+/// What a copy costs beyond its body, for the quotas: its row and its index row.
+pub const COPY_ROW_BYTES: u64 = 45;
 /// How much one archive keeps (config keys `archive_max_messages`,
 /// `archive_max_bytes`, `archive_days`): past a bound the oldest messages go,
 /// at most [`EVICT_PER_APPEND`] per message appended, in the writer's batch:
@@ -137,37 +168,23 @@ pub struct Archived {
     pub direction: Direction,
     /// The other party (full or bare JID, as it was on the message).
     pub with: String,
-    pub stanza: Vec<u8>,
+    /// The message. Copies of one message that hold the same bytes (its
+    /// sender's and its recipient's, queued in one batch) are stored once.
+    pub stanza: Arc<[u8]>,
+    /// The owner's XEP-0359 stanza-id is not in `stanza`: it goes in before the
+    /// message's end tag as the copy is read (the bytes are shared with a copy
+    /// that has none).
+    pub stamped: bool,
 }
 
 impl Archived {
-    fn encode(&self) -> Vec<u8> {
-        let with = &self.with.as_bytes()[..self.with.len().min(u16::MAX as usize)];
-        let mut v = Vec::with_capacity(3 + with.len() + self.stanza.len());
-        v.push(match self.direction {
-            Direction::Received => 0,
-            Direction::Sent => 1,
-        });
-        v.extend_from_slice(&(with.len() as u16).to_be_bytes());
-        v.extend_from_slice(with);
-        v.extend_from_slice(&self.stanza);
-        v
-    }
-
-    fn decode(id: ArchiveId, b: &[u8]) -> Option<Archived> {
-        let direction = match b.first()? {
-            0 => Direction::Received,
-            1 => Direction::Sent,
-            _ => return None,
-        };
-        let len = usize::from(u16::from_be_bytes([*b.get(1)?, *b.get(2)?]));
-        let with = std::str::from_utf8(b.get(3..3 + len)?).ok()?.to_string();
-        Some(Archived { id, direction, with, stanza: b.get(3 + len..)?.to_vec() })
-    }
-
     /// The correspondent's bare JID (the index key).
     fn with_bare(&self) -> &str {
         self.with.split('/').next().unwrap_or(&self.with)
+    }
+
+    fn flags(&self) -> u8 {
+        (if self.direction == Direction::Sent { SENT } else { 0 }) | if self.stamped { STAMPED } else { 0 }
     }
 }
 
@@ -179,30 +196,110 @@ pub enum ArchiveOp {
     Delete,
 }
 
-type ArchiveTable<'t> = redb::Table<'t, (&'static str, u64), &'static [u8]>;
-type WithTable<'t> = redb::Table<'t, (&'static str, u64, u64), ()>;
+/// A copy's row: (body, correspondent, its bare JID, flags).
+type CopyRow = (u64, u32, u32, u8);
 
-/// Removes every message of `owner`'s archive, and its usage.
-fn delete_all(
-    table: &mut ArchiveTable<'_>,
-    index: &mut WithTable<'_>,
-    usage: &mut redb::Table<'_, &'static str, (u64, u64)>,
-    owner: &BareJid,
-) -> Result<(), StoreError> {
-    let mut rows = Vec::new();
-    for row in table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)? {
-        let (k, v) = row.map_err(db_err)?;
-        let id = k.value().1;
-        if let Some(m) = Archived::decode(ArchiveId(id), v.value()) {
-            rows.push((id, m.with_bare().to_string()));
+/// The archive's tables in a write transaction, and the JID numbers it looked up.
+struct Tables<'t> {
+    copies: redb::Table<'t, (u32, u64), CopyRow>,
+    bodies: redb::Table<'t, u64, &'static [u8]>,
+    by_with: redb::Table<'t, (u32, u32, u64), ()>,
+    names: redb::Table<'t, &'static str, u32>,
+    named: redb::Table<'t, u32, &'static str>,
+    usage: redb::Table<'t, &'static str, (u64, u64)>,
+    meta: redb::Table<'t, &'static str, u64>,
+    known: HashMap<String, u32>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            copies: txn.open_table(COPIES).map_err(db_err)?,
+            bodies: txn.open_table(BODIES).map_err(db_err)?,
+            by_with: txn.open_table(BY_WITH).map_err(db_err)?,
+            names: txn.open_table(NAMES).map_err(db_err)?,
+            named: txn.open_table(NAMED).map_err(db_err)?,
+            usage: txn.open_table(ARCHIVE_USAGE).map_err(db_err)?,
+            meta: txn.open_table(ARCHIVE_META).map_err(db_err)?,
+            known: HashMap::new(),
+        })
+    }
+
+    /// `jid`'s number, given now if it has none.
+    fn number(&mut self, jid: &str) -> Result<u32, StoreError> {
+        if let Some(n) = self.known.get(jid) {
+            return Ok(*n);
+        }
+        let existing = self.names.get(jid).map_err(db_err)?.map(|v| v.value());
+        let n = match existing {
+            Some(n) => n,
+            None => {
+                let next = self.meta.get("names").map_err(db_err)?.map_or(0, |v| v.value());
+                let n = u32::try_from(next).map_err(|_| StoreError::Corrupt("archive names"))?;
+                self.meta.insert("names", next + 1).map_err(db_err)?;
+                self.names.insert(jid, n).map_err(db_err)?;
+                self.named.insert(n, jid).map_err(db_err)?;
+                n
+            }
+        };
+        self.known.insert(jid.to_string(), n);
+        Ok(n)
+    }
+
+    /// `jid`'s number, if it has one.
+    fn number_of(&self, jid: &str) -> Result<Option<u32>, StoreError> {
+        if let Some(n) = self.known.get(jid) {
+            return Ok(Some(*n));
+        }
+        Ok(self.names.get(jid).map_err(db_err)?.map(|v| v.value()))
+    }
+
+    /// Removes one copy (its row, its index row, its share of its body); the
+    /// bytes it counted for.
+    fn remove_copy(&mut self, owner: u32, id: u64) -> Result<u64, StoreError> {
+        let Some((body, _, bare, _)) = self.copies.remove((owner, id)).map_err(db_err)?.map(|v| v.value()) else {
+            return Ok(0);
+        };
+        self.by_with.remove((owner, bare, id)).map_err(db_err)?;
+        let stored = self.bodies.get(body).map_err(db_err)?.map(|v| v.value().to_vec());
+        let Some(stored) = stored else { return Ok(COPY_ROW_BYTES) };
+        let size = COPY_ROW_BYTES + stored.len().saturating_sub(1) as u64;
+        match stored.first() {
+            Some(refs) if *refs > 1 => {
+                let mut less = stored;
+                less[0] -= 1;
+                self.bodies.insert(body, less.as_slice()).map_err(db_err)?;
+            }
+            _ => {
+                self.bodies.remove(body).map_err(db_err)?;
+            }
+        }
+        Ok(size)
+    }
+
+    /// The id of `owner`'s oldest copy.
+    fn oldest(&self, owner: u32) -> Result<Option<u64>, StoreError> {
+        let mut range = self.copies.range((owner, 0)..=(owner, u64::MAX)).map_err(db_err)?;
+        Ok(range.next().transpose().map_err(db_err)?.map(|(k, _)| k.value().1))
+    }
+
+    /// Removes every copy of `owner`'s archive, and its usage.
+    fn delete_all(&mut self, owner: &BareJid) -> Result<(), StoreError> {
+        self.usage.remove(owner.as_str()).map_err(db_err)?;
+        let Some(n) = self.number_of(owner.as_str())? else { return Ok(()) };
+        loop {
+            let mut ids = Vec::with_capacity(1024);
+            for row in self.copies.range((n, 0)..=(n, u64::MAX)).map_err(db_err)?.take(1024) {
+                ids.push(row.map_err(db_err)?.0.value().1);
+            }
+            if ids.is_empty() {
+                return Ok(());
+            }
+            for id in ids {
+                self.remove_copy(n, id)?;
+            }
         }
     }
-    for (id, with) in rows {
-        table.remove((owner.as_str(), id)).map_err(db_err)?;
-        index.remove((owner.as_str(), with_key(&with), id)).map_err(db_err)?;
-    }
-    usage.remove(owner.as_str()).map_err(db_err)?;
-    Ok(())
 }
 
 /// What a query asks for (XEP-0313 §4.1 filters, §4.2 ids).
@@ -252,27 +349,6 @@ impl Filter {
         }
         (lo <= hi).then_some((lo, hi))
     }
-
-    fn matches(&self, m: &Archived) -> bool {
-        match &self.with {
-            None => true,
-            Some(w) if w.contains('/') => m.with == *w,
-            Some(w) => m.with_bare() == w,
-        }
-    }
-}
-
-/// An archive's oldest message: (id, stored bytes, correspondent's bare JID).
-fn oldest(
-    table: &redb::Table<'_, (&'static str, u64), &'static [u8]>,
-    owner: &BareJid,
-) -> Result<Option<(u64, u64, String)>, StoreError> {
-    let mut range = table.range((owner.as_str(), 0)..=(owner.as_str(), u64::MAX)).map_err(db_err)?;
-    let Some(row) = range.next() else { return Ok(None) };
-    let (k, v) = row.map_err(db_err)?;
-    let id = k.value().1;
-    let with = Archived::decode(ArchiveId(id), v.value()).map(|m| m.with_bare().to_string()).unwrap_or_default();
-    Ok(Some((id, v.value().len() as u64, with)))
 }
 
 /// `rows` oldest first, or newest first.
@@ -287,13 +363,88 @@ fn directed<'a, T: 'a>(
     }
 }
 
+/// Where each appended copy's bytes go: the body id of the batch's first copy
+/// with the same bytes (at most 255 copies share one), and how many copies
+/// refer to each body.
+fn shared_bodies<'r>(ops: &[(&'r BareJid, &'r ArchiveOp)]) -> (Vec<u64>, HashMap<u64, u8>) {
+    let mut first: HashMap<*const u8, u64> = HashMap::new();
+    let mut refs: HashMap<u64, u8> = HashMap::new();
+    let mut body_of = Vec::with_capacity(ops.len());
+    for (_, op) in ops {
+        let ArchiveOp::Append(m) = op else {
+            body_of.push(0);
+            continue;
+        };
+        let key = Arc::as_ptr(&m.stanza) as *const u8;
+        let body = match first.get(&key) {
+            Some(b) if refs.get(b).is_some_and(|n| *n < u8::MAX) => *b,
+            _ => {
+                first.insert(key, m.id.0);
+                m.id.0
+            }
+        };
+        *refs.entry(body).or_insert(0) += 1;
+        body_of.push(body);
+    }
+    (body_of, refs)
+}
+
 impl Store {
     pub(super) fn create_archive_tables(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
-        txn.open_table(ARCHIVE).map_err(db_err)?;
-        txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
+        txn.open_table(COPIES).map_err(db_err)?;
+        txn.open_table(BODIES).map_err(db_err)?;
+        txn.open_table(BY_WITH).map_err(db_err)?;
+        txn.open_table(NAMES).map_err(db_err)?;
+        txn.open_table(NAMED).map_err(db_err)?;
         txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
         txn.open_table(ARCHIVE_META).map_err(db_err)?;
         Ok(())
+    }
+
+    /// Moves the rows of the first layout into this one, [`legacy::BATCH`] per
+    /// transaction, then drops its tables (once, at start).
+    pub(super) fn migrate_archive(db: &redb::Database) -> Result<(), StoreError> {
+        let has_legacy = |txn: &redb::WriteTransaction| -> Result<bool, StoreError> {
+            Ok(txn.list_tables().map_err(db_err)?.any(|t| t.name() == legacy::ARCHIVE.name()))
+        };
+        loop {
+            let txn = db.begin_write().map_err(db_err)?;
+            if !has_legacy(&txn)? {
+                return Ok(());
+            }
+            let moved = {
+                let mut old = txn.open_table(legacy::ARCHIVE).map_err(db_err)?;
+                if txn.open_table(COPIES).map_err(db_err)?.is_empty().map_err(db_err)? {
+                    // The usage is counted again as the rows move (the first
+                    // step: a later one, after a restart, has counted some).
+                    let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+                    usage.retain(|_, _| false).map_err(db_err)?;
+                }
+                let mut rows = Vec::new();
+                for row in old.iter().map_err(db_err)?.take(legacy::BATCH) {
+                    let (k, v) = row.map_err(db_err)?;
+                    let (owner, id) = k.value();
+                    rows.push((owner.to_string(), id, v.value().to_vec()));
+                }
+                let mut ops = Vec::with_capacity(rows.len());
+                for (owner, id, value) in &rows {
+                    old.remove((owner.as_str(), *id)).map_err(db_err)?;
+                    let (Ok(owner), Some(m)) = (owner.parse::<BareJid>(), decode_legacy(ArchiveId(*id), value)) else {
+                        continue;
+                    };
+                    ops.push((owner, ArchiveOp::Append(m)));
+                }
+                drop(old);
+                Store::archive_in(&txn, ops.iter().map(|(o, op)| (o, op)), ArchiveLimits::default())?;
+                rows.len()
+            };
+            if moved == 0 {
+                txn.delete_table(legacy::ARCHIVE).map_err(db_err)?;
+                txn.delete_table(legacy::ARCHIVE_WITH).map_err(db_err)?;
+                log::info!("archive: moved to the shared-body layout");
+            }
+            txn.commit().map_err(db_err)?;
+        }
     }
 
     /// Appends messages to their archives inside a write transaction (the store
@@ -303,39 +454,51 @@ impl Store {
         rows: impl IntoIterator<Item = (&'r BareJid, &'r ArchiveOp)>,
         limits: ArchiveLimits,
     ) -> Result<(), StoreError> {
-        let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
-        let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
-        let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
+        let ops: Vec<(&BareJid, &ArchiveOp)> = rows.into_iter().collect();
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let (body_of, refs) = shared_bodies(&ops);
+        let mut t = Tables::open(txn)?;
         // Each archive's usage is read once and written once per batch.
-        let mut used: Vec<(&BareJid, u64, u64)> = Vec::new();
+        let mut used: Vec<(&BareJid, u32, u64, u64)> = Vec::new();
         let mut newest = 0;
-        for (owner, op) in rows {
+        for ((owner, op), body) in ops.iter().zip(body_of) {
             let m = match op {
                 ArchiveOp::Append(m) => m,
                 ArchiveOp::Delete => {
                     // What this batch counted for it is gone too.
-                    if let Some(at) = used.iter().position(|(o, _, _)| *o == owner) {
+                    if let Some(at) = used.iter().position(|(o, ..)| o == owner) {
                         used.remove(at);
                     }
-                    delete_all(&mut table, &mut index, &mut usage, owner)?;
+                    t.delete_all(owner)?;
                     continue;
                 }
             };
             newest = newest.max(m.id.0);
-            let value = m.encode();
-            table.insert((owner.as_str(), m.id.0), value.as_slice()).map_err(db_err)?;
-            index.insert((owner.as_str(), with_key(m.with_bare()), m.id.0), ()).map_err(db_err)?;
-            let at = match used.iter().position(|(o, _, _)| *o == owner) {
+            let at = match used.iter().position(|(o, ..)| o == owner) {
                 Some(at) => at,
                 None => {
-                    let (n, bytes) = usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
-                    used.push((owner, n, bytes));
+                    let number = t.number(owner.as_str())?;
+                    let (n, bytes) = t.usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+                    used.push((owner, number, n, bytes));
                     used.len() - 1
                 }
             };
-            let (_, n, bytes) = &mut used[at];
+            let number = used[at].1;
+            if body == m.id.0 {
+                let mut value = Vec::with_capacity(1 + m.stanza.len());
+                value.push(refs.get(&body).copied().unwrap_or(1));
+                value.extend_from_slice(&m.stanza);
+                t.bodies.insert(body, value.as_slice()).map_err(db_err)?;
+            }
+            let with = t.number(&m.with)?;
+            let bare = t.number(m.with_bare())?;
+            t.copies.insert((number, m.id.0), (body, with, bare, m.flags())).map_err(db_err)?;
+            t.by_with.insert((number, bare, m.id.0), ()).map_err(db_err)?;
+            let (_, _, n, bytes) = &mut used[at];
             *n += 1;
-            *bytes += value.len() as u64;
+            *bytes += COPY_ROW_BYTES + m.stanza.len() as u64;
             // The oldest go first: over a bound, or older than the retention
             // (looked at every RETENTION_EVERY messages: it costs a read).
             let over = *n > limits.max_messages || *bytes > limits.max_bytes;
@@ -345,25 +508,23 @@ impl Store {
             }
             let expired_before = m.id.micros().saturating_sub(limits.keep_micros);
             for _ in 0..EVICT_PER_APPEND {
-                let Some((id, size, with)) = oldest(&table, owner)? else { break };
+                let Some(id) = t.oldest(number)? else { break };
                 let expired = limits.keep_micros > 0 && ArchiveId(id).micros() < expired_before;
                 if *n <= limits.max_messages && *bytes <= limits.max_bytes && !expired || id == m.id.0 {
                     break;
                 }
-                table.remove((owner.as_str(), id)).map_err(db_err)?;
-                index.remove((owner.as_str(), with_key(&with), id)).map_err(db_err)?;
+                let size = t.remove_copy(number, id)?;
                 *n -= 1;
                 *bytes = bytes.saturating_sub(size);
             }
         }
-        for (owner, n, bytes) in used {
-            usage.insert(owner.as_str(), (n, bytes)).map_err(db_err)?;
+        for (owner, _, n, bytes) in used {
+            t.usage.insert(owner.as_str(), (n, bytes)).map_err(db_err)?;
         }
         if newest > 0 {
-            let mut meta = txn.open_table(ARCHIVE_META).map_err(db_err)?;
-            let known = meta.get("newest").map_err(db_err)?.map_or(0, |v| v.value());
+            let known = t.meta.get("newest").map_err(db_err)?.map_or(0, |v| v.value());
             if newest > known {
-                meta.insert("newest", newest).map_err(db_err)?;
+                t.meta.insert("newest", newest).map_err(db_err)?;
             }
         }
         Ok(())
@@ -381,17 +542,8 @@ impl Store {
     /// The newest id in any archive (ids continue above it after a restart).
     pub fn newest_archive_id(&self) -> Result<Option<ArchiveId>, StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        if let Some(v) = txn.open_table(ARCHIVE_META).map_err(db_err)?.get("newest").map_err(db_err)? {
-            return Ok(Some(ArchiveId(v.value())));
-        }
-        // A store from before the meta table: one scan.
-        let table = txn.open_table(ARCHIVE).map_err(db_err)?;
-        let mut newest = None;
-        for row in table.iter().map_err(db_err)? {
-            let (k, _) = row.map_err(db_err)?;
-            newest = newest.max(Some(ArchiveId(k.value().1)));
-        }
-        Ok(newest)
+        let meta = txn.open_table(ARCHIVE_META).map_err(db_err)?;
+        Ok(meta.get("newest").map_err(db_err)?.map(|v| ArchiveId(v.value())))
     }
 
     /// An archive's (messages, bytes).
@@ -399,6 +551,14 @@ impl Store {
         let txn = self.db.begin_read().map_err(db_err)?;
         let usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
         Ok(usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0)))
+    }
+
+    /// Rows the archive keeps, for a test of the layout: (copies, bodies).
+    pub fn archive_rows(&self) -> Result<(u64, u64), StoreError> {
+        let txn = self.db.begin_read().map_err(db_err)?;
+        let copies = txn.open_table(COPIES).map_err(db_err)?.len().map_err(db_err)?;
+        let bodies = txn.open_table(BODIES).map_err(db_err)?.len().map_err(db_err)?;
+        Ok((copies, bodies))
     }
 
     /// One page of at most `max` messages of `owner`'s archive that match `filter`.
@@ -409,38 +569,75 @@ impl Store {
         page: Page,
         max: usize,
     ) -> Result<PageRead, StoreError> {
+        let empty = || Ok(PageRead { messages: Vec::new(), complete: true });
+        let Some((lo, hi)) = filter.range(page) else { return empty() };
         let txn = self.db.begin_read().map_err(db_err)?;
-        let table = txn.open_table(ARCHIVE).map_err(db_err)?;
-        let get = |id: u64| -> Result<Option<Archived>, StoreError> {
-            Ok(table
-                .get((owner.as_str(), id))
-                .map_err(db_err)?
-                .and_then(|v| Archived::decode(ArchiveId(id), v.value())))
+        let names = txn.open_table(NAMES).map_err(db_err)?;
+        let number_of =
+            |jid: &str| -> Result<Option<u32>, StoreError> { Ok(names.get(jid).map_err(db_err)?.map(|v| v.value())) };
+        let Some(number) = number_of(owner.as_str())? else { return empty() };
+        // The with filter: its bare JID's number, and a full JID's.
+        let (bare, full) = match &filter.with {
+            None => (None, None),
+            Some(w) => {
+                let Some(bare) = number_of(w.split('/').next().unwrap_or(w))? else { return empty() };
+                let full = match w.contains('/') {
+                    false => None,
+                    true => match number_of(w)? {
+                        Some(f) => Some(f),
+                        None => return empty(),
+                    },
+                };
+                (Some(bare), full)
+            }
         };
-        let Some((lo, hi)) = filter.range(page) else { return Ok(PageRead { messages: Vec::new(), complete: true }) };
+        let copies = txn.open_table(COPIES).map_err(db_err)?;
+        let bodies = txn.open_table(BODIES).map_err(db_err)?;
+        let named = txn.open_table(NAMED).map_err(db_err)?;
+        let index = txn.open_table(BY_WITH).map_err(db_err)?;
         let backward = matches!(page, Page::Backward { .. });
-        let index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
-        let ids: Box<dyn Iterator<Item = Result<u64, StoreError>> + '_> = if !filter.ids.is_empty() {
+        type Rows<'a> = Box<dyn Iterator<Item = Result<(u64, Option<CopyRow>), StoreError>> + 'a>;
+        let rows: Rows<'_> = if !filter.ids.is_empty() {
             let mut ids: Vec<u64> = filter.ids.iter().map(|i| i.0).filter(|i| (lo..=hi).contains(i)).collect();
             ids.sort_unstable();
             ids.dedup();
-            Box::new(directed(ids.into_iter(), backward).map(Ok))
-        } else if let Some(with) = &filter.with {
-            let bare = with.split('/').next().unwrap_or(with);
-            let key = with_key(bare);
-            let range = index.range((owner.as_str(), key, lo)..=(owner.as_str(), key, hi)).map_err(db_err)?;
-            Box::new(directed(range, backward).map(|r| r.map(|(k, _)| k.value().2).map_err(db_err)))
+            Box::new(directed(ids.into_iter(), backward).map(|id| Ok((id, None))))
+        } else if let Some(bare) = bare {
+            let range = index.range((number, bare, lo)..=(number, bare, hi)).map_err(db_err)?;
+            Box::new(directed(range, backward).map(|r| r.map(|(k, _)| (k.value().2, None)).map_err(db_err)))
         } else {
-            let range = table.range((owner.as_str(), lo)..=(owner.as_str(), hi)).map_err(db_err)?;
-            Box::new(directed(range, backward).map(|r| r.map(|(k, _)| k.value().1).map_err(db_err)))
+            let range = copies.range((number, lo)..=(number, hi)).map_err(db_err)?;
+            Box::new(directed(range, backward).map(|r| r.map(|(k, v)| (k.value().1, Some(v.value()))).map_err(db_err)))
         };
+        let mut jids: HashMap<u32, String> = HashMap::new();
         let mut found = Vec::with_capacity(max.min(1024) + 1);
-        for id in ids {
-            if let Some(m) = get(id?)?.filter(|m| filter.matches(m)) {
-                found.push(m);
-                if found.len() > max {
-                    break;
+        for row in rows {
+            let (id, copy) = row?;
+            let copy = match copy {
+                Some(c) => c,
+                None => match copies.get((number, id)).map_err(db_err)? {
+                    Some(v) => v.value(),
+                    None => continue,
+                },
+            };
+            let (body, with, _, flags) = copy;
+            if full.is_some_and(|f| f != with) {
+                continue;
+            }
+            let Some(stored) = bodies.get(body).map_err(db_err)? else { continue };
+            let stanza: Arc<[u8]> = Arc::from(stored.value().get(1..).unwrap_or_default());
+            let with = match jids.get(&with) {
+                Some(j) => j.clone(),
+                None => {
+                    let j = named.get(with).map_err(db_err)?.map(|v| v.value().to_string()).unwrap_or_default();
+                    jids.insert(with, j.clone());
+                    j
                 }
+            };
+            let direction = if flags & SENT != 0 { Direction::Sent } else { Direction::Received };
+            found.push(Archived { id: ArchiveId(id), direction, with, stanza, stamped: flags & STAMPED != 0 });
+            if found.len() > max {
+                break;
             }
         }
         let complete = found.len() <= max;
@@ -462,26 +659,25 @@ impl Store {
         let txn = self.db.begin_write().map_err(db_err)?;
         let mut done = Maintained::default();
         {
-            let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
-            let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
-            let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
-            let mut archives: Vec<(BareJid, u64, u64)> = Vec::new();
-            for row in usage.iter().map_err(db_err)? {
+            let mut t = Tables::open(&txn)?;
+            let mut archives: Vec<(String, u32, u64, u64)> = Vec::new();
+            for row in t.usage.iter().map_err(db_err)? {
                 let (k, v) = row.map_err(db_err)?;
-                if let Ok(owner) = k.value().parse::<BareJid>() {
-                    let (n, bytes) = v.value();
-                    archives.push((owner, n, bytes));
-                }
+                let (n, bytes) = v.value();
+                archives.push((k.value().to_string(), 0, n, bytes));
+            }
+            for a in &mut archives {
+                a.1 = t.number_of(&a.0)?.unwrap_or(u32::MAX);
             }
             let expired_before = now_micros.saturating_sub(limits.keep_micros);
             // (oldest id, archive) of each archive, the hub's oldest first.
             let mut heads = std::collections::BinaryHeap::new();
-            for (at, (owner, _, _)) in archives.iter().enumerate() {
-                if let Some((id, _, _)) = oldest(&table, owner)? {
+            for (at, (_, number, _, _)) in archives.iter().enumerate() {
+                if let Some(id) = t.oldest(*number)? {
                     heads.push(std::cmp::Reverse((id, at)));
                 }
             }
-            let mut total: u64 = archives.iter().map(|(_, _, b)| *b).sum();
+            let mut total: u64 = archives.iter().map(|(.., b)| *b).sum();
             while let Some(std::cmp::Reverse((id, at))) = heads.pop() {
                 let expired = limits.keep_micros > 0 && ArchiveId(id).micros() < expired_before;
                 if !expired && total <= limits.max_total_bytes {
@@ -491,21 +687,19 @@ impl Store {
                     done.more = true;
                     break;
                 }
-                let (owner, n, bytes) = &mut archives[at];
-                let Some((oldest_id, size, with)) = oldest(&table, owner)? else { continue };
-                table.remove((owner.as_str(), oldest_id)).map_err(db_err)?;
-                index.remove((owner.as_str(), with_key(&with), oldest_id)).map_err(db_err)?;
+                let (_, number, n, bytes) = &mut archives[at];
+                let size = t.remove_copy(*number, id)?;
                 *n = n.saturating_sub(1);
                 *bytes = bytes.saturating_sub(size);
                 total = total.saturating_sub(size);
                 done.removed += 1;
-                if let Some((next, _, _)) = oldest(&table, owner)? {
+                if let Some(next) = t.oldest(*number)? {
                     heads.push(std::cmp::Reverse((next, at)));
                 }
             }
             if done.removed > 0 {
-                for (owner, n, bytes) in &archives {
-                    usage.insert(owner.as_str(), (*n, *bytes)).map_err(db_err)?;
+                for (owner, _, n, bytes) in &archives {
+                    t.usage.insert(owner.as_str(), (*n, *bytes)).map_err(db_err)?;
                 }
             }
             done.total_bytes = total;
@@ -520,11 +714,20 @@ impl Store {
 
     /// Deletes an archive (account deletion).
     pub(super) fn delete_archive_of(txn: &redb::WriteTransaction, owner: &BareJid) -> Result<(), StoreError> {
-        let mut table = txn.open_table(ARCHIVE).map_err(db_err)?;
-        let mut index = txn.open_table(ARCHIVE_WITH).map_err(db_err)?;
-        let mut usage = txn.open_table(ARCHIVE_USAGE).map_err(db_err)?;
-        delete_all(&mut table, &mut index, &mut usage, owner)
+        Tables::open(txn)?.delete_all(owner)
     }
+}
+
+/// A row of the first layout.
+fn decode_legacy(id: ArchiveId, b: &[u8]) -> Option<Archived> {
+    let direction = match b.first()? {
+        0 => Direction::Received,
+        1 => Direction::Sent,
+        _ => return None,
+    };
+    let len = usize::from(u16::from_be_bytes([*b.get(1)?, *b.get(2)?]));
+    let with = std::str::from_utf8(b.get(3..3 + len)?).ok()?.to_string();
+    Some(Archived { id, direction, with, stanza: Arc::from(b.get(3 + len..)?), stamped: false })
 }
 
 #[cfg(test)]
@@ -546,8 +749,11 @@ mod tests {
             let id = ids.next((n + 1) * 1_000_000);
             made.push(id);
             let with = if n % 2 == 0 { "romeo@localhost/garden" } else { "nurse@localhost/kitchen" };
-            let stanza = format!("<message><body>m{n}</body></message>").into_bytes();
-            rows.push((juliet(), Archived { id, direction: Direction::Received, with: with.into(), stanza }));
+            let stanza = Arc::from(format!("<message><body>m{n}</body></message>").as_bytes());
+            rows.push((
+                juliet(),
+                Archived { id, direction: Direction::Received, with: with.into(), stanza, stamped: false },
+            ));
         }
         store.archive(&rows).unwrap();
         (store, made)
@@ -566,8 +772,9 @@ mod tests {
         store.set_archive_limits(ArchiveLimits { max_messages: 3, keep_micros: 0, ..Default::default() });
         let ids = ArchiveIds::default();
         let row = |t: u64, body: &str| {
-            let stanza = format!("<message><body>{body}</body></message>").into_bytes();
-            (juliet(), Archived { id: ids.next(t), direction: Direction::Sent, with: "romeo@localhost".into(), stanza })
+            let stanza = Arc::from(format!("<message><body>{body}</body></message>").as_bytes());
+            let with = "romeo@localhost".into();
+            (juliet(), Archived { id: ids.next(t), direction: Direction::Sent, with, stanza, stamped: false })
         };
         for (t, b) in [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "e")] {
             store.archive(&[row(t * 1_000_000, b)]).unwrap();
@@ -655,12 +862,13 @@ mod tests {
         let ids = ArchiveIds::default();
         let romeo: BareJid = "romeo@localhost".parse().unwrap();
         let row = |owner: &BareJid, t: u64, body: &str| {
-            let stanza = format!("<message><body>{body}</body></message>").into_bytes();
+            let stanza = Arc::from(format!("<message><body>{body}</body></message>").as_bytes());
             let m = Archived {
                 id: ids.next(t * 1_000_000),
                 direction: Direction::Sent,
                 with: "x@localhost".into(),
                 stanza,
+                stamped: false,
             };
             (owner.clone(), m)
         };
@@ -693,5 +901,77 @@ mod tests {
         assert_eq!(all(&juliet()), ["j4"], "j3 and r3 were the oldest");
         assert_eq!(all(&romeo), ["r4", "r5"]);
         assert_eq!(store.archive_usage(&romeo).unwrap(), (2, 2 * size));
+    }
+
+    #[test]
+    fn a_message_in_two_archives_is_stored_once_and_goes_with_its_last_copy() {
+        let store = Store::in_memory().unwrap();
+        let ids = ArchiveIds::default();
+        let romeo: BareJid = "romeo@localhost".parse().unwrap();
+        let body: Arc<[u8]> = Arc::from(&b"<message><body>hi</body></message>"[..]);
+        let sent = Archived {
+            id: ids.next(1_000_000),
+            direction: Direction::Sent,
+            with: "juliet@localhost/balcony".into(),
+            stanza: Arc::clone(&body),
+            stamped: false,
+        };
+        let received = Archived {
+            id: ids.next(1_000_000),
+            direction: Direction::Received,
+            with: "romeo@localhost/garden".into(),
+            stanza: Arc::clone(&body),
+            stamped: true,
+        };
+        // The same bytes in another allocation are another body.
+        let other = Archived { id: ids.next(2_000_000), stanza: Arc::from(&body[..]), ..sent.clone() };
+        store.archive(&[(romeo.clone(), sent.clone()), (juliet(), received.clone()), (romeo.clone(), other)]).unwrap();
+        assert_eq!(store.archive_rows().unwrap(), (3, 2));
+        let all = Filter::default();
+        let first = |o: &BareJid| store.archive_page(o, &all, Page::Forward { after: None }, 10).unwrap().messages;
+        assert_eq!(first(&romeo)[0], sent);
+        assert_eq!(first(&juliet()), std::slice::from_ref(&received), "read back as it went in, stamp flag and all");
+        // Romeo's archive goes: Juliet's copy keeps the body.
+        let txn = store.db.begin_write().unwrap();
+        Store::delete_archive_of(&txn, &romeo).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(store.archive_rows().unwrap(), (1, 1));
+        assert_eq!(first(&juliet()), [received]);
+        let txn = store.db.begin_write().unwrap();
+        Store::delete_archive_of(&txn, &juliet()).unwrap();
+        txn.commit().unwrap();
+        assert_eq!(store.archive_rows().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn an_archive_in_the_first_layout_moves_into_this_one_at_start() {
+        let db = redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut old = txn.open_table(legacy::ARCHIVE).unwrap();
+            let mut index = txn.open_table(legacy::ARCHIVE_WITH).unwrap();
+            for n in 0..(legacy::BATCH as u64 + 10) {
+                let with = b"romeo@localhost/garden";
+                let mut v = vec![n as u8 % 2];
+                v.extend_from_slice(&(with.len() as u16).to_be_bytes());
+                v.extend_from_slice(with);
+                v.extend_from_slice(format!("<message><body>m{n}</body></message>").as_bytes());
+                old.insert(("juliet@localhost", ArchiveId::at(n + 1).0), v.as_slice()).unwrap();
+                index.insert(("juliet@localhost", 7, ArchiveId::at(n + 1).0), ()).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+        let store = Store::init(db).unwrap();
+        let romeo = Filter { with: Some("romeo@localhost".into()), ..Filter::default() };
+        let newest = store.archive_page(&juliet(), &romeo, Page::Backward { before: None }, 2).unwrap();
+        let last = legacy::BATCH + 9;
+        assert_eq!(bodies(&newest), [format!("m{}", last - 1), format!("m{last}")]);
+        assert_eq!(
+            newest.messages[1].direction,
+            if last.is_multiple_of(2) { Direction::Received } else { Direction::Sent }
+        );
+        assert_eq!(store.archive_usage(&juliet()).unwrap().0, legacy::BATCH as u64 + 10);
+        let txn = store.db.begin_write().unwrap();
+        assert!(txn.list_tables().unwrap().all(|t| t.name() != legacy::ARCHIVE.name()), "the old tables are gone");
     }
 }

@@ -236,6 +236,7 @@ impl Store {
         Store::create_fast_token_table(&txn)?;
         Store::create_muc_room_table(&txn)?;
         txn.commit().map_err(db_err)?;
+        Store::migrate_archive(&db)?;
         Ok(Store {
             db,
             advisory_since_sync: std::sync::atomic::AtomicU32::new(0),

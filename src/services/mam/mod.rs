@@ -25,6 +25,7 @@ use crate::xml::writer::{write_element, XmlWriter};
 use crate::xml::Element;
 pub use prefs::AllPrefs;
 use prefs::{Decision, Prefs};
+use std::sync::Arc;
 
 pub mod prefs;
 
@@ -116,20 +117,37 @@ pub fn archivable(message: &Element<'_>) -> bool {
 /// archive's ids are) and its own added.
 fn with_stanza_id(bytes: &[u8], owner: &BareJid, id: ArchiveId, forged: bool) -> Vec<u8> {
     // Nothing to take out (nearly always): the id goes before the end tag.
-    if !forged && bytes.ends_with(b"</message>") {
-        let at = bytes.len() - b"</message>".len();
-        let mut out = Vec::with_capacity(bytes.len() + 96);
-        out.extend_from_slice(&bytes[..at]);
-        XmlWriter::new(&mut out)
-            .start("stanza-id")
-            .attr("xmlns", NS_SID)
-            .attr("by", owner.as_str())
-            .attr("id", &id.text())
-            .close_empty();
-        out.extend_from_slice(b"</message>");
-        return out;
+    if !forged {
+        if let Some(out) = insert_stanza_id(bytes, owner, id) {
+            return out;
+        }
     }
+    match without_stanza_ids_by(bytes, owner) {
+        Some(clean) => insert_stanza_id(&clean, owner, id).unwrap_or(clean),
+        None => bytes.to_vec(),
+    }
+}
+
+/// `bytes` with `owner`'s stanza-id before the end tag (None: the message does
+/// not end with one).
+fn insert_stanza_id(bytes: &[u8], owner: &BareJid, id: ArchiveId) -> Option<Vec<u8>> {
+    let at = bytes.len().checked_sub(b"</message>".len()).filter(|_| bytes.ends_with(b"</message>"))?;
     let mut out = Vec::with_capacity(bytes.len() + 96);
+    out.extend_from_slice(&bytes[..at]);
+    XmlWriter::new(&mut out)
+        .start("stanza-id")
+        .attr("xmlns", NS_SID)
+        .attr("by", owner.as_str())
+        .attr("id", &id.text())
+        .close_empty();
+    out.extend_from_slice(b"</message>");
+    Some(out)
+}
+
+/// The message written again without the stanza-ids claiming to be by `owner`
+/// (None: it does not parse).
+fn without_stanza_ids_by(bytes: &[u8], owner: &BareJid) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
     crate::xml::for_each_stanza(bytes, |m| {
         let mut w = XmlWriter::new(&mut out);
         w.start(m.name());
@@ -146,14 +164,18 @@ fn with_stanza_id(bytes: &[u8], owner: &BareJid, id: ArchiveId, forged: bool) ->
                 write_element(&mut out, &child, NS_CLIENT, None, &[]);
             }
         }
-        let mut w = XmlWriter::new(&mut out);
-        w.start("stanza-id").attr("xmlns", NS_SID).attr("by", owner.as_str()).attr("id", &id.text()).close_empty();
-        w.end(m.name());
+        XmlWriter::new(&mut out).end(m.name());
     });
-    if out.is_empty() {
-        return bytes.to_vec();
+    (!out.is_empty()).then_some(out)
+}
+
+/// An archived message as its owner reads it: with the owner's stanza-id when
+/// the archive keeps it without (the bytes shared with the sender's copy).
+pub fn as_read<'m>(owner: &BareJid, m: &'m Archived) -> std::borrow::Cow<'m, [u8]> {
+    match m.stamped.then(|| insert_stanza_id(&m.stanza, owner, m.id)).flatten() {
+        Some(stamped) => std::borrow::Cow::Owned(stamped),
+        None => std::borrow::Cow::Borrowed(&m.stanza),
     }
-    out
 }
 
 /// Does the message carry a stanza-id claiming to be by `owner` (XEP-0359 §7)?
@@ -170,25 +192,38 @@ pub fn received(
     owner: &BareJid,
     from: &str,
     message: &Element<'_>,
-    bytes: Vec<u8>,
+    bytes: Arc<[u8]>,
 ) -> (Vec<u8>, Option<Stamp>) {
-    let Some(mam) = hub.mam.filter(|m| m.keeps(hub, owner, from)) else { return (bytes, None) };
+    let Some(mam) = hub.mam.filter(|m| m.keeps(hub, owner, from)) else { return (bytes.to_vec(), None) };
     let stamp =
         Stamp { by: owner.clone(), id: mam.ids.next(now_micros()), forged: claims_stanza_id_of(message, owner) };
-    let stamped = stamp.apply(&bytes);
-    let archived =
-        Archived { id: stamp.id, direction: Direction::Received, with: from.to_string(), stanza: stamped.clone() };
+    // The archive keeps the message without the stanza-id (the sender's copy
+    // shares the bytes); one that came with a forged stanza-id, without it.
+    let body = match stamp.forged {
+        true => without_stanza_ids_by(&bytes, owner).map(Arc::from).unwrap_or(bytes),
+        false => bytes,
+    };
+    let stamped = insert_stanza_id(&body, owner, stamp.id);
+    let archived = Archived {
+        id: stamp.id,
+        direction: Direction::Received,
+        with: from.to_string(),
+        stamped: stamped.is_some(),
+        stanza: Arc::clone(&body),
+    };
+    let delivered = stamped.unwrap_or_else(|| body.to_vec());
     hub.store.queue_archive(owner, archived, true);
-    (stamped, Some(stamp))
+    (delivered, Some(stamp))
 }
 
 /// Archives a message a local account sent to `to` unless its preferences say
 /// not to (the sender's stream waits for it, as for every effect of its
-/// stanzas); returns the stamp for its sent carbons.
-pub fn sent(hub: &Hub<'_>, owner: &BareJid, to: &str, message: &Element<'_>, bytes: &[u8]) -> Option<Stamp> {
+/// stanzas); returns the stamp for its sent carbons. `bytes` are shared with
+/// the recipient's copy.
+pub fn sent(hub: &Hub<'_>, owner: &BareJid, to: &str, message: &Element<'_>, bytes: Arc<[u8]>) -> Option<Stamp> {
     let mam = hub.mam.filter(|m| m.keeps(hub, owner, to))?;
     let id = mam.ids.next(now_micros());
-    let archived = Archived { id, direction: Direction::Sent, with: to.to_string(), stanza: bytes.to_vec() };
+    let archived = Archived { id, direction: Direction::Sent, with: to.to_string(), stanza: bytes, stamped: false };
     hub.store.queue_archive(owner, archived, true);
     Some(Stamp { by: owner.clone(), id, forged: claims_stanza_id_of(message, owner) })
 }
@@ -417,7 +452,7 @@ fn write_result(out: &mut Vec<u8>, owner: &BareJid, to: &str, query_id: Option<&
     w.start("result").attr("xmlns", NS_MAM).attr_opt("queryid", query_id).attr("id", &m.id.text()).open();
     w.start("forwarded").attr("xmlns", NS_FORWARD).open();
     w.start("delay").attr("xmlns", NS_DELAY).attr("stamp", &crate::clock::utc_timestamp(stamp)).close_empty();
-    out.extend_from_slice(&as_forwarded(&m.stanza));
+    out.extend_from_slice(&as_forwarded(&as_read(owner, m)));
     XmlWriter::new(out).end("forwarded").end("result").end("message");
 }
 

@@ -119,7 +119,7 @@ impl Room {
             m.extend_from_slice(&body);
             XmlWriter::new(&mut m).end("message");
             let direction = crate::store::archive::Direction::Received;
-            self.to_archive.push(Archived { id, direction, with: from.clone(), stanza: m });
+            self.to_archive.push(Archived { id, direction, with: from.clone(), stanza: m.into(), stamped: false });
         }
         for o in &self.occupants {
             for to in &o.real {
