@@ -461,31 +461,25 @@ impl Store {
         let (body_of, refs) = shared_bodies(&ops);
         let mut t = Tables::open(txn)?;
         // Each archive's usage is read once and written once per batch.
-        let mut used: Vec<(&BareJid, u32, u64, u64)> = Vec::new();
+        let mut used: HashMap<&BareJid, (u32, u64, u64)> = HashMap::new();
         let mut newest = 0;
         for ((owner, op), body) in ops.iter().zip(body_of) {
             let m = match op {
                 ArchiveOp::Append(m) => m,
                 ArchiveOp::Delete => {
                     // What this batch counted for it is gone too.
-                    if let Some(at) = used.iter().position(|(o, ..)| o == owner) {
-                        used.remove(at);
-                    }
+                    used.remove(owner);
                     t.delete_all(owner)?;
                     continue;
                 }
             };
             newest = newest.max(m.id.0);
-            let at = match used.iter().position(|(o, ..)| o == owner) {
-                Some(at) => at,
-                None => {
-                    let number = t.number(owner.as_str())?;
-                    let (n, bytes) = t.usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
-                    used.push((owner, number, n, bytes));
-                    used.len() - 1
-                }
-            };
-            let number = used[at].1;
+            if !used.contains_key(owner) {
+                let number = t.number(owner.as_str())?;
+                let (n, bytes) = t.usage.get(owner.as_str()).map_err(db_err)?.map(|v| v.value()).unwrap_or((0, 0));
+                used.insert(owner, (number, n, bytes));
+            }
+            let number = used.get(owner).map_or(0, |u| u.0);
             if body == m.id.0 {
                 let mut value = Vec::with_capacity(1 + m.stanza.len());
                 value.push(refs.get(&body).copied().unwrap_or(1));
@@ -496,7 +490,7 @@ impl Store {
             let bare = t.number(m.with_bare())?;
             t.copies.insert((number, m.id.0), (body, with, bare, m.flags())).map_err(db_err)?;
             t.by_with.insert((number, bare, m.id.0), ()).map_err(db_err)?;
-            let (_, _, n, bytes) = &mut used[at];
+            let Some((_, n, bytes)) = used.get_mut(owner) else { continue };
             *n += 1;
             *bytes += COPY_ROW_BYTES + m.stanza.len() as u64;
             // The oldest go first: over a bound, or older than the retention
@@ -518,7 +512,7 @@ impl Store {
                 *bytes = bytes.saturating_sub(size);
             }
         }
-        for (owner, _, n, bytes) in used {
+        for (owner, (_, n, bytes)) in used {
             t.usage.insert(owner.as_str(), (n, bytes)).map_err(db_err)?;
         }
         if newest > 0 {
