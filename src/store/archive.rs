@@ -16,25 +16,31 @@
 //!   removed with its last copy. Body ids only grow, so redb's append path packs
 //!   the body pages full;
 //! - JIDs (archives, correspondents) are numbered once ([`NAMES`]): a copy is
-//!   fixed-width rows of numbers.
+//!   a fixed-width row of numbers;
+//! - an archive's copies, and its ids with each correspondent (the `with`
+//!   index), are packed in [`super::runs`]: a batch rewrites each archive's last
+//!   run once rather than inserting a row per message.
 //!
 //! Pages (XEP-0059 result set management) are read with one range scan in the
 //! direction asked (forward from `after`, backward from `before` or the newest),
 //! one row more than the page to know whether it is complete.
 
+use super::runs::{self, Row, RunTable};
 use super::{db_err, Store, StoreError};
 use crate::jid::BareJid;
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// (archive, id) → (body, correspondent as given, its bare JID, flags): one copy.
-/// Flags: [`SENT`], [`STAMPED`].
-const COPIES: TableDefinition<(u32, u64), (u64, u32, u32, u8)> = TableDefinition::new("archive_copies");
+/// Runs of copies, the archive's number the sequence: each row is
+/// [`CopyRow`] (id, body, correspondent as given, its bare JID, flags: [`SENT`],
+/// [`STAMPED`]).
+const COPIES: RunTable = TableDefinition::new("archive_copy_runs");
 /// Body id (its first copy's id) → copies that refer to it (u8) ++ the message.
 const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("archive_bodies");
-/// (archive, correspondent's bare JID, id) → nothing: the `with` index.
-const BY_WITH: TableDefinition<(u32, u32, u64), ()> = TableDefinition::new("archive_by_with");
+/// Runs of ids, (archive << 32 | correspondent's bare JID) the sequence: the
+/// `with` index.
+const BY_WITH: RunTable = TableDefinition::new("archive_with_runs");
 /// JID → its number in the archive's rows.
 const NAMES: TableDefinition<&str, u32> = TableDefinition::new("archive_names");
 /// Number → JID.
@@ -44,6 +50,18 @@ const ARCHIVE_USAGE: TableDefinition<&str, (u64, u64)> = TableDefinition::new("a
 /// "newest" → the newest id ever given (ids go on above it after a restart,
 /// without a scan of every archive); "names" → the next JID number.
 const ARCHIVE_META: TableDefinition<&str, u64> = TableDefinition::new("archive_meta");
+
+/// The second layout (a B-tree row per copy and per index entry), read once
+/// to move its rows into runs.
+mod rows_layout {
+    use redb::TableDefinition;
+    /// (archive, id) → (body, correspondent, its bare JID, flags).
+    pub const COPIES: TableDefinition<(u32, u64), (u64, u32, u32, u8)> = TableDefinition::new("archive_copies");
+    /// (archive, correspondent's bare JID, id) → nothing.
+    pub const BY_WITH: TableDefinition<(u32, u32, u64), ()> = TableDefinition::new("archive_by_with");
+    /// Rows moved per transaction.
+    pub const BATCH: usize = 4096;
+}
 
 /// The first layout (one row per copy with its JIDs and bytes), read once to
 /// move its rows into this one.
@@ -196,14 +214,42 @@ pub enum ArchiveOp {
     Delete,
 }
 
-/// A copy's row: (body, correspondent, its bare JID, flags).
+/// A copy: (body, correspondent, its bare JID, flags), stored after its id.
 type CopyRow = (u64, u32, u32, u8);
+
+/// A copy's bytes in its run: id, body (8 bytes each), correspondent, bare JID
+/// (4 each), flags.
+const COPY_WIDTH: usize = 25;
+
+fn copy_row(id: u64, (body, with, bare, flags): CopyRow) -> Row<COPY_WIDTH> {
+    let mut r = [0u8; COPY_WIDTH];
+    r[..8].copy_from_slice(&id.to_be_bytes());
+    r[8..16].copy_from_slice(&body.to_be_bytes());
+    r[16..20].copy_from_slice(&with.to_be_bytes());
+    r[20..24].copy_from_slice(&bare.to_be_bytes());
+    r[24] = flags;
+    r
+}
+
+/// (id, the copy) of a stored row.
+fn read_copy(r: &Row<COPY_WIDTH>) -> (u64, CopyRow) {
+    let n4 = |at: usize| u32::from_be_bytes([r[at], r[at + 1], r[at + 2], r[at + 3]]);
+    (runs::id_of(r), (runs::id_of(&r[8..16]), n4(16), n4(20), r[24]))
+}
+
+/// The `with` index's sequence of an archive and a correspondent.
+fn with_seq(owner: u32, bare: u32) -> u64 {
+    (u64::from(owner) << 32) | u64::from(bare)
+}
 
 /// The archive's tables in a write transaction, and the JID numbers it looked up.
 struct Tables<'t> {
-    copies: redb::Table<'t, (u32, u64), CopyRow>,
+    copies: redb::Table<'t, (u64, u64), &'static [u8]>,
     bodies: redb::Table<'t, u64, &'static [u8]>,
-    by_with: redb::Table<'t, (u32, u32, u64), ()>,
+    by_with: redb::Table<'t, (u64, u64), &'static [u8]>,
+    /// Copies appended in this batch, not yet in their runs ([`Tables::flush`]).
+    new_copies: HashMap<u32, Vec<Row<COPY_WIDTH>>>,
+    new_with: HashMap<u64, Vec<Row<8>>>,
     names: redb::Table<'t, &'static str, u32>,
     named: redb::Table<'t, u32, &'static str>,
     usage: redb::Table<'t, &'static str, (u64, u64)>,
@@ -221,8 +267,28 @@ impl<'t> Tables<'t> {
             named: txn.open_table(NAMED).map_err(db_err)?,
             usage: txn.open_table(ARCHIVE_USAGE).map_err(db_err)?,
             meta: txn.open_table(ARCHIVE_META).map_err(db_err)?,
+            new_copies: HashMap::new(),
+            new_with: HashMap::new(),
             known: HashMap::new(),
         })
+    }
+
+    /// A copy for its runs (written by [`Tables::flush`]).
+    fn add_copy(&mut self, owner: u32, id: u64, copy: CopyRow) {
+        self.new_copies.entry(owner).or_default().push(copy_row(id, copy));
+        self.new_with.entry(with_seq(owner, copy.2)).or_default().push(id.to_be_bytes());
+    }
+
+    /// Writes the copies added so far into their runs: one write per archive
+    /// (and per correspondent) touched, whatever the batch's size.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        for (owner, rows) in std::mem::take(&mut self.new_copies) {
+            runs::insert(&mut self.copies, u64::from(owner), rows)?;
+        }
+        for (seq, rows) in std::mem::take(&mut self.new_with) {
+            runs::insert(&mut self.by_with, seq, rows)?;
+        }
+        Ok(())
     }
 
     /// `jid`'s number, given now if it has none.
@@ -257,10 +323,17 @@ impl<'t> Tables<'t> {
     /// Removes one copy (its row, its index row, its share of its body); the
     /// bytes it counted for.
     fn remove_copy(&mut self, owner: u32, id: u64) -> Result<u64, StoreError> {
-        let Some((body, _, bare, _)) = self.copies.remove((owner, id)).map_err(db_err)?.map(|v| v.value()) else {
+        let Some(row) = runs::remove::<COPY_WIDTH>(&mut self.copies, u64::from(owner), id)? else {
             return Ok(0);
         };
-        self.by_with.remove((owner, bare, id)).map_err(db_err)?;
+        let (_, (body, _, bare, _)) = read_copy(&row);
+        runs::remove::<8>(&mut self.by_with, with_seq(owner, bare), id)?;
+        self.unref_body(body)
+    }
+
+    /// One copy less refers to this body: it goes with its last; the bytes the
+    /// copy counted for.
+    fn unref_body(&mut self, body: u64) -> Result<u64, StoreError> {
         let stored = self.bodies.get(body).map_err(db_err)?.map(|v| v.value().to_vec());
         let Some(stored) = stored else { return Ok(COPY_ROW_BYTES) };
         let size = COPY_ROW_BYTES + stored.len().saturating_sub(1) as u64;
@@ -279,24 +352,21 @@ impl<'t> Tables<'t> {
 
     /// The id of `owner`'s oldest copy.
     fn oldest(&self, owner: u32) -> Result<Option<u64>, StoreError> {
-        let mut range = self.copies.range((owner, 0)..=(owner, u64::MAX)).map_err(db_err)?;
-        Ok(range.next().transpose().map_err(db_err)?.map(|(k, _)| k.value().1))
+        runs::first::<COPY_WIDTH, _>(&self.copies, u64::from(owner))
     }
 
     /// Removes every copy of `owner`'s archive, and its usage.
     fn delete_all(&mut self, owner: &BareJid) -> Result<(), StoreError> {
         self.usage.remove(owner.as_str()).map_err(db_err)?;
         let Some(n) = self.number_of(owner.as_str())? else { return Ok(()) };
+        self.flush()?;
         loop {
-            let mut ids = Vec::with_capacity(1024);
-            for row in self.copies.range((n, 0)..=(n, u64::MAX)).map_err(db_err)?.take(1024) {
-                ids.push(row.map_err(db_err)?.0.value().1);
+            let run = runs::take_first::<COPY_WIDTH>(&mut self.copies, u64::from(n))?;
+            if run.is_empty() {
+                return runs::clear(&mut self.by_with, with_seq(n, 0), with_seq(n, u32::MAX));
             }
-            if ids.is_empty() {
-                return Ok(());
-            }
-            for id in ids {
-                self.remove_copy(n, id)?;
+            for row in &run {
+                self.unref_body(read_copy(row).1 .0)?;
             }
         }
     }
@@ -401,9 +471,48 @@ impl Store {
         Ok(())
     }
 
-    /// Moves the rows of the first layout into this one, [`legacy::BATCH`] per
-    /// transaction, then drops its tables (once, at start).
+    /// Moves the archives of earlier layouts into this one, then drops their
+    /// tables (once, at start).
     pub(super) fn migrate_archive(db: &redb::Database) -> Result<(), StoreError> {
+        Store::migrate_copy_rows(db)?;
+        Store::migrate_legacy(db)
+    }
+
+    /// A copy per B-tree row (the second layout) into runs, [`rows_layout::BATCH`]
+    /// per transaction, oldest first in each archive (the runs' append path).
+    fn migrate_copy_rows(db: &redb::Database) -> Result<(), StoreError> {
+        loop {
+            let txn = db.begin_write().map_err(db_err)?;
+            if !txn.list_tables().map_err(db_err)?.any(|t| t.name() == rows_layout::COPIES.name()) {
+                return Ok(());
+            }
+            let moved = {
+                let mut old = txn.open_table(rows_layout::COPIES).map_err(db_err)?;
+                let mut rows = Vec::new();
+                for row in old.iter().map_err(db_err)?.take(rows_layout::BATCH) {
+                    let (k, v) = row.map_err(db_err)?;
+                    rows.push((k.value(), v.value()));
+                }
+                let mut t = Tables::open(&txn)?;
+                for ((owner, id), copy) in &rows {
+                    old.remove((*owner, *id)).map_err(db_err)?;
+                    t.add_copy(*owner, *id, *copy);
+                }
+                t.flush()?;
+                rows.len()
+            };
+            if moved == 0 {
+                txn.delete_table(rows_layout::COPIES).map_err(db_err)?;
+                txn.delete_table(rows_layout::BY_WITH).map_err(db_err)?;
+                log::info!("archive: moved into runs");
+            }
+            txn.commit().map_err(db_err)?;
+        }
+    }
+
+    /// Moves the rows of the first layout into this one, [`legacy::BATCH`] per
+    /// transaction, then drops its tables.
+    fn migrate_legacy(db: &redb::Database) -> Result<(), StoreError> {
         let has_legacy = |txn: &redb::WriteTransaction| -> Result<bool, StoreError> {
             Ok(txn.list_tables().map_err(db_err)?.any(|t| t.name() == legacy::ARCHIVE.name()))
         };
@@ -463,6 +572,8 @@ impl Store {
         // Each archive's usage is read once and written once per batch.
         let mut used: HashMap<&BareJid, (u32, u64, u64)> = HashMap::new();
         let mut newest = 0;
+        // A body's value: the copies that refer to it, then the message.
+        let mut value = Vec::new();
         for ((owner, op), body) in ops.iter().zip(body_of) {
             let m = match op {
                 ArchiveOp::Append(m) => m,
@@ -485,15 +596,14 @@ impl Store {
             };
             let number = *number;
             if body == m.id.0 {
-                let mut value = Vec::with_capacity(1 + m.stanza.len());
+                value.clear();
                 value.push(refs.get(&body).copied().unwrap_or(1));
                 value.extend_from_slice(&m.stanza);
                 t.bodies.insert(body, value.as_slice()).map_err(db_err)?;
             }
             let with = t.number(&m.with)?;
             let bare = t.number(m.with_bare())?;
-            t.copies.insert((number, m.id.0), (body, with, bare, m.flags())).map_err(db_err)?;
-            t.by_with.insert((number, bare, m.id.0), ()).map_err(db_err)?;
+            t.add_copy(number, m.id.0, (body, with, bare, m.flags()));
             *n += 1;
             *bytes += COPY_ROW_BYTES + m.stanza.len() as u64;
             // The oldest go first: over a bound, or older than the retention
@@ -504,6 +614,8 @@ impl Store {
                 continue;
             }
             let expired_before = m.id.micros().saturating_sub(limits.keep_micros);
+            // The oldest may be in this batch.
+            t.flush()?;
             for _ in 0..EVICT_PER_APPEND {
                 let Some(id) = t.oldest(number)? else { break };
                 let expired = limits.keep_micros > 0 && ArchiveId(id).micros() < expired_before;
@@ -515,6 +627,7 @@ impl Store {
                 *bytes = bytes.saturating_sub(size);
             }
         }
+        t.flush()?;
         for (owner, (_, n, bytes)) in used {
             t.usage.insert(owner.as_str(), (n, bytes)).map_err(db_err)?;
         }
@@ -554,9 +667,13 @@ impl Store {
     #[cfg(test)]
     fn archive_rows(&self) -> Result<(u64, u64), StoreError> {
         let txn = self.db.begin_read().map_err(db_err)?;
-        let copies = txn.open_table(COPIES).map_err(db_err)?.len().map_err(db_err)?;
+        let copies = txn.open_table(COPIES).map_err(db_err)?;
+        let mut n = 0;
+        for run in copies.iter().map_err(db_err)? {
+            n += (run.map_err(db_err)?.1.value().len() / COPY_WIDTH) as u64;
+        }
         let bodies = txn.open_table(BODIES).map_err(db_err)?.len().map_err(db_err)?;
-        Ok((copies, bodies))
+        Ok((n, bodies))
     }
 
     /// One page of at most `max` messages of `owner`'s archive that match `filter`.
@@ -601,11 +718,11 @@ impl Store {
             ids.dedup();
             Box::new(directed(ids.into_iter(), backward).map(|id| Ok((id, None))))
         } else if let Some(bare) = bare {
-            let range = index.range((number, bare, lo)..=(number, bare, hi)).map_err(db_err)?;
-            Box::new(directed(range, backward).map(|r| r.map(|(k, _)| (k.value().2, None)).map_err(db_err)))
+            let ids = runs::scan::<8, _>(&index, with_seq(number, bare), lo, hi, backward)?;
+            Box::new(ids.map(|r| r.map(|id| (runs::id_of(&id), None))))
         } else {
-            let range = copies.range((number, lo)..=(number, hi)).map_err(db_err)?;
-            Box::new(directed(range, backward).map(|r| r.map(|(k, v)| (k.value().1, Some(v.value()))).map_err(db_err)))
+            let rows = runs::scan::<COPY_WIDTH, _>(&copies, u64::from(number), lo, hi, backward)?;
+            Box::new(rows.map(|r| r.map(|row| read_copy(&row)).map(|(id, copy)| (id, Some(copy)))))
         };
         let mut jids: HashMap<u32, String> = HashMap::new();
         let mut found = Vec::with_capacity(max.min(1024) + 1);
@@ -613,8 +730,8 @@ impl Store {
             let (id, copy) = row?;
             let copy = match copy {
                 Some(c) => c,
-                None => match copies.get((number, id)).map_err(db_err)? {
-                    Some(v) => v.value(),
+                None => match runs::get::<COPY_WIDTH, _>(&copies, u64::from(number), id)? {
+                    Some(row) => read_copy(&row).1,
                     None => continue,
                 },
             };
@@ -940,6 +1057,47 @@ mod tests {
         assert_eq!(first(&juliet()), [received]);
         delete(&juliet());
         assert_eq!(store.archive_rows().unwrap(), (0, 0));
+    }
+
+    #[test]
+    fn an_archive_of_a_row_per_copy_moves_into_runs_at_start() {
+        let db = redb::Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).unwrap();
+        let txn = db.begin_write().unwrap();
+        let count = rows_layout::BATCH as u64 + 10;
+        {
+            let mut copies = txn.open_table(rows_layout::COPIES).unwrap();
+            let mut index = txn.open_table(rows_layout::BY_WITH).unwrap();
+            let mut bodies = txn.open_table(BODIES).unwrap();
+            let mut names = txn.open_table(NAMES).unwrap();
+            let mut named = txn.open_table(NAMED).unwrap();
+            for (n, jid) in ["juliet@localhost", "romeo@localhost/garden", "romeo@localhost"].iter().enumerate() {
+                names.insert(*jid, n as u32).unwrap();
+                named.insert(n as u32, *jid).unwrap();
+            }
+            for n in 0..count {
+                let id = ArchiveId::at(n + 1).0;
+                let body = format!("\u{1}<message><body>m{n}</body></message>");
+                bodies.insert(id, body.as_bytes()).unwrap();
+                copies.insert((0, id), (id, 1, 2, SENT)).unwrap();
+                index.insert((0, 2, id), ()).unwrap();
+            }
+            txn.open_table(ARCHIVE_USAGE).unwrap().insert("juliet@localhost", (count, count * 80)).unwrap();
+        }
+        txn.commit().unwrap();
+        let store = Store::init(db).unwrap();
+        let romeo = Filter { with: Some("romeo@localhost".into()), ..Filter::default() };
+        let newest = store.archive_page(&juliet(), &romeo, Page::Backward { before: None }, 2).unwrap();
+        let last = count - 1;
+        assert_eq!(bodies(&newest), [format!("m{}", last - 1), format!("m{last}")]);
+        assert_eq!(newest.messages[1].direction, Direction::Sent);
+        assert_eq!(newest.messages[1].with, "romeo@localhost/garden");
+        let oldest = store.archive_page(&juliet(), &Filter::default(), Page::Forward { after: None }, 1).unwrap();
+        assert_eq!(bodies(&oldest), ["m0"]);
+        assert_eq!(store.archive_rows().unwrap(), (count, count));
+        assert_eq!(store.archive_usage(&juliet()).unwrap().0, count, "the usage is kept");
+        let txn = store.db.begin_write().unwrap();
+        let gone = [rows_layout::COPIES.name(), rows_layout::BY_WITH.name()];
+        assert!(txn.list_tables().unwrap().all(|t| !gone.contains(&t.name())), "the old tables are gone");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod offline;
 pub mod pep;
 pub mod record;
 pub mod roster;
+pub mod runs;
 pub mod writer;
 
 use crate::jid::BareJid;
