@@ -29,6 +29,12 @@ use std::time::{Duration, Instant};
 /// given back whole (an idle connection then holds none).
 const OUT_KEPT: usize = 1024;
 
+/// Store tickets a stream may hold while it reads ahead (S9), and bytes it may
+/// read meanwhile (what it queues for the writer is about as large): past
+/// either it waits for the writer before it reads more.
+const READ_AHEAD_TICKETS: usize = 128;
+const READ_AHEAD_BYTES: usize = 16 * 1024;
+
 /// What the driver does after an input.
 pub enum Action {
     /// Write the output and go on.
@@ -211,6 +217,8 @@ pub async fn drive_from<C: Conn>(
     // Store tickets of the stanzas being handled (S9), waited for before writing,
     // each with where its stanza's answers end in `out`.
     let mut held: Vec<(crate::store::writer::Ticket, usize)> = Vec::new();
+    // Bytes read while holding tickets.
+    let mut read_ahead = 0usize;
     let exit = 'conn: loop {
         let mut action = conn.take_queued(server, &mut clock, &mut out);
         let wake = if matches!(action, Action::Close) {
@@ -275,6 +283,9 @@ pub async fn drive_from<C: Conn>(
                     Ok(ReadOutcome::Eof) => break 'conn Exit::PeerClosed,
                     Ok(ReadOutcome::WouldBlock) => {}
                     Ok(ReadOutcome::Data(n)) => {
+                        if !held.is_empty() {
+                            read_ahead += n;
+                        }
                         let now = Instant::now();
                         clock.last_activity = now;
                         clock.ping_sent = None;
@@ -362,7 +373,41 @@ pub async fn drive_from<C: Conn>(
         // connections run on meanwhile.
         // A refusal goes where its stanza's answers went: before those of later
         // stanzas.
+        // While the writer commits, the stream reads ahead: its next stanzas are
+        // handled and their answers held behind the same tickets, so the writer's
+        // next batch fills while it commits this one (rather than every sender
+        // pausing for each commit in turn), within READ_AHEAD_TICKETS,
+        // READ_AHEAD_BYTES and `c2s_queue_size` held bytes. The durability order
+        // holds: nothing is written before every held ticket is done.
+        if let Some((newest, _)) = held.last() {
+            if matches!(action, Action::Continue)
+                && paused_until.is_none()
+                && held.len() < READ_AHEAD_TICKETS
+                && read_ahead < READ_AHEAD_BYTES
+                && out.len() < config.c2s_queue_size
+                && !newest.done()
+            {
+                let more = transport.has_buffered_input()
+                    || Box::pin(futures_lite::future::or(
+                        async {
+                            newest.wait().await;
+                            false
+                        },
+                        async {
+                            // An error is the next read's to report.
+                            let _ = transport.readable().await;
+                            true
+                        },
+                    ))
+                    .await;
+                if more {
+                    backlogged = true;
+                    continue 'conn;
+                }
+            }
+        }
         if !held.is_empty() {
+            read_ahead = 0;
             let mut bounces = Vec::new();
             for (ticket, at) in held.drain(..) {
                 Box::pin(ticket.wait()).await;

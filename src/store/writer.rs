@@ -54,7 +54,7 @@ pub struct Ticket(Arc<State>);
 
 impl Ticket {
     /// The batch holding the message is committed (or failed).
-    fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.0.result.lock().map(|r| r.is_some()).unwrap_or(true)
     }
 
@@ -237,17 +237,30 @@ impl Store {
     /// stores it with everything else, one fsync for all (never a commit per
     /// message). The current stream waits for it (`wait`: the sender's), or
     /// nobody does.
+    ///
+    /// Copies queued one after the other for the same stream (a message's
+    /// sender's and recipient's) share one ticket while the first is still
+    /// queued: one commit holds both.
     pub fn queue_archive(&self, owner: &BareJid, message: Archived, wait: bool) {
-        let state = Arc::new(State::default());
-        if let Ok(mut archive) = self.writer.archive.lock() {
-            archive.rows.push((owner.clone(), ArchiveOp::Append(message), Arc::clone(&state)));
-        }
+        let Ok(mut archive) = self.writer.archive.lock() else { return };
+        let mut state = None;
         if wait {
+            // The archive queue's lock is held: a row still in it is not committed.
             if let Ok(mut fresh) = self.writer.fresh.lock() {
-                fresh.push((Ticket(state), true));
-                self.writer.any_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
+                state = match (fresh.last(), archive.rows.last()) {
+                    (Some((Ticket(t), true)), Some((_, _, queued))) if Arc::ptr_eq(t, queued) => Some(Arc::clone(t)),
+                    _ => {
+                        let new = Arc::new(State::default());
+                        fresh.push((Ticket(Arc::clone(&new)), true));
+                        self.writer.any_fresh.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Some(new)
+                    }
+                };
             }
         }
+        let state = state.unwrap_or_default();
+        archive.rows.push((owner.clone(), ArchiveOp::Append(message), state));
+        drop(archive);
         self.writer.wake.notify(1);
     }
 
