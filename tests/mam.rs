@@ -1,7 +1,8 @@
 //! XEP-0313 message archives on the wire: both parties' archives with XEP-0359
 //! stanza-ids (forged ones removed), what is not archived, paging forward and
 //! backward from the newest, each filter, the metadata query, offline messages,
-//! who may query, and the archive surviving a kill -9 once a ping was answered.
+//! who may query, retention, quotas, and the archive surviving a kill -9 once a
+//! ping was answered.
 
 mod common;
 use common::*;
@@ -286,6 +287,42 @@ fn past_archive_max_messages_the_oldest_go_and_new_ones_are_kept() {
     assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m2", "m3", "m4"]);
     let (page, _) = query(&mut juliet, "j", None, "", "");
     assert_eq!(page.len(), 3);
+}
+
+#[test]
+fn past_archive_days_the_start_time_pass_removes_old_messages_and_new_ones_are_kept() {
+    let config = "archive = true\narchive_days = 1\n";
+    let mut server = Server::start_with(config);
+    let (mut juliet, mut romeo) = online(&server);
+    chat(&mut juliet, &mut romeo, 3);
+    let (page, _) = query(&mut romeo, "before", None, "", "");
+    assert_eq!(page.len(), 3);
+    drop((juliet, romeo));
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("stopped");
+    // Two days later by the server's clock (libfaketime; ./scripts/test installs it).
+    assert!(
+        std::process::Command::new("faketime").arg("-f").arg("+0").arg("true").status().is_ok_and(|s| s.success()),
+        "faketime is missing: apt-get install faketime"
+    );
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let later = Server::start_program(
+        &["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+2d", env!("CARGO_BIN_EXE_wrenhub")],
+        dir,
+        config,
+    );
+    // The background pass at start logs what it removed.
+    let deadline = std::time::Instant::now() + WAIT;
+    while !later.log().contains("archives: 6 old message(s) removed") {
+        assert!(std::time::Instant::now() < deadline, "no pass removed them: {}", later.log());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (mut juliet, mut romeo) = online(&later);
+    chat(&mut juliet, &mut romeo, 1);
+    let (page, fin) = query(&mut romeo, "after", None, "", "");
+    assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0"], "{fin}");
+    let (page, _) = query(&mut juliet, "sent", None, "", "");
+    assert_eq!(page.len(), 1, "the sender's archive too");
 }
 
 #[test]
