@@ -136,6 +136,32 @@ fn both_parties_archive_with_stanza_ids_and_pages_go_forward_and_back_from_the_n
 }
 
 #[test]
+fn pages_stay_consistent_while_new_messages_arrive() {
+    let server = Server::start_with(ON);
+    let (mut juliet, mut romeo) = online(&server);
+    chat(&mut juliet, &mut romeo, 4);
+    let bodies = |page: &[String]| page.iter().map(|r| body_of(r).to_string()).collect::<Vec<_>>();
+    let (newest, _) = query(&mut romeo, "n", None, "", &format!("<set xmlns='{RSM}'><max>2</max><before/></set>"));
+    let (first, _) = query(&mut romeo, "f", None, "", &max(2));
+    assert_eq!((bodies(&newest), bodies(&first)), (vec!["m2".into(), "m3".into()], vec!["m0".into(), "m1".into()]));
+    // Three arrive between the pages.
+    for k in 0..3 {
+        juliet.send(&format!("<message to='romeo@localhost' type='chat'><body>new{k}</body></message>"));
+        romeo.read_until(&format!("new{k}"), WAIT);
+    }
+    // Forward from the first page: on where it ended, nothing skipped or repeated.
+    let after = format!("<set xmlns='{RSM}'><max>3</max><after>{}</after></set>", result_id(&first[1]));
+    let (next, fin) = query(&mut romeo, "a", None, "", &after);
+    assert_eq!(bodies(&next), ["m2", "m3", "new0"]);
+    assert!(!fin.contains("complete='true'"), "{fin}");
+    // Backward from the newest page as it was: the same older messages, complete.
+    let before = format!("<set xmlns='{RSM}'><max>10</max><before>{}</before></set>", result_id(&newest[0]));
+    let (older, fin) = query(&mut romeo, "b", None, "", &before);
+    assert_eq!(bodies(&older), ["m0", "m1"]);
+    assert!(fin.contains("complete='true'"), "{fin}");
+}
+
+#[test]
 fn each_filter_selects_and_what_is_not_a_kept_message_is_not_archived() {
     let server = Server::start_with(ON);
     let (mut juliet, mut romeo) = online(&server);
@@ -323,6 +349,20 @@ fn past_archive_days_the_start_time_pass_removes_old_messages_and_new_ones_are_k
     assert_eq!(page.iter().map(|r| body_of(r)).collect::<Vec<_>>(), ["m0"], "{fin}");
     let (page, _) = query(&mut juliet, "sent", None, "", "");
     assert_eq!(page.len(), 1, "the sender's archive too");
+}
+
+#[test]
+fn past_archive_max_bytes_the_oldest_go_and_the_newest_are_kept() {
+    let server = Server::start_with("archive = true\narchive_max_bytes = 4096\n");
+    let (mut juliet, mut romeo) = online(&server);
+    let delivered = chat(&mut juliet, &mut romeo, 40);
+    assert!(delivered.iter().all(|d| d.contains("<stanza-id ")), "none refused");
+    let (page, fin) = query(&mut romeo, "q", None, "", &max(100));
+    let kept: Vec<&str> = page.iter().map(|r| body_of(r)).collect();
+    // A copy counts its message and its rows: 4 KiB holds some, not all 40.
+    assert!(kept.len() > 5 && kept.len() < 40, "{} kept: {fin}", kept.len());
+    let newest: Vec<String> = (40 - kept.len()..40).map(|k| format!("m{k}")).collect();
+    assert_eq!(kept, newest, "the newest, in order");
 }
 
 #[test]
