@@ -1,7 +1,7 @@
 //! Cross-built board binaries under emulation (Debian's qemu-user): each starts,
 //! creates its data dir and certificate, serves a TLS login from a client on the
 //! host, delivers a message, and stops cleanly on SIGTERM; `readelf -A` shows the
-//! architecture. Needs `scripts/cross-build` first: `./scripts/test` builds the
+//! architecture, and the Pi Zero's binary stays within its 3.5 MiB budget. Needs `scripts/cross-build` first: `./scripts/test` builds the
 //! binaries, installs qemu-user and runs this test with `--include-ignored`, naming
 //! them in `WRENHUB_CROSS` (`triple=emulator command;…`).
 
@@ -24,11 +24,19 @@ fn check_architecture(triple: &str, binary: &str) {
     eprintln!("{triple}: {}", expected.join(", "));
 }
 
+/// The Pi Zero's (ARMv6) binary budget: 3.5 MiB, stripped.
+const ARMV6_BUDGET: u64 = 3 * 1024 * 1024 + 512 * 1024;
+
 fn run_emulated(triple: &str, emulator: &str) {
     let binary = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join(triple).join("release/wrenhub");
     let binary = binary.to_str().expect("path").to_string();
     assert!(std::path::Path::new(&binary).exists(), "{binary} missing: run scripts/cross-build {triple}");
     check_architecture(triple, &binary);
+    let size = std::fs::metadata(&binary).expect("the binary's size").len();
+    eprintln!("{triple}: {size} bytes");
+    if triple == "arm-unknown-linux-musleabihf" {
+        assert!(size <= ARMV6_BUDGET, "{triple}: {size} bytes, over the Pi Zero's budget of {ARMV6_BUDGET}");
+    }
     let mut program: Vec<&str> = emulator.split_whitespace().collect();
     program.push(&binary);
     let mut server = Server::start_program(&program, tempfile::tempdir().expect("dir"), "");
