@@ -338,11 +338,7 @@ fn past_archive_days_the_start_time_pass_removes_old_messages_and_new_ones_are_k
         config,
     );
     // The background pass at start logs what it removed.
-    let deadline = std::time::Instant::now() + WAIT;
-    while !later.log().contains("archives: 6 old message(s) removed") {
-        assert!(std::time::Instant::now() < deadline, "no pass removed them: {}", later.log());
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    later.wait_for_log("archives: 6 old message(s) removed", WAIT);
     let (mut juliet, mut romeo) = online(&later);
     chat(&mut juliet, &mut romeo, 1);
     let (page, fin) = query(&mut romeo, "after", None, "", "");

@@ -367,12 +367,6 @@ pub async fn drive_from<C: Conn>(
             transport.abandon(&out);
             return conn.finish(server, Exit::Evicted);
         }
-        // S9: nothing is answered before what the stanzas of this read queued for
-        // the store writer is durable; the stanzas of one read share the wait (one
-        // group commit for a client's burst, not one per stanza), and other
-        // connections run on meanwhile.
-        // A refusal goes where its stanza's answers went: before those of later
-        // stanzas.
         // While the writer commits, the stream reads ahead: its next stanzas are
         // handled and their answers held behind the same tickets, so the writer's
         // next batch fills while it commits this one (rather than every sender
@@ -406,6 +400,12 @@ pub async fn drive_from<C: Conn>(
                 }
             }
         }
+        // S9: nothing is answered before what the stanzas of this read queued for
+        // the store writer is durable; the stanzas of one read share the wait (one
+        // group commit for a client's burst, not one per stanza), and other
+        // connections run on meanwhile.
+        // A refusal goes where its stanza's answers went: before those of later
+        // stanzas.
         if !held.is_empty() {
             read_ahead = 0;
             let mut bounces = Vec::new();
