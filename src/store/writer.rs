@@ -108,6 +108,10 @@ pub struct WriteQueue {
     /// durable on return.
     deferred: std::sync::atomic::AtomicBool,
     wake: Event,
+    /// Held for a whole [`Store::commit_queue`]: the commit at exit waits for the
+    /// writer's batch in flight (it took the dirty flag and the queue) instead of
+    /// finding nothing to do while that batch is not yet on disk.
+    committing: Mutex<()>,
     /// Tickets of the stanza being handled, for its stream to wait on.
     fresh: Mutex<Vec<(Ticket, bool)>>,
     /// `fresh` is not empty (checked after every stanza without the lock).
@@ -343,6 +347,7 @@ impl Store {
     /// stream, the others are returned to be delivered.
     pub fn commit_queue(&self) -> Done {
         use std::sync::atomic::Ordering;
+        let _one_at_a_time = self.writer.committing.lock();
         // Taken before the transaction begins: every commit these stand for has
         // returned already, so the durable commit below covers it.
         let flushes = self.writer.flushes.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
