@@ -20,7 +20,8 @@ def start_server(binary, workdir, config_text):
     with open(cfg, "w") as f:
         f.write(config_text)
     proc = subprocess.Popen([binary, "serve", "--config", cfg, "--c2s-listen", "127.0.0.1:0",
-                             "--c2s-direct-tls-listen", "127.0.0.1:0", "--data-dir", data],
+                             "--c2s-direct-tls-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                             "--data-dir", data],
                             stderr=subprocess.PIPE, text=True)
     port = None
     for line in proc.stderr:

@@ -61,6 +61,29 @@ pub struct DirectoryConfig {
     pub max_results: usize,
 }
 
+/// The HTTPS listener's settings (upload, WebSocket, pages, static files).
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// HTTPS listeners (TLS with the hub's certificate); empty: none.
+    pub listen: Vec<SocketAddr>,
+    pub listen_is_default: bool,
+    /// Plain-HTTP listeners, for use behind a reverse proxy that terminates TLS.
+    pub plain_listen: Vec<SocketAddr>,
+    /// Where clients reach the listener (`https://host:port`); `None`: the
+    /// domain and the first HTTPS listener's port.
+    pub url: Option<String>,
+    pub limits: crate::http::request::Limits,
+    pub max_requests_per_connection: usize,
+    /// A request head must arrive within this time.
+    pub header_timeout: Duration,
+    /// Between requests, and while a body stalls.
+    pub idle_timeout: Duration,
+    /// HTTP connections past their first request head, at once (their share of the pool).
+    pub max_connections: usize,
+    /// A directory of static files served at the paths nothing else takes.
+    pub files_dir: Option<PathBuf>,
+}
+
 /// The validated configuration of a running server.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -137,6 +160,10 @@ pub struct Config {
     pub muc: Option<MucConfig>,
     /// The user directory, unless `directory_domain = ""`.
     pub directory: Option<DirectoryConfig>,
+    /// The HTTPS listener.
+    pub http: HttpConfig,
+    /// HTTP file upload (XEP-0363), unless `upload_domain = ""` or no HTTP listener.
+    pub upload: Option<crate::services::upload::UploadConfig>,
     /// Bytes waiting to be written to one session before it is closed.
     pub c2s_queue_size: usize,
     /// Items one roster may hold (RFC 6121 §2).
@@ -231,6 +258,7 @@ pub struct Overrides {
     pub log_level: Option<String>,
     pub c2s_direct_tls_listen: Vec<String>,
     pub component_listen: Vec<String>,
+    pub http_listen: Vec<String>,
     /// `--board NAME`: a built-in board profile under the file and the flags.
     pub board: Option<String>,
 }
@@ -373,6 +401,22 @@ const KEYS: &[Key] = &[
     Key { name: "max_s2s_links", kind: Kind::Int { min: 1, max: 100_000, default: 32 } },
     Key { name: "s2s_dns_server", kind: Kind::Str("") },
     Key { name: "s2s_private_targets", kind: Kind::Bool(false) },
+    Key { name: "http_listen", kind: Kind::Addrs(&["127.0.0.1:5443", "[::1]:5443"]) },
+    Key { name: "http_plain_listen", kind: Kind::Addrs(&[]) },
+    Key { name: "http_url", kind: Kind::Str("") },
+    Key { name: "http_max_head_bytes", kind: Kind::Int { min: 1024, max: 65536, default: 8192 } },
+    Key { name: "http_max_headers", kind: Kind::Int { min: 8, max: 256, default: 32 } },
+    Key { name: "http_max_requests_per_connection", kind: Kind::Int { min: 1, max: 100_000, default: 100 } },
+    Key { name: "http_header_timeout", kind: Kind::Secs { max: 3600, default: 10 } },
+    Key { name: "http_idle_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
+    Key { name: "http_max_connections", kind: Kind::Int { min: 1, max: 100_000, default: 64 } },
+    Key { name: "http_files_dir", kind: Kind::Path },
+    Key { name: "upload_domain", kind: Kind::Str("upload.<domain>") },
+    Key { name: "upload_max_file_size", kind: Kind::Int { min: 1, max: 1 << 40, default: 100 << 20 } },
+    Key { name: "upload_quota_per_account", kind: Kind::Int { min: 1, max: 1 << 50, default: 1 << 30 } },
+    Key { name: "upload_quota_total", kind: Kind::Int { min: 1, max: 1 << 50, default: 10 << 30 } },
+    Key { name: "upload_days", kind: Kind::Int { min: 0, max: 36_500, default: 30 } },
+    Key { name: "upload_slot_timeout", kind: Kind::Secs { max: 86400, default: 300 } },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -468,6 +512,7 @@ impl Config {
                 "component_listen" if !overrides.component_listen.is_empty() => {
                     Some(Raw::Flags(overrides.component_listen.clone()))
                 }
+                "http_listen" if !overrides.http_listen.is_empty() => Some(Raw::Flags(overrides.http_listen.clone())),
                 _ => None,
             };
             match flag {
@@ -500,9 +545,13 @@ impl Config {
         let admins = v.jids(take("admins"), "admins");
         let muc = v.muc(&mut take, &domain, &admins);
         let directory = v.directory(&mut take, &domain);
+        let http = v.http(&mut take);
+        let upload = v.upload(&mut take, &domain).filter(|_| !http.listen.is_empty() || !http.plain_listen.is_empty());
         let config = Config {
             muc,
             directory,
+            http,
+            upload,
             admins,
             domain,
             data_dir,
@@ -677,6 +726,60 @@ impl Validator<'_> {
         let remote = self.bool(take("directory_remote"), "directory_remote");
         let max_results = self.int(take("directory_max_results"), "directory_max_results") as usize;
         Some(DirectoryConfig { domain: name?, remote, max_results })
+    }
+
+    /// The HTTPS listener's keys.
+    fn http(&mut self, take: &mut impl FnMut(&str) -> Option<(Raw, String)>) -> HttpConfig {
+        let raw = take("http_listen");
+        let listen_is_default = raw.is_none();
+        let listen = self.addrs_allow_empty(raw, "http_listen");
+        let shown = "http_url";
+        let url = self.string(take("http_url"), "http_url");
+        let url = url.trim_end_matches('/').to_string();
+        if !url.is_empty()
+            && (!(url.starts_with("https://") || url.starts_with("http://")) || url.contains(['?', '#', ' ']))
+        {
+            self.problem(shown, format!("{url:?} is not a base URL"), "http_url = \"https://hub.lan:5443\"".into());
+        }
+        HttpConfig {
+            listen,
+            listen_is_default,
+            plain_listen: self.addrs_allow_empty(take("http_plain_listen"), "http_plain_listen"),
+            url: (!url.is_empty()).then_some(url),
+            limits: crate::http::request::Limits {
+                max_head_bytes: self.int(take("http_max_head_bytes"), "http_max_head_bytes") as usize,
+                max_headers: self.int(take("http_max_headers"), "http_max_headers") as usize,
+            },
+            max_requests_per_connection: self
+                .int(take("http_max_requests_per_connection"), "http_max_requests_per_connection")
+                as usize,
+            header_timeout: self.secs(take("http_header_timeout"), "http_header_timeout"),
+            idle_timeout: self.secs(take("http_idle_timeout"), "http_idle_timeout"),
+            max_connections: self.int(take("http_max_connections"), "http_max_connections") as usize,
+            files_dir: self.path(take("http_files_dir"), "http_files_dir"),
+        }
+    }
+
+    /// `upload_domain` and its quotas (XEP-0363).
+    fn upload(
+        &mut self,
+        take: &mut impl FnMut(&str) -> Option<(Raw, String)>,
+        domain: &Domain,
+    ) -> Option<crate::services::upload::UploadConfig> {
+        let name = self.service_domain(take("upload_domain"), "upload_domain", "upload", domain, "file upload");
+        let max_file_size = self.int(take("upload_max_file_size"), "upload_max_file_size") as u64;
+        let quota_per_account = self.int(take("upload_quota_per_account"), "upload_quota_per_account") as u64;
+        let quota_total = self.int(take("upload_quota_total"), "upload_quota_total") as u64;
+        let days = self.int(take("upload_days"), "upload_days") as u64;
+        let slot_secs = self.secs(take("upload_slot_timeout"), "upload_slot_timeout").as_secs();
+        Some(crate::services::upload::UploadConfig {
+            domain: name?,
+            max_file_size,
+            quota_per_account,
+            quota_total,
+            keep_secs: days * 86400,
+            slot_secs,
+        })
     }
 
     /// A built-in service's domain key: its default `PREFIX.<domain>`, `""` (the
@@ -1253,6 +1356,7 @@ mod tests {
             log_level: Some("debug".into()),
             c2s_direct_tls_listen: vec![],
             component_listen: vec![],
+            http_listen: vec![],
             board: None,
         };
         let c = Config::from_table("domain = 'a.b'\nc2s_listen = ['127.0.0.1:1']".parse().unwrap(), &o).unwrap();

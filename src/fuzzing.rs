@@ -199,6 +199,20 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
         crate::services::mam::MamLimits { page_default: 2, page_max: 3 },
         Default::default(),
     );
+    let upload = crate::services::upload::Upload::new(
+        crate::services::upload::UploadConfig {
+            domain: format!("upload.{domain}").parse().ok()?,
+            max_file_size: 1000,
+            quota_per_account: 10_000,
+            quota_total: 20_000,
+            keep_secs: 60,
+            slot_secs: 60,
+        },
+        b"fuzz",
+        format!("https://{domain}:5443"),
+        crate::store::uploads::UploadDir::in_data_dir(std::path::Path::new("/nonexistent")),
+        &[],
+    );
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,
@@ -211,6 +225,7 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
         directory: Some(&directory),
         pep: &pep,
         mam: Some(&mam),
+        upload: Some(&upload),
     };
     Some(f(hub, &romeo))
 }
@@ -380,4 +395,58 @@ fn c2s_stream_in(hub: crate::hub::Hub<'_>, romeo: &std::rc::Rc<crate::sessions::
         let step = stream.handle(Input::Shutdown, &env, &mut out);
         assert!(matches!(step, Step::Close), "input after the close reopened the stream");
     }
+}
+
+/// Entry point for the `http` target: the bytes an HTTP client sends first (a
+/// request head, maybe a body). Asserts no panic; that a head parsed from a
+/// prefix of the input parses alike from the whole (the listener parses as bytes
+/// arrive); that a byte range always lies within the file; that a decoded path
+/// encodes back to a path that decodes the same; and that an upload URL's token,
+/// whatever it holds, is refused without a panic.
+pub fn http_request(data: &[u8]) {
+    use crate::http::range::{parse as parse_range, Range};
+    use crate::http::request::{parse_head, Limits};
+    let limits = Limits { max_head_bytes: 2048, max_headers: 16 };
+    let whole = parse_head(data, &limits);
+    for cut in [1, 7, data.len() / 2] {
+        if cut >= data.len() {
+            continue;
+        }
+        if let Ok(Some((_, n))) = parse_head(&data[..cut], &limits) {
+            match &whole {
+                Ok(Some((_, m))) => assert_eq!(n, *m, "a head's end does not depend on what follows"),
+                other => {
+                    panic!("a prefix parsed to {n} bytes but the whole to {:?}", other.as_ref().map(|o| o.is_some()))
+                }
+            }
+        }
+    }
+    let Ok(Some((request, _))) = whole else { return };
+    for len in [0u64, 1, 10, 1 << 20] {
+        if let Range::Part { start, end } = parse_range(request.range.as_deref(), len) {
+            assert!(start <= end && end < len, "range {start}-{end} of {len}");
+        }
+    }
+    if let Some(decoded) = crate::http::path::decode(&request.path) {
+        for segment in decoded.split('/') {
+            let encoded = crate::http::path::encode_segment(segment);
+            assert_eq!(crate::http::path::decode(&encoded).as_deref(), Some(segment));
+        }
+    }
+    let token = crate::http::path::query_value(&request.query, "t").unwrap_or(&request.query);
+    let upload = crate::services::upload::Upload::new(
+        crate::services::upload::UploadConfig {
+            domain: crate::jid::Domain::parse("upload.fuzz").expect("a valid domain"),
+            max_file_size: 10,
+            quota_per_account: 10,
+            quota_total: 10,
+            keep_secs: 0,
+            slot_secs: 1,
+        },
+        b"fuzz",
+        "https://fuzz".into(),
+        crate::store::uploads::UploadDir::in_data_dir(std::path::Path::new("/nonexistent")),
+        &[],
+    );
+    assert!(upload.verify("aaaaaaaaaaaaaaaaaaaaaa", "f", token, 0).is_err(), "nothing unsigned is granted");
 }

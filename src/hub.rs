@@ -37,6 +37,8 @@ pub struct Hub<'a> {
     pub pep: &'a crate::services::pep::Pep,
     /// The message archive (XEP-0313), unless turned off.
     pub mam: Option<&'a crate::services::mam::Mam>,
+    /// HTTP file upload (XEP-0363), unless turned off.
+    pub upload: Option<&'a crate::services::upload::Upload>,
 }
 
 /// Where the stanzas for a domain go (RFC 6120 §8.5.1 / §8.5.2).
@@ -47,6 +49,8 @@ pub enum Address {
     Muc,
     /// The built-in user directory (`directory_domain`).
     Directory,
+    /// The built-in upload service (`upload_domain`).
+    Upload,
     /// A connected external component serves it (or a parent of it).
     Component(Rc<Link>),
     /// A configured component that is not connected now.
@@ -70,6 +74,9 @@ impl Hub<'_> {
         if self.directory.is_some_and(|d| d.domain().as_str() == domain) {
             return Address::Directory;
         }
+        if self.upload.is_some_and(|u| u.domain().as_str() == domain) {
+            return Address::Upload;
+        }
         if let Some(link) = self.components.serving(domain) {
             return Address::Component(link);
         }
@@ -88,6 +95,7 @@ impl Hub<'_> {
         domain == self.domain.as_str()
             || self.muc.is_some_and(|m| m.domain().as_str() == domain)
             || self.directory.is_some_and(|d| d.domain().as_str() == domain)
+            || self.upload.is_some_and(|u| u.domain().as_str() == domain)
             || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
     }
 
@@ -116,8 +124,8 @@ impl Hub<'_> {
                 }
                 true
             }
-            // The directory takes none of these.
-            Address::Directory | Address::ComponentAbsent | Address::Nowhere => true,
+            // The directory and the upload service take none of these.
+            Address::Directory | Address::Upload | Address::ComponentAbsent | Address::Nowhere => true,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod fuzzing;
 pub mod handlers;
+pub mod http;
 pub mod hub;
 pub mod jid;
 pub mod logger;

@@ -209,6 +209,9 @@ struct ServeCmd {
     /// client listener with Direct TLS (XEP-0368), IP:PORT, repeatable (overrides the file)
     #[argh(option)]
     c2s_direct_tls_listen: Vec<String>,
+    /// HTTPS listener IP:PORT (upload, WebSocket, pages), repeatable (overrides the file)
+    #[argh(option)]
+    http_listen: Vec<String>,
     /// a built-in board profile: raspberry-pi-zero, raspberry-pi-4, openwrt-router, nas
     #[argh(option)]
     board: Option<String>,
@@ -468,6 +471,7 @@ fn serve(cmd: ServeCmd) -> ExitCode {
         data_dir: cmd.data_dir,
         log_level: cmd.log_level,
         c2s_direct_tls_listen: cmd.c2s_direct_tls_listen,
+        http_listen: cmd.http_listen,
         component_listen: cmd.component_listen,
         board: cmd.board,
     };

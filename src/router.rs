@@ -148,8 +148,8 @@ impl Hub<'_> {
                     let _ = s2s.send(&domain, bytes, None);
                 }
             }
-            // The directory expects no answers.
-            Address::Directory | Address::ComponentAbsent | Address::Nowhere => {}
+            // The directory and the upload service expect no answers.
+            Address::Directory | Address::Upload | Address::ComponentAbsent | Address::Nowhere => {}
         }
     }
 }
@@ -252,6 +252,11 @@ impl<'a> Delivery<'a, '_> {
             Address::Directory => {
                 if let Some(directory) = self.hub.directory {
                     directory.handle(&self.hub, self.from, self.stanza);
+                }
+            }
+            Address::Upload => {
+                if let Some(upload) = self.hub.upload {
+                    upload.handle(&self.hub, self.from, self.stanza);
                 }
             }
             Address::Component(link) => self.forward_to_component(&link),

@@ -42,6 +42,12 @@ pub struct Server {
     pub pep: crate::services::pep::Pep,
     /// The message archive (XEP-0313), unless `archive = false`.
     pub mam: Option<crate::services::mam::Mam>,
+    /// HTTP file upload (XEP-0363) at `upload_domain`.
+    pub upload: Option<crate::services::upload::Upload>,
+    /// Where clients reach the HTTPS listener (`https://host:port`).
+    pub http_url: String,
+    /// The local CA's SHA-256 fingerprint, for the `/` page (none with `tls_cert`).
+    pub ca_fingerprint: Option<String>,
     pub limiter: AuthLimiter,
     /// Connection buffers in all (`max_buffer_memory`).
     pub buffers: crate::budget::MemoryBudget,
@@ -76,6 +82,7 @@ impl Server {
             directory: self.directory.as_ref(),
             pep: &self.pep,
             mam: self.mam.as_ref(),
+            upload: self.upload.as_ref(),
         }
     }
 
@@ -160,6 +167,51 @@ async fn run_archive_maintenance(server: Rc<Server>) {
     }
 }
 
+/// How often uploaded files past `upload_days` are looked for.
+const UPLOAD_EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+
+/// The upload service's background job: at start, then hourly, on a blocking
+/// thread, removes the files past `upload_days` and gives their room back.
+async fn run_upload_expiry(server: Rc<Server>) {
+    let Some(upload) = server.upload.as_ref() else { return };
+    let keep = upload.config.keep_secs;
+    if keep == 0 {
+        return;
+    }
+    loop {
+        let dir = upload.dir.clone();
+        let before = crate::clock::now_unix().saturating_sub(keep);
+        match blocking::unblock(move || dir.remove_where(|m| m.created < before)).await {
+            Ok(removed) => {
+                for meta in &removed {
+                    upload.release(&meta.owner, meta.size);
+                }
+                if !removed.is_empty() {
+                    log::info!("uploads: {} file(s) past upload_days removed", removed.len());
+                }
+            }
+            Err(e) => log::error!("upload expiry: {e}"),
+        }
+        Timer::after(UPLOAD_EXPIRY_EVERY).await;
+    }
+}
+
+/// Where clients reach the HTTPS listener: `http_url`, else the domain and the
+/// port the first HTTPS (or plain HTTP) listener has.
+fn http_url(config: &Config, listeners: &[(ListenerKind, Async<TcpListener>)]) -> String {
+    if let Some(url) = &config.http.url {
+        return url.clone();
+    }
+    let port = |kind| {
+        listeners.iter().find(|(k, _)| *k == kind).and_then(|(_, l)| l.get_ref().local_addr().ok()).map(|a| a.port())
+    };
+    match (port(ListenerKind::Https), port(ListenerKind::HttpPlain)) {
+        (Some(p), _) => format!("https://{}:{p}", config.domain),
+        (None, Some(p)) => format!("http://{}:{p}", config.domain),
+        (None, None) => format!("https://{}", config.domain),
+    }
+}
+
 /// An offline message the quota refused: its sender hears of it.
 fn deliver_refusal(server: &Server, refusal: crate::store::writer::Refusal) {
     use crate::store::writer::Refusal;
@@ -222,6 +274,23 @@ pub enum ListenerKind {
     Server,
     /// Peer servers with Direct TLS (XEP-0368, ALPN `xmpp-server`).
     ServerDirectTls,
+    /// Port 5443: HTTPS (upload, WebSocket, pages).
+    Https,
+    /// Plain HTTP, behind a reverse proxy.
+    HttpPlain,
+}
+
+impl ListenerKind {
+    /// TLS from the first byte.
+    pub fn direct_tls(self) -> bool {
+        matches!(
+            self,
+            ListenerKind::ClientDirectTls
+                | ListenerKind::ComponentDirectTls
+                | ListenerKind::ServerDirectTls
+                | ListenerKind::Https
+        )
+    }
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -290,6 +359,24 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     // for "listening" can manage accounts right away.
     let control_socket = control_listener(&config.data_dir);
     let listeners = bind_all(&config)?;
+    let http_url = http_url(&config, &listeners);
+    let upload = match &config.upload {
+        Some(upload) => {
+            let dir = crate::store::uploads::UploadDir::in_data_dir(&config.data_dir);
+            let files = dir.scan().map_err(|e| ServeError::DataDir(config.data_dir.join("uploads"), e))?;
+            let upload_secret = store.secret("upload").map_err(ServeError::Store)?;
+            log::info!("file upload at {} ({} file(s) stored)", upload.domain, files.len());
+            Some(crate::services::upload::Upload::new(upload.clone(), &upload_secret, http_url.clone(), dir, &files))
+        }
+        None => None,
+    };
+    let ca_fingerprint = config
+        .tls_cert
+        .is_none()
+        .then(|| std::fs::read(crate::tls::local_ca::LocalCa::in_data_dir(&config.data_dir).ca_cert).ok())
+        .flatten()
+        .and_then(|pem| crate::tls::first_cert_der(&pem))
+        .map(|der| crate::tls::der::fingerprint(&der));
     let domain = Rc::new(config.domain.clone());
     let server = Rc::new(Server {
         policy: Policy {
@@ -320,6 +407,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
             max_unauthenticated: config.max_unauthenticated,
             max_unauthenticated_per_ip: config.max_unauthenticated_per_ip,
             max_s2s_in: config.max_s2s_in,
+            max_http: config.http.max_connections,
         }),
         store: Arc::new(store),
         registry: Registry::new(config.max_resources_per_account, config.resource_conflict, config.c2s_queue_size),
@@ -329,6 +417,9 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         directory: config.directory.clone().map(crate::services::directory::Directory::new),
         pep: crate::services::pep::Pep::new(config.pep_caps_cache, config.pep_remote_resources),
         mam: archive_prefs.map(|prefs| crate::services::mam::Mam::new(newest_archived, config.mam, prefs)),
+        upload,
+        http_url,
+        ca_fingerprint,
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
         buffers: crate::budget::MemoryBudget::new(config.max_buffer_memory),
         password_checks: crate::auth_limiter::CheckPermits::new(
@@ -367,6 +458,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     server.store.start_writer();
     let writer = ex.spawn(run_store_writer(Rc::clone(&server)));
     let _maintenance = server.mam.is_some().then(|| ex.spawn(run_archive_maintenance(Rc::clone(&server))));
+    let _expiry = server.upload.is_some().then(|| ex.spawn(run_upload_expiry(Rc::clone(&server))));
     futures_lite::future::block_on(ex.run(async {
         let signal = loop {
             match signals.next().await {
@@ -502,6 +594,19 @@ async fn serve_control(
                     if let (Ok(_), Some(jid), true, Some(mam)) = (&result, &deleted, removed, &server.mam) {
                         mam.prefs.forget(jid);
                     }
+                    if let (Ok(_), Some(jid), true, Some(upload)) = (&result, &deleted, removed, &server.upload) {
+                        // A deleted account's files go with it.
+                        let (dir, owner) = (upload.dir.clone(), jid.to_string());
+                        match blocking::unblock(move || dir.remove_where(|m| m.owner == owner)).await {
+                            Ok(files) => {
+                                for meta in &files {
+                                    upload.release(&meta.owner, meta.size);
+                                }
+                                log::info!("account {jid}: {} uploaded file(s) removed", files.len());
+                            }
+                            Err(e) => log::error!("account {jid}: its uploads could not be removed: {e}"),
+                        }
+                    }
                     if let (Ok(_), Some(jid)) = (&result, &deleted) {
                         crate::handlers::presence::account_deleted(&server.hub(), jid, &contacts);
                     }
@@ -546,6 +651,8 @@ fn bind_all(config: &Config) -> Result<Vec<(ListenerKind, Async<TcpListener>)>, 
         (ListenerKind::ComponentDirectTls, &config.component_tls_listen, false, "components with Direct TLS"),
         (ListenerKind::Server, &config.s2s_listen, false, "servers"),
         (ListenerKind::ServerDirectTls, &config.s2s_direct_tls_listen, false, "servers with Direct TLS"),
+        (ListenerKind::Https, &config.http.listen, config.http.listen_is_default, "HTTPS"),
+        (ListenerKind::HttpPlain, &config.http.plain_listen, false, "plain HTTP"),
     ];
     // Component listeners open only when components are configured.
     // Component listeners open only when components are configured, s2s
@@ -553,7 +660,7 @@ fn bind_all(config: &Config) -> Result<Vec<(ListenerKind, Async<TcpListener>)>, 
     let groups = groups.into_iter().filter(|g| match g.0 {
         ListenerKind::Component | ListenerKind::ComponentDirectTls => !config.components.is_empty(),
         ListenerKind::Server | ListenerKind::ServerDirectTls => config.federation,
-        ListenerKind::Client | ListenerKind::ClientDirectTls => true,
+        ListenerKind::Client | ListenerKind::ClientDirectTls | ListenerKind::Https | ListenerKind::HttpPlain => true,
     });
     for (kind, addrs, is_default, what) in groups {
         for addr in addrs {

@@ -38,9 +38,11 @@ pub enum Kind {
     S2sIn,
     /// An outbound link of ours.
     S2sOut,
+    /// An HTTP connection past its first request (a transfer, a page).
+    Http,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 impl Kind {
     fn index(self) -> usize {
@@ -55,13 +57,21 @@ pub struct Shares {
     pub max_unauthenticated: usize,
     pub max_unauthenticated_per_ip: usize,
     pub max_s2s_in: usize,
+    /// HTTP connections past their first request (`http_max_connections`).
+    pub max_http: usize,
 }
 
 impl Shares {
     /// One pool of `capacity` with the default shares (a quarter unauthenticated,
     /// 8 per address, 64 inbound servers).
     pub fn with_capacity(capacity: usize) -> Shares {
-        Shares { capacity, max_unauthenticated: (capacity / 4).max(1), max_unauthenticated_per_ip: 8, max_s2s_in: 64 }
+        Shares {
+            capacity,
+            max_unauthenticated: (capacity / 4).max(1),
+            max_unauthenticated_per_ip: 8,
+            max_s2s_in: 64,
+            max_http: 64,
+        }
     }
 }
 
@@ -306,6 +316,9 @@ impl SessionLease {
         if kind == Kind::S2sIn && inner.count[Kind::S2sIn.index()] >= inner.shares.max_s2s_in {
             return Err(Full::Share(Kind::S2sIn));
         }
+        if kind == Kind::Http && inner.count[Kind::Http.index()] >= inner.shares.max_http {
+            return Err(Full::Share(Kind::Http));
+        }
         inner.forget(self.index, from, peer);
         inner.count[kind.index()] += 1;
         if let Some(Some(slot)) = inner.slots.get_mut(self.index as usize) {
@@ -376,7 +389,8 @@ mod tests {
 
     #[test]
     fn a_full_unauthenticated_share_evicts_its_oldest() {
-        let shares = Shares { capacity: 10, max_unauthenticated: 3, max_unauthenticated_per_ip: 8, max_s2s_in: 1 };
+        let shares =
+            Shares { capacity: 10, max_unauthenticated: 3, max_unauthenticated_per_ip: 8, max_s2s_in: 1, max_http: 1 };
         let pool = SessionPool::with_shares(shares);
         let first: Vec<_> = (1..=3).map(|i| pool.try_acquire(peer(&format!("10.0.0.{i}:1"))).unwrap()).collect();
         let newest = pool.try_acquire(peer("10.0.0.9:1")).unwrap();
@@ -391,11 +405,18 @@ mod tests {
         assert_eq!(other.promote(Kind::S2sIn), Err(Full::Share(Kind::S2sIn)));
         other.promote(Kind::Client).unwrap();
         assert_eq!((pool.count(Kind::S2sIn), pool.count(Kind::Client)), (1, 1));
+        // HTTP transfers too.
+        let web = pool.try_acquire(peer("10.0.0.7:1")).unwrap();
+        web.promote(Kind::Http).unwrap();
+        let web2 = pool.try_acquire(peer("10.0.0.6:1")).unwrap();
+        assert_eq!(web2.promote(Kind::Http), Err(Full::Share(Kind::Http)));
+        drop((web, web2));
     }
 
     #[test]
     fn a_connection_that_is_logging_in_gives_way_after_the_idle_ones() {
-        let shares = Shares { capacity: 10, max_unauthenticated: 3, max_unauthenticated_per_ip: 8, max_s2s_in: 1 };
+        let shares =
+            Shares { capacity: 10, max_unauthenticated: 3, max_unauthenticated_per_ip: 8, max_s2s_in: 1, max_http: 1 };
         let pool = SessionPool::with_shares(shares);
         let login = pool.try_acquire(peer("10.0.0.1:1")).unwrap();
         login.progressed();
@@ -412,7 +433,8 @@ mod tests {
 
     #[test]
     fn one_address_evicts_only_its_own_and_ipv6_counts_per_64() {
-        let shares = Shares { capacity: 10, max_unauthenticated: 10, max_unauthenticated_per_ip: 2, max_s2s_in: 1 };
+        let shares =
+            Shares { capacity: 10, max_unauthenticated: 10, max_unauthenticated_per_ip: 2, max_s2s_in: 1, max_http: 1 };
         let pool = SessionPool::with_shares(shares);
         let other = pool.try_acquire(peer("192.168.1.5:1")).unwrap();
         let a = pool.try_acquire(peer("[2001:db8::1]:1")).unwrap();
@@ -427,7 +449,8 @@ mod tests {
 
     #[test]
     fn a_pool_full_of_sessions_refuses_and_a_full_pool_evicts_unauthenticated() {
-        let shares = Shares { capacity: 2, max_unauthenticated: 2, max_unauthenticated_per_ip: 8, max_s2s_in: 1 };
+        let shares =
+            Shares { capacity: 2, max_unauthenticated: 2, max_unauthenticated_per_ip: 8, max_s2s_in: 1, max_http: 1 };
         let pool = SessionPool::with_shares(shares);
         let a = pool.try_acquire(peer("10.0.0.1:1")).unwrap();
         a.promote(Kind::Client).unwrap();

@@ -37,7 +37,7 @@ fn run_all(dir: &str, entry: fn(&[u8])) {
 
 #[test]
 fn each_corpus_holds_at_least_ten_inputs() {
-    for dir in ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s", "corpus/s2s"] {
+    for dir in ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s", "corpus/s2s", "corpus/http"] {
         let n = inputs(dir).len();
         assert!(n >= MIN_INPUTS, "fuzz/{dir} holds {n} inputs");
     }
@@ -66,4 +66,9 @@ fn c2s_corpus_runs_the_stream_state_machine_and_router_without_panics() {
 #[test]
 fn s2s_corpus_runs_the_inbound_stream_and_router_without_panics() {
     run_all("corpus/s2s", wrenhub::fuzzing::s2s_stream);
+}
+
+#[test]
+fn http_corpus_parses_heads_alike_in_pieces_and_grants_nothing_unsigned() {
+    run_all("corpus/http", wrenhub::fuzzing::http_request);
 }

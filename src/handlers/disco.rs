@@ -81,7 +81,8 @@ fn info(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     IqReply::Result(Some(p))
 }
 
-/// The server's items are the connected components (XEP-0114 gateways).
+/// The server's items are the connected components (XEP-0114 gateways) and the
+/// built-in services.
 fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if req.iq_type != IqType::Get {
         return IqReply::Error(StanzaError::new(Condition::BadRequest));
@@ -92,6 +93,10 @@ fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     }
     if let (None, Some(directory)) = (req.on_behalf_of, hub.directory) {
         domains.push(directory.domain().as_str().to_string());
+    }
+    // XEP-0363 §3: clients find the upload service among the server's items.
+    if let (None, Some(upload)) = (req.on_behalf_of, hub.upload) {
+        domains.push(upload.domain().as_str().to_string());
     }
     // XEP-0163 §6.2 (XEP-0060 §5.2): an account's items are the nodes the
     // requester may see.

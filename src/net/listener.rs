@@ -57,12 +57,10 @@ pub async fn accept_clients(
         match server.pool.try_acquire(peer) {
             Some(lease) => {
                 log::debug!("{peer}: connected (slot {})", lease.index());
-                let direct = matches!(
-                    kind,
-                    ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls | ListenerKind::ServerDirectTls
-                );
+                let direct = kind.direct_tls();
                 let config = match kind {
                     ListenerKind::ServerDirectTls => server.s2s_server_config(true),
+                    ListenerKind::Https => server.tls_setup().http.clone(),
                     _ => server.tls_config(kind == ListenerKind::ClientDirectTls),
                 };
                 let transport = if direct {
@@ -86,6 +84,9 @@ pub async fn accept_clients(
                     ListenerKind::Server | ListenerKind::ServerDirectTls => {
                         ex.spawn(super::s2s_in::serve(Rc::clone(&server), transport, lease)).detach()
                     }
+                    ListenerKind::Https | ListenerKind::HttpPlain => {
+                        ex.spawn(super::http::serve(Rc::clone(&server), transport, lease)).detach()
+                    }
                 }
             }
             None => refuse(&server, &ex, stream, peer, kind, "the server is serving its maximum number of sessions"),
@@ -105,12 +106,8 @@ fn refuse(
 ) {
     // A Direct TLS peer expects a handshake first: an answer would cost a TLS
     // session, which is exactly what the pool has no room for.
-    if server.refusing.get() >= MAX_REFUSING
-        || matches!(
-            kind,
-            ListenerKind::ClientDirectTls | ListenerKind::ComponentDirectTls | ListenerKind::ServerDirectTls
-        )
-    {
+    // An HTTP client is not sent an XMPP error either.
+    if server.refusing.get() >= MAX_REFUSING || kind.direct_tls() || kind == ListenerKind::HttpPlain {
         log::warn!("{peer}: refused ({why}), closed");
         return;
     }

@@ -4,6 +4,7 @@
 pub mod c2s;
 pub mod component;
 pub mod driver;
+pub mod http;
 pub mod listener;
 pub mod s2s_in;
 pub mod s2s_out;

@@ -113,9 +113,20 @@ impl Transport {
             // capped): a read into no room would look like the end of the stream.
             return Ok(ReadOutcome::WouldBlock);
         }
+        self.read_via(|source| framer.fill_with(|buf| source.read(buf)))
+    }
+
+    /// Reads what is available into `buf` (not empty), without blocking.
+    pub fn read_into_slice(&mut self, buf: &mut [u8]) -> io::Result<ReadOutcome> {
+        self.read_via(|source| source.read(buf))
+    }
+
+    /// One read: `fill` reads once from the plaintext source (the socket, or
+    /// what rustls decrypted) into its buffer.
+    fn read_via(&mut self, fill: impl FnOnce(&mut dyn Read) -> io::Result<usize>) -> io::Result<ReadOutcome> {
         let socket = self.socket.get_ref();
         let Some(tls) = self.tls.as_mut() else {
-            return match framer.fill_with(|buf| (&*socket).read(buf)) {
+            return match fill(&mut &*socket) {
                 Ok(0) => Ok(ReadOutcome::Eof),
                 Ok(n) => Ok(ReadOutcome::Data(n)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::WouldBlock),
@@ -140,7 +151,7 @@ impl Transport {
                 return Ok(ReadOutcome::Data(0));
             }
         }
-        match framer.fill_with(|buf| tls.reader().read(buf)) {
+        match fill(&mut tls.reader()) {
             Ok(0) => Ok(ReadOutcome::Eof),
             Ok(n) => {
                 self.plaintext_left = self.plaintext_left.saturating_sub(n);

@@ -7,3 +7,4 @@ pub mod directory;
 pub mod mam;
 pub mod muc;
 pub mod pep;
+pub mod upload;

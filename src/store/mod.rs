@@ -16,6 +16,7 @@ pub mod pep;
 pub mod record;
 pub mod roster;
 pub mod runs;
+pub mod uploads;
 pub mod writer;
 
 use crate::jid::BareJid;

@@ -45,6 +45,8 @@ pub struct TlsSetup {
     pub starttls: Arc<ServerConfig>,
     /// For Direct TLS (ALPN `xmpp-client`).
     pub direct: Arc<ServerConfig>,
+    /// For the HTTPS listener (ALPN `http/1.1`).
+    pub http: Arc<ServerConfig>,
     /// Server-to-server, accepting side: asks the peer for its certificate;
     /// STARTTLS, and Direct TLS with ALPN `xmpp-server` (XEP-0368).
     pub s2s_starttls: Arc<ServerConfig>,
@@ -114,6 +116,7 @@ pub fn load(config: &Config) -> Result<TlsSetup, TlsError> {
     Ok(TlsSetup {
         starttls: build(&[])?,
         direct: build(&[b"xmpp-client"])?,
+        http: build(&[b"http/1.1"])?,
         s2s_starttls: build_s2s(&[])?,
         s2s_direct: build_s2s(&[b"xmpp-server"])?,
         s2s_client: build_client(&[])?,

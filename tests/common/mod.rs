@@ -30,6 +30,8 @@ pub struct Server {
     pub component_port: Option<u16>,
     /// The s2s port, when federation is on.
     pub s2s_port: Option<u16>,
+    /// The HTTPS port (upload, WebSocket, pages), unless `http_listen = []`.
+    pub http_port: Option<u16>,
     /// The served domain (from the "serving" log line).
     pub domain: String,
     pub dir: tempfile::TempDir,
@@ -63,7 +65,7 @@ impl Server {
             .arg("--config")
             .arg(&config_path)
             .args(["--c2s-listen", "127.0.0.1:0", "--c2s-direct-tls-listen", "127.0.0.1:0"])
-            .args(["--component-listen", "127.0.0.1:0"])
+            .args(["--component-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
             .args(["--log-level", "debug", "--data-dir"])
             .arg(dir.path().join("data"))
             .stdin(Stdio::null())
@@ -82,6 +84,7 @@ impl Server {
                     (1, "listening for clients with Direct TLS on 127.0.0.1:"),
                     (2, "listening for components on 127.0.0.1:"),
                     (4, "listening for servers on 127.0.0.1:"),
+                    (5, "listening for HTTPS on 127.0.0.1:"),
                     (3, " serving "),
                 ] {
                     if let Some(rest) = line.split(marker).nth(1) {
@@ -94,13 +97,14 @@ impl Server {
             }
         });
         // The listeners are announced before the "serving" line.
-        let (mut port, mut tls_port, mut component_port, mut s2s_port) = (None, None, None, None);
+        let (mut port, mut tls_port, mut component_port, mut s2s_port, mut http_port) = (None, None, None, None, None);
         let domain = loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok((0, p, _)) => port = p,
                 Ok((1, p, _)) => tls_port = p,
                 Ok((2, p, _)) => component_port = p,
                 Ok((4, p, _)) => s2s_port = p,
+                Ok((5, p, _)) => http_port = p,
                 Ok((_, _, domain)) => break domain,
                 Err(_) => panic!("server did not start; log: {:?}", log.lock().unwrap()),
             }
@@ -108,7 +112,7 @@ impl Server {
         let (Some(port), Some(tls_port)) = (port, tls_port) else {
             panic!("server did not report its ports; log: {:?}", log.lock().unwrap())
         };
-        Server { child, port, tls_port, component_port, s2s_port, domain, dir, log }
+        Server { child, port, tls_port, component_port, s2s_port, http_port, domain, dir, log }
     }
 
     /// Waits until the log has a line containing `text`; returns that line.
@@ -206,6 +210,13 @@ impl Server {
         let mut c = self.connect_tls();
         assert!(c.scram(ScramKind::Sha256, user, password), "login failed: {}", c.received());
         c.restart_and_bind(resource);
+        c
+    }
+
+    /// A TLS connection to the HTTPS listener (ALPN `http/1.1`).
+    pub fn https(&self) -> Client {
+        let mut c = Client::connect_port(self.http_port.expect("an HTTPS listener"));
+        c.upgrade_tls(&self.ca_pem(), &[b"http/1.1"]);
         c
     }
 
@@ -744,6 +755,68 @@ fn salted_password(alg: ring::pbkdf2::Algorithm, len: usize, iterations: u32, sa
     ring::pbkdf2::derive(alg, iterations.try_into().unwrap(), salt, password.as_bytes(), &mut salted);
     cache.lock().unwrap().push((key, salted.clone()));
     salted
+}
+
+/// One HTTP response as the wire tests read it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Client {
+    /// Sends `head` (request line and headers, without the blank line) and
+    /// `body`, and reads the response (`head_only`: a HEAD, no body follows).
+    pub fn http(&mut self, head: &str, body: &[u8]) -> HttpResponse {
+        let mut bytes = format!("{head}\r\n\r\n").into_bytes();
+        bytes.extend_from_slice(body);
+        self.send_bytes(&bytes);
+        self.read_http(head.starts_with("HEAD "))
+    }
+
+    /// Reads one response after the mark.
+    pub fn read_http(&mut self, head_only: bool) -> HttpResponse {
+        let deadline = Instant::now() + WAIT;
+        let end = loop {
+            if let Some(i) = self.received[self.mark..].windows(4).position(|w| w == b"\r\n\r\n") {
+                break self.mark + i + 4;
+            }
+            assert!(Instant::now() < deadline, "no HTTP response head; received {:?}", self.received());
+            if self.read_some(deadline.saturating_duration_since(Instant::now())) == 0 {
+                panic!("closed before an HTTP response head; received {:?}", self.received());
+            }
+        };
+        let head = String::from_utf8_lossy(&self.received[self.mark..end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let len = headers.iter().find(|(n, _)| n == "content-length").map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+        let len = if head_only || status == 101 || status / 100 == 1 { 0 } else { len };
+        while self.received.len() < end + len {
+            assert!(Instant::now() < deadline, "HTTP body incomplete; received {:?}", self.received());
+            if self.read_some(deadline.saturating_duration_since(Instant::now())) == 0 {
+                panic!("closed within an HTTP body; received {:?}", self.received());
+            }
+        }
+        let body = self.received[end..end + len].to_vec();
+        self.mark = end + len;
+        HttpResponse { status, headers, body }
+    }
 }
 
 /// The text between two markers.
