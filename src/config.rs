@@ -82,6 +82,9 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// A directory of static files served at the paths nothing else takes.
     pub files_dir: Option<PathBuf>,
+    /// Web origins whose pages may open XMPP over WebSocket; empty: the hub's
+    /// own (`http_url`); `*`: any.
+    pub websocket_origins: Vec<String>,
 }
 
 /// The validated configuration of a running server.
@@ -411,6 +414,7 @@ const KEYS: &[Key] = &[
     Key { name: "http_idle_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
     Key { name: "http_max_connections", kind: Kind::Int { min: 1, max: 100_000, default: 64 } },
     Key { name: "http_files_dir", kind: Kind::Path },
+    Key { name: "websocket_origins", kind: Kind::Str("") },
     Key { name: "upload_domain", kind: Kind::Str("upload.<domain>") },
     Key { name: "upload_max_file_size", kind: Kind::Int { min: 1, max: 1 << 40, default: 100 << 20 } },
     Key { name: "upload_quota_per_account", kind: Kind::Int { min: 1, max: 1 << 50, default: 1 << 30 } },
@@ -757,6 +761,12 @@ impl Validator<'_> {
             idle_timeout: self.secs(take("http_idle_timeout"), "http_idle_timeout"),
             max_connections: self.int(take("http_max_connections"), "http_max_connections") as usize,
             files_dir: self.path(take("http_files_dir"), "http_files_dir"),
+            websocket_origins: self
+                .string(take("websocket_origins"), "websocket_origins")
+                .split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
         }
     }
 

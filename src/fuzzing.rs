@@ -450,3 +450,28 @@ pub fn http_request(data: &[u8]) {
     );
     assert!(upload.verify("aaaaaaaaaaaaaaaaaaaaaa", "f", token, 0).is_err(), "nothing unsigned is granted");
 }
+
+/// Entry point for the `websocket` target: the frames a browser sends after the
+/// upgrade (RFC 6455, RFC 7395). Asserts no panic; that decoding in pieces gives
+/// the same stream bytes as at once; and that our own output, whatever it holds,
+/// is framed without a panic.
+pub fn websocket_frames(data: &[u8]) {
+    use crate::net::websocket::WsFraming;
+    let whole = WsFraming::new(1024, data).decode_all();
+    for piece in [1, 5, 64] {
+        let mut ws = WsFraming::new(1024, &[]);
+        let (mut bytes, mut ended) = (Vec::new(), false);
+        for chunk in data.chunks(piece) {
+            ws.push(chunk);
+            let (more, end) = ws.decode_all();
+            bytes.extend(more);
+            ended |= end;
+            if ended {
+                break;
+            }
+        }
+        assert_eq!((bytes, ended), whole, "decoded alike in pieces of {piece}");
+    }
+    let mut frames = Vec::new();
+    WsFraming::new(16, &[]).frame_output(data, &mut frames);
+}

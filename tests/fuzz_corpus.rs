@@ -37,7 +37,9 @@ fn run_all(dir: &str, entry: fn(&[u8])) {
 
 #[test]
 fn each_corpus_holds_at_least_ten_inputs() {
-    for dir in ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s", "corpus/s2s", "corpus/http"] {
+    for dir in
+        ["corpus/framer", "corpus/jid", "corpus/dns", "corpus/c2s", "corpus/s2s", "corpus/http", "corpus/websocket"]
+    {
         let n = inputs(dir).len();
         assert!(n >= MIN_INPUTS, "fuzz/{dir} holds {n} inputs");
     }
@@ -71,4 +73,9 @@ fn s2s_corpus_runs_the_inbound_stream_and_router_without_panics() {
 #[test]
 fn http_corpus_parses_heads_alike_in_pieces_and_grants_nothing_unsigned() {
     run_all("corpus/http", wrenhub::fuzzing::http_request);
+}
+
+#[test]
+fn websocket_corpus_decodes_alike_in_pieces() {
+    run_all("corpus/websocket", wrenhub::fuzzing::websocket_frames);
 }

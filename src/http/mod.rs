@@ -7,3 +7,4 @@ pub mod path;
 pub mod range;
 pub mod request;
 pub mod response;
+pub mod websocket;

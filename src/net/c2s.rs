@@ -2,7 +2,7 @@
 //! [`C2sStream`] core, the bound session's queue of routed stanzas, the header,
 //! authentication and idle deadlines, keepalive pings, channel bindings.
 
-use super::driver::{ping_deadline, write_ping, Action, Clock, Conn, Due, Exit, Queue};
+use super::driver::{ping_deadline, write_ping, Action, Clock, Conn, Due, Exit, Framing, Queue};
 use super::transport::Transport;
 use crate::server::Server;
 use crate::session_pool::{Kind, SessionLease};
@@ -37,6 +37,26 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
     } else {
         Box::pin(until_header(&server, &mut transport, &lease, accepted)).await
     };
+    serve_framed(server, transport, lease, accepted, prefix, Framing::Xml).await
+}
+
+/// Serves a client over WebSocket (RFC 7395) after the HTTP upgrade; `already`:
+/// the bytes that came after the upgrade request.
+pub async fn serve_websocket(server: Rc<Server>, transport: Transport, lease: SessionLease, already: Vec<u8>) {
+    let max_message = server.config.xml.max_stanza_size;
+    let framing = Framing::WebSocket(Box::new(super::websocket::WsFraming::new(max_message, &already)));
+    drop(already);
+    serve_framed(server, transport, lease, Instant::now(), Vec::new(), framing).await
+}
+
+async fn serve_framed(
+    server: Rc<Server>,
+    transport: Transport,
+    lease: SessionLease,
+    accepted: Instant,
+    prefix: Vec<u8>,
+    framing: Framing,
+) {
     let peer = lease.peer().map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let client = Client {
         c2s: C2sStream::new(server.policy.clone(), transport.is_tls()),
@@ -46,7 +66,8 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         connection: None,
         timed_out: false,
     };
-    let outcome = Box::pin(super::driver::drive_from(&server, transport, client, &lease, accepted, prefix)).await;
+    let outcome =
+        Box::pin(super::driver::drive_framed(&server, transport, client, &lease, accepted, prefix, framing)).await;
     if let Some(session) = outcome {
         Box::pin(hibernate(&server, session)).await;
     }

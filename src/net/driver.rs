@@ -170,6 +170,58 @@ enum Wake {
     Evicted,
 }
 
+/// How a connection's bytes carry XML: a stream over TCP/TLS (RFC 6120), or
+/// one element per WebSocket message (RFC 7395).
+pub enum Framing {
+    Xml,
+    WebSocket(Box<super::websocket::WsFraming>),
+}
+
+impl Framing {
+    fn has_pending(&self) -> bool {
+        matches!(self, Framing::WebSocket(ws) if ws.has_pending())
+    }
+
+    fn memory(&self) -> usize {
+        match self {
+            Framing::Xml => 0,
+            Framing::WebSocket(ws) => ws.memory(),
+        }
+    }
+
+    fn read(&mut self, transport: &mut Transport, framer: &mut Framer) -> std::io::Result<ReadOutcome> {
+        match self {
+            Framing::Xml => transport.read_into(framer),
+            Framing::WebSocket(_) if framer.room() == 0 => Ok(ReadOutcome::WouldBlock),
+            Framing::WebSocket(ws) => ws.read_into(transport, framer),
+        }
+    }
+
+    /// Writes the core's output in this framing.
+    async fn write(&mut self, transport: &mut Transport, out: &[u8], timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Framing::Xml => transport.write_all(out, timeout).await,
+            Framing::WebSocket(ws) => {
+                let mut frames = Vec::with_capacity(out.len() + 16);
+                ws.frame_output(out, &mut frames);
+                transport.write_all(&frames, timeout).await
+            }
+        }
+    }
+
+    /// The output as it goes on the wire, for an abandoned connection.
+    fn framed(&mut self, out: &[u8]) -> Vec<u8> {
+        match self {
+            Framing::Xml => out.to_vec(),
+            Framing::WebSocket(ws) => {
+                let mut frames = Vec::new();
+                ws.frame_output(out, &mut frames);
+                frames
+            }
+        }
+    }
+}
+
 /// Drives one connection until it ends.
 pub async fn drive<C: Conn>(server: &Server, transport: Transport, conn: C, lease: &SessionLease) -> C::Outcome {
     drive_from(server, transport, conn, lease, Instant::now(), Vec::new()).await
@@ -179,11 +231,24 @@ pub async fn drive<C: Conn>(server: &Server, transport: Transport, conn: C, leas
 /// before the driver started: the start of its stream header).
 pub async fn drive_from<C: Conn>(
     server: &Server,
+    transport: Transport,
+    conn: C,
+    lease: &SessionLease,
+    accepted: Instant,
+    prefix: Vec<u8>,
+) -> C::Outcome {
+    drive_framed(server, transport, conn, lease, accepted, prefix, Framing::Xml).await
+}
+
+/// [`drive_from`] in a given framing.
+pub async fn drive_framed<C: Conn>(
+    server: &Server,
     mut transport: Transport,
     mut conn: C,
     lease: &SessionLease,
     accepted: Instant,
     prefix: Vec<u8>,
+    mut framing: Framing,
 ) -> C::Outcome {
     let config = &server.config;
     let mut framer = Framer::new(config.xml);
@@ -225,15 +290,20 @@ pub async fn drive_from<C: Conn>(
             None
         } else if server.is_shutting_down() {
             Some(Wake::Shutdown)
-        } else if paused_until.is_none() && (transport.has_buffered_input() || std::mem::take(&mut backlogged)) {
+        } else if paused_until.is_none()
+            && (transport.has_buffered_input() || framing.has_pending() || std::mem::take(&mut backlogged))
+        {
             Some(Wake::Readable)
         } else if !out.is_empty() {
             None
         } else {
             // An idle connection holds no buffer of ours: neither input nor output.
             framer.trim();
+            if let Framing::WebSocket(ws) = &mut framing {
+                ws.trim();
+            }
             out = Vec::new();
-            charge.set(framer.memory());
+            charge.set(framer.memory() + framing.memory());
             if queue.is_none() {
                 match conn.listen_queue() {
                     Queue::Ready => continue 'conn,
@@ -279,8 +349,12 @@ pub async fn drive_from<C: Conn>(
                 action = conn.input(server, &transport, Input::Kill(error), &mut out);
             }
             Some(Wake::Readable) => {
-                match transport.read_into(&mut framer) {
-                    Ok(ReadOutcome::Eof) => break 'conn Exit::PeerClosed,
+                match framing.read(&mut transport, &mut framer) {
+                    Ok(ReadOutcome::Eof) => {
+                        // A WebSocket close is answered with one.
+                        let _ = framing.write(&mut transport, &[], config.write_timeout).await;
+                        break 'conn Exit::PeerClosed;
+                    }
                     Ok(ReadOutcome::WouldBlock) => {}
                     Ok(ReadOutcome::Data(n)) => {
                         if !held.is_empty() {
@@ -351,7 +425,7 @@ pub async fn drive_from<C: Conn>(
                         break;
                     }
                 }
-                charge.set(framer.memory() + out.capacity());
+                charge.set(framer.memory() + out.capacity() + framing.memory());
             }
             Some(Wake::Due(Due::Timeout(why))) => {
                 action = conn.input(server, &transport, Input::Timeout(why), &mut out)
@@ -364,7 +438,7 @@ pub async fn drive_from<C: Conn>(
         }
         if lease.evicted() {
             // One of a flood, most likely: no waiting on it.
-            transport.abandon(&out);
+            transport.abandon(&framing.framed(&out));
             return conn.finish(server, Exit::Evicted);
         }
         // While the writer commits, the stream reads ahead: its next stanzas are
@@ -382,6 +456,7 @@ pub async fn drive_from<C: Conn>(
                 && !newest.done()
             {
                 let more = transport.has_buffered_input()
+                    || framing.has_pending()
                     || Box::pin(futures_lite::future::or(
                         async {
                             newest.wait().await;
@@ -422,7 +497,7 @@ pub async fn drive_from<C: Conn>(
         if !out.is_empty() {
             conn.sending(&mut out);
         }
-        if let Err(e) = transport.write_all(&out, config.write_timeout).await {
+        if let Err(e) = framing.write(&mut transport, &out, config.write_timeout).await {
             break 'conn Exit::WriteFailed(e.to_string());
         }
         conn.written();

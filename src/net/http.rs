@@ -102,6 +102,27 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 return transport.close(write_timeout(&server)).await;
             }
         }
+        if request.path == WEBSOCKET_PATH {
+            let answer = match websocket_upgrade(&server, &transport, &request) {
+                Ok(head) => head,
+                Err((status, why)) => {
+                    let mut answer = text(status, why, true, false);
+                    if status == 426 {
+                        let at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 2);
+                        answer.splice(at..at, b"Sec-WebSocket-Version: 13\r\n".iter().copied());
+                    }
+                    let _ = transport.write_all(&answer, write_timeout(&server)).await;
+                    return transport.close(write_timeout(&server)).await;
+                }
+            };
+            if transport.write_all(&answer, write_timeout(&server)).await.is_err() {
+                return;
+            }
+            log::debug!("{peer}: XMPP over WebSocket");
+            let already = std::mem::take(&mut input);
+            drop(charge);
+            return Box::pin(super::c2s::serve_websocket(Rc::clone(&server), transport, lease, already)).await;
+        }
         let close = request.close || served >= config.max_requests_per_connection || server.is_shutting_down();
         log::debug!("{peer}: HTTP {:?} {}", request.method(), request.path);
         let next = route(&server, &mut transport, &lease, &request, &mut input, close).await;
@@ -119,6 +140,54 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
         }
     }
     transport.close(write_timeout(&server)).await;
+}
+
+/// RFC 6455 §4.2.2 and RFC 7395 §3.1: the `101` that accepts an upgrade to the
+/// `xmpp` subprotocol, or the status that refuses it.
+fn websocket_upgrade(
+    server: &Server,
+    transport: &Transport,
+    request: &Request,
+) -> Result<Vec<u8>, (u16, &'static str)> {
+    if request.method() != Method::Get {
+        return Err((405, "the WebSocket endpoint takes GET with an upgrade"));
+    }
+    if !request.upgrade_websocket {
+        return Err((426, "this is the XMPP over WebSocket endpoint: upgrade to websocket"));
+    }
+    if request.websocket_version.as_deref() != Some("13") {
+        return Err((426, "only WebSocket version 13 is served"));
+    }
+    let key = request.websocket_key.as_deref().unwrap_or("");
+    let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.trim());
+    if decoded.map(|k| k.len()) != Ok(16) {
+        return Err((400, "Sec-WebSocket-Key must be 16 bytes in base64"));
+    }
+    let offered = request.websocket_protocols.as_deref().unwrap_or("");
+    if !offered.split(',').any(|p| p.trim() == "xmpp") {
+        return Err((400, "the subprotocol must be xmpp (RFC 7395 section 3.1)"));
+    }
+    if !transport.is_tls() {
+        return Err((403, "XMPP over WebSocket is served on the HTTPS listener"));
+    }
+    if let Some(origin) = request.origin.as_deref() {
+        let origin = origin.trim_end_matches('/');
+        let allowed = &server.config.http.websocket_origins;
+        let ok = if allowed.is_empty() {
+            origin == server.http_url || origin == format!("https://{}", server.domain)
+        } else {
+            allowed.iter().any(|a| a == "*" || a == origin)
+        };
+        if !ok {
+            return Err((403, "this page's origin may not open XMPP sessions here (websocket_origins)"));
+        }
+    }
+    Ok(Head::new(101)
+        .header("Upgrade", "websocket")
+        .header("Connection", "Upgrade")
+        .header("Sec-WebSocket-Accept", &crate::http::websocket::accept_key(key))
+        .header("Sec-WebSocket-Protocol", "xmpp")
+        .finish(None, false))
 }
 
 fn write_timeout(server: &Server) -> std::time::Duration {
@@ -244,10 +313,6 @@ async fn route(
             transport.write_all(&body, timeout).await?;
         }
         return Ok(keep(close));
-    }
-    if path == WEBSOCKET_PATH {
-        transport.write_all(&reply(501, "XMPP over WebSocket is not served yet"), timeout).await?;
-        return Ok(Next::Close);
     }
     let Some(root) = server.config.http.files_dir.clone() else {
         transport.write_all(&reply(404, "not found"), timeout).await?;

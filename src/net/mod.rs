@@ -138,3 +138,4 @@ pub async fn close_gracefully(mut stream: Async<TcpStream>, linger: Duration) {
     }
 }
 pub mod transport;
+pub mod websocket;

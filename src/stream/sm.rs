@@ -180,7 +180,7 @@ pub fn stanzas(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Where the element (or end tag, or stream header) starting at `start` ends.
-fn element_end(bytes: &[u8], start: usize) -> Option<usize> {
+pub(crate) fn element_end(bytes: &[u8], start: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut at = start;
     loop {

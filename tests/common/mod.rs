@@ -786,6 +786,20 @@ impl Client {
         self.read_http(head.starts_with("HEAD "))
     }
 
+    /// The next `n` bytes after the mark (waiting for them).
+    pub fn take_bytes(&mut self, n: usize) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        while self.received.len() < self.mark + n {
+            assert!(Instant::now() < deadline, "{n} bytes did not come; received {:?}", self.received());
+            if self.read_some(deadline.saturating_duration_since(Instant::now())) == 0 {
+                panic!("closed before {n} more bytes; received {:?}", self.received());
+            }
+        }
+        let bytes = self.received[self.mark..self.mark + n].to_vec();
+        self.mark += n;
+        bytes
+    }
+
     /// Reads one response after the mark.
     pub fn read_http(&mut self, head_only: bool) -> HttpResponse {
         let deadline = Instant::now() + WAIT;
