@@ -165,6 +165,10 @@ pub struct Config {
     pub directory: Option<DirectoryConfig>,
     /// The HTTPS listener.
     pub http: HttpConfig,
+    /// The SOCKS5 bytestreams proxy (XEP-0065), when `proxy65_listen` is set.
+    pub proxy65: Option<crate::services::proxy65::Proxy65Config>,
+    /// STUN and TURN servers announced to clients (XEP-0215).
+    pub external_services: crate::services::extdisco::ExternalServices,
     /// HTTP file upload (XEP-0363), unless `upload_domain = ""` or no HTTP listener.
     pub upload: Option<crate::services::upload::UploadConfig>,
     /// Bytes waiting to be written to one session before it is closed.
@@ -421,6 +425,16 @@ const KEYS: &[Key] = &[
     Key { name: "upload_quota_total", kind: Kind::Int { min: 1, max: 1 << 50, default: 10 << 30 } },
     Key { name: "upload_days", kind: Kind::Int { min: 0, max: 36_500, default: 30 } },
     Key { name: "upload_slot_timeout", kind: Kind::Secs { max: 86400, default: 300 } },
+    Key { name: "proxy65_listen", kind: Kind::Addrs(&[]) },
+    Key { name: "proxy65_domain", kind: Kind::Str("proxy.<domain>") },
+    Key { name: "proxy65_host", kind: Kind::Str("") },
+    Key { name: "proxy65_max_connections", kind: Kind::Int { min: 2, max: 100_000, default: 32 } },
+    Key { name: "proxy65_rate", kind: Kind::Int { min: 0, max: 1 << 30, default: 10 << 20 } },
+    Key { name: "proxy65_idle_timeout", kind: Kind::Secs { max: 3600, default: 60 } },
+    Key { name: "stun_servers", kind: Kind::Str("") },
+    Key { name: "turn_servers", kind: Kind::Str("") },
+    Key { name: "turn_secret", kind: Kind::Str("") },
+    Key { name: "turn_credential_lifetime", kind: Kind::Secs { max: 30 * 86400, default: 86400 } },
 ];
 
 const LOG_LEVELS: &str = "off, error, warn, info, debug, trace";
@@ -551,10 +565,14 @@ impl Config {
         let directory = v.directory(&mut take, &domain);
         let http = v.http(&mut take);
         let upload = v.upload(&mut take, &domain).filter(|_| !http.listen.is_empty() || !http.plain_listen.is_empty());
+        let external_services = v.external_services(&mut take);
+        let proxy65 = v.proxy65(&mut take, &domain);
         let config = Config {
             muc,
             directory,
             http,
+            external_services,
+            proxy65,
             upload,
             admins,
             domain,
@@ -768,6 +786,59 @@ impl Validator<'_> {
                 .filter(|o| !o.is_empty())
                 .collect(),
         }
+    }
+
+    /// `stun_servers`, `turn_servers` (`host:port`, comma-separated), `turn_secret`.
+    fn external_services(
+        &mut self,
+        take: &mut impl FnMut(&str) -> Option<(Raw, String)>,
+    ) -> crate::services::extdisco::ExternalServices {
+        let mut servers = |v: &mut Validator<'_>, key: &str| -> Vec<(String, u16)> {
+            let text = v.string(take(key), key);
+            let mut list = Vec::new();
+            for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match item.rsplit_once(':').map(|(h, p)| (h, p.parse::<u16>())) {
+                    Some((host, Ok(port))) if !host.is_empty() && port > 0 => list.push((host.to_string(), port)),
+                    _ => v.problem(key, format!("{item:?} is not host:port"), format!("{key} = \"turn.hub.lan:3478\"")),
+                }
+            }
+            list
+        };
+        let stun = servers(self, "stun_servers");
+        let turn = servers(self, "turn_servers");
+        let secret = self.string(take("turn_secret"), "turn_secret");
+        let credential_secs = self.secs(take("turn_credential_lifetime"), "turn_credential_lifetime").as_secs();
+        crate::services::extdisco::ExternalServices {
+            stun,
+            turn,
+            turn_secret: (!secret.is_empty()).then_some(secret),
+            credential_secs,
+        }
+    }
+
+    /// The XEP-0065 proxy: on when `proxy65_listen` names an address.
+    fn proxy65(
+        &mut self,
+        take: &mut impl FnMut(&str) -> Option<(Raw, String)>,
+        domain: &Domain,
+    ) -> Option<crate::services::proxy65::Proxy65Config> {
+        let listen = self.addrs_allow_empty(take("proxy65_listen"), "proxy65_listen");
+        let name = self.service_domain(take("proxy65_domain"), "proxy65_domain", "proxy", domain, "proxy");
+        let host = self.string(take("proxy65_host"), "proxy65_host");
+        let max_connections = self.int(take("proxy65_max_connections"), "proxy65_max_connections") as usize;
+        let rate = self.int(take("proxy65_rate"), "proxy65_rate") as u32;
+        let idle_timeout = self.secs(take("proxy65_idle_timeout"), "proxy65_idle_timeout");
+        if listen.is_empty() {
+            return None;
+        }
+        Some(crate::services::proxy65::Proxy65Config {
+            domain: name?,
+            listen,
+            host,
+            max_connections,
+            rate,
+            idle_timeout,
+        })
     }
 
     /// `upload_domain` and its quotas (XEP-0363).

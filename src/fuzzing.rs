@@ -213,6 +213,12 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
         crate::store::uploads::UploadDir::in_data_dir(std::path::Path::new("/nonexistent")),
         &[],
     );
+    let external = crate::services::extdisco::ExternalServices {
+        stun: vec![("stun.fuzz".into(), 3478)],
+        turn: vec![("turn.fuzz".into(), 3478)],
+        turn_secret: Some("fuzz".into()),
+        credential_secs: 60,
+    };
     let hub = crate::hub::Hub {
         domain: &domain,
         store: &store,
@@ -226,6 +232,8 @@ fn with_world<R>(f: impl FnOnce(crate::hub::Hub<'_>, &std::rc::Rc<crate::session
         pep: &pep,
         mam: Some(&mam),
         upload: Some(&upload),
+        proxy65: None,
+        external: &external,
     };
     Some(f(hub, &romeo))
 }

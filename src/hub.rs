@@ -37,6 +37,10 @@ pub struct Hub<'a> {
     pub pep: &'a crate::services::pep::Pep,
     /// The message archive (XEP-0313), unless turned off.
     pub mam: Option<&'a crate::services::mam::Mam>,
+    /// STUN and TURN servers (XEP-0215).
+    pub external: &'a crate::services::extdisco::ExternalServices,
+    /// The SOCKS5 bytestreams proxy (XEP-0065), when it listens.
+    pub proxy65: Option<&'a crate::services::proxy65::Proxy65>,
     /// HTTP file upload (XEP-0363), unless turned off.
     pub upload: Option<&'a crate::services::upload::Upload>,
 }
@@ -51,6 +55,8 @@ pub enum Address {
     Directory,
     /// The built-in upload service (`upload_domain`).
     Upload,
+    /// The built-in bytestreams proxy (`proxy65_domain`).
+    Proxy65,
     /// A connected external component serves it (or a parent of it).
     Component(Rc<Link>),
     /// A configured component that is not connected now.
@@ -77,6 +83,9 @@ impl Hub<'_> {
         if self.upload.is_some_and(|u| u.domain().as_str() == domain) {
             return Address::Upload;
         }
+        if self.proxy65.is_some_and(|p| p.domain().as_str() == domain) {
+            return Address::Proxy65;
+        }
         if let Some(link) = self.components.serving(domain) {
             return Address::Component(link);
         }
@@ -96,6 +105,7 @@ impl Hub<'_> {
             || self.muc.is_some_and(|m| m.domain().as_str() == domain)
             || self.directory.is_some_and(|d| d.domain().as_str() == domain)
             || self.upload.is_some_and(|u| u.domain().as_str() == domain)
+            || self.proxy65.is_some_and(|p| p.domain().as_str() == domain)
             || self.configured_components.iter().any(|c| c.domain.as_str() == domain)
     }
 
@@ -125,7 +135,9 @@ impl Hub<'_> {
                 true
             }
             // The directory and the upload service take none of these.
-            Address::Directory | Address::Upload | Address::ComponentAbsent | Address::Nowhere => true,
+            Address::Directory | Address::Upload | Address::Proxy65 | Address::ComponentAbsent | Address::Nowhere => {
+                true
+            }
         }
     }
 }

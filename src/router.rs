@@ -149,7 +149,7 @@ impl Hub<'_> {
                 }
             }
             // The directory and the upload service expect no answers.
-            Address::Directory | Address::Upload | Address::ComponentAbsent | Address::Nowhere => {}
+            Address::Directory | Address::Upload | Address::Proxy65 | Address::ComponentAbsent | Address::Nowhere => {}
         }
     }
 }
@@ -257,6 +257,11 @@ impl<'a> Delivery<'a, '_> {
             Address::Upload => {
                 if let Some(upload) = self.hub.upload {
                     upload.handle(&self.hub, self.from, self.stanza);
+                }
+            }
+            Address::Proxy65 => {
+                if let Some(proxy) = self.hub.proxy65 {
+                    proxy.handle(&self.hub, self.from, self.stanza);
                 }
             }
             Address::Component(link) => self.forward_to_component(&link),

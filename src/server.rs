@@ -42,6 +42,8 @@ pub struct Server {
     pub pep: crate::services::pep::Pep,
     /// The message archive (XEP-0313), unless `archive = false`.
     pub mam: Option<crate::services::mam::Mam>,
+    /// The SOCKS5 bytestreams proxy (XEP-0065) at `proxy65_domain`.
+    pub proxy65: Option<crate::services::proxy65::Proxy65>,
     /// HTTP file upload (XEP-0363) at `upload_domain`.
     pub upload: Option<crate::services::upload::Upload>,
     /// Where clients reach the HTTPS listener (`https://host:port`).
@@ -83,6 +85,8 @@ impl Server {
             pep: &self.pep,
             mam: self.mam.as_ref(),
             upload: self.upload.as_ref(),
+            proxy65: self.proxy65.as_ref(),
+            external: &self.config.external_services,
         }
     }
 
@@ -360,6 +364,28 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
     let control_socket = control_listener(&config.data_dir);
     let listeners = bind_all(&config)?;
     let http_url = http_url(&config, &listeners);
+    let (proxy65, proxy65_listeners) = match &config.proxy65 {
+        Some(proxy) => {
+            let mut bound = Vec::new();
+            for addr in &proxy.listen {
+                let l = Async::<TcpListener>::bind(*addr).map_err(|e| ServeError::Bind(*addr, e))?;
+                log::info!(
+                    "listening for file transfers (XEP-0065 proxy) on {}",
+                    l.get_ref().local_addr().unwrap_or(*addr)
+                );
+                bound.push(l);
+            }
+            let local = bound.first().and_then(|l| l.get_ref().local_addr().ok());
+            let host = match (proxy.host.as_str(), local) {
+                ("", Some(a)) if !a.ip().is_unspecified() => a.ip().to_string(),
+                ("", _) => config.domain.to_string(),
+                (h, _) => h.to_string(),
+            };
+            let port = local.map_or(7777, |a| a.port());
+            (Some(crate::services::proxy65::Proxy65::new(proxy.clone(), host, port)), bound)
+        }
+        None => (None, Vec::new()),
+    };
     let upload = match &config.upload {
         Some(upload) => {
             let dir = crate::store::uploads::UploadDir::in_data_dir(&config.data_dir);
@@ -418,6 +444,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         pep: crate::services::pep::Pep::new(config.pep_caps_cache, config.pep_remote_resources),
         mam: archive_prefs.map(|prefs| crate::services::mam::Mam::new(newest_archived, config.mam, prefs)),
         upload,
+        proxy65,
         http_url,
         ca_fingerprint,
         limiter: AuthLimiter::with_account_limit(config.auth_failures_per_ip, config.auth_failures_per_account),
@@ -454,6 +481,10 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         .into_iter()
         .map(|(kind, l)| ex.spawn(crate::net::listener::accept_clients(Rc::clone(&server), Rc::clone(&ex), l, kind)))
         .collect();
+    let proxies: Vec<_> = proxy65_listeners
+        .into_iter()
+        .map(|l| ex.spawn(crate::net::proxy65::accept(Rc::clone(&server), Rc::clone(&ex), l)))
+        .collect();
     let spawner = server.s2s.is_some().then(|| ex.spawn(spawn_links(Rc::clone(&server), Rc::clone(&ex))));
     server.store.start_writer();
     let writer = ex.spawn(run_store_writer(Rc::clone(&server)));
@@ -477,6 +508,7 @@ pub fn run(mut config: Config) -> Result<(), ServeError> {
         }
         server.shutting_down.set(true);
         drop(accepters);
+        drop(proxies);
         drop(control);
         drop(spawner);
         let _ = std::fs::remove_file(crate::control::socket_path(&server.config.data_dir));

@@ -211,3 +211,47 @@ fn unblocking_a_contact_shares_presence_again_both_ways() {
         "juliet sees romeo: {mine}"
     );
 }
+
+/// XEP-0215: the configured STUN and TURN servers, with TURN credentials in
+/// coturn's time-limited scheme, for the hub's own users.
+#[test]
+fn external_services_list_stun_and_turn_with_credentials_that_expire() {
+    use base64::Engine;
+    let server = Server::start_with(
+        "stun_servers = 'stun.hub.lan:3478'\nturn_servers = 'turn.hub.lan:3478, 10.0.0.2:5349'\nturn_secret = 'north'\n",
+    );
+    server.add_user("juliet", "pw");
+    let mut juliet = server.login("juliet", "pw", "phone");
+    juliet.send("<iq type='get' id='info' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>");
+    let info = juliet.read_until("id='info'", WAIT) + &juliet.read_until("</iq>", WAIT);
+    assert!(info.contains("var='urn:xmpp:extdisco:2'"), "{info}");
+    juliet.send("<iq type='get' id='all' to='localhost'><services xmlns='urn:xmpp:extdisco:2'/></iq>");
+    let all = juliet.read_until("id='all'", WAIT) + &juliet.read_until("</iq>", WAIT);
+    assert_eq!(all.matches("<service ").count(), 6, "three servers, UDP and TCP each: {all}");
+    assert_eq!(all.matches("type='stun'").count(), 2, "{all}");
+    let turn = all.split("<service ").find(|s| s.contains("host='turn.hub.lan'")).unwrap();
+    let username = between(turn, "username='", "'");
+    let (expires, account) = username.split_once(':').unwrap();
+    assert_eq!(account, "juliet@localhost");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let expires: u64 = expires.parse().unwrap();
+    assert!(expires > now + 86000 && expires <= now + 86400 + 5, "a day from now: {expires} vs {now}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"north");
+    let expected =
+        base64::engine::general_purpose::STANDARD.encode(ring::hmac::sign(&key, username.as_bytes()).as_ref());
+    assert_eq!(between(turn, "password='", "'"), expected, "the TURN server can check it with the shared secret");
+    // Only STUN, then credentials for one TURN host, and none for a host not configured.
+    juliet.send("<iq type='get' id='stun' to='localhost'><services xmlns='urn:xmpp:extdisco:2' type='stun'/></iq>");
+    let stun = juliet.read_until("id='stun'", WAIT) + &juliet.read_until("</iq>", WAIT);
+    assert!(stun.matches("<service ").count() == 2 && !stun.contains("turn"), "{stun}");
+    juliet.send(
+        "<iq type='get' id='cred' to='localhost'><credentials xmlns='urn:xmpp:extdisco:2'><service host='10.0.0.2' type='turn'/></credentials></iq>",
+    );
+    let cred = juliet.read_until("id='cred'", WAIT) + &juliet.read_until("</iq>", WAIT);
+    assert!(cred.contains("<credentials") && cred.contains("host='10.0.0.2'") && cred.contains("password='"), "{cred}");
+    juliet.send(
+        "<iq type='get' id='none' to='localhost'><credentials xmlns='urn:xmpp:extdisco:2'><service host='elsewhere' type='turn'/></credentials></iq>",
+    );
+    let none = juliet.read_until("id='none'", WAIT) + &juliet.read_until("</iq>", WAIT);
+    assert!(none.contains("item-not-found"), "{none}");
+}

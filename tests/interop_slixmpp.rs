@@ -337,3 +337,14 @@ fn slixmpp_second_component_for_a_domain_gets_conflict_and_the_first_keeps_relay
     let client = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
     run_check(&server, "component_conflict.py", &[&component[..], &client[..]].concat());
 }
+
+#[test]
+fn slixmpp_http_upload_puts_a_file_and_gets_it_back() {
+    let server = Server::start();
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let out = run_check(&server, "upload.py", &[&args[..], &peer[..]].concat());
+    assert!(out.contains("the same 204800 bytes"), "{out}");
+}

@@ -98,6 +98,10 @@ fn items(hub: &Hub<'_>, req: &IqRequest<'_>, _: &mut Vec<u8>) -> IqReply {
     if let (None, Some(upload)) = (req.on_behalf_of, hub.upload) {
         domains.push(upload.domain().as_str().to_string());
     }
+    // XEP-0065 §4: and the bytestreams proxy.
+    if let (None, Some(proxy)) = (req.on_behalf_of, hub.proxy65) {
+        domains.push(proxy.domain().as_str().to_string());
+    }
     // XEP-0163 §6.2 (XEP-0060 §5.2): an account's items are the nodes the
     // requester may see.
     let nodes = match req.on_behalf_of {

@@ -113,6 +113,8 @@ pub const HANDLERS: &[Handler] = &[
     crate::services::mam::QUERY,
     crate::services::mam::METADATA,
     crate::services::mam::PREFS,
+    crate::services::extdisco::SERVICES,
+    crate::services::extdisco::CREDENTIALS,
 ];
 
 /// The handler for a payload, if any.

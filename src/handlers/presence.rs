@@ -341,7 +341,12 @@ fn directed_available_sent(
         false
     };
     match hub.address(to.domain()) {
-        Address::Accounts | Address::Component(_) | Address::Muc | Address::Directory | Address::Upload => true,
+        Address::Accounts
+        | Address::Component(_)
+        | Address::Muc
+        | Address::Directory
+        | Address::Upload
+        | Address::Proxy65 => true,
         Address::Nowhere => refuse(Condition::RemoteServerNotFound, "no such domain", out),
         Address::ComponentAbsent => refuse(Condition::ServiceUnavailable, "the gateway is not connected", out),
         Address::Remote(domain) => {

@@ -89,7 +89,7 @@ pub fn outbound(
     let reachable = match hub.address(contact.domain()) {
         Address::Accounts | Address::Component(_) | Address::Muc => true,
         Address::Remote(_) => hub.s2s.is_some(),
-        Address::Directory | Address::Upload | Address::ComponentAbsent | Address::Nowhere => false,
+        Address::Directory | Address::Upload | Address::Proxy65 | Address::ComponentAbsent | Address::Nowhere => false,
     };
     if !reachable {
         // Federation is off, or the gateway is down: a request cannot be delivered.

@@ -6,6 +6,7 @@ pub mod component;
 pub mod driver;
 pub mod http;
 pub mod listener;
+pub mod proxy65;
 pub mod s2s_in;
 pub mod s2s_out;
 

@@ -4,7 +4,9 @@
 //! message archive (XEP-0313), the services every account's bare JID offers.
 
 pub mod directory;
+pub mod extdisco;
 pub mod mam;
 pub mod muc;
 pub mod pep;
+pub mod proxy65;
 pub mod upload;
