@@ -278,3 +278,35 @@ fn heads_past_their_bounds_malformed_or_too_slow_get_their_status_and_a_close() 
     // The listener still serves.
     assert_eq!(get(&server, "/", "").status, 200);
 }
+
+#[test]
+fn past_upload_days_the_hourly_job_removes_a_file_and_gives_its_room_back() {
+    let config = "upload_days = 1\nupload_quota_per_account = 8192\n";
+    let mut server = Server::start_with(config);
+    server.add_user("juliet", "pw");
+    let mut juliet = server.login("juliet", "pw", "phone");
+    let (put_path, get_path) = slot(&mut juliet, "old.txt", 5000, "text/plain");
+    assert_eq!(put(&server, &put_path, "text/plain", &[b'o'; 5000]).status, 201);
+    let full = ask_slot(&mut juliet, "full", "more.txt", 1, "text/plain");
+    assert!(full.contains("resource-constraint"), "8 KiB taken: {full}");
+    drop(juliet);
+    server.signal("TERM");
+    server.wait_exit(WAIT).expect("stopped");
+    // Two days later by the server's clock (libfaketime; ./scripts/test installs it).
+    assert!(
+        std::process::Command::new("faketime").arg("-f").arg("+0").arg("true").status().is_ok_and(|s| s.success()),
+        "faketime is missing: apt-get install faketime"
+    );
+    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
+    let later = Server::start_program(
+        &["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+2d", env!("CARGO_BIN_EXE_wrenhub")],
+        dir,
+        config,
+    );
+    // The job runs at start, then hourly.
+    later.wait_for_log("uploads: 1 file(s) past upload_days removed", WAIT);
+    assert_eq!(get(&later, &get_path, "").status, 404);
+    let mut juliet = later.login("juliet", "pw", "phone");
+    let (put_path, _) = slot(&mut juliet, "new.txt", 5000, "text/plain");
+    assert_eq!(put(&later, &put_path, "text/plain", &[b'n'; 5000]).status, 201, "the room came back");
+}
