@@ -348,3 +348,15 @@ fn slixmpp_http_upload_puts_a_file_and_gets_it_back() {
     let out = run_check(&server, "upload.py", &[&args[..], &peer[..]].concat());
     assert!(out.contains("the same 204800 bytes"), "{out}");
 }
+
+#[test]
+fn slixmpp_socks5_bytestream_sends_a_file_through_the_proxy() {
+    let server = Server::start_with("proxy65_listen = ['127.0.0.1:0']\n");
+    server.add_user("juliet", "balcony");
+    server.add_user("romeo", "montague");
+    let args = ["--jid", "juliet@localhost/balcony", "--password", "balcony"];
+    let peer = ["--peer-jid", "romeo@localhost/orchard", "--peer-password", "montague"];
+    let out = run_check(&server, "socks5.py", &[&args[..], &peer[..]].concat());
+    assert!(out.contains("streamhost-used proxy.localhost"), "{out}");
+    assert!(out.contains("the same 307200 bytes through proxy.localhost"), "{out}");
+}
