@@ -282,7 +282,7 @@ fn heads_past_their_bounds_malformed_or_too_slow_get_their_status_and_a_close() 
 #[test]
 fn past_upload_days_the_hourly_job_removes_a_file_and_gives_its_room_back() {
     let config = "upload_days = 1\nupload_quota_per_account = 8192\n";
-    let mut server = Server::start_with(config);
+    let server = Server::start_with(config);
     server.add_user("juliet", "pw");
     let mut juliet = server.login("juliet", "pw", "phone");
     let (put_path, get_path) = slot(&mut juliet, "old.txt", 5000, "text/plain");
@@ -290,19 +290,7 @@ fn past_upload_days_the_hourly_job_removes_a_file_and_gives_its_room_back() {
     let full = ask_slot(&mut juliet, "full", "more.txt", 1, "text/plain");
     assert!(full.contains("resource-constraint"), "8 KiB taken: {full}");
     drop(juliet);
-    server.signal("TERM");
-    server.wait_exit(WAIT).expect("stopped");
-    // Two days later by the server's clock (libfaketime; ./scripts/test installs it).
-    assert!(
-        std::process::Command::new("faketime").arg("-f").arg("+0").arg("true").status().is_ok_and(|s| s.success()),
-        "faketime is missing: apt-get install faketime"
-    );
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let later = Server::start_program(
-        &["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+2d", env!("CARGO_BIN_EXE_wrenhub")],
-        dir,
-        config,
-    );
+    let later = server.restart_days_later(2, config);
     // The job runs at start, then hourly.
     later.wait_for_log("uploads: 1 file(s) past upload_days removed", WAIT);
     assert_eq!(get(&later, &get_path, "").status, 404);

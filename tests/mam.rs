@@ -318,25 +318,14 @@ fn past_archive_max_messages_the_oldest_go_and_new_ones_are_kept() {
 #[test]
 fn past_archive_days_the_start_time_pass_removes_old_messages_and_new_ones_are_kept() {
     let config = "archive = true\narchive_days = 1\n";
-    let mut server = Server::start_with(config);
+    let server = Server::start_with(config);
     let (mut juliet, mut romeo) = online(&server);
     chat(&mut juliet, &mut romeo, 3);
     let (page, _) = query(&mut romeo, "before", None, "", "");
     assert_eq!(page.len(), 3);
     drop((juliet, romeo));
-    server.signal("TERM");
-    server.wait_exit(WAIT).expect("stopped");
-    // Two days later by the server's clock (libfaketime; ./scripts/test installs it).
-    assert!(
-        std::process::Command::new("faketime").arg("-f").arg("+0").arg("true").status().is_ok_and(|s| s.success()),
-        "faketime is missing: apt-get install faketime"
-    );
-    let dir = std::mem::replace(&mut server.dir, tempfile::tempdir().unwrap());
-    let later = Server::start_program(
-        &["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", "+2d", env!("CARGO_BIN_EXE_wrenhub")],
-        dir,
-        config,
-    );
+    // Two days later by the server's clock.
+    let later = server.restart_days_later(2, config);
     // The background pass at start logs what it removed.
     later.wait_for_log("archives: 6 old message(s) removed", WAIT);
     let (mut juliet, mut romeo) = online(&later);

@@ -32,22 +32,7 @@ fn upgraded(server: &Server) -> Client {
 
 /// A masked client frame.
 fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1u8, 2, 3, 4];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&key);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    out
+    wrenhub::http::websocket::encode_masked(opcode, true, payload, [1, 2, 3, 4])
 }
 
 fn send_text(c: &mut Client, text: &str) {

@@ -221,9 +221,9 @@ pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
     encode(OP_CLOSE, &payload, out);
 }
 
-#[cfg(test)]
-pub(crate) fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-    let key = [0x37, 0xfa, 0x21, 0x3d];
+/// A client's frame, masked with `key` (§5.3): what browsers send; for the
+/// tests, the fuzz corpus and the benches' clients.
+pub fn encode_masked(opcode: u8, fin: bool, payload: &[u8], key: [u8; 4]) -> Vec<u8> {
     let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
     match payload.len() {
         n if n < 126 => out.push(0x80 | n as u8),
@@ -239,6 +239,11 @@ pub(crate) fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&key);
     out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     out
+}
+
+#[cfg(test)]
+pub(crate) fn masked(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
+    encode_masked(opcode, fin, payload, [0x37, 0xfa, 0x21, 0x3d])
 }
 
 #[cfg(test)]

@@ -124,14 +124,7 @@ impl Directory {
         let mut body = Vec::new();
         let result = match (kind.as_deref(), payload.ns(), payload.name()) {
             (Some("get"), NS_INFO, "query") if payload.attr("node").is_none() => {
-                let mut w = XmlWriter::new(&mut body);
-                w.start("query").attr("xmlns", NS_INFO).open();
-                w.start("identity").attr("category", "directory").attr("type", "user").attr("name", "Users");
-                w.close_empty();
-                for f in [NS_INFO, NS_ITEMS, NS_SEARCH] {
-                    w.start("feature").attr("var", f).close_empty();
-                }
-                w.end("query");
+                super::write_info(&mut body, ("directory", "user", "Users"), &[NS_SEARCH], &[]);
                 Ok(())
             }
             (Some("get"), NS_ITEMS, "query") => {

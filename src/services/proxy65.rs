@@ -103,14 +103,7 @@ impl Proxy65 {
         let mut body = Vec::new();
         let result = match (kind.as_deref(), payload.ns(), payload.name()) {
             (Some("get"), NS_INFO, "query") if payload.attr("node").is_none() => {
-                let mut w = XmlWriter::new(&mut body);
-                w.start("query").attr("xmlns", NS_INFO).open();
-                w.start("identity").attr("category", "proxy").attr("type", "bytestreams").attr("name", "File proxy");
-                w.close_empty();
-                for f in [NS_INFO, NS_ITEMS, NS_BYTESTREAMS] {
-                    w.start("feature").attr("var", f).close_empty();
-                }
-                w.end("query");
+                super::write_info(&mut body, ("proxy", "bytestreams", "File proxy"), &[NS_BYTESTREAMS], &[]);
                 Ok(())
             }
             (Some("get"), NS_ITEMS, "query") => {

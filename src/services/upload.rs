@@ -241,19 +241,15 @@ impl Upload {
 
     /// §3: the identity, the feature, and the size limit as a form (XEP-0128).
     fn write_info(&self, body: &mut Vec<u8>) {
-        let mut w = XmlWriter::new(body);
-        w.start("query").attr("xmlns", NS_INFO).open();
-        w.start("identity").attr("category", "store").attr("type", "file").attr("name", "HTTP File Upload");
-        w.close_empty();
-        for f in [NS_INFO, NS_ITEMS, NS_UPLOAD] {
-            w.start("feature").attr("var", f).close_empty();
-        }
+        let mut form = Vec::new();
+        let mut w = XmlWriter::new(&mut form);
         w.start("x").attr("xmlns", NS_DATA).attr("type", "result").open();
         w.start("field").attr("var", "FORM_TYPE").attr("type", "hidden").open();
         w.start("value").open().text(NS_UPLOAD).end("value").end("field");
         w.start("field").attr("var", "max-file-size").open();
         w.start("value").open().text(&self.config.max_file_size.to_string()).end("value").end("field");
-        w.end("x").end("query");
+        w.end("x");
+        super::write_info(body, ("store", "file", "HTTP File Upload"), &[NS_UPLOAD], &form);
     }
 
     /// §4: a slot for `owner`, or the error that says why not.

@@ -213,6 +213,24 @@ impl Server {
         c
     }
 
+    /// Stops the server and starts it again on its data dir `days` later by its
+    /// clock (libfaketime, which ./scripts/test installs), with `config`.
+    pub fn restart_days_later(mut self, days: u32, config: &str) -> Server {
+        self.signal("TERM");
+        self.wait_exit(WAIT).expect("stopped");
+        assert!(
+            Command::new("faketime").arg("-f").arg("+0").arg("true").status().is_ok_and(|s| s.success()),
+            "faketime is missing: apt-get install faketime"
+        );
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let shift = format!("+{days}d");
+        Server::start_program(
+            &["env", "FAKETIME_DONT_FAKE_MONOTONIC=1", "faketime", "-f", &shift, env!("CARGO_BIN_EXE_wrenhub")],
+            dir,
+            config,
+        )
+    }
+
     /// A TLS connection to the HTTPS listener (ALPN `http/1.1`).
     pub fn https(&self) -> Client {
         let mut c = Client::connect_port(self.http_port.expect("an HTTPS listener"));
