@@ -192,3 +192,21 @@ fn broken_frames_and_oversized_messages_close_with_their_codes() {
     let text = String::from_utf8(first).unwrap();
     assert!(text.starts_with("<open ") || text.contains("stream:error"), "{text}");
 }
+
+#[test]
+fn behind_a_reverse_proxy_the_plain_listener_serves_websocket_sessions_as_encrypted() {
+    let server = Server::start_with("http_plain_listen = ['127.0.0.1:0']\n");
+    server.add_user("juliet", "pw");
+    let line = server.wait_for_log("listening for plain HTTP on 127.0.0.1:", WAIT);
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    let mut ws = Client::connect_port(port);
+    let r = ws.http(&upgrade_head(port, "\r\nSec-WebSocket-Protocol: xmpp"), b"");
+    assert_eq!(r.status, 101, "{r:?}");
+    let features = open(&mut ws);
+    let features = features.last().unwrap();
+    // The proxy's TLS carried it: no STARTTLS offered, PLAIN allowed.
+    assert!(features.contains("<mechanism>PLAIN</mechanism>") && !features.contains("starttls"), "{features}");
+    let plain = base64::engine::general_purpose::STANDARD.encode("\0juliet\0pw");
+    send_text(&mut ws, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"));
+    read_until_message(&mut ws, "<success");
+}

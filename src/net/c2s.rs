@@ -59,7 +59,9 @@ async fn serve_framed(
 ) {
     let peer = lease.peer().map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let client = Client {
-        c2s: C2sStream::new(server.policy.clone(), transport.is_tls()),
+        // A WebSocket on the plain listener came through a reverse proxy that
+        // terminated TLS (the admin's word, by configuring that listener).
+        c2s: C2sStream::new(server.policy.clone(), transport.is_tls() || matches!(framing, Framing::WebSocket(_))),
         peer,
         bindings: Default::default(),
         tls_setup: transport.is_tls().then(|| server.tls_setup()),

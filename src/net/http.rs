@@ -103,7 +103,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             }
         }
         if request.path == WEBSOCKET_PATH {
-            let answer = match websocket_upgrade(&server, &transport, &request) {
+            let answer = match websocket_upgrade(&server, &request) {
                 Ok(head) => head,
                 Err((status, why)) => {
                     let mut answer = text(status, why, true, false);
@@ -144,11 +144,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
 
 /// RFC 6455 §4.2.2 and RFC 7395 §3.1: the `101` that accepts an upgrade to the
 /// `xmpp` subprotocol, or the status that refuses it.
-fn websocket_upgrade(
-    server: &Server,
-    transport: &Transport,
-    request: &Request,
-) -> Result<Vec<u8>, (u16, &'static str)> {
+fn websocket_upgrade(server: &Server, request: &Request) -> Result<Vec<u8>, (u16, &'static str)> {
     if request.method() != Method::Get {
         return Err((405, "the WebSocket endpoint takes GET with an upgrade"));
     }
@@ -166,9 +162,6 @@ fn websocket_upgrade(
     let offered = request.websocket_protocols.as_deref().unwrap_or("");
     if !offered.split(',').any(|p| p.trim() == "xmpp") {
         return Err((400, "the subprotocol must be xmpp (RFC 7395 section 3.1)"));
-    }
-    if !transport.is_tls() {
-        return Err((403, "XMPP over WebSocket is served on the HTTPS listener"));
     }
     if let Some(origin) = request.origin.as_deref() {
         let origin = origin.trim_end_matches('/');
