@@ -101,6 +101,11 @@ pub trait Conn {
     /// The pre-authentication stanza limit applies to it (everything but our own
     /// outbound links).
     const PREAUTH_LIMIT: bool = true;
+    /// Its answers leave through other connections (an inbound server stream's
+    /// go out on our outbound link): holding its own output does not order them
+    /// after what it queued for the store, so each stanza that queued something
+    /// is durable before the next stanza is handled, and it never reads ahead.
+    const ANSWERS_ELSEWHERE: bool = false;
     /// For log lines.
     fn label(&self) -> &'static str;
     /// Moves what others queued for the connection into `out`.
@@ -397,7 +402,8 @@ pub async fn drive_framed<C: Conn>(
                     }
                     // S9: what this stanza queued for the store writer is held
                     // until it is durable (below, before anything is written).
-                    if server.store.has_fresh_tickets() {
+                    let queued = server.store.has_fresh_tickets();
+                    if queued {
                         held.extend(server.store.take_fresh_tickets().into_iter().map(|t| (t, out.len())));
                     }
                     if !promoted {
@@ -420,7 +426,8 @@ pub async fn drive_framed<C: Conn>(
                     }
                     // S8: answers to one read wait at most `c2s_queue_size` bytes;
                     // the rest of the input is handled after they are written.
-                    if out.len() >= config.c2s_queue_size {
+                    // (And S9 for answers that leave elsewhere: after the wait.)
+                    if out.len() >= config.c2s_queue_size || (queued && C::ANSWERS_ELSEWHERE) {
                         backlogged = true;
                         break;
                     }
@@ -449,6 +456,7 @@ pub async fn drive_framed<C: Conn>(
         // holds: nothing is written before every held ticket is done.
         if let Some((newest, _)) = held.last() {
             if matches!(action, Action::Continue)
+                && !C::ANSWERS_ELSEWHERE
                 && paused_until.is_none()
                 && held.len() < READ_AHEAD_TICKETS
                 && read_ahead < READ_AHEAD_BYTES

@@ -55,6 +55,9 @@ impl Inbound {
 }
 
 impl Conn for Inbound {
+    // Its answers go out on our outbound link to the peer (RFC 6120 §8.1.1.2 S2S).
+    const ANSWERS_ELSEWHERE: bool = true;
+
     type Outcome = ();
 
     fn label(&self) -> &'static str {
