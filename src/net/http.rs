@@ -51,8 +51,23 @@ enum Stop {
     Ended,
 }
 
-/// Serves one connection until it closes.
-pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionLease) {
+/// Serves one connection until it closes. The HTTP exchange and the WebSocket
+/// session that may follow are each a heap future of their own: an XMPP session
+/// upgraded from this connection holds none of the HTTP side's state.
+pub async fn serve(server: Rc<Server>, transport: Transport, lease: SessionLease) {
+    if let Some((transport, already)) = Box::pin(serve_http(&server, transport, &lease)).await {
+        Box::pin(super::c2s::serve_websocket(server, transport, lease, already)).await;
+    }
+}
+
+/// The HTTP requests of one connection; the transport and the bytes after the
+/// request head when the connection is upgraded to XMPP over WebSocket.
+async fn serve_http(
+    server: &Rc<Server>,
+    mut transport: Transport,
+    lease: &SessionLease,
+) -> Option<(Transport, Vec<u8>)> {
+    let server = Rc::clone(server);
     let peer = lease.peer().map(|p| p.to_string()).unwrap_or_default();
     let mut input: Vec<u8> = Vec::new();
     let mut charge = server.buffers.charge();
@@ -67,21 +82,21 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                 Ok(None) => {}
                 Err(e) => break Err(e),
             }
-            let room = config.limits.max_head_bytes.saturating_sub(input.len()).clamp(1, CHUNK);
-            let mut chunk = [0u8; 4096];
-            let room = room.min(chunk.len());
-            match read_some(&server, &mut transport, &lease, &mut chunk[..room], deadline).await {
-                Ok(n) => {
-                    input.extend_from_slice(&chunk[..n]);
-                    charge.set(input.capacity());
-                }
+            // Read into the buffer's tail: no chunk of its own is held across the wait.
+            let room = config.limits.max_head_bytes.saturating_sub(input.len()).clamp(1, 4096);
+            let at = input.len();
+            input.resize(at + room, 0);
+            let read = read_some(&server, &mut transport, lease, &mut input[at..], deadline).await;
+            input.truncate(at + *read.as_ref().unwrap_or(&0));
+            match read {
+                Ok(_) => charge.set(input.capacity()),
                 Err(Stop::TimedOut) if !input.is_empty() => {
                     let _ = transport
                         .write_all(&text(408, "the request head took too long", true, false), write_timeout(&server))
                         .await;
-                    return transport.close(write_timeout(&server)).await;
+                    return closed(transport, &server).await;
                 }
-                Err(_) => return transport.close(write_timeout(&server)).await,
+                Err(_) => return closed(transport, &server).await,
             }
         };
         let (request, head_len) = match request {
@@ -89,7 +104,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             Err(e) => {
                 log::debug!("{peer}: HTTP request refused: {}", e.text());
                 let _ = transport.write_all(&text(e.status(), e.text(), true, false), write_timeout(&server)).await;
-                return transport.close(write_timeout(&server)).await;
+                return closed(transport, &server).await;
             }
         };
         input.drain(..head_len);
@@ -99,7 +114,7 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             if lease.promote(Kind::Http).is_err() {
                 let answer = Head::new(503).header("Retry-After", "5").finish(Some(0), true);
                 let _ = transport.write_all(&answer, write_timeout(&server)).await;
-                return transport.close(write_timeout(&server)).await;
+                return closed(transport, &server).await;
             }
         }
         if request.path == WEBSOCKET_PATH {
@@ -112,20 +127,18 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
                         answer.splice(at..at, b"Sec-WebSocket-Version: 13\r\n".iter().copied());
                     }
                     let _ = transport.write_all(&answer, write_timeout(&server)).await;
-                    return transport.close(write_timeout(&server)).await;
+                    return closed(transport, &server).await;
                 }
             };
             if transport.write_all(&answer, write_timeout(&server)).await.is_err() {
-                return;
+                return None;
             }
             log::debug!("{peer}: XMPP over WebSocket");
-            let already = std::mem::take(&mut input);
-            drop(charge);
-            return Box::pin(super::c2s::serve_websocket(Rc::clone(&server), transport, lease, already)).await;
+            return Some((transport, input));
         }
         let close = request.close || served >= config.max_requests_per_connection || server.is_shutting_down();
         log::debug!("{peer}: HTTP {:?} {}", request.method(), request.path);
-        let next = route(&server, &mut transport, &lease, &request, &mut input, close).await;
+        let next = route(&server, &mut transport, lease, &request, &mut input, close).await;
         charge.set(input.capacity());
         match next {
             Ok(Next::KeepAlive) if !close => {}
@@ -139,7 +152,13 @@ pub async fn serve(server: Rc<Server>, mut transport: Transport, lease: SessionL
             input.shrink_to(CHUNK);
         }
     }
-    transport.close(write_timeout(&server)).await;
+    closed(transport, &server).await
+}
+
+/// Closes the connection (TLS close_notify included): nothing follows.
+async fn closed(transport: Transport, server: &Server) -> Option<(Transport, Vec<u8>)> {
+    transport.close(write_timeout(server)).await;
+    None
 }
 
 /// RFC 6455 §4.2.2 and RFC 7395 §3.1: the `101` that accepts an upgrade to the
