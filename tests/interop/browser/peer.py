@@ -1,0 +1,76 @@
+"""The slixmpp side of the real-browser test (README.md beside this file).
+
+    peer.py --port P --ca CA.pem --jid romeo@localhost/orchard --password montague \
+            --browser-jid juliet@localhost --expect 'Hello from Converse' \
+            --answer 'Hello from slixmpp' [--timeout 45]
+
+Romeo logs in, sends initial presence, pings the server (so the presence has surely
+been processed) and prints `peer.py: online as JID` (flushed: a test starts the
+browser once it reads that line). Then he waits for a chat message with a body from
+--browser-jid (slixmpp's "message" event skips Converse's chat states), checks that the
+body is --expect, and answers it by --answer to the full JID it came from, asking for
+a receipt (XEP-0184). He waits for Converse's receipt of the answer: the browser has
+received it. Exits 0, or 1 with slixmpp's XML log.
+
+Run from this folder's parent's scripts (check.py): `python tests/interop/browser/peer.py`
+puts tests/interop on the import path itself.
+"""
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/interop: check.py
+os.environ.setdefault("XMPP_TIMEOUT", "45")  # the default --timeout: Chromium and Converse take a while
+
+from check import check, close, expect, main, online  # noqa: E402
+
+
+async def run(args):
+    deadline = time.monotonic() + float(args.timeout) - 1
+    romeo = await online(args, args.jid, args.password, plugins=["xep_0184"])  # receipts
+    inbox, receipts = asyncio.Queue(), asyncio.Queue()
+    romeo.add_event_handler("message", inbox.put_nowait)  # those with a body only
+    romeo.add_event_handler("receipt_received", receipts.put_nowait)
+    romeo.send_presence()
+    await romeo.plugin["xep_0199"].send_ping(romeo.boundjid.domain, timeout=5)
+    print(f"peer.py: online as {romeo.boundjid}", flush=True)
+
+    browser = args.browser_jid
+    while True:
+        msg = await expect(inbox, f"a message with a body from {browser}", max(0.1, deadline - time.monotonic()))
+        if msg["from"].bare != browser:
+            print(f"peer.py: skipped a message from {msg['from']}: {msg['body']!r}", flush=True)
+            continue
+        break
+    check(msg["type"] == "chat", f"the browser's message has type {msg['type']!r}, not 'chat': {msg}")
+    check(msg["body"] == args.expect, f"the browser sent {msg['body']!r}, expected {args.expect!r}")
+    check(msg["from"].resource, f"the browser's message came from a bare JID: {msg['from']}")
+    print(f"peer.py: received {msg['body']!r} from {msg['from']}", flush=True)
+
+    answer = romeo.make_message(mto=msg["from"], mbody=args.answer, mtype="chat")
+    answer["id"] = romeo.new_id()
+    answer["request_receipt"] = True
+    answer.send()
+    print(f"peer.py: answered {args.answer!r} to {msg['from']} (id {answer['id']})", flush=True)
+
+    while True:
+        got = await expect(receipts, f"the browser's receipt (XEP-0184) for message {answer['id']}",
+                           max(0.1, deadline - time.monotonic()))
+        if got["from"].bare == browser and got["receipt"] == answer["id"]:
+            break
+    print(f"peer.py: {got['from']} acknowledged the answer (receipt)", flush=True)
+    await close(romeo)
+
+
+main(
+    __doc__,
+    run,
+    [
+        ("--browser-jid", "juliet@localhost", "the bare JID that Converse logs in as"),
+        ("--expect", "Hello from Converse", "the body the browser sends"),
+        ("--answer", "Hello from slixmpp", "the body to answer with"),
+    ],
+)
