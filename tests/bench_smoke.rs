@@ -34,6 +34,8 @@ fn the_benchmark_runs_and_measures_every_figure_for_both_servers() {
             .chain(["msgs_per_s_sm", "cpu_s_per_10k_msgs_sm"])
             .chain(["cpu_ms_per_reconnect_login", "cpu_ms_per_reconnect_resume"])
             .chain(["muc_join_s", "muc_deliveries_per_s", "cpu_us_per_muc_delivery"])
+            .chain(["upload_mib_per_s", "download_mib_per_s", "ws_round_trips_per_s", "ws_round_trips_per_s_10"])
+            .chain(["cpu_us_per_ws_round_trip"])
     {
         assert_eq!(json.matches(&format!("\"{figure}\":")).count(), 5, "{figure}:\n{json}");
     }
@@ -49,6 +51,10 @@ fn the_benchmark_runs_and_measures_every_figure_for_both_servers() {
         "offline_per_s_2",
         "offline_ping_p99_ms_1",
         "offline_ping_p99_ms_2",
+        "upload_rss_growth_kib",
+        "download_rss_growth_kib",
+        "kib_per_ws_session",
+        "kib_per_tcp_session_web",
     ]) {
         assert!(json.matches(&format!("\"{figure}\":")).count() >= 4, "{figure}:\n{json}");
     }

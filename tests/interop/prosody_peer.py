@@ -162,6 +162,8 @@ class ProsodyPeer(PeerProcess):
     users: [(user, password)] registered at start() (start(users=...) adds more).
     extra_modules / extra_config: more modules_enabled entries / raw global Lua config.
     components: raw Lua after the VirtualHost (e.g. a `Component ... "muc"`).
+    https_ports: ports of Prosody's HTTPS server (mod_http: mod_websocket,
+      mod_http_file_share), with the same certificate; none by default.
     routes_only: unrouted domains fail at once (True) or go to DNS (False).
     die_with_parent: Prosody gets SIGTERM if the thread that started it dies (Linux);
       set False when starting it from a short-lived thread.
@@ -170,7 +172,7 @@ class ProsodyPeer(PeerProcess):
     def __init__(self, work_dir, domain, c2s_port, s2s_port, routes=None, cert_file=None, key_file=None,
                  ca_file=None, s2s_secure_auth=True, users=(), s2s_direct_tls_port=None, extra_modules=(),
                  extra_config="", routes_only=True, die_with_parent=True, prosody="prosody",
-                 prosodyctl="prosodyctl", components=""):
+                 prosodyctl="prosodyctl", components="", https_ports=()):
         self.work_dir = Path(work_dir).resolve()
         self.domain = domain
         self.c2s_port = int(c2s_port)
@@ -187,6 +189,7 @@ class ProsodyPeer(PeerProcess):
         self.extra_modules = list(extra_modules)
         self.extra_config = extra_config
         self.components = components
+        self.https_ports = [int(p) for p in https_ports]
         self.routes_only = routes_only
         self.die_with_parent = die_with_parent
         self.prosody = prosody
@@ -232,7 +235,7 @@ class ProsodyPeer(PeerProcess):
             ("legacy_ssl_ports", []),
             ("component_ports", []),
             ("http_ports", []),
-            ("https_ports", []),
+            ("https_ports", self.https_ports),
             ("c2s_require_encryption", True),
             ("s2s_require_encryption", True),
             ("s2s_secure_auth", self.s2s_secure_auth),
