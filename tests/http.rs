@@ -298,3 +298,51 @@ fn past_upload_days_the_hourly_job_removes_a_file_and_gives_its_room_back() {
     let (put_path, _) = slot(&mut juliet, "new.txt", 5000, "text/plain");
     assert_eq!(put(&later, &put_path, "text/plain", &[b'n'; 5000]).status, 201, "the room came back");
 }
+
+#[test]
+fn uploads_in_progress_count_in_the_buffer_budget_and_lose_nothing() {
+    // The smallest budget: two PUTs in flight hold more than it (each a 16 KiB
+    // buffer, the blocking pipe's and its head's), so a new connection is refused
+    // until they end.
+    let server = Server::start_with("max_buffer_memory = 65536\n");
+    server.add_user("juliet", "pw");
+    let mut juliet = server.login("juliet", "pw", "phone");
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let mut transfers = Vec::new();
+    for i in 0..2 {
+        let (put_path, get_path) = slot(&mut juliet, &format!("part{i}.bin"), body.len() as u64, "text/plain");
+        let mut h = server.https();
+        let head = format!(
+            "PUT {put_path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        h.send_bytes(head.as_bytes());
+        h.send_bytes(&body[..1000]);
+        transfers.push((h, get_path));
+    }
+    let probe = || {
+        let mut c = server.connect();
+        c.send(HEADER);
+        c.read_until_any(&["</stream:error>", "</stream:features>"])
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let got = probe();
+        if got.contains("<resource-constraint ") {
+            assert!(got.contains("max_buffer_memory"), "{got}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the transfers were never counted: {got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The transfers go on and complete; their memory comes back.
+    for (h, _) in &mut transfers {
+        h.send_bytes(&body[1000..]);
+        assert_eq!(h.read_http(false).status, 201);
+    }
+    assert!(probe().contains("</stream:features>"), "served again once the transfers ended");
+    for (_, get_path) in &transfers {
+        let got = get(&server, get_path, "");
+        assert!(got.status == 200 && got.body == body, "{get_path}: the file is whole");
+    }
+}

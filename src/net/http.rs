@@ -477,6 +477,9 @@ async fn receive(
     file.write_all(&input[..first]).await.map_err(disk_error)?;
     input.drain(..first);
     left -= first as u64;
+    // The transfer's buffers (this one and the blocking pipe's) count in the budget.
+    let mut charge = server.buffers.charge();
+    charge.set(2 * CHUNK);
     let mut buf = vec![0u8; CHUNK];
     while left > 0 {
         let want = (left as usize).min(CHUNK);
@@ -624,6 +627,9 @@ async fn send_file(
     // lseek does not wait for the disk.
     file.seek(io::SeekFrom::Start(start))?;
     let mut file = blocking::Unblock::with_capacity(CHUNK, file);
+    // The transfer's buffers (this one and the blocking pipe's) count in the budget.
+    let mut charge = server.buffers.charge();
+    charge.set(2 * CHUNK);
     let mut buf = vec![0u8; CHUNK];
     let mut left = count;
     while left > 0 {
