@@ -210,3 +210,40 @@ fn behind_a_reverse_proxy_the_plain_listener_serves_websocket_sessions_as_encryp
     send_text(&mut ws, &format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"));
     read_until_message(&mut ws, "<success");
 }
+
+#[test]
+fn a_websocket_session_waits_for_its_login_in_the_unauthenticated_share_not_the_transfers() {
+    // One HTTP slot: sessions upgraded to XMPP do not take it, so a page is served
+    // while two wait for their logins; like a TCP connection, the oldest of them gives
+    // way when the unauthenticated share is full.
+    let server = Server::start_with("http_max_connections = 1\nmax_unauthenticated = 3\n");
+    let mut oldest = upgraded(&server);
+    open(&mut oldest);
+    let mut second = upgraded(&server);
+    open(&mut second);
+    let mut h = server.https();
+    let page = h.http("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close", b"");
+    assert_eq!(page.status, 200, "the HTTP share is free: {page:?}");
+    h.read_to_close(WAIT);
+    let mut third = upgraded(&server);
+    open(&mut third);
+    // A fourth unauthenticated connection: the share is full, the oldest goes.
+    let mut newcomer = server.connect();
+    newcomer.send(HEADER);
+    newcomer.read_until("</stream:features>", WAIT);
+    let mut ended = Vec::new();
+    loop {
+        let (op, payload) = read_frame(&mut oldest);
+        ended.push(String::from_utf8_lossy(&payload).into_owned());
+        if op == 0x8 {
+            break;
+        }
+    }
+    assert!(ended.iter().any(|m| m.contains("resource-constraint")), "{ended:?}");
+    // The others are untouched: their streams go on.
+    for c in [&mut second, &mut third] {
+        send_text(c, "<iq type='get' id='still' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>");
+        let got = read_until_message(c, "</stream:error>");
+        assert!(got.last().unwrap().contains("not-authorized"), "{got:?}");
+    }
+}

@@ -111,7 +111,9 @@ async fn serve_http(
         served += 1;
         if served == 1 {
             lease.progressed();
-            if lease.promote(Kind::Http).is_err() {
+            // An upgrade to XMPP stays unauthenticated, as on the client ports, until
+            // its stream authenticates: evictable, and out of the transfers' share.
+            if request.path != WEBSOCKET_PATH && lease.promote(Kind::Http).is_err() {
                 let answer = Head::new(503).header("Retry-After", "5").finish(Some(0), true);
                 let _ = transport.write_all(&answer, write_timeout(&server)).await;
                 return closed(transport, &server).await;
