@@ -212,6 +212,8 @@ fn converse_js_in_headless_chromium_logs_in_over_wss_and_chats_with_a_slixmpp_pe
         "page loaded: 200 text/html",
         "Converse loaded from the hub",
         "Converse connected over WebSocket, bound as juliet@localhost/",
+        // Browsers have no TLS channel binding: the strongest mechanism without it.
+        "logged in with SASL SCRAM-SHA-256",
         "sent \"Hello from Converse\"",
         "received \"Hello from slixmpp\" from romeo@localhost/orchard",
         "Converse sent the delivery receipt",

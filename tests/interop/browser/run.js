@@ -252,6 +252,9 @@ async function main() {
     const overWebSocket = await page.evaluate(() => window.wrenhubTest.api.connection.isType('websocket'));
     if (!overWebSocket) throw new Error('Converse connected, but not over WebSocket');
     pass(`Converse connected over WebSocket, bound as ${jid}`);
+    const auth = wsSent.map((f) => /<(?:auth|authenticate)\b[^>]*\bmechanism=["']([^"']+)["']/.exec(f)).find((m) => m);
+    if (!auth) throw new Error('no SASL <auth/> or <authenticate/> among the frames Chromium sent');
+    pass(`logged in with SASL ${auth[1]}`);
 
     await waitInPage('the logged-in control box and roster', () =>
         document.querySelector('#controlbox:not(.logged-out) converse-roster'));
