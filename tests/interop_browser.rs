@@ -3,7 +3,8 @@
 //! serves as static files, logs in over wss, and exchanges a message with a slixmpp
 //! peer; puppeteer-core checks the page (`tests/interop/browser/run.js`) and the peer
 //! checks the wire (`tests/interop/browser/peer.py`, which waits for Converse's
-//! delivery receipt of its answer).
+//! delivery receipt of its answer); then Converse sends a file through the hub's
+//! XEP-0363 upload service, and the peer downloads it from the link it gets.
 //!
 //! `./scripts/test` runs `tests/interop/browser/install` (Chromium, and the pinned npm
 //! packages `converse.js` and `puppeteer-core` in `target/browser/`); without them
@@ -154,6 +155,10 @@ fn converse_js_in_headless_chromium_logs_in_over_wss_and_chats_with_a_slixmpp_pe
     server.add_user("juliet", "balcony");
     server.add_user("romeo", "montague");
     let http_port = server.http_port.expect("an HTTPS listener");
+    // What Converse uploads (XEP-0363) and the peer downloads again.
+    let file = server.dir.path().join("notes.txt");
+    let content: String = (0..2000).map(|i| format!("line {i} of the notes\n")).collect();
+    std::fs::write(&file, &content).expect("write the file to upload");
     let ca = server.data_dir().join("tls/ca.pem");
 
     let mut peer_command = Command::new(python());
@@ -164,7 +169,8 @@ fn converse_js_in_headless_chromium_logs_in_over_wss_and_chats_with_a_slixmpp_pe
         .arg(&ca)
         .args(["--jid", "romeo@localhost/orchard", "--password", "montague"])
         .args(["--browser-jid", "juliet@localhost", "--expect", "Hello from Converse"])
-        .args(["--answer", "Hello from slixmpp", "--timeout", "60"])
+        .args(["--answer", "Hello from slixmpp", "--timeout", "60", "--expect-file"])
+        .arg(&file)
         .env("PYTHONDONTWRITEBYTECODE", "1");
     let mut peer = Watched::spawn(peer_command);
     if !peer.wait_for_line("peer.py: online as", Duration::from_secs(30)) {
@@ -192,6 +198,8 @@ fn converse_js_in_headless_chromium_logs_in_over_wss_and_chats_with_a_slixmpp_pe
         .args([url.as_str(), "romeo@localhost", "Hello from slixmpp", "Hello from Converse"])
         .args(["--timeout", "50", "--screenshot"])
         .arg(&screenshot)
+        .arg("--upload")
+        .arg(&file)
         .env("WRENHUB_BROWSER_DIR", browser_dir());
     let mut browser = Watched::spawn(browser_command);
     let browser_status = browser.finish(PROCESS_LIMIT);
@@ -217,16 +225,19 @@ fn converse_js_in_headless_chromium_logs_in_over_wss_and_chats_with_a_slixmpp_pe
         "sent \"Hello from Converse\"",
         "received \"Hello from slixmpp\" from romeo@localhost/orchard",
         "Converse sent the delivery receipt",
+        "uploaded notes.txt: 201",
+        "sent its link (XEP-0066): https://localhost:",
     ] {
         assert!(page.contains(step), "run.js did not report {step:?}\n{report}");
     }
     let wire = peer.stdout.join("\n");
     assert!(wire.contains("received 'Hello from Converse' from juliet@localhost/"), "{report}");
     assert!(wire.contains("acknowledged the answer (receipt)"), "{report}");
+    assert!(wire.contains("bytes, as uploaded") && wire.contains(&format!(": {} bytes", content.len())), "{report}");
 
     // The hub itself served the page and the client, and upgraded a connection.
     let log = server.log();
-    for line in ["HTTP Get /index.html", "HTTP Get /dist/converse.min.js", "XMPP over WebSocket"] {
+    for line in ["HTTP Get /index.html", "HTTP Get /dist/converse.min.js", "XMPP over WebSocket", "HTTP Put /"] {
         assert!(log.contains(line), "the server log has no {line:?}\n{log}");
     }
 }

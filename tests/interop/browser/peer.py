@@ -10,7 +10,9 @@ browser once it reads that line). Then he waits for a chat message with a body f
 --browser-jid (slixmpp's "message" event skips Converse's chat states), checks that the
 body is --expect, and answers it by --answer to the full JID it came from, asking for
 a receipt (XEP-0184). He waits for Converse's receipt of the answer: the browser has
-received it. Exits 0, or 1 with slixmpp's XML log.
+received it. With --expect-file he then waits for a message carrying a file link
+(XEP-0066, an XEP-0363 upload) and downloads it (TLS verified against --ca): it must be
+that file's bytes. Exits 0, or 1 with slixmpp's XML log.
 
 Run from this folder's parent's scripts (check.py): `python tests/interop/browser/peer.py`
 puts tests/interop on the import path itself.
@@ -18,8 +20,10 @@ puts tests/interop on the import path itself.
 
 import asyncio
 import os
+import ssl
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/interop: check.py
@@ -30,7 +34,7 @@ from check import check, close, expect, main, online  # noqa: E402
 
 async def run(args):
     deadline = time.monotonic() + float(args.timeout) - 1
-    romeo = await online(args, args.jid, args.password, plugins=["xep_0184"])  # receipts
+    romeo = await online(args, args.jid, args.password, plugins=["xep_0184", "xep_0066"])  # receipts, file links
     inbox, receipts = asyncio.Queue(), asyncio.Queue()
     romeo.add_event_handler("message", inbox.put_nowait)  # those with a body only
     romeo.add_event_handler("receipt_received", receipts.put_nowait)
@@ -62,6 +66,20 @@ async def run(args):
         if got["from"].bare == browser and got["receipt"] == answer["id"]:
             break
     print(f"peer.py: {got['from']} acknowledged the answer (receipt)", flush=True)
+
+    if args.expect_file:
+        want = Path(args.expect_file).read_bytes()
+        while True:
+            msg = await expect(inbox, f"a message with a file link from {browser}",
+                               max(0.1, deadline - time.monotonic()))
+            if msg["from"].bare == browser and msg["oob"]["url"]:
+                break
+        url = msg["oob"]["url"]
+        check(msg["body"] == url, f"the body is not the link: {msg['body']!r} / {url!r}")
+        ctx = ssl.create_default_context(cafile=args.ca)
+        got = await asyncio.to_thread(lambda: urllib.request.urlopen(url, context=ctx, timeout=10).read())
+        check(got == want, f"{url} gave {len(got)} bytes, not the {len(want)} uploaded")
+        print(f"peer.py: downloaded {url}: {len(got)} bytes, as uploaded", flush=True)
     await close(romeo)
 
 
@@ -72,5 +90,6 @@ main(
         ("--browser-jid", "juliet@localhost", "the bare JID that Converse logs in as"),
         ("--expect", "Hello from Converse", "the body the browser sends"),
         ("--answer", "Hello from slixmpp", "the body to answer with"),
+        ("--expect-file", None, "then a file link (XEP-0066) from the browser, whose download must equal this file"),
     ],
 )

@@ -5,7 +5,7 @@
 // message, and waits until the peer's answer shows in the page.
 //
 //   node tests/interop/browser/run.js URL PEER_JID EXPECTED_TEXT TEXT_TO_SEND
-//       [--timeout SECONDS (40)] [--screenshot FILE.png]
+//       [--timeout SECONDS (40)] [--screenshot FILE.png] [--upload FILE]
 //
 //   URL            the page, e.g. https://localhost:PORT/index.html?jid=juliet%40localhost
 //                  &password=balcony&websocket_url=wss%3A%2F%2Flocalhost%3APORT%2Fxmpp-websocket
@@ -13,6 +13,9 @@
 //   PEER_JID       bare JID of the slixmpp peer (peer.py), e.g. romeo@localhost
 //   EXPECTED_TEXT  the body the peer answers with; must appear in the chat
 //   TEXT_TO_SEND   typed into Converse's message box and sent with Enter
+//   --upload FILE  then sends FILE through Converse's file button (XEP-0363: a slot
+//                  from the hub's upload service, a PUT from the page, the GET URL
+//                  sent as the message and its XEP-0066 link)
 //
 // Exits 0 after printing the checks that passed; 1 after printing what was missing,
 // the browser's console log, the HTTP responses and the WebSocket traffic; 2 on bad
@@ -37,15 +40,15 @@ try {
 
 function usage(problem) {
     console.error(`run.js: ${problem}\nusage: node run.js URL PEER_JID EXPECTED_TEXT TEXT_TO_SEND ` +
-        '[--timeout SECONDS] [--screenshot FILE.png]');
+        '[--timeout SECONDS] [--screenshot FILE.png] [--upload FILE]');
     process.exit(2);
 }
 
 const positional = [];
-const options = { timeout: 40, screenshot: null };
+const options = { timeout: 40, screenshot: null, upload: null };
 for (let i = 2; i < process.argv.length; i++) {
     const arg = process.argv[i];
-    if (arg === '--timeout' || arg === '--screenshot') {
+    if (arg === '--timeout' || arg === '--screenshot' || arg === '--upload') {
         if (i + 1 >= process.argv.length) usage(`${arg} needs a value`);
         options[arg.slice(2)] = process.argv[++i];
     } else if (arg.startsWith('--')) {
@@ -290,6 +293,24 @@ async function main() {
         await new Promise((resolve) => setTimeout(resolve, 50));
     }
     pass(`Converse sent the delivery receipt (XEP-0184) for it over the WebSocket`);
+
+    if (options.upload) {
+        step = 'waiting for the file button (Converse found the upload service)';
+        const input = await page.waitForSelector(`converse-chat[jid="${peerJid}"] input.fileupload`,
+            { timeout: remaining() });
+        await input.uploadFile(options.upload);
+        step = 'waiting for the upload (PUT) and the message with its URL';
+        const oob = () => wsSent.map((f) => f.includes('jabber:x:oob') && /<url>([^<]+)<\/url>/.exec(f))
+            .find((m) => m);
+        while (!oob()) {
+            if (Date.now() - started > timeoutMs - 1500) throw new Error('Converse sent no message with a file link');
+            await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        const put = httpLog.find((line) => / PUT https:/.test(line));
+        if (!put || !/\] 201 /.test(put)) throw new Error(`the PUT was not answered 201: ${put || '(no PUT seen)'}`);
+        pass(`uploaded ${path.basename(options.upload)}: ${put.replace(/^\[[^\]]*\] /, '')}`);
+        pass(`sent its link (XEP-0066): ${oob()[1]}`);
+    }
 }
 
 main().then(
