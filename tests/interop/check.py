@@ -39,6 +39,7 @@ __all__ = [
     "expect_from",
     "main",
     "online",
+    "settled",
     "wait_for_subscription",
 ]
 
@@ -197,6 +198,17 @@ async def online(args, jid, password, **kwargs):
 async def close(*clients):
     """Closes the streams (</stream:stream>, waiting up to 2 s for the server's)."""
     await asyncio.gather(*(xmpp.disconnect() for xmpp in clients))
+
+
+async def settled(*clients, via=None):
+    """Proves that nothing more is coming without waiting a while: each client
+    pings `via` (default: its own server) and waits for the answer. A server writes
+    a stream's stanzas in order, so what it had for that client before the answer (a
+    copy, an error) has arrived by then; a ping to a full JID on another server goes
+    both ways over the federation links, behind what they carried before it. The
+    clients need slixmpp's xep_0199 (connect() registers it)."""
+    for xmpp in clients:
+        await xmpp.plugin["xep_0199"].send_ping(via or xmpp.boundjid.domain, timeout=5)
 
 
 def drain(queue):

@@ -28,7 +28,9 @@ async def run(args):
     to = f"echo@{args.domain}"
     await echo_round_trip(juliet, juliet_inbox, gw_inbox, to, "Is anybody out there?")
     print(f"{juliet.boundjid} -> {to} -> component {args.domain} -> echo from {to}")
-    await asyncio.sleep(0.2)  # nothing else (a copy, an error) may arrive
+    # Nothing else (a copy, an error) may arrive: a second round trip comes behind
+    # anything the first caused, on both streams.
+    await echo_round_trip(juliet, juliet_inbox, gw_inbox, to, "Still there?")
     for name, inbox in (("juliet", juliet_inbox), ("the component", gw_inbox)):
         extra = drain(inbox)
         check(not extra, f"{name} received more: {extra}")

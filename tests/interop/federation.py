@@ -22,7 +22,7 @@ import argparse
 import asyncio
 import time
 
-from check import check, close, connect, drain, expect_from, main, wait_for_subscription
+from check import check, close, connect, drain, expect_from, main, settled, wait_for_subscription
 
 
 async def online(args, jid, password):
@@ -93,7 +93,8 @@ async def run(args):
     await wait_for_subscription(romeo, j_bare, "to")
     await wait_for_subscription(juliet, r_bare, "from")
 
-    await asyncio.sleep(0.2)
+    await settled(juliet, via=romeo.boundjid)  # over both links, both ways
+    await settled(juliet, romeo)
     for name, xmpp in (("juliet", juliet), ("romeo", romeo)):
         extra = drain(xmpp.inboxes["message"])
         check(not extra, f"{name} received more messages: {extra}")

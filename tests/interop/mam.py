@@ -35,7 +35,7 @@ from datetime import datetime, timezone
 
 from slixmpp import JID, Message
 
-from check import Fail, IqError, IqTimeout, check, close, drain, expect_from, main, online
+from check import Fail, IqError, IqTimeout, check, close, drain, expect_from, main, online, settled
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_SID = "urn:xmpp:sid:0"
@@ -107,7 +107,7 @@ async def exchange(juliet, romeo, nurse, count):
         with_romeo.append(entry)
         everything.append(entry)
     check(len(set(live_ids)) == len(live_ids), f"{owner} got some stanza-id twice: {live_ids}")
-    await asyncio.sleep(0.2)
+    await settled(juliet, romeo, nurse)
     for xmpp in (juliet, romeo, nurse):
         extra = drain(xmpp.inbox)
         check(not extra, f"{xmpp.boundjid.bare} received more messages: {extra}")

@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ET
 
 from slixmpp import JID, Message
 
-from check import Fail, IqError, IqTimeout, check, close, drain, expect_from, main, online
+from check import Fail, IqError, IqTimeout, check, close, drain, expect_from, main, online, settled
 
 NS_MAM = "urn:xmpp:mam:2"
 NS_SID = "urn:xmpp:sid:0"
@@ -105,7 +105,8 @@ async def exchange(romeo, juliet, count, peer_mam, wait):
             sent.append((body, "sent", None, theirs[0] if theirs else None))
     live = [r for _, _, r, _ in sent if r]
     check(len(set(live)) == len(live), f"{owner} got a stanza-id twice: {live}")
-    await asyncio.sleep(0.2)
+    await settled(romeo, via=juliet.boundjid)  # over both links, both ways
+    await settled(romeo, juliet)
     for xmpp in (romeo, juliet):
         extra = drain(xmpp.inbox)
         check(not extra, f"{xmpp.boundjid.bare} received more messages: {extra}")

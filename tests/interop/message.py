@@ -10,7 +10,7 @@ JID; he receives each once, from Juliet's full JID. Juliet gets no error back.
 
 import asyncio
 
-from check import check, close, drain, expect, main, online
+from check import check, close, drain, expect, main, online, settled
 
 
 async def run(args):
@@ -31,7 +31,7 @@ async def run(args):
         check(msg["type"] == "chat" and msg["body"] == body, f"romeo received {msg}")
         check(msg["from"] == juliet.boundjid, f"from is {msg['from']}, expected {juliet.boundjid}")
         print(f"sent to {to}: {romeo.boundjid} received it from {msg['from']}")
-    await asyncio.sleep(0.2)  # nothing else (a copy, an error) may arrive
+    await settled(romeo, juliet)  # nothing else (a copy, an error) may arrive
     for name, inbox in (("romeo", romeo_inbox), ("juliet", juliet_inbox)):
         extra = drain(inbox)
         check(not extra, f"{name} received more: {extra}")

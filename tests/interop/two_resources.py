@@ -9,7 +9,7 @@ JID and each receives exactly that, from the other's full JID.
 
 import asyncio
 
-from check import check, close, drain, expect, main, online
+from check import check, close, drain, expect, main, online, settled
 
 
 async def run(args):
@@ -30,7 +30,7 @@ async def run(args):
         check(msg["from"] == sender.boundjid, f"from is {msg['from']}, expected {sender.boundjid}")
         check(msg["to"] == receiver.boundjid, f"to is {msg['to']}, expected {receiver.boundjid}")
         print(f"{receiver.boundjid} received {body!r} from {msg['from']}")
-    await asyncio.sleep(0.2)  # nothing else (an error, a copy) may arrive
+    await settled(first, second)  # nothing else (an error, a copy) may arrive
     for xmpp, queue in inbox.items():
         extra = drain(queue)
         check(not extra, f"{xmpp.boundjid} received more: {extra}")
