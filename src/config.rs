@@ -76,8 +76,10 @@ pub struct HttpConfig {
     pub max_requests_per_connection: usize,
     /// A request head must arrive within this time.
     pub header_timeout: Duration,
-    /// Between requests, and while a body stalls.
+    /// Between requests on a kept connection.
     pub idle_timeout: Duration,
+    /// The longest a request body may stall (no byte of it arriving).
+    pub body_timeout: Duration,
     /// HTTP connections past their first request head, at once (their share of the pool).
     pub max_connections: usize,
     /// A directory of static files served at the paths nothing else takes.
@@ -416,6 +418,7 @@ const KEYS: &[Key] = &[
     Key { name: "http_max_requests_per_connection", kind: Kind::Int { min: 1, max: 100_000, default: 100 } },
     Key { name: "http_header_timeout", kind: Kind::Secs { max: 3600, default: 10 } },
     Key { name: "http_idle_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
+    Key { name: "http_body_timeout", kind: Kind::Secs { max: 3600, default: 30 } },
     Key { name: "http_max_connections", kind: Kind::Int { min: 1, max: 100_000, default: 64 } },
     Key { name: "http_files_dir", kind: Kind::Path },
     Key { name: "websocket_origins", kind: Kind::Str("") },
@@ -777,6 +780,7 @@ impl Validator<'_> {
                 as usize,
             header_timeout: self.secs(take("http_header_timeout"), "http_header_timeout"),
             idle_timeout: self.secs(take("http_idle_timeout"), "http_idle_timeout"),
+            body_timeout: self.secs(take("http_body_timeout"), "http_body_timeout"),
             max_connections: self.int(take("http_max_connections"), "http_max_connections") as usize,
             files_dir: self.path(take("http_files_dir"), "http_files_dir"),
             websocket_origins: self

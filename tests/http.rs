@@ -156,7 +156,7 @@ fn an_upload_slot_takes_one_put_and_the_file_reads_back_whole_and_in_ranges() {
 
 #[test]
 fn a_put_the_slot_did_not_grant_is_refused_with_its_status_and_stores_nothing() {
-    let server = Server::start_with("upload_slot_timeout = 1\nhttp_idle_timeout = 1\n");
+    let server = Server::start_with("upload_slot_timeout = 1\nhttp_body_timeout = 1\n");
     server.add_user("juliet", "pw");
     let mut juliet = server.login("juliet", "pw", "phone");
     let (put_path, get_path) = slot(&mut juliet, "a.txt", 10, "text/plain");
@@ -174,7 +174,7 @@ fn a_put_the_slot_did_not_grant_is_refused_with_its_status_and_stores_nothing() 
     let mut h = server.https();
     let r = h.http(&format!("PUT {put_path} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked"), b"");
     assert_eq!(r.status, 411);
-    // A body that stops half-way: 408 after http_idle_timeout, and nothing kept.
+    // A body that stops half-way: 408 after http_body_timeout, and nothing kept.
     let mut h = server.https();
     let r = h.http(&format!("PUT {put_path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10"), b"01234");
     assert_eq!(r.status, 408, "{r:?}");

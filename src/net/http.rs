@@ -485,7 +485,7 @@ async fn receive(
     let mut buf = vec![0u8; CHUNK];
     while left > 0 {
         let want = (left as usize).min(CHUNK);
-        let deadline = Instant::now() + server.config.http.idle_timeout;
+        let deadline = Instant::now() + server.config.http.body_timeout;
         let n = match read_some(server, transport, lease, &mut buf[..want], deadline).await {
             Ok(n) => n,
             Err(Stop::TimedOut) => return Err((408, "the upload stalled".into())),
