@@ -74,6 +74,9 @@ def local(element):
 class Stream:
     """What both transports share: SCRAM-SHA-1 and bind over element()/send()."""
 
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
     async def until(self, *names):
         """Elements up to the first named one of `names` (local names); returns it."""
         while True:
@@ -82,6 +85,14 @@ class Stream:
                 return element
             if local(element) == "error" and element.tag.startswith("{http://etherx.jabber.org/streams}"):
                 raise StreamEnded(ET.tostring(element).decode())
+
+    async def iq(self, stanza, id):
+        """Sends an iq; returns the answer with its id (elements before it skipped)."""
+        self.send(stanza)
+        while True:
+            answer = await self.until("iq")
+            if answer.get("id") == id:
+                return answer
 
     async def login(self, domain, user, password, resource):
         await self.open(domain)
@@ -106,12 +117,8 @@ class Stream:
         if local(outcome) != "success":
             raise RuntimeError(f"SCRAM-SHA-1 login of {user} failed: {ET.tostring(outcome)}")
         await self.open(domain)
-        self.send(f"<iq xmlns='jabber:client' type='set' id='bind'><bind xmlns='{BIND}'>"
-                  f"<resource>{resource}</resource></bind></iq>")
-        while True:
-            bound = await self.until("iq")
-            if bound.get("id") == "bind":
-                break
+        bound = await self.iq(f"<iq xmlns='jabber:client' type='set' id='bind'><bind xmlns='{BIND}'>"
+                              f"<resource>{resource}</resource></bind></iq>", "bind")
         if bound.get("type") != "result":
             raise RuntimeError(f"bind failed: {ET.tostring(bound)}")
 
@@ -130,9 +137,6 @@ class WsXmpp(Stream):
     """One XMPP stream over a WebSocket (RFC 7395): each text message is one element."""
 
     CLOSE = f"<close xmlns='{FRAMING}'/>"
-
-    def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
 
     @classmethod
     async def connect(cls, port, server_name, ctx, path="/xmpp-websocket"):
@@ -203,12 +207,9 @@ class WsXmpp(Stream):
 
     async def upload_slot(self, service, filename, size, content_type="application/octet-stream"):
         """XEP-0363 §5: (PUT URL, GET URL, headers the PUT must carry)."""
-        self.send(f"<iq xmlns='jabber:client' type='get' id='slot' to='{service}'><request xmlns='{UPLOAD}' "
-                  f"filename='{filename}' size='{size}' content-type='{content_type}'/></iq>")
-        while True:
-            answer = await self.until("iq")
-            if answer.get("id") == "slot":
-                break
+        answer = await self.iq(f"<iq xmlns='jabber:client' type='get' id='slot' to='{service}'><request "
+                               f"xmlns='{UPLOAD}' filename='{filename}' size='{size}' "
+                               f"content-type='{content_type}'/></iq>", "slot")
         slot = answer.find(f"{{{UPLOAD}}}slot")
         if slot is None:
             raise RuntimeError(f"no upload slot: {ET.tostring(answer)}")
@@ -223,7 +224,7 @@ class TcpXmpp(Stream):
     CLOSE = "</stream:stream>"
 
     def __init__(self, reader, writer):
-        self.reader, self.writer = reader, writer
+        super().__init__(reader, writer)
         self.ready = []
 
     @classmethod

@@ -6,13 +6,19 @@ mod common;
 use common::*;
 use std::sync::Arc;
 
-fn board_value(board: &str, key: &str) -> u64 {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards").join(board).join("board.toml");
-    let text = std::fs::read_to_string(&path).expect("board.toml");
+/// A number in `boards/BOARD/FILE` (`board.toml`: the board's facts;
+/// `wrenhub.toml`: its profile).
+fn board_file_value(board: &str, file: &str, key: &str) -> u64 {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards").join(board).join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{key} = ")))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("{key} in {}", path.display()))
+}
+
+fn board_value(board: &str, key: &str) -> u64 {
+    board_file_value(board, "board.toml", key)
 }
 
 fn fill_pool(board: &str, sessions: usize) {
@@ -120,60 +126,26 @@ fn openwrt_router_login_with_a_full_offline_backlog_stays_within_budget() {
     assert!(peak < budget_kib, "peak RSS {peak} KiB over the budget of {budget_kib} KiB");
 }
 
-/// A key of the board's profile (`wrenhub.toml`).
-fn profile_value(board: &str, key: &str) -> u64 {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("boards").join(board).join("wrenhub.toml");
-    let text = std::fs::read_to_string(&path).expect("wrenhub.toml");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key} = ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{key} in {}", path.display()))
-}
-
 /// The profile's whole HTTP share in uploads at once (each PUT half-way through its
 /// body) stays within the board's memory; one connection more is answered `503`;
 /// then every upload completes and reads back whole.
 fn http_share_full_of_uploads(board: &str) {
     let budget_kib = board_value(board, "memory_budget_mib") * 1024;
-    let share = profile_value(board, "http_max_connections") as usize;
+    let share = board_file_value(board, "wrenhub.toml", "http_max_connections") as usize;
     let server = Server::start_with(&format!("board = '{board}'\n"));
     server.add_user("juliet", "pw");
     let mut juliet = server.login("juliet", "pw", "phone");
     let body: Vec<u8> = (0..1_048_576u32).map(|i| (i % 241) as u8).collect();
     let mut uploads = Vec::new();
     for i in 0..share {
-        juliet.send(&format!(
-            "<iq type='get' id='s{i}' to='upload.localhost'><request xmlns='urn:xmpp:http:upload:0' \
-             filename='f{i}.bin' size='{}' content-type='application/octet-stream'/></iq>",
-            body.len()
-        ));
-        let got = juliet.read_until("</iq>", WAIT);
-        let url = |tag: &str| {
-            let at = got.find(&format!("<{tag} url='")).unwrap_or_else(|| panic!("no slot: {got}"));
-            let url = between(&got[at..], "url='", "'").replace("&amp;", "&");
-            url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap()
-        };
-        let (put, get) = (url("put"), url("get"));
-        let mut h = server.https();
-        let head = format!(
-            "PUT {put} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        h.send_bytes(head.as_bytes());
-        h.send_bytes(&body[..65536]);
-        uploads.push((h, get));
+        let (put, get) = slot(&mut juliet, &format!("f{i}.bin"), body.len() as u64, "application/octet-stream");
+        uploads.push((start_put(&server, &put, "application/octet-stream", &body, 65536), get));
     }
     // Once every PUT holds its slot of the share, one request more is refused.
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    wait_until(&format!("{board}: the HTTP share full, a request refused with 503"), || {
         let mut probe = server.https();
-        let got = probe.http("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close", b"");
-        if got.status == 503 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{board}: the share never filled: {got:?}");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+        probe.http("GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close", b"").status == 503
+    });
     let rss = server.rss_kib();
     eprintln!("{board}: {share} uploads in flight, RSS {rss} KiB, budget {budget_kib} KiB");
     assert!(rss < budget_kib, "{board}: RSS {rss} KiB over the budget of {budget_kib} KiB");

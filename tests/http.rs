@@ -7,34 +7,6 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const NS_UPLOAD: &str = "urn:xmpp:http:upload:0";
-
-/// The path (and query) of a URL the hub handed out.
-fn path_of(url: &str) -> String {
-    let rest = url.split_once("://").expect("a URL").1;
-    format!("/{}", rest.split_once('/').expect("a path").1)
-}
-
-/// Asks for a slot; returns the stanza answering it.
-fn ask_slot(c: &mut Client, id: &str, name: &str, size: u64, content_type: &str) -> String {
-    c.send(&format!(
-        "<iq type='get' id='{id}' to='upload.localhost'><request xmlns='{NS_UPLOAD}' filename='{name}' \
-         size='{size}' content-type='{content_type}'/></iq>"
-    ));
-    let answer = c.read_until(&format!("id='{id}'"), WAIT);
-    answer + &c.read_until("</iq>", WAIT)
-}
-
-/// A slot's PUT and GET paths.
-fn slot(c: &mut Client, name: &str, size: u64, content_type: &str) -> (String, String) {
-    let answer = ask_slot(c, "slot", name, size, content_type);
-    assert!(answer.contains("type='result'"), "{answer}");
-    let put = between(&answer, "<put url='", "'").replace("&amp;", "&");
-    let get = between(&answer, "<get url='", "'").replace("&amp;", "&");
-    assert!(put.starts_with("https://localhost:") && get.starts_with("https://localhost:"), "{answer}");
-    (path_of(&put), path_of(&get))
-}
-
 fn put(server: &Server, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
     let mut h = server.https();
     h.http(
@@ -311,30 +283,18 @@ fn uploads_in_progress_count_in_the_buffer_budget_and_lose_nothing() {
     let mut transfers = Vec::new();
     for i in 0..2 {
         let (put_path, get_path) = slot(&mut juliet, &format!("part{i}.bin"), body.len() as u64, "text/plain");
-        let mut h = server.https();
-        let head = format!(
-            "PUT {put_path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        h.send_bytes(head.as_bytes());
-        h.send_bytes(&body[..1000]);
-        transfers.push((h, get_path));
+        transfers.push((start_put(&server, &put_path, "text/plain", &body, 1000), get_path));
     }
     let probe = || {
         let mut c = server.connect();
         c.send(HEADER);
         c.read_until_any(&["</stream:error>", "</stream:features>"])
     };
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    wait_until("the transfers counted in the budget: a new connection refused", || {
         let got = probe();
-        if got.contains("<resource-constraint ") {
-            assert!(got.contains("max_buffer_memory"), "{got}");
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "the transfers were never counted: {got}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        assert!(!got.contains("<resource-constraint ") || got.contains("max_buffer_memory"), "{got}");
+        got.contains("<resource-constraint ")
+    });
     // The transfers go on and complete; their memory comes back.
     for (h, _) in &mut transfers {
         h.send_bytes(&body[1000..]);

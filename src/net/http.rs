@@ -67,7 +67,6 @@ async fn serve_http(
     mut transport: Transport,
     lease: &SessionLease,
 ) -> Option<(Transport, Vec<u8>)> {
-    let server = Rc::clone(server);
     let peer = lease.peer().map(|p| p.to_string()).unwrap_or_default();
     let mut input: Vec<u8> = Vec::new();
     let mut charge = server.buffers.charge();
@@ -86,25 +85,25 @@ async fn serve_http(
             let room = config.limits.max_head_bytes.saturating_sub(input.len()).clamp(1, 4096);
             let at = input.len();
             input.resize(at + room, 0);
-            let read = read_some(&server, &mut transport, lease, &mut input[at..], deadline).await;
+            let read = read_some(server, &mut transport, lease, &mut input[at..], deadline).await;
             input.truncate(at + *read.as_ref().unwrap_or(&0));
             match read {
                 Ok(_) => charge.set(input.capacity()),
                 Err(Stop::TimedOut) if !input.is_empty() => {
                     let _ = transport
-                        .write_all(&text(408, "the request head took too long", true, false), write_timeout(&server))
+                        .write_all(&text(408, "the request head took too long", true, false), write_timeout(server))
                         .await;
-                    return closed(transport, &server).await;
+                    return closed(transport, server).await;
                 }
-                Err(_) => return closed(transport, &server).await,
+                Err(_) => return closed(transport, server).await,
             }
         };
         let (request, head_len) = match request {
             Ok(parsed) => parsed,
             Err(e) => {
                 log::debug!("{peer}: HTTP request refused: {}", e.text());
-                let _ = transport.write_all(&text(e.status(), e.text(), true, false), write_timeout(&server)).await;
-                return closed(transport, &server).await;
+                let _ = transport.write_all(&text(e.status(), e.text(), true, false), write_timeout(server)).await;
+                return closed(transport, server).await;
             }
         };
         input.drain(..head_len);
@@ -115,12 +114,12 @@ async fn serve_http(
             // its stream authenticates: evictable, and out of the transfers' share.
             if request.path != WEBSOCKET_PATH && lease.promote(Kind::Http).is_err() {
                 let answer = Head::new(503).header("Retry-After", "5").finish(Some(0), true);
-                let _ = transport.write_all(&answer, write_timeout(&server)).await;
-                return closed(transport, &server).await;
+                let _ = transport.write_all(&answer, write_timeout(server)).await;
+                return closed(transport, server).await;
             }
         }
         if request.path == WEBSOCKET_PATH {
-            let answer = match websocket_upgrade(&server, &request) {
+            let answer = match websocket_upgrade(server, &request) {
                 Ok(head) => head,
                 Err((status, why)) => {
                     let mut answer = text(status, why, true, false);
@@ -128,11 +127,11 @@ async fn serve_http(
                         let at = answer.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 2);
                         answer.splice(at..at, b"Sec-WebSocket-Version: 13\r\n".iter().copied());
                     }
-                    let _ = transport.write_all(&answer, write_timeout(&server)).await;
-                    return closed(transport, &server).await;
+                    let _ = transport.write_all(&answer, write_timeout(server)).await;
+                    return closed(transport, server).await;
                 }
             };
-            if transport.write_all(&answer, write_timeout(&server)).await.is_err() {
+            if transport.write_all(&answer, write_timeout(server)).await.is_err() {
                 return None;
             }
             log::debug!("{peer}: XMPP over WebSocket");
@@ -140,7 +139,7 @@ async fn serve_http(
         }
         let close = request.close || served >= config.max_requests_per_connection || server.is_shutting_down();
         log::debug!("{peer}: HTTP {:?} {}", request.method(), request.path);
-        let next = route(&server, &mut transport, lease, &request, &mut input, close).await;
+        let next = route(server, &mut transport, lease, &request, &mut input, close).await;
         charge.set(input.capacity());
         match next {
             Ok(Next::KeepAlive) if !close => {}
@@ -154,7 +153,15 @@ async fn serve_http(
             input.shrink_to(CHUNK);
         }
     }
-    closed(transport, &server).await
+    closed(transport, server).await
+}
+
+/// A transfer's buffer, and its charge in the budget: this buffer and the
+/// blocking pipe's (`CHUNK` each).
+fn transfer_buffer(server: &Server) -> (crate::budget::Charge<'_>, Vec<u8>) {
+    let mut charge = server.buffers.charge();
+    charge.set(2 * CHUNK);
+    (charge, vec![0u8; CHUNK])
 }
 
 /// Closes the connection (TLS close_notify included): nothing follows.
@@ -479,10 +486,7 @@ async fn receive(
     file.write_all(&input[..first]).await.map_err(disk_error)?;
     input.drain(..first);
     left -= first as u64;
-    // The transfer's buffers (this one and the blocking pipe's) count in the budget.
-    let mut charge = server.buffers.charge();
-    charge.set(2 * CHUNK);
-    let mut buf = vec![0u8; CHUNK];
+    let (_charge, mut buf) = transfer_buffer(server);
     while left > 0 {
         let want = (left as usize).min(CHUNK);
         let deadline = Instant::now() + server.config.http.body_timeout;
@@ -629,10 +633,7 @@ async fn send_file(
     // lseek does not wait for the disk.
     file.seek(io::SeekFrom::Start(start))?;
     let mut file = blocking::Unblock::with_capacity(CHUNK, file);
-    // The transfer's buffers (this one and the blocking pipe's) count in the budget.
-    let mut charge = server.buffers.charge();
-    charge.set(2 * CHUNK);
-    let mut buf = vec![0u8; CHUNK];
+    let (_charge, mut buf) = transfer_buffer(server);
     let mut left = count;
     while left > 0 {
         let want = (left as usize).min(CHUNK);

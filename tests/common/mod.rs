@@ -1022,3 +1022,55 @@ pub fn publish_options(fields: &str) -> String {
          <value>http://jabber.org/protocol/pubsub#publish-options</value></field>{fields}</x></publish-options>"
     )
 }
+
+/// XEP-0363's namespace.
+pub const NS_UPLOAD: &str = "urn:xmpp:http:upload:0";
+
+/// The path (and query) of a URL.
+pub fn path_of(url: &str) -> String {
+    let rest = url.split_once("://").expect("a URL").1;
+    format!("/{}", rest.split_once('/').expect("a path").1)
+}
+
+/// Asks `upload.localhost` for a slot (XEP-0363 §4); returns the stanza answering it.
+pub fn ask_slot(c: &mut Client, id: &str, name: &str, size: u64, content_type: &str) -> String {
+    c.send(&format!(
+        "<iq type='get' id='{id}' to='upload.localhost'><request xmlns='{NS_UPLOAD}' filename='{name}' \
+         size='{size}' content-type='{content_type}'/></iq>"
+    ));
+    let answer = c.read_until(&format!("id='{id}'"), WAIT);
+    answer + &c.read_until("</iq>", WAIT)
+}
+
+/// A granted slot's PUT and GET paths.
+pub fn slot(c: &mut Client, name: &str, size: u64, content_type: &str) -> (String, String) {
+    let answer = ask_slot(c, "slot", name, size, content_type);
+    assert!(answer.contains("type='result'"), "{answer}");
+    let put = between(&answer, "<put url='", "'").replace("&amp;", "&");
+    let get = between(&answer, "<get url='", "'").replace("&amp;", "&");
+    assert!(put.starts_with("https://localhost:") && get.starts_with("https://localhost:"), "{answer}");
+    (path_of(&put), path_of(&get))
+}
+
+/// A PUT of `body` to `path` on a new HTTPS connection, of which only the head and
+/// the first `sent` bytes are sent: the transfer is in flight.
+pub fn start_put(server: &Server, path: &str, content_type: &str, body: &[u8], sent: usize) -> Client {
+    let mut h = server.https();
+    let head = format!(
+        "PUT {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    h.send_bytes(head.as_bytes());
+    h.send_bytes(&body[..sent]);
+    h
+}
+
+/// Polls `holds` every 20 ms until it returns true; panics after `WAIT` saying
+/// what never happened.
+pub fn wait_until(what: &str, mut holds: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !holds() {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

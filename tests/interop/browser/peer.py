@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/interop: check.py
 os.environ.setdefault("XMPP_TIMEOUT", "45")  # the default --timeout: Chromium and Converse take a while
 
-from check import check, close, expect, main, online  # noqa: E402
+from check import check, close, expect, expect_from, main, online  # noqa: E402
 
 
 async def run(args):
@@ -43,12 +43,11 @@ async def run(args):
     print(f"peer.py: online as {romeo.boundjid}", flush=True)
 
     browser = args.browser_jid
-    while True:
-        msg = await expect(inbox, f"a message with a body from {browser}", max(0.1, deadline - time.monotonic()))
-        if msg["from"].bare != browser:
-            print(f"peer.py: skipped a message from {msg['from']}: {msg['body']!r}", flush=True)
-            continue
-        break
+
+    def left():
+        return max(0.1, deadline - time.monotonic())
+
+    msg = await expect_from(inbox, browser, f"a message with a body from {browser}", left())
     check(msg["type"] == "chat", f"the browser's message has type {msg['type']!r}, not 'chat': {msg}")
     check(msg["body"] == args.expect, f"the browser sent {msg['body']!r}, expected {args.expect!r}")
     check(msg["from"].resource, f"the browser's message came from a bare JID: {msg['from']}")
@@ -61,20 +60,16 @@ async def run(args):
     print(f"peer.py: answered {args.answer!r} to {msg['from']} (id {answer['id']})", flush=True)
 
     while True:
-        got = await expect(receipts, f"the browser's receipt (XEP-0184) for message {answer['id']}",
-                           max(0.1, deadline - time.monotonic()))
+        got = await expect(receipts, f"the browser's receipt (XEP-0184) for message {answer['id']}", left())
         if got["from"].bare == browser and got["receipt"] == answer["id"]:
             break
     print(f"peer.py: {got['from']} acknowledged the answer (receipt)", flush=True)
 
     if args.expect_file:
         want = Path(args.expect_file).read_bytes()
-        while True:
-            msg = await expect(inbox, f"a message with a file link from {browser}",
-                               max(0.1, deadline - time.monotonic()))
-            if msg["from"].bare == browser and msg["oob"]["url"]:
-                break
+        msg = await expect_from(inbox, browser, f"a message with a file link from {browser}", left())
         url = msg["oob"]["url"]
+        check(url, f"the browser's next message has no link (XEP-0066): {msg}")
         check(msg["body"] == url, f"the body is not the link: {msg['body']!r} / {url!r}")
         ctx = ssl.create_default_context(cafile=args.ca)
         got = await asyncio.to_thread(lambda: urllib.request.urlopen(url, context=ctx, timeout=10).read())
